@@ -1,0 +1,226 @@
+//! The applet table and the multicall dispatcher: argv[0] (or argv[1]) picks the applet.
+//!
+//! One table drives dispatch, `--list` and `--install`, as in busybox. The
+//! basename of argv[0], with any leading `-` removed, is matched against the
+//! applet names and link names; the longest match wins, where a match is the
+//! whole name or a suffix that follows a `-` (so `x86_64-linux-gnu-distccd`
+//! reaches `distccd`). Called by its own name, the binary takes the applet
+//! from argv[1].
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+mod daemon;
+
+/// An applet's entry point: the full argv (argv[0] is the name it was called
+/// by) in, an exit code out.
+pub type AppletMain = fn(Vec<OsString>) -> i32;
+
+/// One row of the applet table.
+pub struct Applet {
+    /// The subcommand name: `distcc-rs NAME ...`.
+    pub name: &'static str,
+    /// Names the applet is also reached by when the binary is linked under them.
+    pub links: &'static [&'static str],
+    pub main: AppletMain,
+    /// One line for `--list`.
+    pub about: &'static str,
+}
+
+/// Every applet that works today. Applets are registered only once they work.
+pub const APPLETS: &[Applet] = &[Applet {
+    name: "daemon",
+    links: &["distccd"],
+    main: daemon::main,
+    about: "distcc compile server (distccd), protocols 1 and 2",
+}];
+
+/// The exit status for an unknown applet name, as busybox uses.
+const EXIT_UNKNOWN_APPLET: i32 = 127;
+
+/// The name the binary answers to itself.
+const SELF_NAME: &str = "distcc-rs";
+
+/// Finds the applet for a called name by the rules in the module doc.
+pub fn find_applet(called: &OsStr) -> Option<&'static Applet> {
+    let base = Path::new(called)
+        .file_name()
+        .map(|b| b.as_bytes())
+        .unwrap_or(called.as_bytes());
+    let base = base.strip_prefix(b"-").unwrap_or(base);
+    let mut best: Option<(&'static Applet, usize)> = None;
+    for applet in APPLETS {
+        for name in std::iter::once(&applet.name).chain(applet.links.iter()) {
+            if name_matches(base, name.as_bytes()) && best.is_none_or(|(_, len)| name.len() > len) {
+                best = Some((applet, name.len()));
+            }
+        }
+    }
+    best.map(|(applet, _)| applet)
+}
+
+fn name_matches(base: &[u8], name: &[u8]) -> bool {
+    base == name
+        || (base.len() > name.len()
+            && base.ends_with(name)
+            && base[base.len() - name.len() - 1] == b'-')
+}
+
+fn is_self_name(called: &OsStr) -> bool {
+    let base = Path::new(called).file_name().unwrap_or(called);
+    let base = base.as_bytes();
+    let base = base.strip_prefix(b"-").unwrap_or(base);
+    base == SELF_NAME.as_bytes()
+}
+
+/// Runs the applet chosen by argv and returns its exit code.
+pub fn dispatch(args: Vec<OsString>) -> i32 {
+    let Some(argv0) = args.first().cloned() else {
+        eprintln!("{SELF_NAME}: no argv[0]");
+        return EXIT_UNKNOWN_APPLET;
+    };
+    if !is_self_name(&argv0) {
+        return match find_applet(&argv0) {
+            Some(applet) => (applet.main)(args),
+            None => {
+                eprintln!(
+                    "{SELF_NAME}: applet not found: {} (try '{SELF_NAME} --list')",
+                    Path::new(&argv0).display()
+                );
+                EXIT_UNKNOWN_APPLET
+            }
+        };
+    }
+    let Some(first) = args.get(1) else {
+        usage(&mut std::io::stderr());
+        return EXIT_UNKNOWN_APPLET;
+    };
+    match first.to_str() {
+        Some("--list") => {
+            list(&mut std::io::stdout());
+            0
+        }
+        Some("--help") | Some("-h") => {
+            usage(&mut std::io::stdout());
+            0
+        }
+        Some("--version") => {
+            print!("{}", crate::version_banner(SELF_NAME));
+            0
+        }
+        Some("--install") => install(&args[2..]),
+        _ => match APPLETS
+            .iter()
+            .find(|a| OsStr::new(a.name) == first.as_os_str())
+        {
+            Some(applet) => (applet.main)(args[1..].to_vec()),
+            None => {
+                eprintln!(
+                    "{SELF_NAME}: unknown applet '{}' (try '{SELF_NAME} --list')",
+                    first.to_string_lossy()
+                );
+                EXIT_UNKNOWN_APPLET
+            }
+        },
+    }
+}
+
+fn usage(out: &mut dyn Write) {
+    let _ = writeln!(
+        out,
+        "Usage: {SELF_NAME} APPLET [ARGS...]\n\
+         \x20      {SELF_NAME} --list\n\
+         \x20      {SELF_NAME} --install [-s] DIR\n\
+         \x20      {SELF_NAME} --version\n\
+         \n\
+         Linked under an applet's name (for example distccd), the binary runs that applet.\n\
+         \n\
+         Applets:"
+    );
+    list(out);
+}
+
+fn list(out: &mut dyn Write) {
+    for applet in APPLETS {
+        let links = if applet.links.is_empty() {
+            String::new()
+        } else {
+            format!(" (linked as {})", applet.links.join(", "))
+        };
+        let _ = writeln!(out, "  {:<10} {}{}", applet.name, applet.about, links);
+    }
+}
+
+/// `--install [-s] DIR`: makes a hard link (or with `-s` a symbolic link) to
+/// this binary in DIR for every applet's link names.
+fn install(args: &[OsString]) -> i32 {
+    let (symbolic, dir) = match args {
+        [flag, dir] if flag == "-s" => (true, dir),
+        [dir] if dir != "-s" => (false, dir),
+        _ => {
+            eprintln!("Usage: {SELF_NAME} --install [-s] DIR");
+            return 101;
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!("{SELF_NAME}: cannot find this executable: {err}");
+            return 100;
+        }
+    };
+    let mut status = 0;
+    for link in APPLETS.iter().flat_map(|a| a.links.iter()) {
+        let path: PathBuf = Path::new(dir).join(link);
+        let _ = std::fs::remove_file(&path);
+        let made = if symbolic {
+            std::os::unix::fs::symlink(&exe, &path)
+        } else {
+            std::fs::hard_link(&exe, &path)
+        };
+        if let Err(err) = made {
+            eprintln!("{SELF_NAME}: cannot link {}: {err}", path.display());
+            status = 100;
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn table_has_no_duplicate_names() {
+        let mut seen = HashSet::new();
+        for applet in APPLETS {
+            for name in std::iter::once(&applet.name).chain(applet.links.iter()) {
+                assert!(seen.insert(*name), "duplicate applet name {name}");
+            }
+        }
+        assert!(!seen.contains(SELF_NAME));
+    }
+
+    #[test]
+    fn argv0_dispatch_rules() {
+        let name = |s: &str| find_applet(OsStr::new(s)).map(|a| a.name);
+        assert_eq!(name("distccd"), Some("daemon"));
+        assert_eq!(name("/usr/sbin/distccd"), Some("daemon"));
+        assert_eq!(name("-distccd"), Some("daemon"));
+        assert_eq!(name("x86_64-linux-gnu-distccd"), Some("daemon"));
+        assert_eq!(name("daemon"), Some("daemon"));
+        assert_eq!(name("notdistccd"), None);
+        assert_eq!(name("distccd-old"), None);
+        assert_eq!(name("nosuchapplet"), None);
+    }
+
+    #[test]
+    fn self_name_is_recognised_with_path_and_dash() {
+        assert!(is_self_name(OsStr::new("/usr/bin/distcc-rs")));
+        assert!(is_self_name(OsStr::new("-distcc-rs")));
+        assert!(!is_self_name(OsStr::new("distccd")));
+    }
+}

@@ -1,0 +1,1 @@
+//! Compiler command-line scanning shared by the daemon and (later) the client.

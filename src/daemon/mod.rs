@@ -1,0 +1,1 @@
+//! The compile server: accepts distcc requests, runs whitelisted compilers, returns results.

@@ -1,0 +1,1 @@
+//! The one logger: distccd-style lines to syslog, a log file or stderr.

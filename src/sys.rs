@@ -1,0 +1,1 @@
+//! Thin safe wrappers around the libc calls the daemon needs.
