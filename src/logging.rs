@@ -1,1 +1,142 @@
 //! The one logger: distccd-style lines to syslog, a log file or stderr.
+//!
+//! Lines look like distccd's: `distccd[PID] (module) LEVEL: text`, where
+//! LEVEL is empty for notices, `ERROR` for errors and `Warning` for warnings.
+//! distccd's syslog levels map onto `log`'s: emerg to err are `Error`,
+//! warning is `Warn`, notice is `Info`, info is `Debug`, debug is `Trace`.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::sync::Mutex;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// Where log lines go.
+pub enum Destination {
+    /// syslog, facility daemon, with the program name as ident.
+    Syslog,
+    Stderr,
+    File(std::fs::File),
+}
+
+struct Logger {
+    program: &'static str,
+    destination: Mutex<Destination>,
+}
+
+static LOGGER: Logger = Logger {
+    program: "distccd",
+    destination: Mutex::new(Destination::Stderr),
+};
+
+/// Parses a distccd `--log-level` name.
+pub fn parse_level(name: &str) -> Option<LevelFilter> {
+    Some(match name {
+        "emerg" | "emergency" | "alert" | "critical" | "crit" | "error" | "err" => {
+            LevelFilter::Error
+        }
+        "warning" | "warn" => LevelFilter::Warn,
+        "notice" | "note" => LevelFilter::Info,
+        "info" => LevelFilter::Debug,
+        "debug" => LevelFilter::Trace,
+        _ => return None,
+    })
+}
+
+/// Installs the logger (once) writing to stderr at `level`; later calls
+/// only change the level.
+pub fn init(level: LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// Sends log lines to `destination` from now on.
+pub fn set_destination(destination: Destination) {
+    if let Destination::Syslog = destination {
+        static IDENT: &std::ffi::CStr = c"distccd";
+        // SAFETY: IDENT is a static NUL-terminated string, as openlog requires.
+        unsafe { libc::openlog(IDENT.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+    }
+    if let Ok(mut current) = LOGGER.destination.lock() {
+        *current = destination;
+    }
+}
+
+fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Error => "ERROR: ",
+        Level::Warn => "Warning: ",
+        _ => "",
+    }
+}
+
+fn syslog_priority(level: Level) -> libc::c_int {
+    match level {
+        Level::Error => libc::LOG_ERR,
+        Level::Warn => libc::LOG_WARNING,
+        Level::Info => libc::LOG_NOTICE,
+        Level::Debug => libc::LOG_INFO,
+        Level::Trace => libc::LOG_DEBUG,
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        // Only our own records: libraries' trace lines are not distccd's log.
+        metadata.level() <= log::max_level() && metadata.target().starts_with("distcc_rs")
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let module = record
+            .module_path()
+            .and_then(|m| m.rsplit("::").next())
+            .unwrap_or("distcc");
+        let text = format!("({module}) {}{}", level_word(record.level()), record.args());
+        let Ok(mut destination) = self.destination.lock() else {
+            return;
+        };
+        match &mut *destination {
+            Destination::Syslog => {
+                let line = CString::new(text.replace('\0', "\\0")).unwrap_or_default();
+                // SAFETY: both strings are NUL-terminated; "%s" takes one.
+                unsafe {
+                    libc::syslog(
+                        libc::LOG_DAEMON | syslog_priority(record.level()),
+                        c"%s".as_ptr(),
+                        line.as_ptr(),
+                    )
+                };
+            }
+            Destination::Stderr => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{}[{}] {text}",
+                    self.program,
+                    std::process::id()
+                );
+            }
+            Destination::File(file) => {
+                let _ = writeln!(file, "{}[{}] {text}", self.program, std::process::id());
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distccd_level_names() {
+        assert_eq!(parse_level("notice"), Some(LevelFilter::Info));
+        assert_eq!(parse_level("crit"), Some(LevelFilter::Error));
+        assert_eq!(parse_level("warn"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("debug"), Some(LevelFilter::Trace));
+        assert_eq!(parse_level("loud"), None);
+    }
+}

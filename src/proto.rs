@@ -1,4 +1,577 @@
 //! distcc's wire protocol: 12-byte token headers, request decoding and response encoding.
+//!
+//! A packet is a 4-byte ASCII token and an 8-digit hex parameter; for body
+//! tokens the parameter is the length of the bytes that follow. Requests for
+//! protocol versions 1 and 2 are `DIST ARGC ARGV... DOTI`; responses are
+//! `DONE STAT SERR SOUT DOTO`. Version 2 compresses every non-empty bulk body
+//! with LZO1X. The decoder here is a pull parser over whatever bytes have
+//! arrived, so the daemon's event loop can feed it without blocking, and it
+//! checks every claimed length against [`Limits`] before it stores a byte.
+
+use std::fmt;
 
 /// distccd's default TCP port.
 pub const DEFAULT_PORT: u16 = 3632;
+
+/// Length of a token header: 4 token bytes and 8 hex digits.
+pub const HEADER_LEN: usize = 12;
+
+/// A 4-byte protocol token such as `DIST` or `DOTO`.
+pub type Token = [u8; 4];
+
+pub const DIST: Token = *b"DIST";
+pub const ARGC: Token = *b"ARGC";
+pub const ARGV: Token = *b"ARGV";
+pub const DOTI: Token = *b"DOTI";
+pub const DONE: Token = *b"DONE";
+pub const STAT: Token = *b"STAT";
+pub const SERR: Token = *b"SERR";
+pub const SOUT: Token = *b"SOUT";
+pub const DOTO: Token = *b"DOTO";
+
+/// The highest protocol version distcc defines (3 is pump mode).
+pub const MAX_KNOWN_VERSION: u32 = 3;
+
+/// Appends a token header with its parameter as 8 lower-case hex digits.
+pub fn put_header(out: &mut Vec<u8>, token: &Token, param: u32) {
+    out.extend_from_slice(token);
+    out.extend_from_slice(format!("{param:08x}").as_bytes());
+}
+
+/// Appends a body packet: a header whose parameter is the body length, then the body.
+pub fn put_body(out: &mut Vec<u8>, token: &Token, body: &[u8]) {
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    put_header(out, token, len);
+    out.extend_from_slice(&body[..len as usize]);
+}
+
+/// Appends a bulk body (SERR, SOUT, DOTO, DOTI): LZO1X-compressed when the
+/// protocol version asks for it, and always sent as length 0 when empty.
+pub fn put_bulk(out: &mut Vec<u8>, token: &Token, body: &[u8], version: u32) {
+    if version >= 2 && !body.is_empty() {
+        put_body(out, token, &crate::lzo::compress(body));
+    } else {
+        put_body(out, token, body);
+    }
+}
+
+/// Parses a 12-byte header, accepting upper- or lower-case hex as real distcc does.
+pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(Token, u32), ProtoError> {
+    let mut token = [0u8; 4];
+    token.copy_from_slice(&header[..4]);
+    let mut value: u32 = 0;
+    for &c in &header[4..] {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return Err(ProtoError::BadHex(*header)),
+        };
+        value = (value << 4) | u32::from(digit);
+    }
+    Ok((token, value))
+}
+
+/// Limits on what one request may claim. The decoder refuses a request as
+/// soon as a claimed count or length exceeds these, before it stores a byte.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most arguments (ARGC), compiler name included.
+    pub max_argc: u32,
+    /// Longest single argument, in bytes.
+    pub max_arg_len: u32,
+    /// Most bytes over all arguments together.
+    pub max_args_total: usize,
+    /// Longest DOTI body as sent (compressed in version 2), and the largest
+    /// preprocessed source it may decompress to.
+    pub max_input: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_argc: 64 * 1024,
+            max_arg_len: 64 * 1024,
+            max_args_total: 4 * 1024 * 1024,
+            max_input: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a request was refused at the protocol level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProtoError {
+    /// A token other than the one the protocol position calls for.
+    Derailed {
+        expected: Token,
+        got: [u8; HEADER_LEN],
+    },
+    /// The 8 parameter characters were not all hex digits.
+    BadHex([u8; HEADER_LEN]),
+    /// A protocol version this daemon does not serve.
+    UnsupportedVersion(u32),
+    /// ARGC of zero: there is no compiler to run.
+    NoArguments,
+    /// A count or length above the configured limit.
+    TooLarge {
+        what: &'static str,
+        claimed: u64,
+        limit: u64,
+    },
+    /// An argument with a NUL byte in it, which no real client sends.
+    NulInArgument(u32),
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtoError::Derailed { expected, got } => write!(
+                f,
+                "protocol derailment: expected token \"{}\", got \"{}\"",
+                String::from_utf8_lossy(expected),
+                String::from_utf8_lossy(got).escape_debug()
+            ),
+            ProtoError::BadHex(got) => write!(
+                f,
+                "bad hex parameter in token \"{}\"",
+                String::from_utf8_lossy(got).escape_debug()
+            ),
+            ProtoError::UnsupportedVersion(v) => {
+                write!(f, "protocol version {v} is not served here")
+            }
+            ProtoError::NoArguments => write!(f, "request has no arguments"),
+            ProtoError::TooLarge {
+                what,
+                claimed,
+                limit,
+            } => write!(f, "{what} of {claimed} exceeds the limit of {limit}"),
+            ProtoError::NulInArgument(i) => write!(f, "argument {i} contains a NUL byte"),
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+/// What the decoder has found in the bytes given so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// `DIST`, `ARGC` and every `ARGV` have arrived.
+    Command { version: u32, argv: Vec<Vec<u8>> },
+    /// The `DOTI` header: this many body bytes follow.
+    InputStart(u32),
+    /// The next piece of the `DOTI` body.
+    Input(&'a [u8]),
+    /// The request is complete.
+    End,
+}
+
+#[derive(Debug)]
+enum State {
+    Dist,
+    Argc,
+    ArgvHeader { left: u32 },
+    ArgvBody { len: u32, left: u32 },
+    DotiHeader,
+    DotiBody { left: u32 },
+    Done,
+}
+
+/// Pull decoder for a version 1 or 2 request.
+#[derive(Debug)]
+pub struct RequestDecoder {
+    limits: Limits,
+    state: State,
+    /// A header or argument that has only partly arrived.
+    partial: Vec<u8>,
+    version: u32,
+    argv: Vec<Vec<u8>>,
+    args_total: usize,
+    command_sent: bool,
+}
+
+impl RequestDecoder {
+    pub fn new(limits: Limits) -> Self {
+        RequestDecoder {
+            limits,
+            state: State::Dist,
+            partial: Vec::new(),
+            version: 0,
+            argv: Vec::new(),
+            args_total: 0,
+            command_sent: false,
+        }
+    }
+
+    /// The protocol version from `DIST`, once it has arrived.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// True once the whole request has been decoded.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Takes bytes from the front of `input` until it can return the next
+    /// item. Returns `Ok(None)` when `input` is used up first; call again
+    /// with more bytes. Bytes after the end of the request are left in `input`.
+    pub fn next<'a>(&mut self, input: &mut &'a [u8]) -> Result<Option<Item<'a>>, ProtoError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(None),
+                State::DotiBody { left } => {
+                    if left == 0 {
+                        self.state = State::Done;
+                        return Ok(Some(Item::End));
+                    }
+                    if input.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = input.len().min(left as usize);
+                    let (chunk, rest) = input.split_at(take);
+                    *input = rest;
+                    self.state = State::DotiBody {
+                        left: left - take as u32,
+                    };
+                    return Ok(Some(Item::Input(chunk)));
+                }
+                State::ArgvBody { len, left } => {
+                    if !self.fill(input, len as usize) {
+                        return Ok(None);
+                    }
+                    let arg = std::mem::take(&mut self.partial);
+                    if arg.contains(&0) {
+                        return Err(ProtoError::NulInArgument(self.argv.len() as u32));
+                    }
+                    self.argv.push(arg);
+                    self.state = State::ArgvHeader { left: left - 1 };
+                }
+                State::ArgvHeader { left: 0 } if !self.command_sent => {
+                    self.command_sent = true;
+                    self.state = State::DotiHeader;
+                    return Ok(Some(Item::Command {
+                        version: self.version,
+                        argv: std::mem::take(&mut self.argv),
+                    }));
+                }
+                _ => {
+                    let Some(header) = self.take_header(input) else {
+                        return Ok(None);
+                    };
+                    if let Some(item) = self.on_header(&header)? {
+                        return Ok(Some(item));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves bytes from `input` into `partial` until it holds `want` bytes.
+    fn fill(&mut self, input: &mut &[u8], want: usize) -> bool {
+        let need = want - self.partial.len();
+        let take = need.min(input.len());
+        self.partial.extend_from_slice(&input[..take]);
+        *input = &input[take..];
+        self.partial.len() == want
+    }
+
+    fn take_header(&mut self, input: &mut &[u8]) -> Option<[u8; HEADER_LEN]> {
+        if !self.fill(input, HEADER_LEN) {
+            return None;
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&self.partial);
+        self.partial.clear();
+        Some(header)
+    }
+
+    fn expect(header: &[u8; HEADER_LEN], expected: Token) -> Result<u32, ProtoError> {
+        let (token, value) = parse_header(header)?;
+        if token != expected {
+            return Err(ProtoError::Derailed {
+                expected,
+                got: *header,
+            });
+        }
+        Ok(value)
+    }
+
+    fn on_header(
+        &mut self,
+        header: &[u8; HEADER_LEN],
+    ) -> Result<Option<Item<'static>>, ProtoError> {
+        match self.state {
+            State::Dist => {
+                let version = Self::expect(header, DIST)?;
+                // 3.4 serves DIST 0 as version 1 and echoes 0; versions 3 and
+                // up are pump mode or unknown, and are refused.
+                if version > 2 {
+                    return Err(ProtoError::UnsupportedVersion(version));
+                }
+                self.version = version;
+                self.state = State::Argc;
+            }
+            State::Argc => {
+                let argc = Self::expect(header, ARGC)?;
+                if argc == 0 {
+                    return Err(ProtoError::NoArguments);
+                }
+                self.check("ARGC", argc.into(), self.limits.max_argc.into())?;
+                self.state = State::ArgvHeader { left: argc };
+            }
+            State::ArgvHeader { left } => {
+                let len = Self::expect(header, ARGV)?;
+                self.check(
+                    "argument length",
+                    len.into(),
+                    self.limits.max_arg_len.into(),
+                )?;
+                self.args_total += len as usize;
+                self.check(
+                    "total argument length",
+                    self.args_total as u64,
+                    self.limits.max_args_total as u64,
+                )?;
+                self.state = State::ArgvBody { len, left };
+            }
+            State::DotiHeader => {
+                let len = Self::expect(header, DOTI)?;
+                self.check("DOTI length", len.into(), self.limits.max_input.into())?;
+                self.state = State::DotiBody { left: len };
+                return Ok(Some(Item::InputStart(len)));
+            }
+            State::ArgvBody { .. } | State::DotiBody { .. } | State::Done => {}
+        }
+        Ok(None)
+    }
+
+    fn check(&self, what: &'static str, claimed: u64, limit: u64) -> Result<(), ProtoError> {
+        if claimed > limit {
+            return Err(ProtoError::TooLarge {
+                what,
+                claimed,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a request (the client's side), for tests and for the client.
+pub fn encode_request(version: u32, argv: &[&[u8]], input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + input.len());
+    put_header(&mut out, &DIST, version);
+    put_header(&mut out, &ARGC, argv.len() as u32);
+    for arg in argv {
+        put_body(&mut out, &ARGV, arg);
+    }
+    put_bulk(&mut out, &DOTI, input, version);
+    out
+}
+
+/// The compiler's results as the daemon sends them back.
+pub struct Response<'a> {
+    pub version: u32,
+    /// The raw wait status of the compiler (or an invented `code << 8`).
+    pub status: u32,
+    pub stderr: &'a [u8],
+    pub stdout: &'a [u8],
+    /// The object file; `None` when the compile failed, which sends `DOTO00000000`.
+    pub object: Option<&'a [u8]>,
+}
+
+impl Response<'_> {
+    /// Encodes `DONE STAT SERR SOUT DOTO`.
+    pub fn encode(&self) -> Vec<u8> {
+        let object = self.object.unwrap_or(&[]);
+        let mut out = Vec::with_capacity(5 * HEADER_LEN + self.stderr.len() + object.len());
+        put_header(&mut out, &DONE, self.version);
+        put_header(&mut out, &STAT, self.status);
+        put_bulk(&mut out, &SERR, self.stderr, self.version);
+        put_bulk(&mut out, &SOUT, self.stdout, self.version);
+        put_bulk(&mut out, &DOTO, object, self.version);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], step: usize) -> Result<(u32, Vec<Vec<u8>>, Vec<u8>), ProtoError> {
+        let mut dec = RequestDecoder::new(Limits::default());
+        let mut argv = None;
+        let mut body = Vec::new();
+        let mut ended = false;
+        for chunk in bytes.chunks(step.max(1)) {
+            let mut input = chunk;
+            while let Some(item) = dec.next(&mut input)? {
+                match item {
+                    Item::Command { argv: a, .. } => argv = Some(a),
+                    Item::InputStart(_) => {}
+                    Item::Input(b) => body.extend_from_slice(b),
+                    Item::End => ended = true,
+                }
+            }
+            assert!(input.is_empty() || ended);
+        }
+        assert!(ended, "request did not end");
+        Ok((dec.version(), argv.unwrap(), body))
+    }
+
+    #[test]
+    fn observed_v1_request_decodes() {
+        let wire = b"DIST00000001ARGC00000005ARGV00000003gccARGV00000002-cARGV00000003x.c\
+ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n";
+        for step in [1, 5, 12, 13, 1000] {
+            let (v, argv, body) = decode_all(wire, step).unwrap();
+            assert_eq!(v, 1);
+            assert_eq!(
+                argv,
+                vec![
+                    b"gcc".to_vec(),
+                    b"-c".to_vec(),
+                    b"x.c".to_vec(),
+                    b"-o".to_vec(),
+                    b"x.o".to_vec()
+                ]
+            );
+            assert_eq!(body, b"int x;\n");
+        }
+    }
+
+    #[test]
+    fn encode_request_matches_observed_bytes() {
+        let argv: [&[u8]; 5] = [b"gcc", b"-c", b"x.c", b"-o", b"x.o"];
+        let v1 = encode_request(1, &argv, b"int x;\n");
+        assert_eq!(
+            v1,
+            b"DIST00000001ARGC00000005ARGV00000003gccARGV00000002-cARGV00000003x.c\
+ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
+        );
+        let v2 = encode_request(2, &argv, b"int x;\n");
+        let tail: &[u8] = b"DOTI0000000b\x18int x;\n\x11\x00\x00";
+        assert!(v2.starts_with(b"DIST00000002ARGC00000005"));
+        assert!(v2.ends_with(tail));
+    }
+
+    #[test]
+    fn upper_case_hex_is_accepted() {
+        assert_eq!(parse_header(b"DOTI0000000B").unwrap(), (DOTI, 11));
+    }
+
+    #[test]
+    fn bad_hex_is_refused() {
+        assert!(matches!(
+            parse_header(b"DIST0000000g"),
+            Err(ProtoError::BadHex(_))
+        ));
+        assert!(matches!(
+            parse_header(b"DIST -000001"),
+            Err(ProtoError::BadHex(_))
+        ));
+    }
+
+    #[test]
+    fn derailed_token_is_refused() {
+        let err = decode_all(b"DIST00000001ARGV00000003gcc", 100).unwrap_err();
+        assert!(matches!(err, ProtoError::Derailed { expected, .. } if expected == ARGC));
+    }
+
+    #[test]
+    fn pump_and_unknown_versions_are_refused() {
+        assert_eq!(
+            decode_all(b"DIST00000003", 12).unwrap_err(),
+            ProtoError::UnsupportedVersion(3)
+        );
+        assert_eq!(
+            decode_all(b"DISTffffffff", 12).unwrap_err(),
+            ProtoError::UnsupportedVersion(u32::MAX)
+        );
+    }
+
+    #[test]
+    fn claimed_sizes_over_limits_are_refused_before_allocation() {
+        let err = decode_all(b"DIST00000001ARGCffffffff", 24).unwrap_err();
+        assert!(matches!(err, ProtoError::TooLarge { what: "ARGC", .. }));
+        let err = decode_all(b"DIST00000001ARGC00000001ARGVffffffff", 36).unwrap_err();
+        assert!(matches!(
+            err,
+            ProtoError::TooLarge {
+                what: "argument length",
+                ..
+            }
+        ));
+        let err =
+            decode_all(b"DIST00000001ARGC00000001ARGV00000001xDOTIffffffff", 100).unwrap_err();
+        assert!(matches!(
+            err,
+            ProtoError::TooLarge {
+                what: "DOTI length",
+                ..
+            }
+        ));
+        assert_eq!(
+            decode_all(b"DIST00000001ARGC00000000", 100).unwrap_err(),
+            ProtoError::NoArguments
+        );
+    }
+
+    #[test]
+    fn nul_in_argument_is_refused() {
+        let err =
+            decode_all(b"DIST00000001ARGC00000001ARGV00000003g\0cDOTI00000000", 100).unwrap_err();
+        assert_eq!(err, ProtoError::NulInArgument(0));
+    }
+
+    #[test]
+    fn empty_input_ends_at_once() {
+        let (_, argv, body) =
+            decode_all(b"DIST00000002ARGC00000001ARGV00000003gccDOTI00000000", 7).unwrap();
+        assert_eq!(argv, vec![b"gcc".to_vec()]);
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn bytes_after_the_request_are_left_alone() {
+        let mut dec = RequestDecoder::new(Limits::default());
+        let wire: &[u8] = b"DIST00000001ARGC00000001ARGV00000001xDOTI00000001yJUNK";
+        let mut input = wire;
+        let mut items = 0;
+        while let Some(item) = dec.next(&mut input).unwrap() {
+            items += 1;
+            if item == Item::End {
+                break;
+            }
+        }
+        assert_eq!(items, 4);
+        assert_eq!(input, b"JUNK");
+        assert!(dec.is_done());
+    }
+
+    #[test]
+    fn observed_responses_encode_identically() {
+        let ok = Response {
+            version: 1,
+            status: 0,
+            stderr: b"",
+            stdout: b"",
+            object: Some(b"OBJ"),
+        };
+        assert_eq!(
+            ok.encode(),
+            b"DONE00000001STAT00000000SERR00000000SOUT00000000DOTO00000003OBJ"
+        );
+        let failed = Response {
+            version: 2,
+            status: 0x300,
+            stderr: b"to-stderr\n",
+            stdout: b"to-stdout\n",
+            object: None,
+        };
+        assert_eq!(
+            failed.encode(),
+            b"DONE00000002STAT00000300SERR0000000e\x1bto-stderr\n\x11\x00\x00SOUT0000000e\x1bto-stdout\n\x11\x00\x00DOTO00000000".to_vec()
+        );
+    }
+}

@@ -1,8 +1,343 @@
-//! The `daemon` applet (linked as `distccd`): distccd's command line.
+//! The `daemon` applet (linked as `distccd`): distccd's command line and environment.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-pub fn main(_args: Vec<OsString>) -> i32 {
-    eprintln!("distccd: not yet");
-    1
+use argh::FromArgs;
+
+use crate::daemon::access::{AccessList, Allow};
+use crate::daemon::policy::{self, CmdList, Whitelist};
+use crate::daemon::{Config, Mode};
+use crate::exitcode::ExitCode;
+use crate::proto::{Limits, DEFAULT_PORT};
+
+/// distcc-rs daemon: a distcc compile server, compatible with distccd 3.4
+/// (protocols 1 and 2). With no --allow, it serves only the private address
+/// ranges (10/8, 172.16/12, 192.168/16, 127/8, fe80::/10, fc00::/7, ::1).
+/// It runs only compilers named in a masquerade directory (links to distcc
+/// in <prefix>/lib/distcc or /usr/lib/distcc, or --masquerade-dir) or in
+/// DISTCC_CMDLIST. Environment: DISTCCD_PATH, DISTCC_CMDLIST,
+/// DISTCC_CMDLIST_NUMWORDS, TMPDIR, DISTCC_SAVE_TEMPS, DISTCC_IO_TIMEOUT.
+#[derive(FromArgs)]
+struct Options {
+    /// allow clients from ADDR[/BITS] (repeatable)
+    #[argh(option, short = 'a')]
+    allow: Vec<String>,
+    /// allow the private address ranges, ::1 included
+    #[argh(switch)]
+    allow_private: bool,
+    /// listen on this address (repeatable; default 0.0.0.0; :: for IPv6)
+    #[argh(option)]
+    listen: Vec<String>,
+    /// TCP port to listen on (default 3632)
+    #[argh(option, short = 'p')]
+    port: Option<String>,
+    /// maximum concurrent jobs (default: CPUs + 2)
+    #[argh(option, short = 'j')]
+    jobs: Option<String>,
+    /// niceness increment for compilers and the daemon (default 5)
+    #[argh(option, short = 'N')]
+    nice: Option<String>,
+    /// kill a compiler that runs longer than this many seconds (default 0: never)
+    #[argh(option)]
+    job_lifetime: Option<String>,
+    /// serve TCP connections (the default unless stdin is a socket)
+    #[argh(switch)]
+    daemon: bool,
+    /// serve one job on stdin and stdout (inetd, ssh)
+    #[argh(switch)]
+    inetd: bool,
+    /// stay in the foreground
+    #[argh(switch)]
+    no_detach: bool,
+    /// accepted for distccd compatibility; jobs always run in child processes
+    #[argh(switch)]
+    no_fork: bool,
+    /// accepted for distccd compatibility; no effect
+    #[argh(switch)]
+    no_fifo: bool,
+    /// write the daemon's pid here (after dropping root)
+    #[argh(option, short = 'P')]
+    pid_file: Option<PathBuf>,
+    /// user to run as when started as root (default distcc, then nobody)
+    #[argh(option)]
+    user: Option<String>,
+    /// exit after this many seconds (for tests)
+    #[argh(option)]
+    lifetime: Option<String>,
+    /// append log lines to this file instead of syslog
+    #[argh(option)]
+    log_file: Option<PathBuf>,
+    /// emerg, alert, crit, error, warning, notice (default), info or debug
+    #[argh(option)]
+    log_level: Option<String>,
+    /// log to stderr
+    #[argh(switch)]
+    log_stderr: bool,
+    /// log everything (same as --log-level=debug)
+    #[argh(switch)]
+    verbose: bool,
+    /// debug mode: --daemon --no-detach --log-stderr --verbose
+    #[argh(switch, short = 'W')]
+    wizard: bool,
+    /// serve statistics over HTTP on --stats-port
+    #[argh(switch)]
+    stats: bool,
+    /// statistics port (default 3633)
+    #[argh(option)]
+    stats_port: Option<String>,
+    /// run any compiler a client names (no whitelist); for ssh use
+    #[argh(switch)]
+    enable_tcp_insecure: bool,
+    /// old name of --enable-tcp-insecure
+    #[argh(switch)]
+    make_me_a_botnet: bool,
+    /// whitelist the compiler links in this directory (repeatable)
+    #[argh(option)]
+    masquerade_dir: Vec<PathBuf>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+/// Options that take a value, for splitting `-j4` and `--jobs=4`.
+const SHORT_WITH_VALUE: &[&str] = &["-a", "-p", "-j", "-N", "-P"];
+
+/// Rewrites popt-style `--opt=value` and `-jN` into separate words for argh.
+fn split_joined(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        if arg.starts_with("--") {
+            if let Some((opt, value)) = arg.split_once('=') {
+                out.push(opt.to_string());
+                out.push(value.to_string());
+                continue;
+            }
+        } else if arg.len() > 2 && SHORT_WITH_VALUE.contains(&&arg[..2]) {
+            out.push(arg[..2].to_string());
+            out.push(arg[2..].to_string());
+            continue;
+        }
+        out.push(arg.clone());
+    }
+    out
+}
+
+fn bad(message: String) -> i32 {
+    eprintln!("distccd: {message}");
+    ExitCode::BadArguments.into()
+}
+
+fn number<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{option}: bad number '{value}'"))
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+fn stdin_is_socket() -> bool {
+    // SAFETY: fstat on fd 0 fills a plain struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(0, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+/// Turns parsed options and the environment into the daemon's configuration.
+fn configure(o: Options) -> Result<Config, String> {
+    let mode = if o.inetd {
+        Mode::Inetd
+    } else if o.daemon || o.wizard {
+        Mode::Daemon
+    } else if stdin_is_socket() {
+        Mode::Inetd
+    } else {
+        Mode::Daemon
+    };
+    if o.no_fork || o.no_fifo {
+        log::debug!("--no-fork and --no-fifo are accepted for distccd compatibility only");
+    }
+    let mut access = AccessList::default();
+    for spec in &o.allow {
+        access.push(Allow::parse(spec)?);
+    }
+    if o.allow_private {
+        access.add_private();
+    }
+    if access.is_empty() && mode == Mode::Daemon {
+        log::info!("no --allow option given: allowing only the private ranges");
+        access.add_private();
+    }
+    let listen = o
+        .listen
+        .iter()
+        .map(|a| {
+            a.parse::<IpAddr>()
+                .map_err(|_| format!("--listen: bad address '{a}'"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let port_in_range = |option: &str, value: &str| -> Result<u16, String> {
+        match number::<u32>(option, value)? {
+            p @ 1..=65535 => Ok(p as u16),
+            p => Err(format!("{option}: port {p} is not in 1-65535")),
+        }
+    };
+    let port = match &o.port {
+        Some(p) => port_in_range("--port", p)?,
+        None => DEFAULT_PORT,
+    };
+    let stats_port = match (&o.stats_port, o.stats) {
+        (Some(p), true) => Some(port_in_range("--stats-port", p)?),
+        (None, true) => Some(3633),
+        (Some(p), false) => {
+            port_in_range("--stats-port", p)?;
+            None
+        }
+        (None, false) => None,
+    };
+    let jobs = match &o.jobs {
+        Some(j) => match number::<usize>("--jobs", j)? {
+            n @ 1..=10_000 => n,
+            n => return Err(format!("--jobs: {n} is not in 1-10000")),
+        },
+        None => crate::sys::cpu_count() + 2,
+    };
+    let nice = match &o.nice {
+        Some(n) => number("--nice", n)?,
+        None => 5,
+    };
+    let seconds = |option: &str, value: &Option<String>| -> Result<Option<Duration>, String> {
+        match value {
+            Some(v) => {
+                let n: i64 = number(option, v)?;
+                Ok((n > 0).then(|| Duration::from_secs(n as u64)))
+            }
+            None => Ok(None),
+        }
+    };
+    let job_lifetime = seconds("--job-lifetime", &o.job_lifetime)?;
+    let lifetime = seconds("--lifetime", &o.lifetime)?;
+    let verbose = o.verbose || o.wizard;
+    let log_level = match (&o.log_level, verbose) {
+        (_, true) => log::LevelFilter::Trace,
+        (Some(name), false) => crate::logging::parse_level(name).unwrap_or_else(|| {
+            log::warn!("--log-level: unknown level '{name}'; using notice");
+            log::LevelFilter::Info
+        }),
+        (None, false) => log::LevelFilter::Info,
+    };
+    let io_timeout = match std::env::var("DISTCC_IO_TIMEOUT") {
+        Ok(v) if !v.is_empty() => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Duration::from_secs(n as u64),
+            _ => return Err(format!("DISTCC_IO_TIMEOUT: bad value '{v}'")),
+        },
+        _ => Duration::from_secs(300),
+    };
+    let whitelist = if o.enable_tcp_insecure || o.make_me_a_botnet {
+        Whitelist::Insecure
+    } else if let Some(path) = std::env::var_os("DISTCC_CMDLIST") {
+        let words = std::env::var("DISTCC_CMDLIST_NUMWORDS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1);
+        Whitelist::CmdList(CmdList::read(&PathBuf::from(path), words))
+    } else if o.masquerade_dir.is_empty() {
+        Whitelist::Masquerade(policy::default_masquerade_dirs())
+    } else {
+        Whitelist::Masquerade(o.masquerade_dir.clone())
+    };
+    if let Some(path) = std::env::var_os("DISTCCD_PATH") {
+        std::env::set_var("PATH", path);
+    }
+    let tmpdir = std::env::var_os("TMPDIR")
+        .filter(|t| !t.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    Ok(Config {
+        mode,
+        access,
+        listen,
+        port,
+        jobs,
+        nice,
+        job_lifetime,
+        detach: !(o.no_detach || o.wizard),
+        pid_file: o.pid_file,
+        user: (
+            o.user.clone().unwrap_or_else(|| "distcc".into()),
+            o.user.is_some(),
+        ),
+        lifetime,
+        log_file: o.log_file,
+        log_stderr: o.log_stderr || o.wizard,
+        log_level,
+        stats_port,
+        whitelist,
+        limits: Limits::default(),
+        io_timeout,
+        save_temps: env_flag("DISTCC_SAVE_TEMPS"),
+        tmpdir,
+    })
+}
+
+pub fn main(args: Vec<OsString>) -> i32 {
+    crate::logging::init(log::LevelFilter::Info);
+    let name = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "distccd".into());
+    let mut words = Vec::with_capacity(args.len());
+    for arg in args.iter().skip(1) {
+        match arg.to_str() {
+            Some(s) => words.push(s.to_string()),
+            None => return bad(format!("argument is not valid UTF-8: {arg:?}")),
+        }
+    }
+    let words = split_joined(&words);
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let options = match Options::from_args(&[&name], &refs) {
+        Ok(o) => o,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    print!("{}", early.output);
+                    0
+                }
+                Err(()) => bad(early.output.trim_end().to_string()),
+            };
+        }
+    };
+    if options.version {
+        print!("{}", crate::version_banner("distcc-rs"));
+        return 0;
+    }
+    let config = match configure(options) {
+        Ok(c) => c,
+        Err(message) => return bad(message),
+    };
+    crate::logging::init(config.log_level);
+    crate::daemon::run(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn popt_forms_are_split() {
+        assert_eq!(
+            split_joined(&words(
+                "--jobs=4 -j4 -a10.0.0.0/8 --allow 1.2.3.4 -W --log-file=/x"
+            )),
+            words("--jobs 4 -j 4 -a 10.0.0.0/8 --allow 1.2.3.4 -W --log-file /x")
+        );
+    }
 }

@@ -1,1 +1,319 @@
-//! The compile server: accepts distcc requests, runs whitelisted compilers, returns results.
+//! The compile server: accepts distcc requests, runs whitelisted compilers,
+//! returns results. This module holds its configuration and start-up order;
+//! the event loop is in `server`.
+
+pub mod access;
+pub mod job;
+pub mod policy;
+pub mod server;
+pub mod stats;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use log::LevelFilter;
+use mio::net::TcpListener;
+
+use crate::exitcode::ExitCode;
+use crate::logging::Destination;
+use crate::proto::Limits;
+use access::AccessList;
+use policy::Whitelist;
+use server::{Server, Service};
+
+/// How the daemon talks to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Listen on TCP and serve many clients.
+    Daemon,
+    /// Serve one job on stdin and stdout (inetd, or ssh).
+    Inetd,
+}
+
+/// Everything the daemon's options and environment decide.
+pub struct Config {
+    pub mode: Mode,
+    pub access: AccessList,
+    pub listen: Vec<IpAddr>,
+    pub port: u16,
+    pub jobs: usize,
+    pub nice: i32,
+    pub job_lifetime: Option<Duration>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    /// `--user`, and whether it was given.
+    pub user: (String, bool),
+    pub lifetime: Option<Duration>,
+    pub log_file: Option<PathBuf>,
+    pub log_stderr: bool,
+    pub log_level: LevelFilter,
+    pub stats_port: Option<u16>,
+    pub whitelist: Whitelist,
+    pub limits: Limits,
+    pub io_timeout: Duration,
+    pub save_temps: bool,
+    pub tmpdir: PathBuf,
+}
+
+impl Config {
+    /// The masquerade directories in force (none for the other whitelists).
+    pub fn masquerade_dirs(&self) -> &[PathBuf] {
+        match &self.whitelist {
+            Whitelist::Masquerade(dirs) => dirs,
+            _ => &[],
+        }
+    }
+}
+
+/// Listening sockets handed over by systemd socket activation: fds from 3
+/// on, when `LISTEN_PID` names this process. A socket named `stats` in
+/// `LISTEN_FDNAMES` serves `--stats`; the others serve compiles.
+fn activation_sockets() -> Option<Vec<(RawFd, Service)>> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    if pid != std::process::id() {
+        return None;
+    }
+    let count: i32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names = names.split(':');
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    Some(
+        (0..count.max(0))
+            .map(|i| {
+                let service = match names.next() {
+                    Some("stats") => Service::Stats,
+                    _ => Service::Compile,
+                };
+                (3 + i, service)
+            })
+            .collect(),
+    )
+}
+
+fn bind(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(v6_only)?;
+    }
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+fn open_listeners(config: &Config) -> io::Result<Vec<(TcpListener, Service)>> {
+    if let Some(fds) = activation_sockets() {
+        let mut out = Vec::new();
+        for (fd, service) in fds {
+            let listener = server::listener_from_fd(fd)?;
+            log::info!(
+                "listening on {} (socket activation, {service:?})",
+                listener.local_addr()?
+            );
+            out.push((listener, service));
+        }
+        if out.iter().any(|(_, s)| *s == Service::Compile) {
+            return Ok(out);
+        }
+        return Err(io::Error::other(
+            "socket activation passed no compile socket",
+        ));
+    }
+    let addrs = if config.listen.is_empty() {
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+    } else {
+        config.listen.clone()
+    };
+    let several = addrs.len() > 1;
+    let mut out = Vec::new();
+    for addr in addrs {
+        let ports = std::iter::once((config.port, Service::Compile))
+            .chain(config.stats_port.map(|p| (p, Service::Stats)));
+        for (port, service) in ports {
+            let listener = bind(SocketAddr::new(addr, port), several)
+                .map_err(|e| io::Error::new(e.kind(), format!("{addr} port {port}: {e}")))?;
+            log::info!("listening on {} ({service:?})", listener.local_addr()?);
+            out.push((listener, service));
+        }
+    }
+    Ok(out)
+}
+
+fn set_up_logging(config: &Config) {
+    if config.log_stderr {
+        crate::logging::set_destination(Destination::Stderr);
+        return;
+    }
+    if let Some(path) = &config.log_file {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o666)
+            .open(path)
+        {
+            Ok(file) => {
+                crate::logging::set_destination(Destination::File(file));
+                return;
+            }
+            Err(err) => log::error!("cannot open log file {}: {err}", path.display()),
+        }
+    }
+    crate::logging::set_destination(Destination::Syslog);
+}
+
+fn drop_root(config: &Config) -> Result<(), i32> {
+    let (user, given) = &config.user;
+    if !crate::sys::is_root() {
+        if *given {
+            log::warn!("--user is ignored when distccd is not started as root");
+        }
+        return Ok(());
+    }
+    let ids = crate::sys::lookup_user(user)
+        .or_else(|| {
+            log::warn!("user '{user}' not found; using nobody");
+            crate::sys::lookup_user("nobody")
+        })
+        .unwrap_or(crate::sys::Ids {
+            uid: 65534,
+            gid: 65534,
+        });
+    if let Err(err) = crate::sys::drop_privileges(ids) {
+        log::error!("cannot drop root privileges: {err}");
+        return Err(ExitCode::SetuidFailed.into());
+    }
+    log::debug!("running as uid {} gid {}", ids.uid, ids.gid);
+    Ok(())
+}
+
+fn write_pid_file(path: &PathBuf, pid: u32) {
+    if let Err(err) = std::fs::write(path, format!("{pid}\n")) {
+        log::error!("cannot write pid file {}: {err}", path.display());
+    }
+}
+
+/// Runs the daemon and returns its exit code. Start-up follows distccd:
+/// nice, bind, drop root, open the log, check the whitelist, detach, serve.
+pub fn run(config: Config) -> i32 {
+    if let Err(err) = crate::sys::nice(config.nice) {
+        log::warn!("nice({}) failed: {err}", config.nice);
+    }
+    let listeners = match config.mode {
+        Mode::Inetd => Vec::new(),
+        Mode::Daemon => match open_listeners(&config) {
+            Ok(l) => l,
+            Err(err) => {
+                log::error!("cannot listen: {err}");
+                return ExitCode::BindFailed.into();
+            }
+        },
+    };
+    if let Err(code) = drop_root(&config) {
+        return code;
+    }
+    set_up_logging(&config);
+    if let Err(err) = std::env::set_current_dir(&config.tmpdir) {
+        log::error!("cannot chdir to {}: {err}", config.tmpdir.display());
+        return ExitCode::NoSuchFile.into();
+    }
+    match &config.whitelist {
+        Whitelist::Masquerade(dirs) => {
+            if !dirs.iter().any(|d| d.is_dir()) {
+                log::error!(
+                    "no masquerade directory ({}) exists; create one with compiler links to \
+                     distcc-rs, set DISTCC_CMDLIST, or use --enable-tcp-insecure",
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return ExitCode::CompilerMissing.into();
+            }
+            log::info!(
+                "compilers allowed by the masquerade directories: {}",
+                dirs.iter()
+                    .filter(|d| d.is_dir())
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Whitelist::CmdList(Ok(_)) => log::info!("compilers allowed by DISTCC_CMDLIST"),
+        Whitelist::CmdList(Err(why)) => log::error!("{why}; every job will be refused"),
+        Whitelist::Insecure => {
+            log::warn!("--enable-tcp-insecure: any compiler a client names will be run")
+        }
+    }
+    log::info!("allowing access from: {}", config.access);
+    let mut server = match config.mode {
+        Mode::Inetd => match Server::new(&config, listeners) {
+            Ok(s) => s,
+            Err(err) => {
+                log::error!("cannot start: {err}");
+                return ExitCode::DistccFailed.into();
+            }
+        },
+        Mode::Daemon => {
+            if config.detach {
+                let pid_file = config.pid_file.clone();
+                let detached = crate::sys::detach(|child| {
+                    if let Some(path) = &pid_file {
+                        write_pid_file(path, child);
+                    }
+                    0
+                });
+                if let Err(err) = detached {
+                    log::error!("cannot fork: {err}");
+                    return ExitCode::OutOfMemory.into();
+                }
+            } else {
+                crate::sys::new_process_group();
+                if let Some(path) = &config.pid_file {
+                    write_pid_file(path, std::process::id());
+                }
+            }
+            match Server::new(&config, listeners) {
+                Ok(s) => s,
+                Err(err) => {
+                    log::error!("cannot start the event loop: {err}");
+                    return ExitCode::DistccFailed.into();
+                }
+            }
+        }
+    };
+    let result = match config.mode {
+        Mode::Inetd => server.serve_inetd(),
+        Mode::Daemon => {
+            log::info!(
+                "distcc-rs {} serving with {} job slots",
+                crate::VERSION,
+                config.jobs
+            );
+            server.run()
+        }
+    };
+    if let Some(path) = &config.pid_file {
+        if config.mode == Mode::Daemon {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    match result {
+        Ok(()) => {
+            log::info!("exiting");
+            0
+        }
+        Err(err) => {
+            log::error!("event loop failed: {err}");
+            ExitCode::DistccFailed.into()
+        }
+    }
+}

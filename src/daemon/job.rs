@@ -1,0 +1,296 @@
+//! One compile job on the server: its private temporary directory, the
+//! rewritten command line, the compiler process and the results it leaves.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::args::{self, Compile, Output};
+
+/// A job's private directory under TMPDIR. Everything the job writes goes
+/// here, and the directory is removed when the job is dropped, unless
+/// `DISTCC_SAVE_TEMPS` asked to keep it.
+#[derive(Debug)]
+pub struct JobDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl JobDir {
+    pub fn create(tmpdir: &Path, keep: bool) -> io::Result<JobDir> {
+        let path = crate::sys::make_temp_dir(tmpdir, "distccd_")?;
+        Ok(JobDir { path, keep })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for JobDir {
+    fn drop(&mut self) {
+        if self.keep {
+            log::info!("keeping temporary files in {}", self.path.display());
+        } else if let Err(err) = std::fs::remove_dir_all(&self.path) {
+            log::error!("cannot remove {}: {err}", self.path.display());
+        }
+    }
+}
+
+/// A request whose command has been accepted; the source arrives into it.
+#[derive(Debug)]
+pub struct Job {
+    pub version: u32,
+    /// The arguments as the client sent them.
+    pub argv: Vec<Vec<u8>>,
+    /// The command to run, after `DISTCC_CMDLIST` rewriting.
+    pub program: Vec<u8>,
+    compile: Compile,
+    dir: JobDir,
+}
+
+/// What a finished compiler left behind.
+pub struct Results {
+    pub stderr: Vec<u8>,
+    pub stdout: Vec<u8>,
+    /// The object file, if the compile succeeded and wrote one.
+    pub object: Option<Vec<u8>>,
+}
+
+impl Job {
+    pub fn new(
+        version: u32,
+        argv: Vec<Vec<u8>>,
+        program: Vec<u8>,
+        compile: Compile,
+        dir: JobDir,
+    ) -> Job {
+        Job {
+            version,
+            argv,
+            program,
+            compile,
+            dir,
+        }
+    }
+
+    /// The client's name for the source file, for logs.
+    pub fn input_name(&self) -> &[u8] {
+        &self.argv[self.compile.input]
+    }
+
+    /// Where the preprocessed source is stored: `input.i`, `input.ii`, ...
+    pub fn input_path(&self) -> PathBuf {
+        let ext = args::preprocessed_extension(self.input_name()).unwrap_or(b".tmp");
+        let mut name = b"input".to_vec();
+        name.extend_from_slice(ext);
+        self.dir.path().join(OsStr::from_bytes(&name))
+    }
+
+    /// Where the body is received: the source itself, or its LZO form in version 2.
+    pub fn body_path(&self, compressed: bool) -> PathBuf {
+        if compressed {
+            self.dir.path().join("input.lzo")
+        } else {
+            self.input_path()
+        }
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Decompresses a version 2 body into the source file, producing at most `limit` bytes.
+    pub fn unpack_input(&self, limit: usize) -> Result<(), String> {
+        let raw_path = self.body_path(true);
+        let raw = std::fs::read(&raw_path).map_err(|e| format!("cannot read body: {e}"))?;
+        let source = crate::lzo::decompress(&raw, limit)
+            .map_err(|e| format!("cannot decompress the source: {e}"))?;
+        drop(raw);
+        let _ = std::fs::remove_file(&raw_path);
+        std::fs::write(self.input_path(), source)
+            .map_err(|e| format!("cannot write the source: {e}"))
+    }
+
+    /// The compiler's arguments, with the source and output replaced by
+    /// this job's files.
+    fn arguments(&self) -> Vec<OsString> {
+        let output = self.path_of("output.o").into_os_string();
+        let mut out = Vec::with_capacity(self.argv.len() + 2);
+        let mut has_output = false;
+        for (i, arg) in self.argv.iter().enumerate().skip(1) {
+            if i == self.compile.input {
+                out.push(self.input_path().into_os_string());
+                continue;
+            }
+            match self.compile.output {
+                Some(Output::Separate(o)) if o == i => {
+                    out.push(output.clone());
+                    has_output = true;
+                }
+                Some(Output::Joined(o)) if o == i => {
+                    let mut joined = OsString::from("-o");
+                    joined.push(&output);
+                    out.push(joined);
+                    has_output = true;
+                }
+                Some(Output::Word(o)) if o == i => {}
+                _ => out.push(OsString::from_vec(arg.clone())),
+            }
+        }
+        if !has_output {
+            out.push("-o".into());
+            out.push(output);
+        }
+        out
+    }
+
+    /// Starts the compiler in its own process group, in the job's directory,
+    /// with stdin from /dev/null and stdout and stderr into files.
+    pub fn spawn(&self, program: &Path, safeguard: &str) -> io::Result<Child> {
+        let stdout = File::create(self.path_of("stdout"))?;
+        let stderr = File::create(self.path_of("stderr"))?;
+        Command::new(program)
+            .arg0(OsStr::from_bytes(&self.program))
+            .args(self.arguments())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .env("_DISTCC_SAFEGUARD", safeguard)
+            .process_group(0)
+            .spawn()
+    }
+
+    /// Reads what the compiler left. The object is read only after a
+    /// successful compile; a missing object then is `None`.
+    pub fn results(&self, success: bool) -> Results {
+        let read = |name: &str| std::fs::read(self.path_of(name)).unwrap_or_default();
+        Results {
+            stderr: read("stderr"),
+            stdout: read("stdout"),
+            object: if success {
+                std::fs::read(self.path_of("output.o")).ok()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// Finds the compiler to run on PATH, skipping masquerade directories and
+/// anything that resolves to distcc itself, so a whitelist link never
+/// makes the daemon run itself.
+pub fn find_compiler(program: &[u8], masquerade_dirs: &[PathBuf]) -> Option<PathBuf> {
+    let program = Path::new(OsStr::from_bytes(program));
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        if is_runnable(program) {
+            return Some(program.to_path_buf());
+        }
+        // As distccd does: a path that fails is tried again by its basename.
+        return find_compiler(program.file_name()?.as_bytes(), masquerade_dirs);
+    }
+    let path = std::env::var_os("PATH")?;
+    let own = std::env::current_exe()
+        .ok()
+        .and_then(|e| std::fs::canonicalize(e).ok());
+    std::env::split_paths(&path).find_map(|dir| {
+        if dir.as_os_str().is_empty() || masquerade_dirs.iter().any(|m| same_dir(m, &dir)) {
+            return None;
+        }
+        let candidate = dir.join(program);
+        if !is_runnable(&candidate) {
+            return None;
+        }
+        let real = std::fs::canonicalize(&candidate).ok()?;
+        let is_distcc = Some(&real) == own.as_ref()
+            || real
+                .file_name()
+                .is_some_and(|n| n.as_bytes().windows(6).any(|w| w == b"distcc"));
+        (!is_distcc).then_some(candidate)
+    })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+fn is_runnable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The `_DISTCC_SAFEGUARD` value for children: one level above ours.
+pub fn safeguard_level() -> String {
+    let level = std::env::var("_DISTCC_SAFEGUARD")
+        .ok()
+        .map(|v| v.parse::<u32>().unwrap_or(1))
+        .unwrap_or(0);
+    (level + 1).min(9).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<Vec<u8>> {
+        line.split_whitespace()
+            .map(|s| s.as_bytes().to_vec())
+            .collect()
+    }
+
+    fn job(line: &str) -> Job {
+        let a = argv(line);
+        let compile = args::scan(&a).unwrap();
+        let dir = JobDir::create(&std::env::temp_dir(), false).unwrap();
+        Job::new(1, a, b"gcc".to_vec(), compile, dir)
+    }
+
+    #[test]
+    fn source_and_output_are_replaced() {
+        let j = job("gcc -c ../src/x.c -o obj/x.o -O2");
+        let dir = j.dir.path().to_path_buf();
+        let args = j.arguments();
+        assert_eq!(
+            args,
+            vec![
+                OsString::from("-c"),
+                dir.join("input.i").into_os_string(),
+                OsString::from("-o"),
+                dir.join("output.o").into_os_string(),
+                OsString::from("-O2"),
+            ]
+        );
+        let j = job("g++ -c x.cc");
+        let args = j.arguments();
+        assert_eq!(args[1], j.dir.path().join("input.ii").into_os_string());
+        assert_eq!(args[2], "-o");
+        let j = job("gcc -c x.c -ox.o");
+        let mut joined = OsString::from("-o");
+        joined.push(j.dir.path().join("output.o"));
+        assert_eq!(j.arguments()[2], joined);
+    }
+
+    #[test]
+    fn the_directory_goes_with_the_job() {
+        let j = job("gcc -c x.c");
+        let dir = j.dir.path().to_path_buf();
+        std::fs::write(dir.join("stray"), b"x").unwrap();
+        assert!(dir.exists());
+        drop(j);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn compilers_are_found_on_path_but_never_distcc() {
+        assert!(find_compiler(b"sh", &[]).is_some());
+        assert!(find_compiler(b"/bin/sh", &[]).is_some());
+        assert!(find_compiler(b"/no/such/dir/sh", &[]).is_some());
+        assert!(find_compiler(b"no-such-compiler-distcc-rs", &[]).is_none());
+    }
+}
