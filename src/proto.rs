@@ -398,7 +398,10 @@ impl Response<'_> {
 mod tests {
     use super::*;
 
-    fn decode_all(bytes: &[u8], step: usize) -> Result<(u32, Vec<Vec<u8>>, Vec<u8>), ProtoError> {
+    /// A decoded request: version, arguments and the DOTI body.
+    type Decoded = (u32, Vec<Vec<u8>>, Vec<u8>);
+
+    fn decode_all(bytes: &[u8], step: usize) -> Result<Decoded, ProtoError> {
         let mut dec = RequestDecoder::new(Limits::default());
         let mut argv = None;
         let mut body = Vec::new();

@@ -892,7 +892,7 @@ impl<'a> Server<'a> {
                 }
                 continue;
             }
-            if !conn.deadline.is_some_and(|t| now >= t) {
+            if conn.deadline.is_none_or(|t| now < t) {
                 continue;
             }
             match conn.state {

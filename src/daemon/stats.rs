@@ -266,7 +266,8 @@ fn proc_stats() -> Vec<(String, char, u64)> {
         let comm = stat[open..=close].to_string();
         let mut rest = stat[close + 1..].split_whitespace();
         let state = rest.next()?.chars().next()?;
-        let rss = rest.nth(21)?.parse().ok()?;
+        // Field 24 of /proc/PID/stat; `rest` starts at field 3, the state.
+        let rss = rest.nth(20)?.parse().ok()?;
         Some((comm, state, rss))
     })
     .collect()
@@ -283,7 +284,7 @@ fn max_rss() -> (u64, String) {
     proc_stats()
         .into_iter()
         .max_by_key(|p| p.2)
-        .map(|p| (p.2 * page_kib, p.0))
+        .map(|p| (p.2.saturating_mul(page_kib), p.0))
         .unwrap_or((0, "none".into()))
 }
 
