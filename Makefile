@@ -1,0 +1,144 @@
+# Build, install and check distcc-rs: one static multicall binary.
+#
+#   make               static x86_64 musl release binary, checked with file(1)
+#   make cross         static powerpc and armv7 binaries, checked and run under qemu
+#   make test          the full test suite (cargo test)
+#   make lint          rustfmt and clippy, warnings are errors
+#   make bench         bench/run.sh against the release binary
+#   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus the $(LINKS) symlinks
+#   make uninstall     removes what install made
+#   make clean
+#
+# Per-target rustflags and cross linkers live in .cargo/config.toml, which sets
+# only [target.<triple>] tables, so the host build used by `cargo test` and
+# `cargo clippy` is untouched. In short:
+#   x86_64-unknown-linux-musl: +crt-static and relocation-model=static. rustc's
+#     musl default is static-pie, which file(1) reports as "static-pie linked";
+#     a non-PIE static executable is what file(1) calls "statically linked".
+#     The price is no ASLR for the main image.
+#   powerpc/armv7 gnu: linked by Debian's powerpc-linux-gnu-gcc and
+#     arm-linux-gnueabihf-gcc with +crt-static (static glibc). rustc has no
+#     static-pie for these targets, so that is already a plain static binary.
+# A RUSTFLAGS environment variable replaces those per-target flags; the file(1)
+# checks below then fail rather than ship a dynamic binary.
+
+CARGO ?= cargo
+RUSTUP ?= rustup
+FILE ?= file
+INSTALL ?= install
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DESTDIR ?=
+
+# The names the binary is also installed under, as relative symlinks to
+# distcc-rs. Adding an applet's link is a one-word change here.
+LINKS = distccd
+
+NAME = distcc-rs
+TARGET = x86_64-unknown-linux-musl
+CROSS_TARGETS = powerpc-unknown-linux-gnu armv7-unknown-linux-gnueabihf
+
+# The main target dir (as cargo test uses it) and a separate one for the cross
+# builds, so that a `cargo test` that runs `make cross` (tests/common/cross.rs)
+# never waits on the build-directory lock it holds itself.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+CROSS_TARGET_DIR ?= $(CURDIR)/target/cross
+
+# The static release binary that `all` makes and `install` installs.
+BIN = $(TARGET_DIR)/$(TARGET)/release/$(NAME)
+cross_bin = $(CROSS_TARGET_DIR)/$(1)/release/$(NAME)
+BIN_PPC = $(call cross_bin,powerpc-unknown-linux-gnu)
+BIN_ARMV7 = $(call cross_bin,armv7-unknown-linux-gnueabihf)
+
+qemu_powerpc-unknown-linux-gnu = qemu-ppc-static
+qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
+linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
+linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
+
+.PHONY: all cross test lint bench install uninstall clean \
+	rustup-targets rustup-cross-targets cross-tools
+
+all: rustup-targets
+	CARGO_TARGET_DIR='$(TARGET_DIR)' $(CARGO) build --release --target $(TARGET)
+	@$(FILE) -L '$(BIN)'
+	@$(FILE) -L '$(BIN)' | grep -q 'statically linked' || \
+		{ echo "error: $(BIN) is not statically linked" >&2; exit 1; }
+	@$(FILE) -L '$(BIN)' | grep -q 'stripped' && ! $(FILE) -L '$(BIN)' | grep -q 'not stripped' || \
+		{ echo "error: $(BIN) is not stripped" >&2; exit 1; }
+
+# Adds a rustup target only if it is missing (no rustup: assume the toolchain
+# has it and let cargo say otherwise).
+rustup_add = if command -v $(RUSTUP) >/dev/null 2>&1 && \
+		! $(RUSTUP) target list --installed | grep -qx '$(1)'; then \
+		echo "rustup target add $(1)"; $(RUSTUP) target add '$(1)'; fi
+
+rustup-targets:
+	@$(call rustup_add,$(TARGET))
+
+rustup-cross-targets:
+	@$(foreach t,$(CROSS_TARGETS),$(call rustup_add,$(t)) &&) true
+
+cross-tools:
+	@for tool in $(foreach t,$(CROSS_TARGETS),$(linker_$(t)) $(qemu_$(t))) $(FILE); do \
+		command -v $$tool >/dev/null 2>&1 || { echo "error: $$tool not found (apt-get install" \
+		"gcc-powerpc-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-powerpc-cross" \
+		"libc6-dev-armhf-cross qemu-user-static file; see .ci/run)" >&2; exit 1; }; \
+	done
+
+cross: cross-tools rustup-cross-targets
+	@set -e; for t in $(CROSS_TARGETS); do \
+		echo "CARGO_TARGET_DIR='$(CROSS_TARGET_DIR)' $(CARGO) build --release --target $$t"; \
+		CARGO_TARGET_DIR='$(CROSS_TARGET_DIR)' $(CARGO) build --release --target $$t; \
+	done
+	@set -e; $(foreach t,$(CROSS_TARGETS), \
+		bin='$(call cross_bin,$(t))'; \
+		$(FILE) -L "$$bin"; \
+		$(FILE) -L "$$bin" | grep -q 'statically linked' || \
+			{ echo "error: $$bin is not statically linked" >&2; exit 1; }; \
+		echo "$(qemu_$(t)) $$bin --version"; \
+		out=$$($(qemu_$(t)) "$$bin" --version) || \
+			{ echo "error: $$bin --version under $(qemu_$(t)) failed" >&2; exit 1; }; \
+		echo "$$out"; \
+		echo "$$out" | head -n 1 | grep -q '^$(NAME) .* $(t)$$' || \
+			{ echo "error: $$bin --version under $(qemu_$(t)) did not name $(t)" >&2; exit 1; }; \
+	)
+
+test:
+	$(CARGO) test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: all
+	BIN='$(BIN)' sh bench/run.sh
+
+install: all
+	$(INSTALL) -d '$(DESTDIR)$(BINDIR)'
+	$(INSTALL) -m 0755 '$(BIN)' '$(DESTDIR)$(BINDIR)/$(NAME)'
+	@set -e; for link in $(LINKS); do \
+		echo "ln -sf $(NAME) '$(DESTDIR)$(BINDIR)/'$$link"; \
+		ln -sf $(NAME) '$(DESTDIR)$(BINDIR)/'$$link; \
+	done
+
+# Removes the binary and those links that still point at it. Under a DESTDIR
+# it also removes the directories down to $(DESTDIR) that are left empty;
+# without one it leaves system directories such as /usr/local/bin alone.
+uninstall:
+	@set -e; for link in $(LINKS); do \
+		f='$(DESTDIR)$(BINDIR)/'$$link; \
+		if [ -L "$$f" ] && [ "$$(readlink "$$f")" = $(NAME) ]; then \
+			echo "rm -f '$$f'"; rm -f "$$f"; fi; \
+	done
+	rm -f '$(DESTDIR)$(BINDIR)/$(NAME)'
+	@if [ -n '$(DESTDIR)' ]; then \
+		d='$(DESTDIR)$(BINDIR)'; top='$(DESTDIR)'; \
+		while [ "$${d%/}" != "$${top%/}" ] && [ -d "$$d" ] && rmdir "$$d" 2>/dev/null; do \
+			echo "rmdir '$$d'"; d=$$(dirname "$$d"); \
+		done; \
+	fi
+
+clean:
+	$(CARGO) clean
+	rm -rf '$(CROSS_TARGET_DIR)'
