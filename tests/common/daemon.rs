@@ -1,0 +1,319 @@
+//! Starts a distcc-rs daemon for one test: its own directory, its own port on
+//! 127.0.0.1 (a listener bound to port 0 and handed over as systemd's fd 3),
+//! its own masquerade directory, and the real Debian `distcc` client to drive it.
+//!
+//! The daemon runs as the test user, or drops from root to `nobody` as it
+//! would in production, so every directory it needs is made world-readable
+//! and its TMPDIR is sticky and world-writable.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The distcc-rs binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_distcc-rs")
+}
+
+/// Finds a program the tests need; panics (fails the test) if it is missing.
+pub fn need(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{program} is missing: apt-get install {package} (see .ci/run); this test fails rather than skip")
+        })
+}
+
+/// A fresh directory for one test, removed when dropped.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "distcc-rs-test-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TestDir { path }
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Writes a file (making parents) and returns its path.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// Writes an executable script.
+    pub fn script(&self, rel: &str, body: &str) -> PathBuf {
+        let p = self.write(rel, format!("#!/bin/sh\n{body}\n"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// Makes a directory anyone may write to (sticky, like /tmp).
+    pub fn shared_dir(&self, rel: &str) -> PathBuf {
+        let p = self.join(rel);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        p
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// How to start a test daemon.
+pub struct DaemonOptions {
+    /// Compiler names to whitelist (links in the masquerade directory).
+    pub masquerade: Vec<String>,
+    /// Extra options after `daemon --no-detach --log-stderr`.
+    pub args: Vec<String>,
+    /// Extra environment for the daemon.
+    pub env: Vec<(String, String)>,
+    /// Server-side compiler scripts: (name, shell body). They go in a `bin`
+    /// directory put first on the daemon's PATH (through DISTCCD_PATH).
+    pub scripts: Vec<(String, String)>,
+    /// `--allow`; None leaves the default.
+    pub allow: Option<String>,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            masquerade: [
+                "gcc",
+                "g++",
+                "cc",
+                "c++",
+                "x86_64-linux-gnu-gcc",
+                "x86_64-linux-gnu-g++",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            args: Vec::new(),
+            env: Vec::new(),
+            scripts: Vec::new(),
+            allow: Some("127.0.0.1".into()),
+        }
+    }
+}
+
+/// A running daemon; killed (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub dir: TestDir,
+    /// Where server-side scripts leave marks.
+    pub marks: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(name: &str, opts: DaemonOptions) -> Daemon {
+        let dir = TestDir::new(name);
+        let tmp = dir.shared_dir("daemon-tmp");
+        let marks = dir.shared_dir("marks");
+        let masq = dir.join("masq");
+        std::fs::create_dir_all(&masq).unwrap();
+        for name in &opts.masquerade {
+            std::os::unix::fs::symlink(bin(), masq.join(name)).unwrap();
+        }
+        let server_bin = dir.join("server-bin");
+        std::fs::create_dir_all(&server_bin).unwrap();
+        for (name, body) in &opts.scripts {
+            dir.script(&format!("server-bin/{name}"), body);
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fd = listener.as_raw_fd();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+            .arg(bin())
+            .args(["daemon", "--no-detach", "--log-stderr"])
+            .arg("--masquerade-dir")
+            .arg(&masq);
+        if let Some(allow) = &opts.allow {
+            cmd.args(["--allow", allow]);
+        }
+        cmd.args(&opts.args);
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("TMPDIR", &tmp)
+            .env("DISTCCD_PATH", format!("{}:{path}", server_bin.display()))
+            .env("MARKS", &marks)
+            .env_remove("DISTCC_CMDLIST");
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        // SAFETY: dup2 is async-signal-safe; it puts the listener on fd 3
+        // without close-on-exec for the daemon to inherit.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    // dup2 onto itself keeps close-on-exec; clear it instead.
+                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start the daemon");
+        drop(listener);
+        let daemon = Daemon {
+            child,
+            port,
+            dir,
+            marks,
+        };
+        daemon.wait_for_log("serving with", Duration::from_secs(10));
+        daemon
+    }
+
+    /// The host spec for DISTCC_HOSTS.
+    pub fn host(&self, lzo: bool) -> String {
+        format!("127.0.0.1:{}/8{}", self.port, if lzo { ",lzo" } else { "" })
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`; panics with the log if it does not in time.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.log().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "daemon log has no '{text}' after {limit:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// True if the daemon process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Names of the marks left by server-side scripts.
+    pub fn marks(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.marks)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Entries left in the daemon's TMPDIR (job directories that were not removed).
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.join("daemon-tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Connects to the daemon.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    /// Sends raw bytes and reads whatever comes back until the daemon closes.
+    pub fn exchange(&self, request: &[u8]) -> Vec<u8> {
+        let mut s = self.connect();
+        let _ = s.write_all(request);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("daemon ignored SIGTERM for 30s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the real Debian distcc client in `cwd` with `hosts`, with its own
+/// DISTCC_DIR so that no other test's backoff or locks leak in.
+pub fn distcc(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let distcc = need("distcc", "distcc");
+    let state = cwd.join(".distcc-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut cmd = Command::new(distcc);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("DISTCC_HOSTS", hosts)
+        .env("DISTCC_DIR", &state)
+        .env_remove("DISTCC_VERBOSE")
+        .env_remove("DISTCC_LOG")
+        .env_remove("DISTCC_FALLBACK")
+        .env_remove("DISTCC_SKIP_LOCAL_RETRY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run distcc")
+}
