@@ -1,6 +1,9 @@
 # Build, install and check distcc-rs: one static multicall binary.
 #
 #   make               static x86_64 musl release binary, checked with file(1)
+#   make demo          installs what is missing, builds, starts a daemon on
+#                      loopback and compiles through it with Debian's distcc
+#   make deps          installs the Debian packages and Rust targets (root)
 #   make cross         static powerpc and armv7 binaries, checked and run under qemu
 #   make test          the full test suite (cargo test)
 #   make lint          rustfmt and clippy, warnings are errors
@@ -56,7 +59,7 @@ qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
 linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
 linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 
-.PHONY: all cross test lint bench install uninstall clean \
+.PHONY: all cross test lint bench install uninstall clean deps demo \
 	rustup-targets rustup-cross-targets cross-tools
 
 all: rustup-targets
@@ -103,6 +106,12 @@ cross: cross-tools rustup-cross-targets
 		echo "$$out" | head -n 1 | grep -q '^$(NAME) .* $(t)$$' || \
 			{ echo "error: $$bin --version under $(qemu_$(t)) did not name $(t)" >&2; exit 1; }; \
 	)
+
+deps:
+	sh contrib/deps.sh
+
+demo: deps all
+	BIN='$(BIN)' sh contrib/demo.sh
 
 test:
 	$(CARGO) test

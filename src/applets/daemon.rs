@@ -61,7 +61,7 @@ struct Options {
     /// write the daemon's pid here (after dropping root)
     #[argh(option, short = 'P')]
     pid_file: Option<PathBuf>,
-    /// user to run as when started as root (default distcc, then nobody)
+    /// user to run as when started as root (default distcc, then distccd, then nobody)
     #[argh(option)]
     user: Option<String>,
     /// exit after this many seconds (for tests)

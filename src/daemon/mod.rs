@@ -178,7 +178,11 @@ fn drop_root(config: &Config) -> Result<(), i32> {
         }
         return Ok(());
     }
-    let ids = crate::sys::lookup_user(user)
+    // distccd's default user is distcc; Debian's package creates distccd.
+    let fallbacks: &[&str] = if *given { &[] } else { &["distccd"] };
+    let ids = std::iter::once(user.as_str())
+        .chain(fallbacks.iter().copied())
+        .find_map(crate::sys::lookup_user)
         .or_else(|| {
             log::warn!("user '{user}' not found; using nobody");
             crate::sys::lookup_user("nobody")
