@@ -189,6 +189,14 @@ pub fn scan(argv: &[Vec<u8>]) -> Result<Compile, Local> {
     }
 }
 
+/// Splits a command line at spaces, for tests that read like a man page.
+#[cfg(test)]
+pub(crate) fn argv_of(line: &str) -> Vec<Vec<u8>> {
+    line.split_whitespace()
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -197,11 +205,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn argv(line: &str) -> Vec<Vec<u8>> {
-        line.split_whitespace()
-            .map(|s| s.as_bytes().to_vec())
-            .collect()
-    }
+    use super::argv_of as argv;
 
     fn distributed(line: &str) -> bool {
         scan(&argv(line)).is_ok()

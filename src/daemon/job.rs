@@ -9,6 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::policy;
 use crate::args::{self, Compile, Output};
 
 /// A job's private directory under TMPDIR. Everything the job writes goes
@@ -188,7 +189,7 @@ impl Job {
 pub fn find_compiler(program: &[u8], masquerade_dirs: &[PathBuf]) -> Option<PathBuf> {
     let program = Path::new(OsStr::from_bytes(program));
     if program.as_os_str().as_bytes().contains(&b'/') {
-        if is_runnable(program) {
+        if policy::is_executable(program) {
             return Some(program.to_path_buf());
         }
         // As distccd does: a path that fails is tried again by its basename.
@@ -203,14 +204,11 @@ pub fn find_compiler(program: &[u8], masquerade_dirs: &[PathBuf]) -> Option<Path
             return None;
         }
         let candidate = dir.join(program);
-        if !is_runnable(&candidate) {
+        if !policy::is_executable(&candidate) {
             return None;
         }
         let real = std::fs::canonicalize(&candidate).ok()?;
-        let is_distcc = Some(&real) == own.as_ref()
-            || real
-                .file_name()
-                .is_some_and(|n| n.as_bytes().windows(6).any(|w| w == b"distcc"));
+        let is_distcc = Some(&real) == own.as_ref() || policy::names_distcc(&real);
         (!is_distcc).then_some(candidate)
     })
 }
@@ -218,11 +216,6 @@ pub fn find_compiler(program: &[u8], masquerade_dirs: &[PathBuf]) -> Option<Path
 fn same_dir(a: &Path, b: &Path) -> bool {
     a == b
         || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
-}
-
-fn is_runnable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The `_DISTCC_SAFEGUARD` value for children: one level above ours.
@@ -238,11 +231,7 @@ pub fn safeguard_level() -> String {
 mod tests {
     use super::*;
 
-    fn argv(line: &str) -> Vec<Vec<u8>> {
-        line.split_whitespace()
-            .map(|s| s.as_bytes().to_vec())
-            .collect()
-    }
+    use crate::args::argv_of as argv;
 
     fn job(line: &str) -> Job {
         let a = argv(line);

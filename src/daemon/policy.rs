@@ -84,16 +84,20 @@ pub fn default_masquerade_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-fn is_executable(path: &Path) -> bool {
+/// True for a regular file with an execute bit.
+pub(crate) fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// True if a resolved path's file name names distcc (distcc, distccd, distcc-rs).
+pub(crate) fn names_distcc(real: &Path) -> bool {
+    real.file_name()
+        .is_some_and(|n| n.as_bytes().windows(6).any(|w| w == b"distcc"))
 }
 
 /// True if `path` resolves to a distcc or distcc-rs binary.
 fn resolves_to_distcc(path: &Path) -> bool {
-    std::fs::canonicalize(path).is_ok_and(|real| {
-        real.file_name()
-            .is_some_and(|n| n.as_bytes().windows(6).any(|w| w == b"distcc"))
-    })
+    std::fs::canonicalize(path).is_ok_and(|real| names_distcc(&real))
 }
 
 /// Strips a leading `/bin/` or `/usr/bin/` (any case), as distccd 3.4 does for
@@ -240,11 +244,7 @@ fn check_assembler(opt: &[u8], shown: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn argv(line: &str) -> Vec<Vec<u8>> {
-        line.split_whitespace()
-            .map(|s| s.as_bytes().to_vec())
-            .collect()
-    }
+    use crate::args::argv_of as argv;
 
     #[test]
     fn forbidden_arguments_are_refused() {
