@@ -196,9 +196,12 @@ pub fn find_compiler(program: &[u8], masquerade_dirs: &[PathBuf]) -> Option<Path
         return find_compiler(program.file_name()?.as_bytes(), masquerade_dirs);
     }
     let path = std::env::var_os("PATH")?;
-    let own = std::env::current_exe()
-        .ok()
-        .and_then(|e| std::fs::canonicalize(e).ok());
+    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| std::fs::canonicalize(e).ok())
+    });
     std::env::split_paths(&path).find_map(|dir| {
         if dir.as_os_str().is_empty() || masquerade_dirs.iter().any(|m| same_dir(m, &dir)) {
             return None;
