@@ -553,3 +553,43 @@ fn triple_prefixed_names_are_whitelisted_one_by_one() {
         &["compiler 'x86_64-linux-gnu-gcc' is not in the masquerade whitelist"],
     );
 }
+
+/// Regression: `-x c` made the server preprocess the "preprocessed" source
+/// again, so `#include "/etc/passwd"` sent the server's file back in SERR.
+#[test]
+fn a_language_option_never_reruns_the_preprocessor_on_the_server() {
+    let daemon = Daemon::start("refuse-xc", DaemonOptions::default());
+    let secret = "root:x:0:0";
+    assert!(std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .contains(secret));
+    let source = b"#include \"/etc/passwd\"\nint x;\n";
+    for lang in [&["-x", "c"][..], &["-x", "c++"], &["-x", "objective-c"]] {
+        let mut argv: Vec<&[u8]> = vec![b"gcc"];
+        argv.extend(lang.iter().map(|a| a.as_bytes()));
+        argv.extend([&b"-c"[..], b"x.c", b"-o", b"x.o"]);
+        let reply = daemon.exchange(&encode_request(1, &argv, source));
+        assert!(
+            reply.starts_with(b"DONE00000001STAT"),
+            "no response for {lang:?}: {}",
+            text(&reply)
+        );
+        assert!(
+            !text(&reply).contains(secret),
+            "server file leaked with {lang:?}: {}",
+            text(&reply)
+        );
+    }
+    for refused in [
+        &["-x", "c-header"][..],
+        &["-xassembler-with-cpp"],
+        &["-fdirectives-only"],
+    ] {
+        let mut argv: Vec<&[u8]> = vec![b"gcc"];
+        argv.extend(refused.iter().map(|a| a.as_bytes()));
+        argv.extend([&b"-c"[..], b"x.c", b"-o", b"x.o"]);
+        let reply = daemon.exchange(&encode_request(1, &argv, source));
+        assert!(reply.is_empty(), "{refused:?} was served: {}", text(&reply));
+    }
+    assert!(daemon.log().contains("refusing job"), "{}", daemon.log());
+}

@@ -123,9 +123,28 @@ impl Job {
         let output = self.path_of("output.o").into_os_string();
         let mut out = Vec::with_capacity(self.argv.len() + 2);
         let mut has_output = false;
+        let mut language_next = false;
         for (i, arg) in self.argv.iter().enumerate().skip(1) {
             if i == self.compile.input {
                 out.push(self.input_path().into_os_string());
+                continue;
+            }
+            // The source is already preprocessed: -x c becomes -x cpp-output.
+            if std::mem::take(&mut language_next) {
+                if let Some(lang) = policy::preprocessed_language(arg) {
+                    out.push(OsStr::from_bytes(lang).to_os_string());
+                    continue;
+                }
+            }
+            if arg == b"-x" {
+                language_next = true;
+            } else if let Some(lang) = arg
+                .strip_prefix(b"-x")
+                .and_then(policy::preprocessed_language)
+            {
+                let mut joined = b"-x".to_vec();
+                joined.extend_from_slice(lang);
+                out.push(OsString::from_vec(joined));
                 continue;
             }
             match self.compile.output {
@@ -266,6 +285,15 @@ mod tests {
         let mut joined = OsString::from("-o");
         joined.push(j.dir.path().join("output.o"));
         assert_eq!(j.arguments()[2], joined);
+    }
+
+    #[test]
+    fn languages_become_their_preprocessed_forms() {
+        let j = job("gcc -x c -c x.c");
+        assert_eq!(j.arguments()[1], "cpp-output");
+        // Joined -xLANG last: 3.4's scan tests the argument after it.
+        let j = job("g++ -c x.cc -xc++");
+        assert_eq!(j.arguments()[2], "-xc++-cpp-output");
     }
 
     #[test]

@@ -195,16 +195,53 @@ const REFUSED_ASSEMBLER: &[(&str, &str)] = &[
     ("-I", "reads files from a directory"),
 ];
 
+/// The language in which to compile an already preprocessed source, for a
+/// client's `-x LANG`. The daemon's input is always preprocessed: compiling it
+/// as `c` would run the preprocessor again, on the server, where `#include`
+/// reads the server's files. Languages without a preprocessed form are refused.
+pub fn preprocessed_language(lang: &[u8]) -> Option<&'static [u8]> {
+    Some(match lang {
+        b"c" | b"cpp-output" | b"c-cpp-output" => b"cpp-output",
+        b"c++" | b"c++-cpp-output" => b"c++-cpp-output",
+        b"objective-c" | b"objective-c-cpp-output" | b"objc-cpp-output" => {
+            b"objective-c-cpp-output"
+        }
+        b"objective-c++" | b"objective-c++-cpp-output" | b"objc++-cpp-output" => {
+            b"objective-c++-cpp-output"
+        }
+        _ => return None,
+    })
+}
+
 /// Checks every argument after the compiler name. Returns the reason for the
 /// first refused one.
 pub fn check_arguments(argv: &[Vec<u8>]) -> Result<(), String> {
     let mut assembler_next = false;
+    let mut language_next = false;
     for arg in argv.iter().skip(1) {
         let shown = String::from_utf8_lossy(arg);
         if assembler_next {
             assembler_next = false;
             check_assembler(arg, &shown)?;
             continue;
+        }
+        if language_next {
+            language_next = false;
+            check_language(arg, &shown)?;
+            continue;
+        }
+        if arg == b"-x" {
+            language_next = true;
+            continue;
+        }
+        if let Some(lang) = arg.strip_prefix(b"-x") {
+            check_language(lang, &shown)?;
+            continue;
+        }
+        if arg == b"-fdirectives-only" {
+            return Err(format!(
+                "argument '{shown}' makes the compiler read #include files on the server"
+            ));
         }
         for (prefix, why) in REFUSED_PREFIXES {
             if arg.starts_with(prefix.as_bytes()) {
@@ -229,6 +266,16 @@ pub fn check_arguments(argv: &[Vec<u8>]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn check_language(lang: &[u8], shown: &str) -> Result<(), String> {
+    match preprocessed_language(lang) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "language in '{shown}' has no preprocessed form; compiling it would run \
+             the preprocessor on the server"
+        )),
+    }
 }
 
 fn check_assembler(opt: &[u8], shown: &str) -> Result<(), String> {
@@ -279,11 +326,19 @@ mod tests {
             "-fdump-tree-all=/tmp/dump",
             "-fsanitize-ignorelist=/etc/shadow",
             "-fopt-info-all=/tmp/x",
+            "-fdirectives-only",
+            "-xc-header",
+            "-xassembler-with-cpp",
+            "-xgo",
         ];
         for arg in refused {
             let line = format!("gcc -c x.c {arg} -o x.o");
             assert!(check_arguments(&argv(&line)).is_err(), "{arg} was allowed");
         }
+        assert!(check_arguments(&argv("gcc -x c-header -c x.c")).is_err());
+        assert!(check_arguments(&argv("gcc -x go -c x.c")).is_err());
+        assert!(check_arguments(&argv("gcc -x c -c x.c")).is_ok());
+        assert!(check_arguments(&argv("gcc -xc++ -c x.cc")).is_ok());
         let mut with_xassembler = argv("gcc -c x.c -o x.o -Xassembler");
         with_xassembler.push(b"-al=/tmp/x".to_vec());
         assert!(check_arguments(&with_xassembler).is_err());
@@ -293,7 +348,7 @@ mod tests {
     fn ordinary_arguments_pass() {
         let line = "gcc -c x.c -o x.o -O2 -g -Wall -fPIC -std=gnu11 -ffile-prefix-map=/a=/b \
                     -fdebug-prefix-map=/x=/y -Wa,--noexecstack -fdiagnostics-color=always \
-                    -I/usr/include/foo -iquote inc --sysroot=/opt/sys -x c -Wl,-z,now \
+                    -I/usr/include/foo -iquote inc --sysroot=/opt/sys -x c -xc++ -Wl,-z,now \
                     -fstack-protector-strong -fno-omit-frame-pointer -MD -target x86_64-linux-gnu";
         assert_eq!(check_arguments(&argv(line)), Ok(()));
     }
