@@ -963,6 +963,9 @@ fn show_argv(argv: &[Vec<u8>]) -> String {
 pub fn listener_from_fd(fd: RawFd) -> io::Result<TcpListener> {
     use std::os::fd::FromRawFd;
     crate::sys::set_nonblocking(fd, true)?;
+    // Inherited without close-on-exec; a compiler that kept it would hold
+    // the port open after the daemon closed it.
+    crate::sys::set_cloexec(fd)?;
     // SAFETY: the caller passes a listening socket it owns (systemd's fd 3).
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
