@@ -148,6 +148,23 @@ fn stdin_is_socket() -> bool {
     }
 }
 
+/// Applies `DISTCC_RS_MAX_INPUT`, a test-only knob that is deliberately left
+/// out of `--help`: the most bytes a request's DOTI may send or decompress to
+/// (default 512 MiB). It may only lower the limit, so tests can reach it
+/// with a small LZO bomb instead of half a gigabyte.
+fn input_limit(mut limits: Limits) -> Result<Limits, String> {
+    match std::env::var("DISTCC_RS_MAX_INPUT") {
+        Ok(v) if !v.is_empty() => match v.parse::<u32>() {
+            Ok(n) if n > 0 => {
+                limits.max_input = limits.max_input.min(n);
+                Ok(limits)
+            }
+            _ => Err(format!("DISTCC_RS_MAX_INPUT: bad value '{v}'")),
+        },
+        _ => Ok(limits),
+    }
+}
+
 /// Turns parsed options and the environment into the daemon's configuration.
 fn configure(o: Options) -> Result<Config, String> {
     let mode = if o.inetd {
@@ -238,6 +255,7 @@ fn configure(o: Options) -> Result<Config, String> {
         },
         _ => Duration::from_secs(300),
     };
+    let limits = input_limit(Limits::default())?;
     let whitelist = if o.enable_tcp_insecure || o.make_me_a_botnet {
         Whitelist::Insecure
     } else if let Some(path) = std::env::var_os("DISTCC_CMDLIST") {
@@ -277,7 +295,7 @@ fn configure(o: Options) -> Result<Config, String> {
         log_level,
         stats_port,
         whitelist,
-        limits: Limits::default(),
+        limits,
         io_timeout,
         save_temps: env_flag("DISTCC_SAVE_TEMPS"),
         tmpdir,

@@ -511,7 +511,11 @@ impl<'a> Server<'a> {
     }
 
     /// Feeds bytes to a connection. Returns false once the connection has no
-    /// further use for input (it was closed or has a whole request).
+    /// further use for input (it was closed). After a whole request it
+    /// returns true, so that the socket is still read until it would block:
+    /// readiness is edge-triggered, and an end of file that arrived with the
+    /// request would otherwise never be seen, leaving the compiler of a
+    /// client that has gone to run on and its result to be sent to no one.
     fn on_data(&mut self, idx: usize, data: &[u8]) -> bool {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return false;
@@ -595,10 +599,17 @@ impl<'a> Server<'a> {
                             return false;
                         }
                     }
+                    if !input.is_empty() {
+                        log::warn!(
+                            "client {} sent {} bytes after its request; ignored",
+                            conn.peer,
+                            input.len()
+                        );
+                    }
                     conn.state = State::Queued { job: j };
                     conn.deadline = None;
                     self.queue.push_back(idx);
-                    return !input.is_empty();
+                    return true;
                 }
             }
         }
@@ -952,6 +963,9 @@ fn show_argv(argv: &[Vec<u8>]) -> String {
 pub fn listener_from_fd(fd: RawFd) -> io::Result<TcpListener> {
     use std::os::fd::FromRawFd;
     crate::sys::set_nonblocking(fd, true)?;
+    // Inherited without close-on-exec; a compiler that kept it would hold
+    // the port open after the daemon closed it.
+    crate::sys::set_cloexec(fd)?;
     // SAFETY: the caller passes a listening socket it owns (systemd's fd 3).
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }

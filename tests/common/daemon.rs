@@ -98,6 +98,9 @@ pub struct DaemonOptions {
     pub scripts: Vec<(String, String)>,
     /// `--allow`; None leaves the default.
     pub allow: Option<String>,
+    /// Also hand over a `--stats` listener on 127.0.0.1 as fd 4
+    /// (`LISTEN_FDS=2`, `LISTEN_FDNAMES=distcc:stats`).
+    pub stats_listener: bool,
 }
 
 impl Default for DaemonOptions {
@@ -118,6 +121,7 @@ impl Default for DaemonOptions {
             env: Vec::new(),
             scripts: Vec::new(),
             allow: Some("127.0.0.1".into()),
+            stats_listener: false,
         }
     }
 }
@@ -126,6 +130,8 @@ impl Default for DaemonOptions {
 pub struct Daemon {
     pub child: Child,
     pub port: u16,
+    /// The `--stats` port, if [`DaemonOptions::stats_listener`] asked for one.
+    pub stats_port: Option<u16>,
     pub dir: TestDir,
     /// Where server-side scripts leave marks.
     pub marks: PathBuf,
@@ -148,10 +154,17 @@ impl Daemon {
         }
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let fd = listener.as_raw_fd();
+        let stats = opts
+            .stats_listener
+            .then(|| TcpListener::bind("127.0.0.1:0").unwrap());
+        let stats_port = stats.as_ref().map(|l| l.local_addr().unwrap().port());
+        let fds: Vec<i32> = std::iter::once(&listener)
+            .chain(&stats)
+            .map(|l| l.as_raw_fd())
+            .collect();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+            .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
             .arg(bin())
             .args(["daemon", "--no-detach", "--log-stderr"])
             .arg("--masquerade-dir")
@@ -164,32 +177,43 @@ impl Daemon {
         cmd.env("TMPDIR", &tmp)
             .env("DISTCCD_PATH", format!("{}:{path}", server_bin.display()))
             .env("MARKS", &marks)
+            .env("LISTEN_FDS", fds.len().to_string())
+            .env("LISTEN_FDNAMES", "distcc:stats")
             .env_remove("DISTCC_CMDLIST");
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        // SAFETY: dup2 is async-signal-safe; it puts the listener on fd 3
-        // without close-on-exec for the daemon to inherit.
+        // SAFETY: fcntl, dup2 and close are async-signal-safe. The listeners
+        // go to fds 3, 4, ... without close-on-exec for the daemon to
+        // inherit, by way of copies above 64 so that no listener already
+        // sitting on a target fd is overwritten before it is copied.
         unsafe {
             cmd.pre_exec(move || {
-                if fd == 3 {
-                    // dup2 onto itself keeps close-on-exec; clear it instead.
-                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                let mut high = [0; 2];
+                for (i, &fd) in fds.iter().enumerate() {
+                    high[i] = libc::fcntl(fd, libc::F_DUPFD, 64);
+                    if high[i] < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                } else if libc::dup2(fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                }
+                for (i, &fd) in high[..fds.len()].iter().enumerate() {
+                    if libc::dup2(fd, 3 + i as i32) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
                 }
                 Ok(())
             });
         }
         let child = cmd.spawn().expect("start the daemon");
         drop(listener);
+        drop(stats);
         let daemon = Daemon {
             child,
             port,
+            stats_port,
             dir,
             marks,
         };
