@@ -19,7 +19,8 @@ use crate::proto::{Limits, DEFAULT_PORT};
 /// It runs only compilers named in a masquerade directory (links to distcc
 /// in <prefix>/lib/distcc or /usr/lib/distcc, or --masquerade-dir) or in
 /// DISTCC_CMDLIST. Environment: DISTCCD_PATH, DISTCC_CMDLIST,
-/// DISTCC_CMDLIST_NUMWORDS, TMPDIR, DISTCC_SAVE_TEMPS, DISTCC_IO_TIMEOUT.
+/// DISTCC_CMDLIST_NUMWORDS, TMPDIR, DISTCC_SAVE_TEMPS, DISTCC_IO_TIMEOUT,
+/// DISTCC_RS_MAX_INPUT (lowers the 512 MiB limit on a job's source).
 #[derive(FromArgs)]
 struct Options {
     /// allow clients from ADDR[/BITS] (repeatable)
@@ -148,10 +149,9 @@ fn stdin_is_socket() -> bool {
     }
 }
 
-/// Applies `DISTCC_RS_MAX_INPUT`, a test-only knob that is deliberately left
-/// out of `--help`: the most bytes a request's DOTI may send or decompress to
-/// (default 512 MiB). It may only lower the limit, so tests can reach it
-/// with a small LZO bomb instead of half a gigabyte.
+/// Applies `DISTCC_RS_MAX_INPUT`: the most bytes a request's source may
+/// take on the wire or decompress to (default 512 MiB). It may only lower
+/// the limit; the tests use it to reach the limit with a small LZO bomb.
 fn input_limit(mut limits: Limits) -> Result<Limits, String> {
     match std::env::var("DISTCC_RS_MAX_INPUT") {
         Ok(v) if !v.is_empty() => match v.parse::<u32>() {

@@ -528,7 +528,8 @@ impl<'a> Server<'a> {
             }
             State::Stats { replied: true } => return true,
             _ => {
-                log::warn!(
+                // Debug level: a client that floods must not flood the log.
+                log::debug!(
                     "client {} sent {} bytes after its request; ignored",
                     conn.peer,
                     data.len()
