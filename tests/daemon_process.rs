@@ -824,3 +824,72 @@ fn powerpc_daemon_under_qemu_serves_the_debian_client() {
         start.elapsed()
     );
 }
+
+/// Started as root, the daemon runs as an unprivileged user; either way a
+/// compiler's stray files stay inside its job directory, which goes with the job.
+#[test]
+fn drops_root_and_writes_only_inside_the_job_directory() {
+    let stray =
+        "cd_here=$(pwd); echo stray > stray.txt; echo \"$cd_here\" > \"$MARKS/straycc-cwd\"; \
+                 exec gcc \"$@\"";
+    let mut opts = DaemonOptions::default();
+    opts.masquerade.push("straycc".into());
+    opts.scripts.push(("straycc".into(), stray.into()));
+    let mut daemon = Daemon::start("process-confined", opts);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let uids: Vec<u32> = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|u| u.parse().unwrap())
+        .collect();
+    // SAFETY: plain system call.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(
+            uids.iter().all(|&u| u != 0),
+            "daemon still has root: {uids:?}"
+        );
+    }
+    let work = TestDir::new("process-confined-client");
+    work.write("s.c", "int s;\n");
+    // The client preprocesses with its own straycc, a plain gcc.
+    work.script("client-bin/straycc", "exec gcc \"$@\"");
+    let path = format!(
+        "{}:{}",
+        work.join("client-bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = distcc(
+        &work.path,
+        &daemon.host(false),
+        &["straycc", "-c", "s.c", "-o", "s.o"],
+        &[("DISTCC_FALLBACK", "0"), ("PATH", &path)],
+    );
+    assert!(
+        out.status.success(),
+        "{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    let cwd = std::fs::read_to_string(daemon.marks.join("straycc-cwd")).unwrap();
+    let tmp = daemon.dir.join("daemon-tmp");
+    assert!(
+        cwd.trim()
+            .starts_with(&format!("{}/distccd_", tmp.display())),
+        "compiler ran in {cwd}, not in a job directory under {}",
+        tmp.display()
+    );
+    let start = Instant::now();
+    while !daemon.leftovers().is_empty() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        daemon.leftovers().is_empty(),
+        "left behind: {:?}",
+        daemon.leftovers()
+    );
+    assert!(!work.join("stray.txt").exists());
+    assert!(daemon.terminate().success());
+}
