@@ -166,7 +166,27 @@ impl Job {
             out.push("-o".into());
             out.push(output);
         }
+        if self.wants_pipe() {
+            out.push("-pipe".into());
+        }
         out
+    }
+
+    /// True when the compiler is gcc or clang (possibly triple-prefixed or
+    /// versioned) and the command neither has `-pipe` nor `-save-temps`.
+    /// `-pipe` lets the compiler proper and the assembler run side by side
+    /// instead of through a temporary file; the object is the same.
+    fn wants_pipe(&self) -> bool {
+        let name = args::basename(&self.program);
+        let family = [&b"gcc"[..], b"g++", b"clang", b"clang++", b"cc", b"c++"];
+        let is_gcc_or_clang = name
+            .split(|&c| c == b'-')
+            .any(|part| family.contains(&part));
+        is_gcc_or_clang
+            && !self
+                .argv
+                .iter()
+                .any(|a| a == b"-pipe" || a.starts_with(b"-save-temps"))
     }
 
     /// Starts the compiler in its own process group, in the job's directory,
@@ -275,6 +295,7 @@ mod tests {
                 OsString::from("-o"),
                 dir.join("output.o").into_os_string(),
                 OsString::from("-O2"),
+                OsString::from("-pipe"),
             ]
         );
         let j = job("g++ -c x.cc");
@@ -285,6 +306,22 @@ mod tests {
         let mut joined = OsString::from("-o");
         joined.push(j.dir.path().join("output.o"));
         assert_eq!(j.arguments()[2], joined);
+    }
+
+    #[test]
+    fn pipe_is_added_only_for_gcc_and_clang() {
+        let with = |program: &[u8], line: &str| {
+            let mut j = job(line);
+            j.program = program.to_vec();
+            j.arguments().iter().filter(|a| *a == "-pipe").count()
+        };
+        assert_eq!(with(b"x86_64-linux-gnu-gcc", "gcc -c x.c"), 1);
+        assert_eq!(with(b"/usr/bin/clang-14", "clang -c x.c"), 1);
+        assert_eq!(with(b"g++-12", "g++ -c x.c"), 1);
+        assert_eq!(with(b"gcc", "gcc -c x.c -pipe"), 1);
+        assert_eq!(with(b"gcc", "gcc -c x.c -save-temps"), 0);
+        assert_eq!(with(b"trivcc", "trivcc -c x.c"), 0);
+        assert_eq!(with(b"/opt/tcc", "tcc -c x.c"), 0);
     }
 
     #[test]
