@@ -110,16 +110,15 @@ impl Log for Logger {
                     )
                 };
             }
+            // One write(2) per line, so lines from processes sharing a
+            // file never interleave and a line costs one system call.
             Destination::Stderr => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{}[{}] {text}",
-                    self.program,
-                    std::process::id()
-                );
+                let line = format!("{}[{}] {text}\n", self.program, std::process::id());
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
             Destination::File(file) => {
-                let _ = writeln!(file, "{}[{}] {text}", self.program, std::process::id());
+                let line = format!("{}[{}] {text}\n", self.program, std::process::id());
+                let _ = file.write_all(line.as_bytes());
             }
         }
     }

@@ -191,7 +191,9 @@ impl Job {
 
     /// Starts the compiler in its own process group, in the job's directory,
     /// with stdin from /dev/null and stdout and stderr into files.
-    pub fn spawn(&self, program: &Path, safeguard: &str) -> io::Result<Child> {
+    /// `_DISTCC_SAFEGUARD` comes from the daemon's own environment, set once
+    /// by [`set_safeguard`], so that no spawn copies the environment.
+    pub fn spawn(&self, program: &Path) -> io::Result<Child> {
         let stdout = File::create(self.path_of("stdout"))?;
         let stderr = File::create(self.path_of("stderr"))?;
         Command::new(program)
@@ -201,7 +203,6 @@ impl Job {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
-            .env("_DISTCC_SAFEGUARD", safeguard)
             .process_group(0)
             .spawn()
     }
@@ -260,13 +261,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
-/// The `_DISTCC_SAFEGUARD` value for children: one level above ours.
-pub fn safeguard_level() -> String {
+/// Sets `_DISTCC_SAFEGUARD` in the daemon's environment to one level above
+/// ours, for every compiler it starts. Call before any thread starts.
+pub fn set_safeguard() {
     let level = std::env::var("_DISTCC_SAFEGUARD")
         .ok()
         .map(|v| v.parse::<u32>().unwrap_or(1))
         .unwrap_or(0);
-    (level + 1).min(9).to_string()
+    std::env::set_var("_DISTCC_SAFEGUARD", (level + 1).min(9).to_string());
 }
 
 #[cfg(test)]

@@ -225,6 +225,7 @@ pub fn run(config: Config) -> i32 {
         return code;
     }
     set_up_logging(&config);
+    job::set_safeguard();
     if let Err(err) = std::env::set_current_dir(&config.tmpdir) {
         log::error!("cannot chdir to {}: {err}", config.tmpdir.display());
         return ExitCode::NoSuchFile.into();

@@ -111,7 +111,6 @@ pub struct Server<'a> {
     stopping: Option<Instant>,
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
-    safeguard: String,
 }
 
 fn conn_token(idx: usize, write_side: bool) -> Token {
@@ -149,7 +148,6 @@ impl<'a> Server<'a> {
             scratch: vec![0; 64 * 1024],
             stopping: None,
             single: false,
-            safeguard: job::safeguard_level(),
         })
     }
 
@@ -644,7 +642,7 @@ impl<'a> Server<'a> {
             };
             let masq = self.config.masquerade_dirs();
             let spawned = match job::find_compiler(&job.program, masq) {
-                Some(path) => job.spawn(&path, &self.safeguard),
+                Some(path) => job.spawn(&path),
                 None => Err(io::Error::new(
                     ErrorKind::NotFound,
                     "not found on the server's PATH",
