@@ -881,15 +881,7 @@ fn drops_root_and_writes_only_inside_the_job_directory() {
         "compiler ran in {cwd}, not in a job directory under {}",
         tmp.display()
     );
-    let start = Instant::now();
-    while !daemon.leftovers().is_empty() && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        daemon.leftovers().is_empty(),
-        "left behind: {:?}",
-        daemon.leftovers()
-    );
+    daemon.assert_no_leftovers();
     assert!(!work.join("stray.txt").exists());
     assert!(daemon.terminate().success());
 }

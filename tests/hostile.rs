@@ -402,15 +402,7 @@ fn hostile_series_leaves_the_daemon_serving_in_bounded_memory() {
     );
     assert!(daemon.alive());
     // Give the daemon a moment to see the last idle connections close.
-    let start = Instant::now();
-    while !daemon.leftovers().is_empty() && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        daemon.leftovers().is_empty(),
-        "job directories left behind: {:?}",
-        daemon.leftovers()
-    );
+    daemon.assert_no_leftovers();
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
 }

@@ -10,7 +10,6 @@ mod common;
 use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 /// What a Debian client sends for `gcc` and `g++` (spec 5.8).
 const GCC: &str = "x86_64-linux-gnu-gcc";
@@ -41,21 +40,6 @@ fn summaries(daemon: &Daemon, word: &str, program: &str, input: &str) -> usize {
         .lines()
         .filter(|l| l.contains(&format!(" {word} ")) && l.ends_with(&tail))
         .count()
-}
-
-/// Waits (briefly) for the daemon to remove its job directories: it does
-/// so once the response is written, which can be just after the client
-/// has read it.
-fn assert_no_leftovers(daemon: &Daemon) {
-    let start = Instant::now();
-    while !daemon.leftovers().is_empty() && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        daemon.leftovers().is_empty(),
-        "job directories left: {:?}",
-        daemon.leftovers()
-    );
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -136,7 +120,7 @@ fn same_as_local(
             daemon.log()
         );
     }
-    assert_no_leftovers(daemon);
+    daemon.assert_no_leftovers();
     local_diags
 }
 
@@ -261,7 +245,7 @@ fn compile_errors_reach_the_client_as_from_local_gcc() {
         );
     }
     assert!(!daemon.log().contains("COMPILE_OK"), "{}", daemon.log());
-    assert_no_leftovers(&daemon);
+    daemon.assert_no_leftovers();
 }
 
 #[test]

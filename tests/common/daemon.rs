@@ -269,6 +269,21 @@ impl Daemon {
             .collect()
     }
 
+    /// Waits (up to 5 s) for the daemon to remove its job directories, which
+    /// it does once a response is written, possibly just after the client
+    /// has read it; panics with what is left if they stay.
+    pub fn assert_no_leftovers(&self) {
+        let start = Instant::now();
+        while !self.leftovers().is_empty() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            self.leftovers().is_empty(),
+            "job directories left behind: {:?}",
+            self.leftovers()
+        );
+    }
+
     /// Connects to the daemon.
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
