@@ -223,42 +223,66 @@ impl Job {
     }
 }
 
-/// Finds the compiler to run on PATH, skipping masquerade directories and
-/// anything that resolves to distcc itself, so a whitelist link never
-/// makes the daemon run itself.
-pub fn find_compiler(program: &[u8], masquerade_dirs: &[PathBuf]) -> Option<PathBuf> {
-    let program = Path::new(OsStr::from_bytes(program));
-    if program.as_os_str().as_bytes().contains(&b'/') {
-        if policy::is_executable(program) {
-            return Some(program.to_path_buf());
-        }
-        // As distccd does: a path that fails is tried again by its basename.
-        return find_compiler(program.file_name()?.as_bytes(), masquerade_dirs);
-    }
-    let path = std::env::var_os("PATH")?;
-    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    let own = OWN.get_or_init(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|e| std::fs::canonicalize(e).ok())
-    });
-    std::env::split_paths(&path).find_map(|dir| {
-        if dir.as_os_str().is_empty() || masquerade_dirs.iter().any(|m| same_dir(m, &dir)) {
-            return None;
-        }
-        let candidate = dir.join(program);
-        if !policy::is_executable(&candidate) {
-            return None;
-        }
-        let real = std::fs::canonicalize(&candidate).ok()?;
-        let is_distcc = Some(&real) == own.as_ref() || policy::names_distcc(&real);
-        (!is_distcc).then_some(candidate)
-    })
+/// Where the daemon looks for compilers: PATH (after `DISTCCD_PATH`) without
+/// the masquerade directories, resolved once at start-up, since neither
+/// changes while the daemon runs.
+pub struct CompilerSearch {
+    dirs: Vec<PathBuf>,
+    /// This executable, resolved, so a link to it is never run as a compiler.
+    own: Option<PathBuf>,
 }
 
-fn same_dir(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+impl CompilerSearch {
+    /// The search on this process's PATH.
+    pub fn new(masquerade_dirs: &[PathBuf]) -> CompilerSearch {
+        Self::on_path(
+            &std::env::var_os("PATH").unwrap_or_default(),
+            masquerade_dirs,
+        )
+    }
+
+    /// The search on a PATH-style list of directories.
+    pub fn on_path(path: &OsStr, masquerade_dirs: &[PathBuf]) -> CompilerSearch {
+        let masquerade: Vec<PathBuf> = masquerade_dirs
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect();
+        let dirs = std::env::split_paths(path)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .filter(|dir| {
+                let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+                !masquerade_dirs.contains(dir) && !masquerade.contains(&real)
+            })
+            .collect();
+        CompilerSearch {
+            dirs,
+            own: std::env::current_exe()
+                .ok()
+                .and_then(|e| std::fs::canonicalize(e).ok()),
+        }
+    }
+
+    /// Finds the compiler to run, skipping anything that resolves to distcc
+    /// itself, so a whitelist link never makes the daemon run itself. A path
+    /// that is not runnable is tried again by its basename, as distccd does.
+    pub fn find(&self, program: &[u8]) -> Option<PathBuf> {
+        let program = Path::new(OsStr::from_bytes(program));
+        if program.as_os_str().as_bytes().contains(&b'/') {
+            if policy::is_executable(program) {
+                return Some(program.to_path_buf());
+            }
+            return self.find(program.file_name()?.as_bytes());
+        }
+        self.dirs.iter().find_map(|dir| {
+            let candidate = dir.join(program);
+            if !policy::is_executable(&candidate) {
+                return None;
+            }
+            let real = std::fs::canonicalize(&candidate).ok()?;
+            let is_distcc = Some(&real) == self.own.as_ref() || policy::names_distcc(&real);
+            (!is_distcc).then_some(candidate)
+        })
+    }
 }
 
 /// Sets `_DISTCC_SAFEGUARD` in the daemon's environment to one level above
@@ -347,9 +371,24 @@ mod tests {
 
     #[test]
     fn compilers_are_found_on_path_but_never_distcc() {
-        assert!(find_compiler(b"sh", &[]).is_some());
-        assert!(find_compiler(b"/bin/sh", &[]).is_some());
-        assert!(find_compiler(b"/no/such/dir/sh", &[]).is_some());
-        assert!(find_compiler(b"no-such-compiler-distcc-rs", &[]).is_none());
+        let search = CompilerSearch::new(&[]);
+        assert!(search.find(b"sh").is_some());
+        assert!(search.find(b"/bin/sh").is_some());
+        assert!(search.find(b"/no/such/dir/sh").is_some());
+        assert!(search.find(b"no-such-compiler-distcc-rs").is_none());
+    }
+
+    #[test]
+    fn masquerade_directories_on_path_are_skipped() {
+        let masq = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-search_").unwrap();
+        std::os::unix::fs::symlink("/bin/sh", masq.join("sh")).unwrap();
+        let path = std::env::join_paths([masq.clone(), PathBuf::from("/bin")]).unwrap();
+        let found = CompilerSearch::on_path(&path, &[]).find(b"sh").unwrap();
+        assert_eq!(found, masq.join("sh"));
+        let found = CompilerSearch::on_path(&path, std::slice::from_ref(&masq))
+            .find(b"sh")
+            .unwrap();
+        assert_eq!(found, PathBuf::from("/bin/sh"));
+        std::fs::remove_dir_all(masq).unwrap();
     }
 }

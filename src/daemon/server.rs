@@ -111,6 +111,7 @@ pub struct Server<'a> {
     stopping: Option<Instant>,
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
+    compilers: job::CompilerSearch,
 }
 
 fn conn_token(idx: usize, write_side: bool) -> Token {
@@ -148,6 +149,7 @@ impl<'a> Server<'a> {
             scratch: vec![0; 64 * 1024],
             stopping: None,
             single: false,
+            compilers: job::CompilerSearch::new(config.masquerade_dirs()),
         })
     }
 
@@ -640,8 +642,7 @@ impl<'a> Server<'a> {
             else {
                 continue;
             };
-            let masq = self.config.masquerade_dirs();
-            let spawned = match job::find_compiler(&job.program, masq) {
+            let spawned = match self.compilers.find(&job.program) {
                 Some(path) => job.spawn(&path),
                 None => Err(io::Error::new(
                     ErrorKind::NotFound,
