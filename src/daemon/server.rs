@@ -25,7 +25,7 @@ use super::policy;
 use super::stats::{Outcome, RunningJob, Stats};
 use super::Config;
 use crate::exitcode::ExitCode;
-use crate::proto::{Item, RequestDecoder, Response};
+use crate::proto::{Item, Limits, RequestDecoder, Response};
 
 const SIGNALS: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
@@ -84,6 +84,30 @@ enum State {
     Stats {
         replied: bool,
     },
+    /// The job has been taken out to move it to its next state; no event
+    /// sees this, because the next state is set before the handler returns.
+    Taken,
+}
+
+impl State {
+    /// A new compile connection, waiting for its request.
+    fn reading(limits: &Limits) -> State {
+        State::Reading {
+            decoder: RequestDecoder::new(limits.clone()),
+            job: None,
+            body: None,
+            compressed: false,
+        }
+    }
+}
+
+/// A line of the daemon's own in a job's SERR, in distccd's format, so a
+/// client shows it as it would show distccd's.
+fn serr_line(function: &str, text: &str) -> String {
+    format!(
+        "distccd[{}] ({function}) ERROR: {text}\n",
+        std::process::id()
+    )
 }
 
 struct Conn {
@@ -175,16 +199,7 @@ impl<'a> Server<'a> {
         };
         let peer = peer_addr.map_or_else(|| "NOTSOCKET".to_string(), |a| a.to_string());
         self.single = true;
-        self.add_conn(
-            io,
-            peer,
-            State::Reading {
-                decoder: RequestDecoder::new(self.config.limits.clone()),
-                job: None,
-                body: None,
-                compressed: false,
-            },
-        )?;
+        self.add_conn(io, peer, State::reading(&self.config.limits))?;
         self.run()
     }
 
@@ -337,12 +352,7 @@ impl<'a> Server<'a> {
                 write: None,
             };
             let state = match service {
-                Service::Compile => State::Reading {
-                    decoder: RequestDecoder::new(self.config.limits.clone()),
-                    job: None,
-                    body: None,
-                    compressed: false,
-                },
+                Service::Compile => State::reading(&self.config.limits),
                 Service::Stats => State::Stats { replied: false },
             };
             log::debug!("connection from {addr}");
@@ -506,7 +516,7 @@ impl<'a> Server<'a> {
                 self.stats.record(Outcome::Disconnect, None);
                 self.close(idx);
             }
-            State::Writing { .. } | State::Stats { .. } => self.close(idx),
+            State::Writing { .. } | State::Stats { .. } | State::Taken => self.close(idx),
         }
     }
 
@@ -634,12 +644,10 @@ impl<'a> Server<'a> {
             let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            let State::Queued { .. } = conn.state else {
+            if !matches!(conn.state, State::Queued { .. }) {
                 continue;
-            };
-            let State::Queued { job } =
-                std::mem::replace(&mut conn.state, State::Stats { replied: true })
-            else {
+            }
+            let State::Queued { job } = std::mem::replace(&mut conn.state, State::Taken) else {
                 continue;
             };
             let spawned = match self.compilers.find(&job.program) {
@@ -668,10 +676,12 @@ impl<'a> Server<'a> {
                     self.running += 1;
                 }
                 Err(err) => {
-                    let message = format!(
-                        "distccd[{}] (dcc_execvp) ERROR: failed to exec {}: {err}\n",
-                        std::process::id(),
-                        String::from_utf8_lossy(&job.program)
+                    let message = serr_line(
+                        "dcc_execvp",
+                        &format!(
+                            "failed to exec {}: {err}",
+                            String::from_utf8_lossy(&job.program)
+                        ),
                     );
                     log::error!(
                         "failed to exec {}: {err}",
@@ -723,7 +733,7 @@ impl<'a> Server<'a> {
             return;
         };
         let State::Compiling { job, stopped, .. } =
-            std::mem::replace(&mut conn.state, State::Stats { replied: true })
+            std::mem::replace(&mut conn.state, State::Taken)
         else {
             return;
         };
@@ -741,10 +751,8 @@ impl<'a> Server<'a> {
             }
             Some(_) => {
                 let status = ExitCode::Timeout.as_wait_status();
-                let message = format!(
-                    "distccd[{}] (dcc_collect_child) ERROR: Compilation takes too long, timeout.\n",
-                    std::process::id()
-                );
+                let message =
+                    serr_line("dcc_collect_child", "Compilation takes too long, timeout.");
                 let results = job.results(false);
                 let mut stderr = results.stderr;
                 stderr.extend_from_slice(message.as_bytes());
