@@ -141,7 +141,14 @@ impl AccessList {
         self.entries.is_empty()
     }
 
+    /// True if `client` may connect. An IPv4-mapped IPv6 address (a v4
+    /// client on a dual-stack socket) is checked as the IPv4 client it is,
+    /// so IPv6 entries never match it, as in distccd.
     pub fn allows(&self, client: IpAddr) -> bool {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+            v4 => v4,
+        };
         self.entries.is_empty() || self.entries.iter().any(|e| e.matches(client))
     }
 }
@@ -212,5 +219,17 @@ mod tests {
         assert!(!list.allows(ip("172.32.0.1")));
         assert!(!list.allows(ip("8.8.8.8")));
         assert!(!list.allows(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn mapped_clients_are_ipv4_clients() {
+        let mut list = AccessList::default();
+        list.push(Allow::parse("::/0").unwrap());
+        assert!(
+            !list.allows(ip("::ffff:127.0.0.1")),
+            "a v6 entry matched a v4 client"
+        );
+        list.push(Allow::parse("127.0.0.1").unwrap());
+        assert!(list.allows(ip("::ffff:127.0.0.1")));
     }
 }

@@ -11,7 +11,6 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -337,8 +336,7 @@ impl<'a> Server<'a> {
             if service == Service::Compile {
                 self.stats.tcp_accept += 1;
             }
-            let ip = canonical_ip(addr);
-            if !self.config.access.allows(ip) {
+            if !self.config.access.allows(addr.ip()) {
                 log::warn!("connection from client '{addr}' denied by access list");
                 continue;
             }
@@ -949,15 +947,6 @@ fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<J
         )
     })?;
     Ok(Job::new(version, argv, program, compile, dir))
-}
-
-fn canonical_ip(addr: SocketAddr) -> std::net::IpAddr {
-    match addr.ip() {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        ip => ip,
-    }
 }
 
 fn show_argv(argv: &[Vec<u8>]) -> String {
