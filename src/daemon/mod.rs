@@ -236,20 +236,13 @@ pub fn run(config: Config) -> i32 {
                 log::error!(
                     "no masquerade directory ({}) exists; create one with compiler links to \
                      distcc-rs, set DISTCC_CMDLIST, or use --enable-tcp-insecure",
-                    dirs.iter()
-                        .map(|d| d.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    policy::show_dirs(dirs.iter())
                 );
                 return ExitCode::CompilerMissing.into();
             }
             log::info!(
                 "compilers allowed by the masquerade directories: {}",
-                dirs.iter()
-                    .filter(|d| d.is_dir())
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                policy::show_dirs(dirs.iter().filter(|d| d.is_dir()))
             );
         }
         Whitelist::CmdList(Ok(_)) => log::info!("compilers allowed by DISTCC_CMDLIST"),
@@ -259,40 +252,30 @@ pub fn run(config: Config) -> i32 {
         }
     }
     log::info!("allowing access from: {}", config.access);
-    let mut server = match config.mode {
-        Mode::Inetd => match Server::new(&config, listeners) {
-            Ok(s) => s,
-            Err(err) => {
-                log::error!("cannot start: {err}");
-                return ExitCode::DistccFailed.into();
-            }
-        },
-        Mode::Daemon => {
-            if config.detach {
-                let pid_file = config.pid_file.clone();
-                let detached = crate::sys::detach(|child| {
-                    if let Some(path) = &pid_file {
-                        write_pid_file(path, child);
-                    }
-                    0
-                });
-                if let Err(err) = detached {
-                    log::error!("cannot fork: {err}");
-                    return ExitCode::OutOfMemory.into();
-                }
-            } else {
-                crate::sys::new_process_group();
+    if config.mode == Mode::Daemon {
+        if config.detach {
+            let detached = crate::sys::detach(|child| {
                 if let Some(path) = &config.pid_file {
-                    write_pid_file(path, std::process::id());
+                    write_pid_file(path, child);
                 }
+                0
+            });
+            if let Err(err) = detached {
+                log::error!("cannot fork: {err}");
+                return ExitCode::OutOfMemory.into();
             }
-            match Server::new(&config, listeners) {
-                Ok(s) => s,
-                Err(err) => {
-                    log::error!("cannot start the event loop: {err}");
-                    return ExitCode::DistccFailed.into();
-                }
+        } else {
+            crate::sys::new_process_group();
+            if let Some(path) = &config.pid_file {
+                write_pid_file(path, std::process::id());
             }
+        }
+    }
+    let mut server = match Server::new(&config, listeners) {
+        Ok(s) => s,
+        Err(err) => {
+            log::error!("cannot start the event loop: {err}");
+            return ExitCode::DistccFailed.into();
         }
     };
     let result = match config.mode {

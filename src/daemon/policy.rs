@@ -84,6 +84,13 @@ pub fn default_masquerade_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// Directories as one line for messages: `a, b, c`.
+pub fn show_dirs<'a>(dirs: impl Iterator<Item = &'a PathBuf>) -> String {
+    dirs.map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// True for a regular file with an execute bit.
 pub(crate) fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -145,10 +152,7 @@ impl Whitelist {
                 } else {
                     Err(format!(
                         "compiler '{shown}' is not in the masquerade whitelist ({})",
-                        dirs.iter()
-                            .map(|d| d.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        show_dirs(dirs.iter())
                     ))
                 }
             }
