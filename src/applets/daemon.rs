@@ -149,20 +149,28 @@ fn stdin_is_socket() -> bool {
     }
 }
 
+/// A positive whole number from the environment: `None` when unset or
+/// empty, and an error (exit 101, as distcc gives) for anything else that
+/// is not a number above zero.
+fn positive_env(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!("{name}: bad value '{v}'")),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// Applies `DISTCC_RS_MAX_INPUT`: the most bytes a request's source may
 /// take on the wire or decompress to (default 512 MiB). It may only lower
 /// the limit; the tests use it to reach the limit with a small LZO bomb.
 fn input_limit(mut limits: Limits) -> Result<Limits, String> {
-    match std::env::var("DISTCC_RS_MAX_INPUT") {
-        Ok(v) if !v.is_empty() => match v.parse::<u32>() {
-            Ok(n) if n > 0 => {
-                limits.max_input = limits.max_input.min(n);
-                Ok(limits)
-            }
-            _ => Err(format!("DISTCC_RS_MAX_INPUT: bad value '{v}'")),
-        },
-        _ => Ok(limits),
+    if let Some(n) = positive_env("DISTCC_RS_MAX_INPUT")? {
+        let n = u32::try_from(n).map_err(|_| format!("DISTCC_RS_MAX_INPUT: bad value '{n}'"))?;
+        limits.max_input = limits.max_input.min(n);
     }
+    Ok(limits)
 }
 
 /// Turns parsed options and the environment into the daemon's configuration.
@@ -248,13 +256,7 @@ fn configure(o: Options) -> Result<Config, String> {
         }),
         (None, false) => log::LevelFilter::Info,
     };
-    let io_timeout = match std::env::var("DISTCC_IO_TIMEOUT") {
-        Ok(v) if !v.is_empty() => match v.parse::<i64>() {
-            Ok(n) if n > 0 => Duration::from_secs(n as u64),
-            _ => return Err(format!("DISTCC_IO_TIMEOUT: bad value '{v}'")),
-        },
-        _ => Duration::from_secs(300),
-    };
+    let io_timeout = Duration::from_secs(positive_env("DISTCC_IO_TIMEOUT")?.unwrap_or(300));
     let limits = input_limit(Limits::default())?;
     let whitelist = if o.enable_tcp_insecure || o.make_me_a_botnet {
         Whitelist::Insecure
