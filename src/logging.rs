@@ -80,6 +80,13 @@ fn syslog_priority(level: Level) -> libc::c_int {
     }
 }
 
+impl Logger {
+    /// A whole line for a file or stderr: `distccd[PID] (module) text`.
+    fn line(&self, text: &str) -> String {
+        format!("{}[{}] {text}\n", self.program, std::process::id())
+    }
+}
+
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
         // Only our own records: libraries' trace lines are not distccd's log.
@@ -113,12 +120,10 @@ impl Log for Logger {
             // One write(2) per line, so lines from processes sharing a
             // file never interleave and a line costs one system call.
             Destination::Stderr => {
-                let line = format!("{}[{}] {text}\n", self.program, std::process::id());
-                let _ = std::io::stderr().write_all(line.as_bytes());
+                let _ = std::io::stderr().write_all(self.line(&text).as_bytes());
             }
             Destination::File(file) => {
-                let line = format!("{}[{}] {text}\n", self.program, std::process::id());
-                let _ = file.write_all(line.as_bytes());
+                let _ = file.write_all(self.line(&text).as_bytes());
             }
         }
     }

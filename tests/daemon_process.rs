@@ -491,10 +491,9 @@ fn jobs_2_runs_at_most_two_of_20_concurrent_clients() {
     assert!(took >= Duration::from_secs(2), "{took:?}");
 }
 
-/// Live processes whose process group is `pgid`, from /proc. Zombies are
-/// left out: an orphan's is reaped by init, which in a container may never
-/// get round to it.
-fn group_members(pgid: u32) -> Vec<u32> {
+/// Every process in /proc with the fields of its `stat` after "(comm)":
+/// state, ppid, pgrp, ...
+fn proc_stats() -> Vec<(u32, Vec<String>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -503,39 +502,38 @@ fn group_members(pgid: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        // Fields after "(comm)": state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() != Some(&"Z")
-            && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
-        {
-            out.push(pid);
-        }
+        out.push((pid, rest.split_whitespace().map(String::from).collect()));
     }
     out
 }
 
+/// Live processes whose process group is `pgid`, from /proc. Zombies are
+/// left out: an orphan's is reaped by init, which in a container may never
+/// get round to it.
+fn group_members(pgid: u32) -> Vec<u32> {
+    proc_stats()
+        .into_iter()
+        .filter(|(_, f)| {
+            f.first().is_some_and(|s| s != "Z")
+                && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
 /// Children of `ppid` that are zombies.
 fn zombie_children(ppid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&ppid.to_string().as_str()) {
-            out.push(pid);
-        }
-    }
-    out
+    proc_stats()
+        .into_iter()
+        .filter(|(_, f)| {
+            let zombie = f.first().is_some_and(|s| s == "Z");
+            zombie && f.get(1) == Some(&ppid.to_string())
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 #[test]
