@@ -45,11 +45,7 @@ const SELF_NAME: &str = "distcc-rs";
 
 /// Finds the applet for a called name by the rules in the module doc.
 pub fn find_applet(called: &OsStr) -> Option<&'static Applet> {
-    let base = Path::new(called)
-        .file_name()
-        .map(|b| b.as_bytes())
-        .unwrap_or(called.as_bytes());
-    let base = base.strip_prefix(b"-").unwrap_or(base);
+    let base = called_name(called);
     let mut best: Option<(&'static Applet, usize)> = None;
     for applet in APPLETS {
         for name in std::iter::once(&applet.name).chain(applet.links.iter()) {
@@ -68,11 +64,15 @@ fn name_matches(base: &[u8], name: &[u8]) -> bool {
             && base[base.len() - name.len() - 1] == b'-')
 }
 
+/// The name the binary was called by: argv[0]'s basename without a leading
+/// `-` (as a login shell's argv[0] has).
+fn called_name(argv0: &OsStr) -> &[u8] {
+    let base = Path::new(argv0).file_name().unwrap_or(argv0).as_bytes();
+    base.strip_prefix(b"-").unwrap_or(base)
+}
+
 fn is_self_name(called: &OsStr) -> bool {
-    let base = Path::new(called).file_name().unwrap_or(called);
-    let base = base.as_bytes();
-    let base = base.strip_prefix(b"-").unwrap_or(base);
-    base == SELF_NAME.as_bytes()
+    called_name(called) == SELF_NAME.as_bytes()
 }
 
 /// Runs the applet chosen by argv and returns its exit code.

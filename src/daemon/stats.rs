@@ -174,7 +174,8 @@ impl Stats {
             None => ("none", "none", -1),
         };
         let loads = crate::sys::load_average().unwrap_or([0.0; 3]);
-        let (rss, rss_name) = max_rss();
+        let procs = proc_stats();
+        let (rss, rss_name) = max_rss(&procs);
         let lines: Vec<(&str, String)> = vec![
             ("dcc_tcp_accept", self.tcp_accept.to_string()),
             ("dcc_rej_bad_req", self.rej_bad_req.to_string()),
@@ -207,7 +208,10 @@ impl Stats {
                 "dcc_num_compiles3",
                 self.compiles_within(WINDOW_15_MIN).to_string(),
             ),
-            ("dcc_num_procstate_D", procs_in_state_d().to_string()),
+            (
+                "dcc_num_procstate_D",
+                procs.iter().filter(|p| p.1 == 'D').count().to_string(),
+            ),
             ("dcc_max_RSS", rss.to_string()),
             ("dcc_max_RSS_name", rss_name),
             ("dcc_io_rate", self.io_rate.to_string()),
@@ -273,18 +277,14 @@ fn proc_stats() -> Vec<(String, char, u64)> {
     .collect()
 }
 
-fn procs_in_state_d() -> usize {
-    proc_stats().iter().filter(|p| p.1 == 'D').count()
-}
-
 /// The largest resident set in KiB and its process name, as distccd shows them.
-fn max_rss() -> (u64, String) {
+fn max_rss(procs: &[(String, char, u64)]) -> (u64, String) {
     // SAFETY: plain system call.
     let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
-    proc_stats()
-        .into_iter()
+    procs
+        .iter()
         .max_by_key(|p| p.2)
-        .map(|p| (p.2.saturating_mul(page_kib), p.0))
+        .map(|p| (p.2.saturating_mul(page_kib), p.0.clone()))
         .unwrap_or((0, "none".into()))
 }
 
