@@ -6,6 +6,7 @@
 
 pub mod applets;
 pub mod args;
+pub mod client;
 pub mod daemon;
 pub mod exitcode;
 pub mod logging;

@@ -1,0 +1,1 @@
+//! The host list (DISTCC_HOSTS and the hosts files): where it comes from and its grammar.

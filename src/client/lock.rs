@@ -1,0 +1,1 @@
+//! Host slots and backoff marks under $DISTCC_DIR/lock, shared with real distcc through fcntl record locks.
