@@ -142,7 +142,7 @@ impl State {
             record: Record {
                 struct_size: SIZE,
                 magic: MAGIC,
-                cpid: pid.into(),
+                cpid: pid as libc::c_ulong,
                 file: [0; NAME_LEN],
                 host: [0; NAME_LEN],
                 slot: 0,
@@ -267,7 +267,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         return Err(DecodeError::Magic(record.magic as u64));
     }
     Ok(Entry {
-        pid: u32::try_from(record.cpid).unwrap_or(u32::MAX),
+        pid: u32::try_from(record.cpid as u64).unwrap_or(u32::MAX),
         file: name_text(&record.file),
         host: name_text(&record.host),
         slot: record.slot,
