@@ -301,7 +301,9 @@ pub struct Local {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     /// The full command, compiler first, with `-o OUTPUT` appended when the
-    /// command named no output. Local runs of the job use it too.
+    /// command named no output. Local runs of the job use it too (as in 3.4;
+    /// for `-S -MD` without `-o` that makes a local run's `.d` target `x.s`
+    /// where plain gcc writes `x.o`; [`cpp_argv`] is not affected).
     pub argv: Vec<OsString>,
     /// Index of the source file in `argv`.
     pub input_index: usize,
