@@ -67,18 +67,32 @@ pub fn is_source(name: &[u8]) -> bool {
 
 /// The extension of the preprocessed form of a source (`dcc_preproc_exten`).
 pub fn preprocessed_extension(name: &[u8]) -> Option<&'static [u8]> {
+    preprocessed_extension_str(name).map(str::as_bytes)
+}
+
+/// [`preprocessed_extension`] as text: the table of section 5.4, in one place
+/// for the daemon and the client.
+pub fn preprocessed_extension_str(name: &[u8]) -> Option<&'static str> {
     let ext = extension(name)?;
     Some(match ext {
-        b".c" | b".i" => b".i",
-        b".cc" | b".cpp" | b".cxx" | b".cp" | b".c++" | b".C" | b".ii" => b".ii",
-        b".m" | b".mi" => b".mi",
-        b".mm" | b".M" | b".mii" => b".mii",
-        _ if ext.eq_ignore_ascii_case(b".s") => b".s",
+        b".c" | b".i" => ".i",
+        b".cc" | b".cpp" | b".cxx" | b".cp" | b".c++" | b".C" | b".ii" => ".ii",
+        b".m" | b".mi" => ".mi",
+        b".mm" | b".M" | b".mii" => ".mii",
+        _ if ext.eq_ignore_ascii_case(b".s") => ".s",
         _ => return None,
     })
 }
 
-fn default_output(input: &[u8], assemble_only: bool) -> Option<Vec<u8>> {
+/// True for a source that is already preprocessed (`.i`, `.ii`, `.mi`, `.mii`).
+pub fn is_preprocessed(name: &[u8]) -> bool {
+    matches!(extension(name), Some(b".i" | b".ii" | b".mi" | b".mii"))
+}
+
+/// The default output name (5.3): the input's basename with the text from its
+/// last `.` replaced by `.o`, or `.s` for `-S`; `None` for a basename shorter
+/// than 3 characters or without a `.`.
+pub fn default_output(input: &[u8], assemble_only: bool) -> Option<Vec<u8>> {
     let base = basename(input);
     if base.len() < 3 {
         return None;
