@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -20,14 +20,21 @@ pub enum Destination {
 }
 
 struct Logger {
-    program: &'static str,
+    /// The name lines start with: `distccd` unless [`set_program`] said otherwise.
+    program: OnceLock<&'static str>,
     destination: Mutex<Destination>,
 }
 
 static LOGGER: Logger = Logger {
-    program: "distccd",
+    program: OnceLock::new(),
     destination: Mutex::new(Destination::Stderr),
 };
+
+/// Names the program in log lines (`distcc` for the client); call it
+/// before the first line is logged. The daemon keeps `distccd`.
+pub fn set_program(name: &'static str) {
+    let _ = LOGGER.program.set(name);
+}
 
 /// Parses a distccd `--log-level` name.
 pub fn parse_level(name: &str) -> Option<LevelFilter> {
@@ -83,7 +90,8 @@ fn syslog_priority(level: Level) -> libc::c_int {
 impl Logger {
     /// A whole line for a file or stderr: `distccd[PID] (module) text`.
     fn line(&self, text: &str) -> String {
-        format!("{}[{}] {text}\n", self.program, std::process::id())
+        let program = self.program.get().copied().unwrap_or("distccd");
+        format!("{program}[{}] {text}\n", std::process::id())
     }
 }
 

@@ -5,13 +5,17 @@
 //! applet names and link names; the longest match wins, where a match is the
 //! whole name or a suffix that follows a `-` (so `x86_64-linux-gnu-distccd`
 //! reaches `distccd`). Called by its own name, the binary takes the applet
-//! from argv[1].
+//! from argv[1]; an argv[1] that names no applet (a compiler, or an option
+//! such as `-c`) goes to the client, as `distcc gcc -c x.c` does. Any other
+//! argv[0] is a masquerade shim: the client, compiling with the compiler of
+//! that name.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+mod client;
 mod daemon;
 
 /// An applet's entry point: the full argv (argv[0] is the name it was called
@@ -30,15 +34,26 @@ pub struct Applet {
 }
 
 /// Every applet that works today. Applets are registered only once they work.
-pub const APPLETS: &[Applet] = &[Applet {
-    name: "daemon",
-    links: &["distccd"],
-    main: daemon::main,
-    about: "distcc compile server (distccd), protocols 1 and 2",
-}];
+pub const APPLETS: &[Applet] = &[
+    Applet {
+        name: "daemon",
+        links: &["distccd"],
+        main: daemon::main,
+        about: "distcc compile server (distccd), protocols 1 and 2",
+    },
+    Applet {
+        name: "client",
+        links: &["distcc"],
+        main: client::main,
+        about: "distcc client: distcc-rs COMPILER ARGS, or linked as a compiler name",
+    },
+];
 
-/// The exit status for an unknown applet name, as busybox uses.
+/// The exit status for a missing argv[0], as busybox uses for an unknown applet.
 const EXIT_UNKNOWN_APPLET: i32 = 127;
+
+/// distcc's status for a bad command line.
+const EXIT_BAD_ARGUMENTS: i32 = 101;
 
 /// The name the binary answers to itself.
 const SELF_NAME: &str = "distcc-rs";
@@ -84,18 +99,13 @@ pub fn dispatch(args: Vec<OsString>) -> i32 {
     if !is_self_name(&argv0) {
         return match find_applet(&argv0) {
             Some(applet) => (applet.main)(args),
-            None => {
-                eprintln!(
-                    "{SELF_NAME}: applet not found: {} (try '{SELF_NAME} --list')",
-                    Path::new(&argv0).display()
-                );
-                EXIT_UNKNOWN_APPLET
-            }
+            // A compiler's name: a masquerade shim.
+            None => client::main(args),
         };
     }
     let Some(first) = args.get(1) else {
         usage(&mut std::io::stderr());
-        return EXIT_UNKNOWN_APPLET;
+        return EXIT_BAD_ARGUMENTS;
     };
     match first.to_str() {
         Some("--list") => {
@@ -111,18 +121,14 @@ pub fn dispatch(args: Vec<OsString>) -> i32 {
             0
         }
         Some("--install") => install(&args[2..]),
+        Some("--install-masquerade") => client::install_masquerade(&args[2..]),
         _ => match APPLETS
             .iter()
             .find(|a| OsStr::new(a.name) == first.as_os_str())
         {
             Some(applet) => (applet.main)(args[1..].to_vec()),
-            None => {
-                eprintln!(
-                    "{SELF_NAME}: unknown applet '{}' (try '{SELF_NAME} --list')",
-                    first.to_string_lossy()
-                );
-                EXIT_UNKNOWN_APPLET
-            }
+            // `distcc-rs gcc -c x.c`, `distcc-rs -c x.c`, `distcc-rs --show-hosts`.
+            None => client::main(args),
         },
     }
 }
@@ -131,11 +137,14 @@ fn usage(out: &mut dyn Write) {
     let _ = writeln!(
         out,
         "Usage: {SELF_NAME} APPLET [ARGS...]\n\
+         \x20      {SELF_NAME} COMPILER [ARGS...]          compile through distcc (see '{SELF_NAME} client --help')\n\
          \x20      {SELF_NAME} --list\n\
-         \x20      {SELF_NAME} --install [-s] DIR\n\
+         \x20      {SELF_NAME} --install [-s] DIR          links for the applets (distccd, distcc)\n\
+         \x20      {SELF_NAME} --install-masquerade [DIR]  compiler links (cc, gcc, ...; default /usr/lib/distcc)\n\
          \x20      {SELF_NAME} --version\n\
          \n\
-         Linked under an applet's name (for example distccd), the binary runs that applet.\n\
+         Linked under an applet's name (for example distccd), the binary runs that applet;\n\
+         linked under a compiler's name (gcc, cc, x86_64-linux-gnu-gcc), it is a masquerade shim.\n\
          \n\
          Applets:"
     );
@@ -215,6 +224,9 @@ mod tests {
         assert_eq!(name("notdistccd"), None);
         assert_eq!(name("distccd-old"), None);
         assert_eq!(name("nosuchapplet"), None);
+        assert_eq!(name("distcc"), Some("client"));
+        assert_eq!(name("/usr/bin/distcc"), Some("client"));
+        assert_eq!(name("gcc"), None);
     }
 
     #[test]

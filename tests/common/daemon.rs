@@ -356,3 +356,121 @@ pub fn distcc(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> O
     }
     cmd.output().expect("run distcc")
 }
+
+/// Runs our client (`distcc-rs ARGS`) in `cwd` with `hosts`, with its own
+/// DISTCC_DIR under `cwd`, like [`distcc`] does for the Debian client.
+pub fn client(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let state = cwd.join(".distcc-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("DISTCC_HOSTS", hosts)
+        .env("DISTCC_DIR", &state)
+        .env_remove("DISTCC_VERBOSE")
+        .env_remove("DISTCC_LOG")
+        .env_remove("DISTCC_FALLBACK")
+        .env_remove("DISTCC_SKIP_LOCAL_RETRY")
+        .env_remove("DISTCC_BACKOFF_PERIOD")
+        .env_remove("_DISTCC_SAFEGUARD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run distcc-rs")
+}
+
+/// Debian's distccd 3.4 on a free port of 127.0.0.1, killed when dropped.
+///
+/// distccd cannot take a listening socket from us, so the port is found by
+/// binding port 0 and closing it; if another process takes it first,
+/// distccd exits 102 and the start is tried again with a new port.
+pub struct DebianDistccd {
+    pub child: Child,
+    pub port: u16,
+    pub dir: TestDir,
+}
+
+impl DebianDistccd {
+    pub fn start(name: &str) -> DebianDistccd {
+        DebianDistccd::start_with(name, &[])
+    }
+
+    /// Starts distccd with extra options and environment (DISTCCD_PATH, …).
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> DebianDistccd {
+        let distccd = need("distccd", "distcc");
+        let dir = TestDir::new(name);
+        let tmp = dir.shared_dir("tmp");
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let log = dir.join("distccd.log");
+            std::fs::write(&log, "").unwrap();
+            std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+            let mut cmd = Command::new(&distccd);
+            cmd.args([
+                "--daemon",
+                "--no-detach",
+                "--allow",
+                "127.0.0.1",
+                "--listen",
+                "127.0.0.1",
+            ])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--jobs",
+                "8",
+                "--log-level",
+                "info",
+            ])
+            .arg("--log-file")
+            .arg(&log)
+            .env("TMPDIR", &tmp)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            // SAFETY: geteuid cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                cmd.args(["--user", "nobody"]);
+            }
+            let mut child = cmd.spawn().expect("start distccd");
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return DebianDistccd { child, port, dir };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("Debian distccd did not start");
+    }
+
+    /// The host spec for DISTCC_HOSTS.
+    pub fn host(&self, lzo: bool) -> String {
+        format!("127.0.0.1:{}/8{}", self.port, if lzo { ",lzo" } else { "" })
+    }
+
+    /// distccd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("distccd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for DebianDistccd {
+    fn drop(&mut self) {
+        // distccd leads its own process group, with its preforked children.
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}

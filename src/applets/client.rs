@@ -1,0 +1,282 @@
+//! The client applet: `distcc-rs COMPILER ARGS...`, the `distcc` link, and masquerade shims linked under a compiler's name.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::client::{self, compiler, hosts, Invocation};
+use crate::exitcode::ExitCode;
+
+/// The names `--install-masquerade` links when a compiler of that name is on PATH.
+const MASQUERADE_NAMES: &[&str] = &["cc", "c++", "gcc", "g++", "clang", "clang++"];
+
+/// Entry point. `args[0]` decides the mode: a name containing `distcc`
+/// (distcc, distcc-rs) or the subcommand name `client` is the explicit or
+/// implicit form, anything else is a masquerade shim named after the compiler.
+pub fn main(args: Vec<OsString>) -> i32 {
+    client::init_logging();
+    if compiler::is_distcc_name(&args[0]) || args[0] == "client" {
+        distcc_mode(args)
+    } else {
+        masquerade_mode(args)
+    }
+}
+
+fn usage(out: &mut dyn Write) {
+    let _ = write!(
+        out,
+        "Usage:\n\
+         \x20  distcc-rs [--] COMPILER [COMPILE OPTIONS]\n\
+         \x20  distcc-rs [COMPILE OPTIONS]            (the compiler is cc)\n\
+         \x20  COMPILER [COMPILE OPTIONS]             (a masquerade link named after the compiler)\n\
+         \x20  distcc-rs --show-hosts | -j | --help | --version\n\
+         \n\
+         Options:\n\
+         \x20  --help          this text\n\
+         \x20  --version       the version banner\n\
+         \x20  --show-hosts    the host list, one host per line\n\
+         \x20  -j              the sum of the hosts' job limits (for make -j)\n\
+         \n\
+         Host list: DISTCC_HOSTS, else $DISTCC_DIR/hosts, else /etc/distcc/hosts.\n\
+         \x20  localhost[/LIMIT]                      compile here\n\
+         \x20  HOST[:PORT][/LIMIT][,lzo][,cpp]        TCP to a distccd (port 3632)\n\
+         \x20  [USER]@HOST[/LIMIT][:COMMAND][,lzo]    over ssh ($DISTCC_SSH, default ssh)\n\
+         \x20  --randomize  --localslots=N  --localslots_cpp=N  # comments\n\
+         \n\
+         Environment: DISTCC_DIR, DISTCC_VERBOSE, DISTCC_LOG, DISTCC_FALLBACK,\n\
+         DISTCC_SKIP_LOCAL_RETRY, DISTCC_BACKOFF_PERIOD, DISTCC_IO_TIMEOUT,\n\
+         DISTCC_CONNECT_TIMEOUT, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS, DISTCC_SSH,\n\
+         DISTCC_NO_REWRITE_CROSS, TMPDIR, UNCACHED_ERR_FD. See README.md.\n"
+    );
+}
+
+fn distcc_mode(args: Vec<OsString>) -> i32 {
+    let Some(first) = args.get(1) else {
+        eprintln!("distcc: missing option/operand\nTry 'distcc-rs --help' for more information.");
+        return ExitCode::BadArguments.into();
+    };
+    match first.to_str() {
+        Some("--help") => {
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{}", crate::version_banner("distcc-rs").trim_end());
+            usage(&mut out);
+            return 0;
+        }
+        Some("--version") => {
+            print!("{}", crate::version_banner("distcc-rs"));
+            return 0;
+        }
+        Some("--show-hosts") => return show_hosts(false),
+        Some("-j") => return show_hosts(true),
+        Some("--scan-includes") => {
+            eprintln!(
+                "distcc: --scan-includes needs pump mode, which distcc-rs does not support yet"
+            );
+            return ExitCode::DistccFailed.into();
+        }
+        _ => {}
+    }
+    let mut argv: Vec<OsString> = args[1..].to_vec();
+    if argv.first().is_some_and(|a| a == "--") {
+        argv.remove(0);
+        if argv.is_empty() {
+            eprintln!("distcc: missing compiler after --");
+            return ExitCode::BadArguments.into();
+        }
+    } else if compiler::implicit_compiler(first) {
+        argv.insert(0, OsString::from("cc"));
+    }
+    // Children search PATH without masquerade directories, so an explicit
+    // `distcc-rs gcc` never runs a gcc shim that leads back to us.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let trimmed =
+        compiler::find_real_compiler(&argv[0], &path, &self_exe()).map(|real| real.child_path);
+    client::compile(Invocation {
+        argv,
+        path: trimmed,
+        tweaked: false,
+    })
+}
+
+fn masquerade_mode(args: Vec<OsString>) -> i32 {
+    let name = Path::new(&args[0])
+        .file_name()
+        .unwrap_or(args[0].as_os_str())
+        .to_os_string();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(real) = compiler::find_real_compiler(&name, &path, &self_exe()) else {
+        eprintln!(
+            "distcc: cannot find the real {} on PATH: every entry named so is a link to distcc-rs",
+            name.to_string_lossy()
+        );
+        return ExitCode::CompilerMissing.into();
+    };
+    let mut argv = args;
+    argv[0] = name;
+    client::compile(Invocation {
+        argv,
+        path: Some(real.child_path),
+        tweaked: real.path_tweaked,
+    })
+}
+
+/// This executable, with symbolic links resolved.
+fn self_exe() -> PathBuf {
+    compiler::self_exe().unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+}
+
+/// `--show-hosts` (one hostdef per line) and `-j` (the sum of the limits).
+/// Both exit 0 even when the list does not parse, as distcc does.
+fn show_hosts(sum: bool) -> i32 {
+    match hosts::load() {
+        Ok((mut list, _)) => {
+            if list.randomize {
+                hosts::randomize(&mut list);
+            }
+            let mut out = std::io::stdout();
+            if sum {
+                let _ = writeln!(out, "{}", list.total_limit());
+            } else {
+                for host in &list.hosts {
+                    let _ = writeln!(out, "{}", host.hostdef);
+                }
+            }
+        }
+        Err(err) => log::warn!("{err}"),
+    }
+    0
+}
+
+/// `distcc-rs --install-masquerade [DIR]`: makes symbolic links to this
+/// binary in DIR (default /usr/lib/distcc) for cc, c++, gcc, g++, clang,
+/// clang++ and every `<triple>-gcc`-style or versioned name of those found
+/// on PATH, as update-distcc-symlinks does. Existing links to distcc are
+/// replaced; anything else in DIR is left alone.
+pub fn install_masquerade(args: &[OsString]) -> i32 {
+    let dir = match args {
+        [] => PathBuf::from("/usr/lib/distcc"),
+        [dir] => PathBuf::from(dir),
+        _ => {
+            eprintln!("Usage: distcc-rs --install-masquerade [DIR]");
+            return ExitCode::BadArguments.into();
+        }
+    };
+    let exe = self_exe();
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        eprintln!("distcc-rs: cannot create {}: {err}", dir.display());
+        return ExitCode::DistccFailed.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut status = 0;
+    for name in compiler_names_on_path(&path, &dir, &exe) {
+        let link = dir.join(&name);
+        if let Ok(meta) = std::fs::symlink_metadata(&link) {
+            let ours = meta.file_type().is_symlink()
+                && std::fs::read_link(&link).is_ok_and(|t| compiler::is_distcc_name(t.as_os_str()));
+            if !ours {
+                eprintln!(
+                    "distcc-rs: leaving {} alone: it is not a link to distcc",
+                    link.display()
+                );
+                continue;
+            }
+            let _ = std::fs::remove_file(&link);
+        }
+        match std::os::unix::fs::symlink(&exe, &link) {
+            Ok(()) => println!("{}", link.display()),
+            Err(err) => {
+                eprintln!("distcc-rs: cannot link {}: {err}", link.display());
+                status = ExitCode::DistccFailed.into();
+            }
+        }
+    }
+    status
+}
+
+/// Whether `name` is one of the compiler names a masquerade directory
+/// holds: a base name, optionally with a `<triple>-` prefix and a `-N`
+/// version suffix (x86_64-linux-gnu-gcc-12, clang-16, g++).
+fn is_compiler_name(name: &str) -> bool {
+    MASQUERADE_NAMES.iter().any(|base| {
+        let Some(at) = name.find(base) else {
+            return false;
+        };
+        let (prefix, rest) = name.split_at(at);
+        let suffix = &rest[base.len()..];
+        let prefix_ok =
+            prefix.is_empty() || (prefix.ends_with('-') && !matches!(*base, "cc" | "c++"));
+        let suffix_ok = suffix.is_empty()
+            || (suffix.len() > 1
+                && suffix.starts_with('-')
+                && suffix[1..].chars().all(|c| c.is_ascii_digit() || c == '.'));
+        prefix_ok && suffix_ok
+    })
+}
+
+/// The compiler names found on PATH, skipping `skip_dir` and anything that
+/// is this binary or another distcc.
+fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<String> {
+    let skip = skip_dir.canonicalize().ok();
+    let mut names = std::collections::BTreeSet::new();
+    for dir in std::env::split_paths(path) {
+        if dir.as_os_str().is_empty() || dir.canonicalize().ok() == skip {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !is_compiler_name(name) || name.as_bytes().windows(6).any(|w| w == b"distcc") {
+                continue;
+            }
+            let target = entry.path().canonicalize().ok();
+            let is_us = target.as_deref() == Some(exe)
+                || target
+                    .as_ref()
+                    .is_some_and(|t| compiler::is_distcc_name(t.as_os_str()));
+            if !is_us && crate::daemon::policy::is_executable(&entry.path()) {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiler_names_for_masquerade_links() {
+        for name in [
+            "cc",
+            "c++",
+            "gcc",
+            "g++",
+            "clang",
+            "clang++",
+            "gcc-12",
+            "x86_64-linux-gnu-gcc",
+            "x86_64-linux-gnu-g++-12",
+            "clang-16",
+            "powerpc-linux-gnu-gcc",
+            "clang++-14",
+        ] {
+            assert!(is_compiler_name(name), "{name}");
+        }
+        for name in [
+            "gcc-ar",
+            "gcc-nm-12",
+            "x86_64-linux-gnu-cc",
+            "ccache",
+            "cc1",
+            "gccgo",
+            "clang-tidy",
+            "c++filt",
+        ] {
+            assert!(!is_compiler_name(name), "{name}");
+        }
+    }
+}

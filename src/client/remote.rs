@@ -1,0 +1,446 @@
+//! One conversation with a distcc server, over TCP or an ssh child's pipes: connect, send the request, read the response, each step bounded by DISTCC_IO_TIMEOUT.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::exitcode::ExitCode;
+use crate::proto::{self, Token};
+
+/// Where a job is sent.
+pub enum Target<'a> {
+    Tcp {
+        host: &'a str,
+        port: u16,
+    },
+    /// `[USER]@HOST[:COMMAND]`: `DISTCC_SSH [-l USER] HOST COMMAND --inetd --enable-tcp-insecure`.
+    Ssh {
+        user: Option<&'a str>,
+        host: &'a str,
+        command: Option<&'a str>,
+    },
+}
+
+/// Why talking to a server failed; each maps to distcc's exit code.
+#[derive(Debug)]
+pub enum RemoteError {
+    Connect(String),
+    Io(String),
+    Timeout(&'static str),
+    Truncated(&'static str),
+    Protocol(String),
+}
+
+impl RemoteError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RemoteError::Connect(_) => ExitCode::ConnectFailed,
+            RemoteError::Io(_) | RemoteError::Timeout(_) => ExitCode::IoError,
+            RemoteError::Truncated(_) => ExitCode::Truncated,
+            RemoteError::Protocol(_) => ExitCode::ProtocolError,
+        }
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteError::Connect(why) => write!(f, "connect failed: {why}"),
+            RemoteError::Io(why) => write!(f, "i/o error: {why}"),
+            RemoteError::Timeout(what) => write!(f, "timed out while {what}"),
+            RemoteError::Truncated(what) => write!(f, "server closed the connection while {what}"),
+            RemoteError::Protocol(why) => write!(f, "protocol error: {why}"),
+        }
+    }
+}
+
+/// The most a server may send for stderr or stdout.
+const MAX_TEXT: u32 = 64 * 1024 * 1024;
+/// The most an object may decompress to.
+const MAX_OBJECT: usize = 1 << 30;
+/// The size of the buffer files are copied through.
+const CHUNK: usize = 256 * 1024;
+
+/// An open conversation: a read side and a write side (one socket for TCP,
+/// two pipes for ssh).
+pub struct Connection {
+    /// Both sides are `Some` until drop, which closes them before it waits for ssh.
+    read: Option<OwnedFd>,
+    write: Option<OwnedFd>,
+    ssh: Option<Child>,
+    io_timeout: Duration,
+}
+
+/// What the server said about the compile, before the object.
+pub struct Outcome {
+    /// The compiler's wait status.
+    pub status: u32,
+    pub stderr: Vec<u8>,
+    pub stdout: Vec<u8>,
+}
+
+/// The ssh program and its leading words from DISTCC_SSH: split on spaces,
+/// at most 12 extra words, no quoting (as distcc 3.4).
+fn ssh_words() -> Vec<String> {
+    let value = std::env::var("DISTCC_SSH").unwrap_or_default();
+    let mut words: Vec<String> = value
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect();
+    if words.is_empty() {
+        words.push("ssh".into());
+    }
+    words.truncate(13);
+    words
+}
+
+/// Opens a connection to `target`. A TCP connect is bounded by
+/// `connect_timeout` per address; every later read or write by `io_timeout`.
+pub fn connect(
+    target: &Target,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> Result<Connection, RemoteError> {
+    match target {
+        Target::Tcp { host, port } => {
+            let stream = connect_tcp(host, *port, connect_timeout)?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| RemoteError::Connect(e.to_string()))?;
+            let write: OwnedFd = stream
+                .try_clone()
+                .map_err(|e| RemoteError::Connect(e.to_string()))?
+                .into();
+            let read: OwnedFd = stream.into();
+            set_nonblocking(&read)?;
+            Ok(Connection {
+                read: Some(read),
+                write: Some(write),
+                ssh: None,
+                io_timeout,
+            })
+        }
+        Target::Ssh {
+            user,
+            host,
+            command,
+        } => {
+            let words = ssh_words();
+            let mut cmd = Command::new(&words[0]);
+            cmd.args(&words[1..]);
+            if let Some(user) = user.filter(|u| !u.is_empty()) {
+                cmd.arg("-l").arg(user);
+            }
+            cmd.arg(host)
+                .arg(command.unwrap_or("distccd"))
+                .args(["--inetd", "--enable-tcp-insecure"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| RemoteError::Connect(format!("cannot run {}: {e}", words[0])))?;
+            let write: OwnedFd = child.stdin.take().expect("piped stdin").into();
+            let read: OwnedFd = child.stdout.take().expect("piped stdout").into();
+            set_nonblocking(&read)?;
+            set_nonblocking(&write)?;
+            Ok(Connection {
+                read: Some(read),
+                write: Some(write),
+                ssh: Some(child),
+                io_timeout,
+            })
+        }
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), RemoteError> {
+    crate::sys::set_nonblocking(fd.as_raw_fd(), true)
+        .map_err(|e| RemoteError::Connect(e.to_string()))
+}
+
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, RemoteError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| RemoteError::Connect(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    let mut last = format!("no address for {host}");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last = format!("{addr}: {err}"),
+        }
+    }
+    Err(RemoteError::Connect(last))
+}
+
+/// Waits until `fd` is ready for `events` or `deadline` passes.
+fn wait(
+    fd: RawFd,
+    events: libc::c_short,
+    deadline: Instant,
+    what: &'static str,
+) -> Result<(), RemoteError> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RemoteError::Timeout(what));
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n > 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(RemoteError::Io(err.to_string()));
+            }
+        }
+    }
+}
+
+impl Connection {
+    fn read_fd(&self) -> RawFd {
+        self.read.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
+    fn write_fd(&self) -> RawFd {
+        self.write.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
+    /// Writes all of `buf`, waiting at most the I/O timeout for each step of progress.
+    fn write_all(&mut self, mut buf: &[u8], what: &'static str) -> Result<(), RemoteError> {
+        while !buf.is_empty() {
+            // SAFETY: buf is valid for buf.len() bytes.
+            let n = unsafe { libc::write(self.write_fd(), buf.as_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                buf = &buf[n as usize..];
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock => wait(
+                    self.write_fd(),
+                    libc::POLLOUT,
+                    Instant::now() + self.io_timeout,
+                    what,
+                )?,
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                    return Err(RemoteError::Truncated(what))
+                }
+                _ => return Err(RemoteError::Io(format!("{what}: {err}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads some bytes into `buf` (at least one), or fails on EOF.
+    fn read_some(&mut self, buf: &mut [u8], what: &'static str) -> Result<usize, RemoteError> {
+        loop {
+            // SAFETY: buf is valid for buf.len() bytes.
+            let n = unsafe { libc::read(self.read_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                return Ok(n as usize);
+            }
+            if n == 0 {
+                return Err(RemoteError::Truncated(what));
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock => wait(
+                    self.read_fd(),
+                    libc::POLLIN,
+                    Instant::now() + self.io_timeout,
+                    what,
+                )?,
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::ConnectionReset => return Err(RemoteError::Truncated(what)),
+                _ => return Err(RemoteError::Io(format!("{what}: {err}"))),
+            }
+        }
+    }
+
+    fn read_exact(&mut self, mut buf: &mut [u8], what: &'static str) -> Result<(), RemoteError> {
+        while !buf.is_empty() {
+            let n = self.read_some(buf, what)?;
+            buf = &mut buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Sends `DIST ARGC ARGV… DOTI` with the preprocessed source read from
+    /// `input`. Version 1 streams the file; version 2 compresses it whole,
+    /// as distcc does.
+    pub fn send_request(
+        &mut self,
+        version: u32,
+        argv: &[OsString],
+        input: &Path,
+    ) -> Result<(), RemoteError> {
+        let mut head = Vec::with_capacity(256);
+        proto::put_header(&mut head, &proto::DIST, version);
+        proto::put_header(&mut head, &proto::ARGC, argv.len() as u32);
+        for arg in argv {
+            proto::put_body(&mut head, &proto::ARGV, arg.as_bytes());
+        }
+        let mut file =
+            File::open(input).map_err(|e| RemoteError::Io(format!("{}: {e}", input.display())))?;
+        if version >= 2 {
+            let mut source = Vec::new();
+            file.read_to_end(&mut source)
+                .map_err(|e| RemoteError::Io(format!("{}: {e}", input.display())))?;
+            let body = if source.is_empty() {
+                Vec::new()
+            } else {
+                crate::lzo::compress(&source)
+            };
+            drop(source);
+            proto::put_header(&mut head, &proto::DOTI, body.len() as u32);
+            self.write_all(&head, "sending the request")?;
+            return self.write_all(&body, "sending the source");
+        }
+        let len = file
+            .metadata()
+            .map_err(|e| RemoteError::Io(format!("{}: {e}", input.display())))?
+            .len();
+        let len = u32::try_from(len)
+            .map_err(|_| RemoteError::Io(format!("{} is over 4 GiB", input.display())))?;
+        proto::put_header(&mut head, &proto::DOTI, len);
+        self.write_all(&head, "sending the request")?;
+        let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
+        let mut left = len as usize;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = file
+                .read(&mut buf[..want])
+                .map_err(|e| RemoteError::Io(format!("{}: {e}", input.display())))?;
+            if n == 0 {
+                return Err(RemoteError::Io(format!(
+                    "{} shrank while it was sent",
+                    input.display()
+                )));
+            }
+            self.write_all(&buf[..n], "sending the source")?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Reads one packet header, which must carry `token`, and returns its parameter.
+    fn expect(&mut self, token: &Token, what: &'static str) -> Result<u32, RemoteError> {
+        let mut header = [0u8; proto::HEADER_LEN];
+        self.read_exact(&mut header, what)?;
+        let (got, value) =
+            proto::parse_header(&header).map_err(|e| RemoteError::Protocol(format!("{e:?}")))?;
+        if &got != token {
+            return Err(RemoteError::Protocol(format!(
+                "expected {} but got {:?}",
+                String::from_utf8_lossy(token),
+                String::from_utf8_lossy(&header)
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Reads a bulk body of `len` bytes (compressed in version 2) into memory.
+    fn read_bulk(
+        &mut self,
+        version: u32,
+        len: u32,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Vec<u8>, RemoteError> {
+        if len as usize > limit {
+            return Err(RemoteError::Protocol(format!(
+                "{what}: {len} bytes is over the limit"
+            )));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.read_exact(&mut body, what)?;
+        if version >= 2 && !body.is_empty() {
+            body = crate::lzo::decompress(&body, limit)
+                .map_err(|e| RemoteError::Protocol(format!("{what}: {e:?}")))?;
+        }
+        Ok(body)
+    }
+
+    /// Reads `DONE STAT SERR SOUT`.
+    pub fn read_outcome(&mut self, version: u32) -> Result<Outcome, RemoteError> {
+        let done = self.expect(&proto::DONE, "waiting for the compile")?;
+        if done != version {
+            return Err(RemoteError::Protocol(format!(
+                "server answered version {done} to version {version}"
+            )));
+        }
+        let status = self.expect(&proto::STAT, "reading the status")?;
+        let len = self.expect(&proto::SERR, "reading stderr")?;
+        let stderr = self.read_bulk(version, len, MAX_TEXT as usize, "reading stderr")?;
+        let len = self.expect(&proto::SOUT, "reading stdout")?;
+        let stdout = self.read_bulk(version, len, MAX_TEXT as usize, "reading stdout")?;
+        Ok(Outcome {
+            status,
+            stderr,
+            stdout,
+        })
+    }
+
+    /// Reads `DOTO` into `out` (after a status of 0).
+    pub fn read_object(&mut self, version: u32, out: &mut File) -> Result<(), RemoteError> {
+        let len = self.expect(&proto::DOTO, "reading the object")?;
+        let write_err = |e: io::Error| RemoteError::Io(format!("writing the object: {e}"));
+        if version >= 2 {
+            if len > 0 {
+                let body = self.read_bulk(version, len, MAX_OBJECT, "reading the object")?;
+                out.write_all(&body).map_err(write_err)?;
+            }
+            return Ok(());
+        }
+        let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
+        let mut left = len as usize;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = self.read_some(&mut buf[..want], "reading the object")?;
+            out.write_all(&buf[..n]).map_err(write_err)?;
+            left -= n;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.read = None;
+        self.write = None;
+        if let Some(mut child) = self.ssh.take() {
+            // Closing our ends (after this) lets distccd --inetd exit; ssh
+            // follows. Reap it so no zombie is left, but never hang on it.
+            let _ = child.try_wait().map(|done| {
+                if done.is_none() {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while Instant::now() < deadline {
+                        if let Ok(Some(_)) = child.try_wait() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            });
+        }
+    }
+}

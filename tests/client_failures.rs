@@ -1,0 +1,287 @@
+//! The client when things go wrong: dead hosts, a daemon killed mid-job, a refused compiler, recursion; and masquerade shims.
+
+mod common;
+
+use common::daemon::{bin, client, need, Daemon, DaemonOptions, TestDir};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A loopback port nobody listens on: connecting to it is refused.
+fn dead_host() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+fn local_object(work: &TestDir, src: &str) -> Vec<u8> {
+    let out = Command::new("gcc")
+        .args(["-c", src, "-o", "local.o"])
+        .current_dir(&work.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let bytes = std::fs::read(work.join("local.o")).unwrap();
+    std::fs::remove_file(work.join("local.o")).unwrap();
+    bytes
+}
+
+/// Names in `dir` that look like our temporary objects or cpp outputs.
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("distcc-rs-") || n.starts_with("distcc_"))
+        .collect()
+}
+
+#[test]
+fn first_host_dead_second_compiles() {
+    need("gcc", "gcc");
+    let daemon = Daemon::start("fail-second", DaemonOptions::default());
+    let work = TestDir::new("fail-second-work");
+    work.write("x.c", "int x = 7;\n");
+    let want = local_object(&work, "x.c");
+    let hosts = format!("{} {}", dead_host(), daemon.host(false));
+    let out = client(
+        &work.path,
+        &hosts,
+        &["gcc", "-c", "x.c"],
+        &[("DISTCC_FALLBACK", "0")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
+    assert_eq!(
+        daemon.log().matches(" COMPILE_OK ").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
+    // The dead host is backed off: a backoff mark exists for it.
+    let marks: Vec<String> = std::fs::read_dir(work.join(".distcc-state/lock"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("backoff_tcp_127.0.0.1_"))
+        .collect();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+}
+
+#[test]
+fn all_hosts_dead_falls_back_locally_or_exits_116() {
+    need("gcc", "gcc");
+    let work = TestDir::new("fail-all");
+    work.write("x.c", "int x = 8;\n");
+    let want = local_object(&work, "x.c");
+    let hosts = format!("{} {}", dead_host(), dead_host());
+    let out = client(&work.path, &hosts, &["gcc", "-c", "x.c"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
+    std::fs::remove_file(work.join("x.o")).unwrap();
+    // With backoff off the dead hosts are still given up on, not retried forever.
+    let start = Instant::now();
+    let out = client(
+        &work.path,
+        &hosts,
+        &["gcc", "-c", "x.c"],
+        &[("DISTCC_FALLBACK", "0"), ("DISTCC_BACKOFF_PERIOD", "0")],
+    );
+    assert_eq!(out.status.code(), Some(116), "{}", text(&out.stderr));
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(!work.join("x.o").exists());
+    assert!(
+        temp_files(&work.path).is_empty(),
+        "{:?}",
+        temp_files(&work.path)
+    );
+}
+
+#[test]
+fn daemon_killed_mid_job_leaves_no_partial_object_and_the_build_succeeds() {
+    need("gcc", "gcc");
+    let mut daemon = Daemon::start(
+        "fail-killed",
+        DaemonOptions {
+            scripts: vec![(
+                "gcc".into(),
+                "echo $$ > \"$MARKS/started\"; sleep 30; exec /usr/bin/gcc \"$@\"".into(),
+            )],
+            ..DaemonOptions::default()
+        },
+    );
+    let work = TestDir::new("fail-killed-work");
+    work.write("x.c", "int x = 9;\n");
+    let want = local_object(&work, "x.c");
+    std::fs::write(work.join("x.o"), b"old object").unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["gcc", "-c", "x.c"])
+        .current_dir(&work.path)
+        .env("DISTCC_HOSTS", daemon.host(true))
+        .env("DISTCC_DIR", work.join(".distcc-state"))
+        .env("DISTCC_NO_REWRITE_CROSS", "1");
+    std::fs::create_dir_all(work.join(".distcc-state")).unwrap();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while daemon.marks().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the job never started:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read(work.join("x.o")).unwrap(), b"old object");
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("running locally"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
+    assert!(
+        temp_files(&work.path).is_empty(),
+        "{:?}",
+        temp_files(&work.path)
+    );
+    assert!(!daemon.alive());
+    // The orphaned compiler leads its own process group; stop it.
+    let pid: i32 = std::fs::read_to_string(daemon.marks.join("started"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signalling the test's own orphaned compiler group.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
+#[test]
+fn refused_compiler_falls_back_locally() {
+    need("gcc", "gcc");
+    let daemon = Daemon::start(
+        "fail-refused",
+        DaemonOptions {
+            masquerade: vec!["g++".into()],
+            ..DaemonOptions::default()
+        },
+    );
+    let work = TestDir::new("fail-refused-work");
+    work.write("x.c", "int x = 10;\n");
+    let want = local_object(&work, "x.c");
+    let out = client(&work.path, &daemon.host(false), &["gcc", "-c", "x.c"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
+    assert!(daemon.log().contains("refusing job"), "{}", daemon.log());
+    std::fs::remove_file(work.join("x.o")).unwrap();
+    let out = client(
+        &work.path,
+        &daemon.host(false),
+        &["gcc", "-c", "x.c"],
+        &[("DISTCC_FALLBACK", "0")],
+    );
+    assert!(!out.status.success());
+    assert!(!work.join("x.o").exists());
+}
+
+/// A masquerade directory (`gcc`, `cc` → distcc-rs) first on PATH.
+fn masquerade_dir(work: &TestDir) -> std::path::PathBuf {
+    let dir = work.join("masq");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["gcc", "cc", "x86_64-linux-gnu-gcc"] {
+        std::os::unix::fs::symlink(bin(), dir.join(name)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn masquerade_shims_build_through_the_daemon() {
+    need("gcc", "gcc");
+    let daemon = Daemon::start("masq", DaemonOptions::default());
+    let work = TestDir::new("masq-work");
+    work.write("x.c", "int x = 11;\n");
+    let want = local_object(&work, "x.c");
+    let dir = masquerade_dir(&work);
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    std::fs::create_dir_all(work.join(".distcc-state")).unwrap();
+    let out = Command::new("gcc")
+        .args(["-c", "x.c"])
+        .current_dir(&work.path)
+        .env("PATH", &path)
+        .env("DISTCC_HOSTS", daemon.host(true))
+        .env("DISTCC_DIR", work.join(".distcc-state"))
+        .env("DISTCC_FALLBACK", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
+    assert_eq!(
+        daemon.log().matches(" COMPILE_OK ").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
+    // A local-only job (linking) through the shim finds the real gcc behind it.
+    work.write("main.c", "int main(void) { return 0; }\n");
+    let out = Command::new("gcc")
+        .args(["main.c", "-o", "main"])
+        .current_dir(&work.path)
+        .env("PATH", &path)
+        .env("DISTCC_HOSTS", daemon.host(true))
+        .env("DISTCC_DIR", work.join(".distcc-state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(Command::new(work.join("main")).status().unwrap().success());
+}
+
+#[test]
+fn safeguard_stops_recursion_with_111() {
+    let work = TestDir::new("masq-safeguard");
+    work.write("x.c", "int x = 12;\n");
+    let out = client(
+        &work.path,
+        "localhost",
+        &["gcc", "-c", "x.c"],
+        &[("_DISTCC_SAFEGUARD", "1")],
+    );
+    assert_eq!(out.status.code(), Some(111), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("invoked itself recursively"));
+    // A masquerade directory whose only gcc is the shim itself: the shim
+    // finds no real compiler and says so instead of calling itself.
+    let dir = masquerade_dir(&work);
+    let out = Command::new(dir.join("gcc"))
+        .args(["-c", "x.c"])
+        .current_dir(&work.path)
+        .env("PATH", &dir)
+        .env("DISTCC_HOSTS", "localhost")
+        .env("DISTCC_DIR", work.join(".distcc-state"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(110), "{}", text(&out.stderr));
+    // A shim reached from inside distcc (safeguard level 1, PATH trimmed) runs the real compiler.
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let out = Command::new(dir.join("gcc"))
+        .args(["-c", "x.c"])
+        .current_dir(&work.path)
+        .env("PATH", &path)
+        .env("_DISTCC_SAFEGUARD", "1")
+        .env("DISTCC_HOSTS", "localhost")
+        .env("DISTCC_DIR", work.join(".distcc-state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(work.join("x.o").exists());
+}
