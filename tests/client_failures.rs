@@ -81,10 +81,15 @@ fn all_hosts_dead_falls_back_locally_or_exits_116() {
     work.write("x.c", "int x = 8;\n");
     let want = local_object(&work, "x.c");
     let hosts = format!("{} {}", dead_host(), dead_host());
-    let out = client(&work.path, &hosts, &["gcc", "-c", "x.c"], &[]);
+    // The fallback also creates a missing object directory, as a remote compile would.
+    let out = client(
+        &work.path,
+        &hosts,
+        &["gcc", "-c", "x.c", "-o", "new/x.o"],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
-    std::fs::remove_file(work.join("x.o")).unwrap();
+    assert_eq!(std::fs::read(work.join("new/x.o")).unwrap(), want);
     // With backoff off the dead hosts are still given up on, not retried forever.
     let start = Instant::now();
     let out = client(
@@ -284,4 +289,61 @@ fn safeguard_stops_recursion_with_111() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(work.join("x.o").exists());
+}
+
+#[test]
+fn sigterm_and_sigint_remove_temporary_files() {
+    need("gcc", "gcc");
+    let daemon = Daemon::start(
+        "fail-signal",
+        DaemonOptions {
+            scripts: vec![(
+                "gcc".into(),
+                "touch \"$MARKS/started.$$\"; sleep 5; exec /usr/bin/gcc \"$@\"".into(),
+            )],
+            ..DaemonOptions::default()
+        },
+    );
+    for (round, sig) in [libc::SIGTERM, libc::SIGINT].into_iter().enumerate() {
+        let work = TestDir::new("fail-signal-work");
+        let tmp = work.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::create_dir_all(work.join(".distcc-state")).unwrap();
+        work.write("x.c", "int x = 13;\n");
+        let child = Command::new(bin())
+            .args(["gcc", "-c", "x.c", "-o", "out/x.o"])
+            .current_dir(&work.path)
+            .env("DISTCC_HOSTS", daemon.host(false))
+            .env("DISTCC_DIR", work.join(".distcc-state"))
+            .env("DISTCC_NO_REWRITE_CROSS", "1")
+            .env("TMPDIR", &tmp)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while daemon.marks().len() <= round {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the job never started:\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The preprocessed source is in TMPDIR while the server compiles.
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait_with_output().unwrap().status;
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(sig),
+            "the client must die of the signal it got"
+        );
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+        assert!(!work.join("out/x.o").exists());
+    }
 }

@@ -266,6 +266,12 @@ impl Client {
                 }
             };
             let host = &list.hosts[slot.host];
+            log::debug!(
+                "{} goes to {} slot {}",
+                job.input.display(),
+                host.hostdef,
+                slot.slot
+            );
             if let Kind::Local = host.kind {
                 let lock::Slot { lock, .. } = slot;
                 return self.run_locally(&job.argv, false, Some(lock));
@@ -337,6 +343,11 @@ impl Client {
                 "failed to distribute {}, running locally instead",
                 job.input.display()
             );
+        }
+        // A remote compile would have created the object's directory; a
+        // build must not fail only because a host was down.
+        if let Some(dir) = job.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
         }
         let local = self.run_locally(&job.argv, false, None);
         if let (Some((host, dir)), Some(remote)) = (host, remote) {
