@@ -1,7 +1,8 @@
 #!/bin/sh
 # The demo: start the static distcc-rs daemon on loopback and compile
-# through it with Debian's real distcc client, over protocol 1 and protocol 2
-# (LZO), then check the objects against a local compile.
+# through it with the distcc-rs client and with Debian's real distcc client,
+# over protocol 1 and protocol 2 (LZO), then check the objects against a
+# local compile.
 #
 #   BIN=target/x86_64-unknown-linux-musl/release/distcc-rs sh contrib/demo.sh
 set -eu
@@ -49,13 +50,17 @@ cat > hello.c <<'C'
 int main(void) { printf("hello from distcc-rs\n"); return 0; }
 C
 gcc -c hello.c -o local.o
-for spec in "127.0.0.1:$port" "127.0.0.1:$port,lzo"; do
-	echo "+ DISTCC_HOSTS='$spec' distcc gcc -c hello.c -o hello.o"
-	DISTCC_HOSTS="$spec" DISTCC_DIR="$work/.distcc" DISTCC_FALLBACK=0 distcc gcc -c hello.c -o hello.o
-	cmp hello.o local.o && echo "  object identical to a local compile"
+for client in distcc-rs distcc; do
+	for spec in "127.0.0.1:$port" "127.0.0.1:$port,lzo"; do
+		echo "+ DISTCC_HOSTS='$spec' $client gcc -c hello.c -o hello.o"
+		[ "$client" = distcc-rs ] && set -- "$BIN" || set -- distcc
+		rm -f hello.o
+		DISTCC_HOSTS="$spec" DISTCC_DIR="$work/.distcc" DISTCC_FALLBACK=0 "$@" gcc -c hello.c -o hello.o
+		cmp hello.o local.o && echo "  object identical to a local compile"
+	done
 done
 gcc hello.o -o hello && ./hello
 echo "daemon log:"
 sed 's/^/  /' "$work/daemon.log"
-grep -c COMPILE_OK "$work/daemon.log" | grep -qx 2 || { echo "demo: expected 2 remote compiles" >&2; exit 1; }
+grep -c COMPILE_OK "$work/daemon.log" | grep -qx 4 || { echo "demo: expected 4 remote compiles" >&2; exit 1; }
 kill "$pid"; wait "$pid" && echo "daemon stopped cleanly"; pid=""
