@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::daemon::{bin, client, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions, TestDir};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
@@ -220,16 +220,14 @@ fn masquerade_shims_build_through_the_daemon() {
     let want = local_object(&work, "x.c");
     let dir = masquerade_dir(&work);
     let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
-    std::fs::create_dir_all(work.join(".distcc-state")).unwrap();
-    let out = Command::new("gcc")
-        .args(["-c", "x.c"])
-        .current_dir(&work.path)
-        .env("PATH", &path)
-        .env("DISTCC_HOSTS", daemon.host(true))
-        .env("DISTCC_DIR", work.join(".distcc-state"))
-        .env("DISTCC_FALLBACK", "0")
-        .output()
-        .unwrap();
+    let gcc = |args: &[&str], env: &[(&str, &str)]| {
+        client_command(Path::new("gcc"), &work.path, &daemon.host(true), env)
+            .env("PATH", &path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = gcc(&["-c", "x.c"], &[("DISTCC_FALLBACK", "0")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
     assert_eq!(
@@ -240,14 +238,7 @@ fn masquerade_shims_build_through_the_daemon() {
     );
     // A local-only job (linking) through the shim finds the real gcc behind it.
     work.write("main.c", "int main(void) { return 0; }\n");
-    let out = Command::new("gcc")
-        .args(["main.c", "-o", "main"])
-        .current_dir(&work.path)
-        .env("PATH", &path)
-        .env("DISTCC_HOSTS", daemon.host(true))
-        .env("DISTCC_DIR", work.join(".distcc-state"))
-        .output()
-        .unwrap();
+    let out = gcc(&["main.c", "-o", "main"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(Command::new(work.join("main")).status().unwrap().success());
 }
@@ -267,26 +258,18 @@ fn safeguard_stops_recursion_with_111() {
     // A masquerade directory whose only gcc is the shim itself: the shim
     // finds no real compiler and says so instead of calling itself.
     let dir = masquerade_dir(&work);
-    let out = Command::new(dir.join("gcc"))
-        .args(["-c", "x.c"])
-        .current_dir(&work.path)
-        .env("PATH", &dir)
-        .env("DISTCC_HOSTS", "localhost")
-        .env("DISTCC_DIR", work.join(".distcc-state"))
-        .output()
-        .unwrap();
+    let shim = |path: &str, env: &[(&str, &str)]| {
+        client_command(&dir.join("gcc"), &work.path, "localhost", env)
+            .env("PATH", path)
+            .args(["-c", "x.c"])
+            .output()
+            .unwrap()
+    };
+    let out = shim(dir.to_str().unwrap(), &[]);
     assert_eq!(out.status.code(), Some(110), "{}", text(&out.stderr));
     // A shim reached from inside distcc (safeguard level 1, PATH trimmed) runs the real compiler.
     let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
-    let out = Command::new(dir.join("gcc"))
-        .args(["-c", "x.c"])
-        .current_dir(&work.path)
-        .env("PATH", &path)
-        .env("_DISTCC_SAFEGUARD", "1")
-        .env("DISTCC_HOSTS", "localhost")
-        .env("DISTCC_DIR", work.join(".distcc-state"))
-        .output()
-        .unwrap();
+    let out = shim(&path, &[("_DISTCC_SAFEGUARD", "1")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(work.join("x.o").exists());
 }

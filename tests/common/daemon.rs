@@ -336,35 +336,14 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs the real Debian distcc client in `cwd` with `hosts`, with its own
-/// DISTCC_DIR so that no other test's backoff or locks leak in.
-pub fn distcc(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let distcc = need("distcc", "distcc");
+/// A client command (`program`, then `args`) in `cwd` with `hosts` and a
+/// DISTCC_DIR of its own under `cwd`, so that no other test's backoff marks
+/// or locks leak in, and none of the caller's DISTCC_* settings.
+pub fn client_command(program: &Path, cwd: &Path, hosts: &str, env: &[(&str, &str)]) -> Command {
     let state = cwd.join(".distcc-state");
     std::fs::create_dir_all(&state).unwrap();
-    let mut cmd = Command::new(distcc);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env("DISTCC_HOSTS", hosts)
-        .env("DISTCC_DIR", &state)
-        .env_remove("DISTCC_VERBOSE")
-        .env_remove("DISTCC_LOG")
-        .env_remove("DISTCC_FALLBACK")
-        .env_remove("DISTCC_SKIP_LOCAL_RETRY");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run distcc")
-}
-
-/// Runs our client (`distcc-rs ARGS`) in `cwd` with `hosts`, with its own
-/// DISTCC_DIR under `cwd`, like [`distcc`] does for the Debian client.
-pub fn client(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let state = cwd.join(".distcc-state");
-    std::fs::create_dir_all(&state).unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .current_dir(cwd)
+    let mut cmd = Command::new(program);
+    cmd.current_dir(cwd)
         .env("DISTCC_HOSTS", hosts)
         .env("DISTCC_DIR", &state)
         .env_remove("DISTCC_VERBOSE")
@@ -372,11 +351,26 @@ pub fn client(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> O
         .env_remove("DISTCC_FALLBACK")
         .env_remove("DISTCC_SKIP_LOCAL_RETRY")
         .env_remove("DISTCC_BACKOFF_PERIOD")
-        .env_remove("_DISTCC_SAFEGUARD");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run distcc-rs")
+        .env_remove("_DISTCC_SAFEGUARD")
+        .envs(env.iter().copied());
+    cmd
+}
+
+/// Runs the real Debian distcc client (see [`client_command`]).
+pub fn distcc(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let distcc = need("distcc", "distcc");
+    client_command(&distcc, cwd, hosts, env)
+        .args(args)
+        .output()
+        .expect("run distcc")
+}
+
+/// Runs our client, `distcc-rs ARGS` (see [`client_command`]).
+pub fn client(cwd: &Path, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    client_command(Path::new(bin()), cwd, hosts, env)
+        .args(args)
+        .output()
+        .expect("run distcc-rs")
 }
 
 /// Debian's distccd 3.4 on a free port of 127.0.0.1, killed when dropped.
