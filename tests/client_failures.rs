@@ -330,3 +330,100 @@ fn sigterm_and_sigint_remove_temporary_files() {
         assert!(!work.join("out/x.o").exists());
     }
 }
+
+#[test]
+fn skip_local_retry_and_distcc_log() {
+    need("gcc", "gcc");
+    let daemon = Daemon::start("fail-skip", DaemonOptions::default());
+    let work = TestDir::new("fail-skip-work");
+    work.write("bad.c", "int f(void) { return nosuch; }\n");
+    let log = work.join("client.log");
+    let log_str = log.to_str().unwrap();
+    let retried = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("retrying locally")
+    };
+    let out = client(
+        &work.path,
+        &daemon.host(false),
+        &["gcc", "-c", "bad.c"],
+        &[("DISTCC_LOG", log_str)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(retried(&log), "DISTCC_LOG has no retry line");
+    std::fs::remove_file(&log).unwrap();
+    let out = client(
+        &work.path,
+        &daemon.host(false),
+        &["gcc", "-c", "bad.c"],
+        &[("DISTCC_LOG", log_str), ("DISTCC_SKIP_LOCAL_RETRY", "1")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !retried(&log),
+        "retried locally despite DISTCC_SKIP_LOCAL_RETRY"
+    );
+    // The server's diagnostics are shown instead.
+    assert!(
+        text(&out.stderr).contains("nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn response_files_are_expanded_before_sending() {
+    need("gcc", "gcc");
+    let daemon = Daemon::start("client-atfile", DaemonOptions::default());
+    let work = TestDir::new("client-atfile-work");
+    work.write("x.c", "int x = VALUE;\n");
+    work.write("args.txt", "-DVALUE=5 -c 'x.c'\n-o x.o\n");
+    let out = client(
+        &work.path,
+        &daemon.host(false),
+        &["gcc", "@args.txt"],
+        &[("DISTCC_FALLBACK", "0")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(work.join("x.o").exists());
+    assert_eq!(
+        daemon.log().matches(" COMPILE_OK ").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn install_masquerade_links_the_compilers_on_path() {
+    let work = TestDir::new("install-masq");
+    for name in [
+        "gcc",
+        "g++",
+        "x86_64-linux-gnu-gcc-12",
+        "clang-14",
+        "gcc-ar",
+        "ld",
+    ] {
+        work.script(&format!("bin/{name}"), "exit 0");
+    }
+    let out = Command::new(bin())
+        .args(["--install-masquerade"])
+        .arg(work.join("masq"))
+        .env("PATH", work.join("bin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut links: Vec<String> = std::fs::read_dir(work.join("masq"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    links.sort();
+    assert_eq!(links, ["clang-14", "g++", "gcc", "x86_64-linux-gnu-gcc-12"]);
+    let target = std::fs::read_link(work.join("masq/gcc")).unwrap();
+    assert_eq!(
+        target.canonicalize().unwrap(),
+        Path::new(bin()).canonicalize().unwrap()
+    );
+}
