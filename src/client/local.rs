@@ -3,7 +3,10 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::exitcode::ExitCode;
@@ -17,7 +20,22 @@ pub struct Launcher {
 
 impl Launcher {
     fn command(&self, argv: &[OsString]) -> Command {
-        let mut cmd = Command::new(&argv[0]);
+        // The program is looked up here, on the children's PATH, as execvp
+        // would: given a changed PATH and a bare name, std falls back from
+        // posix_spawn to fork and waits for the exec, which costs a
+        // preprocessor start several milliseconds.
+        let mut cmd = match self
+            .path
+            .as_deref()
+            .and_then(|path| find_program(&argv[0], path))
+        {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.arg0(&argv[0]);
+                cmd
+            }
+            None => Command::new(&argv[0]),
+        };
         cmd.args(&argv[1..]);
         if let Some(path) = &self.path {
             cmd.env("PATH", path);
@@ -49,6 +67,28 @@ impl Launcher {
         super::output::set_running_child(child.id());
         Ok(child)
     }
+}
+
+/// Where execvp would find `name` on `path`: `name` itself if it holds a
+/// `/`, else the first executable file `DIR/name` (an empty entry is the
+/// current directory).
+fn find_program(name: &OsStr, path: &OsStr) -> Option<PathBuf> {
+    if name.as_bytes().contains(&b'/') {
+        return None;
+    }
+    std::env::split_paths(path)
+        .map(|dir| {
+            if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            }
+            .join(name)
+        })
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// distcc's exit code for a finished child: its code, or 128+signal.
