@@ -427,3 +427,47 @@ fn install_masquerade_links_the_compilers_on_path() {
         Path::new(bin()).canonicalize().unwrap()
     );
 }
+
+#[test]
+fn a_host_that_never_answers_the_connect_times_out() {
+    need("gcc", "gcc");
+    let work = TestDir::new("fail-blackhole");
+    work.write("x.c", "int x = 14;\n");
+    // A listener that never accepts, its queue filled: further SYNs are
+    // dropped, so a connect hangs as it would to a powered-off host.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    let start = Instant::now();
+    let out = client(
+        &work.path,
+        &format!("{addr}"),
+        &["gcc", "-c", "x.c"],
+        &[("DISTCC_CONNECT_TIMEOUT", "1"), ("DISTCC_FALLBACK", "0")],
+    );
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(116), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("timed out"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the connect was not bounded by 1 s: {took:?}"
+    );
+}
