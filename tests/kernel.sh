@@ -1,0 +1,158 @@
+#!/bin/sh
+# tests/kernel.sh: the kernel end-to-end test. Builds Linux 6.1 (tinyconfig,
+# x86_64, vmlinux) once locally with gcc and once through distcc to a
+# `distcc-rs daemon` on 127.0.0.1, in the same out-of-tree directory, and
+# checks that
+#   - every object file (and vmlinux) is byte-identical to the local build's;
+#   - the daemon really compiled them: at least 80% of the .c files the build
+#     compiled with $CC appear as COMPILE_OK jobs in the daemon's log.
+#
+#   tests/kernel.sh                       (make test runs it after cargo test)
+#   DISTCC_RS=path/to/distcc-rs tests/kernel.sh
+#   CLIENT="distcc gcc" tests/kernel.sh   (Debian's client against our daemon)
+#
+# DISTCC_RS: the binary whose daemon (and by default client) is tested.
+#   Default: `cargo build --release` here, then target/release/distcc-rs
+#   (under $CARGO_TARGET_DIR if set): the host build, which needs no musl
+#   target. `make` builds the static musl one; pass it as DISTCC_RS to test that.
+# CLIENT: the compiler command for the distcc build (default "$DISTCC_RS gcc").
+# JOBS: make -j and daemon slots (default nproc).
+# KERNEL_TMPDIR, KERNEL_TARBALL, KERNEL_TIMEOUT, KERNEL_KEEP: see tests/kernel-lib.sh.
+#
+# Object files compared: all of them. init/version*.o embed the build number,
+# user, host and date (pinned by KBUILD_BUILD_* in kernel-lib.sh, so the same
+# in both builds) and the compiler string CONFIG_CC_VERSION_TEXT, the first
+# line of `$CC --version`. Debian's distcc runs that locally but as
+# x86_64-linux-gnu-gcc (it rewrites gcc to the target name), so the line
+# reads "x86_64-linux-gnu-gcc (Debian 12.2.0-14+deb12u1) 12.2.0" instead of
+# "gcc (Debian ...". Only when the two builds' strings differ, and only for
+# init/version.o, init/version-timestamp.o and the two links that contain
+# them (vmlinux.o, vmlinux), a difference is accepted if: the two objects'
+# strings(1) are equal but for lines with the compiler string, the links'
+# symbol names and types (nm) are equal, and .config is equal but for
+# CONFIG_CC_VERSION_TEXT (Kconfig's compiler probes gave the same answers).
+#
+# It fails, naming the Debian package, when a tool or the kernel source is
+# missing: it never skips. It takes about 2.5 min per build on 2 CPUs.
+
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+kl_name=kernel.sh
+. "$root/tests/kernel-lib.sh"
+
+kl_need_build_tools
+kl_need strings binutils
+kl_need nm binutils
+if [ -z "${DISTCC_RS:-}" ]; then
+    kl_need cargo "rustup (https://rustup.rs)"
+    (cd "$root" && cargo build --release --quiet) || kl_die "cargo build --release failed"
+    DISTCC_RS=${CARGO_TARGET_DIR:-$root/target}/release/distcc-rs
+fi
+case $DISTCC_RS in
+/*) ;;
+*) DISTCC_RS=$PWD/$DISTCC_RS ;;
+esac
+[ -x "$DISTCC_RS" ] || kl_die "DISTCC_RS=$DISTCC_RS is not an executable file"
+CLIENT=${CLIENT:-"$DISTCC_RS gcc"}
+JOBS=${JOBS:-$(nproc)}
+
+kl_init
+kl_start_rs "$DISTCC_RS" "$JOBS" daemon
+kl_client_env "$kl_port" "$JOBS"
+kl_note "daemon: $DISTCC_RS on 127.0.0.1:$kl_port (log $kl_log); client: $CLIENT"
+# Before ten minutes of building: does the client reach the daemon at all?
+kl_try_client "$CLIENT" "$kl_log" || {
+    cat "$kl_work/try/out" >&2
+    kl_die "'$CLIENT -c probe.c' did not compile through the daemon (is the client built?)"
+}
+
+kl_prepare
+kl_build local gcc "$JOBS"
+local_seconds=$kl_seconds
+mkdir "$kl_work/local"
+cp "$kl_build/.config" "$kl_work/local.config"
+(cd "$kl_build" && find . \( -name '*.o' -o -name vmlinux \) -type f -print) >"$kl_work/local.list"
+(cd "$kl_build" && tar -cf - -T "$kl_work/local.list") | (cd "$kl_work/local" && tar -xf -)
+kl_note "saved $(wc -l <"$kl_work/local.list") local objects"
+
+: >"$kl_log"
+kl_build distcc "$CLIENT" "$JOBS"
+distcc_seconds=$kl_seconds
+
+# --- Identical objects ---------------------------------------------------------
+(cd "$kl_build" && find . \( -name '*.o' -o -name vmlinux \) -type f -print) >"$kl_work/distcc.list"
+fail=0
+sort "$kl_work/local.list" >"$kl_work/a"
+sort "$kl_work/distcc.list" >"$kl_work/b"
+if ! cmp -s "$kl_work/a" "$kl_work/b"; then
+    echo "kernel.sh: the two builds made different sets of objects (< local, > distcc):" >&2
+    diff "$kl_work/a" "$kl_work/b" | grep '^[<>]' | head -n 20 >&2
+    fail=1
+fi
+cc_text() { sed -n 's/^CONFIG_CC_VERSION_TEXT="\(.*\)"$/\1/p' "$1"; }
+cc_local=$(cc_text "$kl_work/local.config")
+cc_distcc=$(cc_text "$kl_build/.config")
+extra=$(diff "$kl_work/local.config" "$kl_build/.config" | grep '^[<>]' | grep -v CONFIG_CC_VERSION_TEXT= || true)
+if [ -n "$extra" ]; then
+    printf 'kernel.sh: .config differs beyond CONFIG_CC_VERSION_TEXT:\n%s\n' "$extra" >&2
+    fail=1
+fi
+# Accepted differences, see the header: $1 is the object.
+accepted() {
+    [ "$cc_local" != "$cc_distcc" ] || return 1
+    case $1 in
+    ./init/version.o | ./init/version-timestamp.o)
+        strings -a "$kl_work/local/$1" | grep -vF "$cc_local" >"$kl_work/s1"
+        strings -a "$kl_build/$1" | grep -vF "$cc_distcc" >"$kl_work/s2"
+        ;;
+    ./vmlinux.o | ./vmlinux)
+        nm "$kl_work/local/$1" | awk '{ print $(NF - 1), $NF }' >"$kl_work/s1"
+        nm "$kl_build/$1" | awk '{ print $(NF - 1), $NF }' >"$kl_work/s2"
+        ;;
+    *) return 1 ;;
+    esac
+    cmp -s "$kl_work/s1" "$kl_work/s2"
+}
+ndiff=0 naccepted=0
+while read -r f; do
+    [ -f "$kl_build/$f" ] || continue
+    cmp -s "$kl_work/local/$f" "$kl_build/$f" && continue
+    if accepted "$f"; then
+        kl_note "differs only by the compiler string (accepted): $f"
+        naccepted=$((naccepted + 1))
+    else
+        echo "kernel.sh: differs from the local build: $f" >&2
+        ndiff=$((ndiff + 1))
+    fi
+done <"$kl_work/a"
+[ $ndiff = 0 ] || fail=1
+[ "$cc_local" = "$cc_distcc" ] ||
+    kl_note "compiler string: local \"$cc_local\", distcc \"$cc_distcc\""
+kl_note "compared $(wc -l <"$kl_work/a") objects: $ndiff differ, $naccepted by the compiler string only"
+
+# --- Compiled by the daemon ----------------------------------------------------
+# The .c files the build compiled with $CC: their .cmd files say
+# `cmd_X.o := $CLIENT ...` and `source_X.o := path.c` (host programs use
+# HOSTCC and are not counted).
+find "$kl_build" -name '.*.o.cmd' -print | while read -r f; do
+    grep -q "^cmd_[^ ]* := $CLIENT " "$f" || continue
+    sed -n 's/^source_[^ ]* := \(.*\.c\)$/\1/p' "$f"
+done | sort -u >"$kl_work/c-sources"
+total=$(wc -l <"$kl_work/c-sources")
+sed -n 's/.* COMPILE_OK .* \([^ ]*\)$/\1/p' "$kl_log" | sort -u >"$kl_work/remote-sources"
+remote=$(comm -12 "$kl_work/c-sources" "$kl_work/remote-sources" | wc -l)
+jobs_ok=$(grep -c ' COMPILE_OK ' "$kl_log" || true)
+jobs_failed=$(grep -c ' COMPILE_ERROR \| COMPILE_TIMEOUT \| COMPILE_NO_OUTPUT ' "$kl_log" || true)
+kl_note "daemon: $jobs_ok jobs COMPILE_OK, $jobs_failed failed (probes of compiler options fail by design);" \
+    "$remote of the $total .c files compiled with CC went through it"
+if [ "$total" -lt 100 ]; then
+    echo "kernel.sh: only $total .c files compiled with '$CLIENT': the build did not use it" >&2
+    fail=1
+elif [ $((remote * 5)) -lt $((total * 4)) ]; then
+    echo "kernel.sh: fewer than 80% of the .c files were compiled by the daemon; local ones:" >&2
+    comm -23 "$kl_work/c-sources" "$kl_work/remote-sources" | head -n 10 >&2
+    fail=1
+fi
+
+[ $fail = 0 ] || kl_die "the distcc build does not match (KERNEL_KEEP=1 keeps $kl_work)"
+kl_note "PASS: local build ${local_seconds}s, distcc build ${distcc_seconds}s (-j$JOBS); objects identical ($naccepted by the compiler string only), $remote/$total .c files compiled remotely"
