@@ -5,7 +5,8 @@
 # checks that
 #   - every object file (and vmlinux) is byte-identical to the local build's;
 #   - the daemon really compiled them: at least 80% of the .c files the build
-#     compiled with $CC appear as COMPILE_OK jobs in the daemon's log.
+#     compiled with $CC appear as COMPILE_OK jobs in the daemon's log;
+#   - the dependency files (-Wp,-MMD, then fixdep) of those are complete.
 #
 #   tests/kernel.sh                       (make test runs it after cargo test)
 #   DISTCC_RS=path/to/distcc-rs tests/kernel.sh
@@ -134,11 +135,22 @@ kl_note "compared $(wc -l <"$kl_work/a") objects: $ndiff differ, $naccepted by t
 # The .c files the build compiled with $CC: their .cmd files say
 # `cmd_X.o := $CLIENT ...` and `source_X.o := path.c` (host programs use
 # HOSTCC and are not counted).
+# Their dependencies went through the client too (-Wp,-MMD,dir/.x.o.d, then
+# fixdep into the .cmd file): every one must list include/linux/kconfig.h,
+# which the kernel's command line -includes into every C file.
+: >"$kl_work/no-deps"
 find "$kl_build" -name '.*.o.cmd' -print | while read -r f; do
     grep -q "^cmd_[^ ]* := $CLIENT " "$f" || continue
+    grep -q '^source_[^ ]* := .*\.c$' "$f" || continue
     sed -n 's/^source_[^ ]* := \(.*\.c\)$/\1/p' "$f"
+    grep -q '^  .*/include/linux/kconfig\.h' "$f" || echo "$f" >>"$kl_work/no-deps"
 done | sort -u >"$kl_work/c-sources"
 total=$(wc -l <"$kl_work/c-sources")
+if [ -s "$kl_work/no-deps" ]; then
+    echo "kernel.sh: $(wc -l <"$kl_work/no-deps") .cmd files lack the dependencies -MMD should give, e.g.:" >&2
+    head -n 5 "$kl_work/no-deps" >&2
+    fail=1
+fi
 sed -n 's/.* COMPILE_OK .* \([^ ]*\)$/\1/p' "$kl_log" | sort -u >"$kl_work/remote-sources"
 remote=$(comm -12 "$kl_work/c-sources" "$kl_work/remote-sources" | wc -l)
 jobs_ok=$(grep -c ' COMPILE_OK ' "$kl_log" || true)

@@ -1,0 +1,142 @@
+#!/bin/sh
+# bench/kernel.sh: the client benchmark. In one run on this machine:
+#
+#   1. per-job overhead over a local `gcc -c hello.c`: hyperfine times
+#      local gcc, Debian's `distcc gcc` and `$DISTCC_RS gcc`, all against
+#      the same distcc-rs daemon on 127.0.0.1; overhead = client - local;
+#      plus each client's own peak resident memory (bench/hwm.py: VmHWM at
+#      exit, without the preprocessor it runs);
+#   2. Linux 6.1 tinyconfig vmlinux at -j4, four ways:
+#        rs/rs     distcc-rs client + distcc-rs daemon
+#        d/d       Debian distcc    + Debian distccd
+#        rs/d      distcc-rs client + distccd
+#        local     gcc
+#      and the ratios rs/rs : local and rs/rs : d/d.
+#
+#   BIN=target/x86_64-unknown-linux-musl/release/distcc-rs sh bench/kernel.sh
+#   (or `make bench-kernel`; `make bench` runs bench/run.sh and then this)
+#
+# The lines that need the distcc-rs client run only when `$BIN gcc -c`
+# compiles through the daemon; until then they say "n/a (no client)".
+# The kernel machinery (unpack once, tinyconfig once, `make clean` before each
+# build, the daemons on free ports) is tests/kernel-lib.sh's.
+#
+# Environment: BENCH_HELLO_RUNS (hyperfine runs per command, default 200),
+# BENCH_KERNEL_JOBS (make -j and each daemon's slots, default 4),
+# BENCH_KERNEL=0 to skip part 2 (it takes about 12 min on 2 CPUs).
+
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+kl_name=bench/kernel.sh
+. "$root/tests/kernel-lib.sh"
+
+DISTCC_RS=${DISTCC_RS:-${BIN:-}}
+[ -n "$DISTCC_RS" ] || kl_die "set BIN to the distcc-rs binary (make bench-kernel does)"
+case $DISTCC_RS in
+/*) ;;
+*) DISTCC_RS=$PWD/$DISTCC_RS ;;
+esac
+[ -x "$DISTCC_RS" ] || kl_die "$DISTCC_RS is not an executable file (run make first)"
+RUNS=${BENCH_HELLO_RUNS:-200}
+KJOBS=${BENCH_KERNEL_JOBS:-4}
+kl_need hyperfine hyperfine
+kl_need distcc distcc
+kl_need distccd distcc
+[ "${BENCH_KERNEL:-1}" = 0 ] || kl_need_build_tools
+
+kl_init
+kl_start_rs "$DISTCC_RS" "$KJOBS" rs
+rs_port=$kl_port
+kl_start_distccd "$KJOBS" d
+d_port=$kl_port
+kl_client_env "$rs_port" "$KJOBS"
+if kl_try_client "$DISTCC_RS gcc" "$kl_work/rs/log"; then
+    rs_client=yes
+else
+    rs_client=no
+fi
+echo "distcc-rs client benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "distcc-rs: $("$DISTCC_RS" --version | head -n 1) ($DISTCC_RS); client works: $rs_client"
+echo "distcc:    $(distcc --version | head -n 1)"
+echo
+
+# --- 1. Per-job overhead -------------------------------------------------------
+h=$kl_work/hello
+mkdir "$h"
+printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+set -- "gcc -c hello.c -o hello.o" "distcc gcc -c hello.c -o hello.o"
+[ $rs_client = no ] || set -- "$@" "$DISTCC_RS gcc -c hello.c -o hello.o"
+echo "1. $RUNS runs each of (hyperfine, against the distcc-rs daemon):"
+printf '   %s\n' "$@"
+(cd "$h" && timeout 1200 hyperfine -N --style basic --warmup 5 --runs "$RUNS" \
+    --export-json "$kl_work/hello.json" "$@") >"$kl_work/hyperfine.out" 2>&1 ||
+    { cat "$kl_work/hyperfine.out" >&2; kl_die "hyperfine failed"; }
+# Mean and standard deviation in ms of each command, in the order above.
+python3 -c '
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print("%.2f %.2f" % (r["mean"] * 1000, r["stddev"] * 1000))
+' "$kl_work/hello.json" >"$kl_work/hello.ms"
+t_local=$(sed -n 1p "$kl_work/hello.ms" | cut -d' ' -f1)
+t_d=$(sed -n 2p "$kl_work/hello.ms" | cut -d' ' -f1)
+t_rs=$(sed -n 3p "$kl_work/hello.ms" | cut -d' ' -f1)
+# Peak RSS of the client process itself: the largest of 5 runs.
+hwm() {
+    i=0
+    while [ $i -lt 5 ]; do
+        (cd "$h" && timeout 60 python3 "$root/bench/hwm.py" "$@" -c hello.c -o hello.o) ||
+            kl_die "$* -c hello.c failed under bench/hwm.py"
+        i=$((i + 1))
+    done | sort -n | tail -n 1
+}
+hwm_d=$(hwm distcc gcc)
+hwm_rs="n/a (no client)"
+[ $rs_client = no ] || hwm_rs=$(hwm "$DISTCC_RS" gcc)
+
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+sd() { sed -n "${1}p" "$kl_work/hello.ms" | cut -d' ' -f2; }
+printf '   %-34s %10s %8s %12s\n' "" "mean ms" "sd ms" "overhead ms"
+printf '   %-34s %10s %8s %12s\n' "local gcc -c hello.c" "$t_local" "$(sd 1)" "-"
+printf '   %-34s %10s %8s %12s\n' "distcc gcc (Debian 3.4)" "$t_d" "$(sd 2)" "$(sub "$t_d" "$t_local")"
+if [ $rs_client = yes ]; then
+    printf '   %-34s %10s %8s %12s\n' "distcc-rs gcc" "$t_rs" "$(sd 3)" "$(sub "$t_rs" "$t_local")"
+    echo "   overhead ratio distcc-rs / distcc: $(div "$(sub "$t_rs" "$t_local")" "$(sub "$t_d" "$t_local")")"
+else
+    printf '   %-34s %10s %8s %12s\n' "distcc-rs gcc" "n/a" "" "(no client)"
+fi
+echo "   client peak RSS (VmHWM, KiB): distcc $hwm_d, distcc-rs $hwm_rs"
+echo
+
+[ "${BENCH_KERNEL:-1}" != 0 ] || exit 0
+
+# --- 2. Kernel builds -------------------------------------------------------------
+echo "2. Linux 6.1 tinyconfig vmlinux, make -j$KJOBS, daemons with $KJOBS slots on 127.0.0.1"
+kl_prepare
+# kl_bench LABEL CLIENT PORT: one build; its seconds go to t_LABEL.
+kl_bench() {
+    kl_note "load average before '$1': $(cut -d' ' -f1-3 /proc/loadavg)"
+    kl_client_env "$3" "$KJOBS"
+    kl_build "$1" "$2" "$KJOBS"
+    eval "t_$1=\$kl_seconds"
+}
+t_rsrs="n/a" t_rsd="n/a" t_dd="n/a" t_local="n/a"
+kl_bench local gcc "$rs_port"
+kl_bench dd "distcc gcc" "$d_port"
+if [ $rs_client = yes ]; then
+    kl_bench rsrs "$DISTCC_RS gcc" "$rs_port"
+    kl_bench rsd "$DISTCC_RS gcc" "$d_port"
+fi
+echo
+printf '   %-40s %8s\n' "build" "seconds"
+printf '   %-40s %8s\n' "(1) distcc-rs client + distcc-rs daemon" "$t_rsrs"
+printf '   %-40s %8s\n' "(2) distcc client + distccd" "$t_dd"
+printf '   %-40s %8s\n' "(3) distcc-rs client + distccd" "$t_rsd"
+printf '   %-40s %8s\n' "(4) local gcc" "$t_local"
+echo "   (2)/(4) distcc/local: $(div "$t_dd" "$t_local")"
+if [ $rs_client = yes ]; then
+    echo "   (1)/(4) distcc-rs/local: $(div "$t_rsrs" "$t_local")"
+    echo "   (1)/(2) distcc-rs/distcc: $(div "$t_rsrs" "$t_dd")"
+fi
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
