@@ -3,7 +3,8 @@
 #
 #   1. per-job overhead over a local `gcc -c hello.c`: hyperfine times
 #      local gcc, Debian's `distcc gcc` and `$DISTCC_RS gcc`, all against
-#      the same distcc-rs daemon on 127.0.0.1; overhead = client - local;
+#      the same distcc-rs daemon on 127.0.0.1; overhead = client - local
+#      (medians of the runs);
 #      plus each client's own peak resident memory (bench/hwm.py: VmHWM at
 #      exit, without the preprocessor it runs);
 #   2. Linux 6.1 tinyconfig vmlinux at -j4, four ways:
@@ -72,11 +73,13 @@ printf '   %s\n' "$@"
 (cd "$h" && timeout 1200 hyperfine -N --style basic --warmup 5 --runs "$RUNS" \
     --export-json "$kl_work/hello.json" "$@") >"$kl_work/hyperfine.out" 2>&1 ||
     { cat "$kl_work/hyperfine.out" >&2; kl_die "hyperfine failed"; }
-# Mean and standard deviation in ms of each command, in the order above.
+# Median, mean and standard deviation in ms of each command, in the order
+# above. Overheads are taken from the medians: on a shared machine a few
+# runs that wait for a CPU pull the mean (and the standard deviation) up.
 python3 -c '
 import json, sys
 for r in json.load(open(sys.argv[1]))["results"]:
-    print("%.2f %.2f" % (r["mean"] * 1000, r["stddev"] * 1000))
+    print("%.2f %.2f %.2f" % (r["median"] * 1000, r["mean"] * 1000, r["stddev"] * 1000))
 ' "$kl_work/hello.json" >"$kl_work/hello.ms"
 t_local=$(sed -n 1p "$kl_work/hello.ms" | cut -d' ' -f1)
 t_d=$(sed -n 2p "$kl_work/hello.ms" | cut -d' ' -f1)
@@ -96,15 +99,15 @@ hwm_rs="n/a (no client)"
 
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-sd() { sed -n "${1}p" "$kl_work/hello.ms" | cut -d' ' -f2; }
-printf '   %-34s %10s %8s %12s\n' "" "mean ms" "sd ms" "overhead ms"
-printf '   %-34s %10s %8s %12s\n' "local gcc -c hello.c" "$t_local" "$(sd 1)" "-"
-printf '   %-34s %10s %8s %12s\n' "distcc gcc (Debian 3.4)" "$t_d" "$(sd 2)" "$(sub "$t_d" "$t_local")"
+msd() { sed -n "${1}p" "$kl_work/hello.ms" | cut -d' ' -f2-3 | tr ' ' /; }
+printf '   %-26s %10s %14s %12s\n' "" "median ms" "mean/sd ms" "overhead ms"
+printf '   %-26s %10s %14s %12s\n' "local gcc -c hello.c" "$t_local" "$(msd 1)" "-"
+printf '   %-26s %10s %14s %12s\n' "distcc gcc (Debian 3.4)" "$t_d" "$(msd 2)" "$(sub "$t_d" "$t_local")"
 if [ $rs_client = yes ]; then
-    printf '   %-34s %10s %8s %12s\n' "distcc-rs gcc" "$t_rs" "$(sd 3)" "$(sub "$t_rs" "$t_local")"
+    printf '   %-26s %10s %14s %12s\n' "distcc-rs gcc" "$t_rs" "$(msd 3)" "$(sub "$t_rs" "$t_local")"
     echo "   overhead ratio distcc-rs / distcc: $(div "$(sub "$t_rs" "$t_local")" "$(sub "$t_d" "$t_local")")"
 else
-    printf '   %-34s %10s %8s %12s\n' "distcc-rs gcc" "n/a" "" "(no client)"
+    printf '   %-26s %10s %14s %12s\n' "distcc-rs gcc" "n/a" "" "(no client)"
 fi
 echo "   client peak RSS (VmHWM, KiB): distcc $hwm_d, distcc-rs $hwm_rs"
 echo

@@ -34,7 +34,8 @@
 # CONFIG_CC_VERSION_TEXT (Kconfig's compiler probes gave the same answers).
 #
 # It fails, naming the Debian package, when a tool or the kernel source is
-# missing: it never skips. It takes about 2.5 min per build on 2 CPUs.
+# missing: it never skips. On 2 CPUs a build took 1.6-3 min, the whole test
+# 4-6.5 min, depending on the load of the machine.
 
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
