@@ -296,6 +296,12 @@ pub fn peer_address(fd: RawFd) -> Option<std::net::SocketAddr> {
 }
 
 /// This process's id.
+/// True for a regular file with an execute bit.
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 pub fn pid() -> u32 {
     std::process::id()
 }

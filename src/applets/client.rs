@@ -236,7 +236,7 @@ fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<Stri
                 || target
                     .as_ref()
                     .is_some_and(|t| compiler::is_distcc_name(t.as_os_str()));
-            if !is_us && crate::daemon::policy::is_executable(&entry.path()) {
+            if !is_us && crate::sys::is_executable(&entry.path()) {
                 names.insert(name.to_string());
             }
         }

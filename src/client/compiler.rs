@@ -20,9 +20,9 @@
 //! architecture and OS the way distcc's configure names a glibc host, see
 //! [`gnu_host`].
 
+use crate::sys::is_executable;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::args;
@@ -119,10 +119,6 @@ pub fn self_exe() -> Option<PathBuf> {
     std::fs::canonicalize("/proc/self/exe")
         .or_else(|_| std::env::current_exe().and_then(std::fs::canonicalize))
         .ok()
-}
-
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// True if `candidate` resolves to this executable or to any distcc.
@@ -294,6 +290,7 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::PermissionsExt;
 
     fn temp() -> PathBuf {
         crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-compiler_").unwrap()

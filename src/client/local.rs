@@ -4,7 +4,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -85,10 +84,7 @@ fn find_program(name: &OsStr, path: &OsStr) -> Option<PathBuf> {
             }
             .join(name)
         })
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|candidate| crate::sys::is_executable(candidate))
 }
 
 /// distcc's exit code for a finished child: its code, or 128+signal.

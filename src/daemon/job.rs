@@ -268,14 +268,14 @@ impl CompilerSearch {
     pub fn find(&self, program: &[u8]) -> Option<PathBuf> {
         let program = Path::new(OsStr::from_bytes(program));
         if program.as_os_str().as_bytes().contains(&b'/') {
-            if policy::is_executable(program) {
+            if crate::sys::is_executable(program) {
                 return Some(program.to_path_buf());
             }
             return self.find(program.file_name()?.as_bytes());
         }
         self.dirs.iter().find_map(|dir| {
             let candidate = dir.join(program);
-            if !policy::is_executable(&candidate) {
+            if !crate::sys::is_executable(&candidate) {
                 return None;
             }
             let real = std::fs::canonicalize(&candidate).ok()?;

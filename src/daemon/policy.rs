@@ -1,9 +1,9 @@
 //! Which jobs the daemon will run: the compiler whitelist (masquerade
 //! directories or `DISTCC_CMDLIST`) and the arguments it refuses.
 
+use crate::sys::is_executable;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The compiler list from `DISTCC_CMDLIST`.
@@ -89,11 +89,6 @@ pub fn show_dirs<'a>(dirs: impl Iterator<Item = &'a PathBuf>) -> String {
     dirs.map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// True for a regular file with an execute bit.
-pub(crate) fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// True if a resolved path's file name names distcc (distcc, distccd, distcc-rs).
