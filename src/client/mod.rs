@@ -27,6 +27,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use crate::exitcode::ExitCode;
+use compiler::Safeguard;
 use hosts::{Host, HostList, Kind};
 use local::Launcher;
 use output::{ObjectFile, TempFile};
@@ -99,17 +100,17 @@ pub fn init_logging() {
 pub fn compile(invocation: Invocation) -> i32 {
     output::install_signal_cleanup();
     let level = compiler::safeguard_level();
-    if level > u32::from(invocation.tweaked) {
-        log::error!("distcc seems to have invoked itself recursively!");
-        return ExitCode::Recursion.into();
-    }
     let launcher = Launcher {
         path: invocation.path,
         safeguard: compiler::child_safeguard_value(level),
     };
-    if level > 0 {
-        // A masquerade link reached from inside distcc: just run it.
-        return launcher.run(&invocation.argv);
+    match compiler::safeguard(level, invocation.tweaked) {
+        Safeguard::Recursion => {
+            log::error!("distcc seems to have invoked itself recursively!");
+            return ExitCode::Recursion.into();
+        }
+        Safeguard::RunLocally => return launcher.run(&invocation.argv),
+        Safeguard::Proceed => {}
     }
     let io_timeout = match env::io_timeout() {
         Ok(timeout) => timeout,
