@@ -8,8 +8,9 @@
 mod common;
 
 use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
+use common::{diagnostics, local, text};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// What our client sends for `gcc`, `g++` (distcc 3.4's rewrite, section 5.8).
 const GCC: &str = "x86_64-linux-gnu-gcc";
@@ -72,28 +73,6 @@ impl Server {
     fn summaries(&self, word: &str, program: &str, input: &str) -> usize {
         self.summaries_at_least(word, program, input, 0)
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn local(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-/// The compiler's diagnostic lines about `input`, without source excerpts
-/// (the server has no copy of the source to quote).
-fn diagnostics(stderr: &[u8], input: &str) -> Vec<String> {
-    text(stderr)
-        .lines()
-        .filter(|l| l.starts_with(&format!("{input}:")) || l.contains(&format!("/{input}:")))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Runs `args` locally, then with our client through `server` over

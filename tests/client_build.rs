@@ -3,14 +3,11 @@
 mod common;
 
 use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
+use common::{local_object, text};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A server-side compiler wrapper that records, in `$CONC_DIR`, how many
 /// jobs run at once on its server, then runs the real compiler.
@@ -269,15 +266,7 @@ fn ssh_host_compiles_through_openssh_and_our_inetd_daemon() {
         ),
     );
     work.write("x.c", "int ssh_x = 3;\n");
-    let want = {
-        let out = Command::new("gcc")
-            .args(["-c", "x.c", "-o", "local.o"])
-            .current_dir(&work.path)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        std::fs::read(work.join("local.o")).unwrap()
-    };
+    let want = local_object(&work.path, "x.c");
     let ssh = format!(
         "ssh -p {} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR",
         sshd.port,

@@ -3,14 +3,11 @@
 mod common;
 
 use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions, TestDir};
+use common::{local_object, text};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A loopback port nobody listens on: connecting to it is refused.
 fn dead_host() -> String {
@@ -20,18 +17,6 @@ fn dead_host() -> String {
         .unwrap()
         .port();
     format!("127.0.0.1:{port}")
-}
-
-fn local_object(work: &TestDir, src: &str) -> Vec<u8> {
-    let out = Command::new("gcc")
-        .args(["-c", src, "-o", "local.o"])
-        .current_dir(&work.path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let bytes = std::fs::read(work.join("local.o")).unwrap();
-    std::fs::remove_file(work.join("local.o")).unwrap();
-    bytes
 }
 
 /// Names in `dir` that look like our temporary objects or cpp outputs.
@@ -49,7 +34,7 @@ fn first_host_dead_second_compiles() {
     let daemon = Daemon::start("fail-second", DaemonOptions::default());
     let work = TestDir::new("fail-second-work");
     work.write("x.c", "int x = 7;\n");
-    let want = local_object(&work, "x.c");
+    let want = local_object(&work.path, "x.c");
     let hosts = format!("{} {}", dead_host(), daemon.host(false));
     let out = client(
         &work.path,
@@ -79,7 +64,7 @@ fn all_hosts_dead_falls_back_locally_or_exits_116() {
     need("gcc", "gcc");
     let work = TestDir::new("fail-all");
     work.write("x.c", "int x = 8;\n");
-    let want = local_object(&work, "x.c");
+    let want = local_object(&work.path, "x.c");
     let hosts = format!("{} {}", dead_host(), dead_host());
     // The fallback also creates a missing object directory, as a remote compile would.
     let out = client(
@@ -123,7 +108,7 @@ fn daemon_killed_mid_job_leaves_no_partial_object_and_the_build_succeeds() {
     );
     let work = TestDir::new("fail-killed-work");
     work.write("x.c", "int x = 9;\n");
-    let want = local_object(&work, "x.c");
+    let want = local_object(&work.path, "x.c");
     std::fs::write(work.join("x.o"), b"old object").unwrap();
     let mut cmd = Command::new(bin());
     cmd.args(["gcc", "-c", "x.c"])
@@ -185,7 +170,7 @@ fn refused_compiler_falls_back_locally() {
     );
     let work = TestDir::new("fail-refused-work");
     work.write("x.c", "int x = 10;\n");
-    let want = local_object(&work, "x.c");
+    let want = local_object(&work.path, "x.c");
     let out = client(&work.path, &daemon.host(false), &["gcc", "-c", "x.c"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
@@ -217,7 +202,7 @@ fn masquerade_shims_build_through_the_daemon() {
     let daemon = Daemon::start("masq", DaemonOptions::default());
     let work = TestDir::new("masq-work");
     work.write("x.c", "int x = 11;\n");
-    let want = local_object(&work, "x.c");
+    let want = local_object(&work.path, "x.c");
     let dir = masquerade_dir(&work);
     let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
     let gcc = |args: &[&str], env: &[(&str, &str)]| {

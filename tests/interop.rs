@@ -8,21 +8,13 @@
 mod common;
 
 use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
+use common::{diagnostics, local, text};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// What a Debian client sends for `gcc` and `g++` (spec 5.8).
 const GCC: &str = "x86_64-linux-gnu-gcc";
 const GXX: &str = "x86_64-linux-gnu-g++";
-
-/// Runs the command (compiler first) with the local compiler in `cwd`.
-fn local(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
 
 /// Runs `distcc <args>` against the daemon only: no local fallback.
 fn remote(daemon: &Daemon, cwd: &Path, lzo: bool, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -40,21 +32,6 @@ fn summaries(daemon: &Daemon, word: &str, program: &str, input: &str) -> usize {
         .lines()
         .filter(|l| l.contains(&format!(" {word} ")) && l.ends_with(&tail))
         .count()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The compiler's own diagnostic lines about `input` (`x.c: In function`,
-/// `x.c:3:7: warning: ...`), without the source excerpts under them: the
-/// server has no copy of the source to quote from.
-fn diagnostics(stderr: &[u8], input: &str) -> Vec<String> {
-    text(stderr)
-        .lines()
-        .filter(|l| l.starts_with(&format!("{input}:")))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Runs `args` locally, then through the daemon over protocols 1 and 2, and

@@ -11,6 +11,7 @@
 mod common;
 
 use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
+use common::text;
 use distcc_rs::proto::encode_request;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -87,10 +88,6 @@ impl Client {
         all.extend_from_slice(env);
         distcc(cwd, &daemon.host(false), args, &all)
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn clear_marks(daemon: &Daemon) {
