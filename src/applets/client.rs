@@ -228,7 +228,7 @@ fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<Stri
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !is_compiler_name(name) || name.as_bytes().windows(6).any(|w| w == b"distcc") {
+            if !is_compiler_name(name) || compiler::is_distcc_name(OsStr::new(name)) {
                 continue;
             }
             let target = entry.path().canonicalize().ok();
