@@ -56,6 +56,22 @@ impl Launcher {
         }
     }
 
+    /// Where a command named `name` would be found: `name` itself if it
+    /// holds a `/`, else on the children's PATH.
+    pub fn resolve(&self, name: &OsStr) -> Option<PathBuf> {
+        if name.as_bytes().contains(&b'/') {
+            return Some(PathBuf::from(name));
+        }
+        let path = self.path.clone().or_else(|| std::env::var_os("PATH"))?;
+        find_program(name, &path)
+    }
+
+    /// Runs a short command of our own (the object check's probe) with
+    /// stdin from /dev/null and its output captured.
+    pub fn probe(&self, argv: &[OsString]) -> io::Result<std::process::Output> {
+        self.command(argv).stdin(Stdio::null()).output()
+    }
+
     /// Starts the preprocessor with stdin from /dev/null and stdout into `out`.
     pub fn spawn_cpp(&self, argv: &[OsString], out: File) -> io::Result<Child> {
         let child = self

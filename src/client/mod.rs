@@ -15,6 +15,7 @@ pub mod env;
 pub mod hosts;
 pub mod local;
 pub mod lock;
+pub mod objformat;
 pub mod output;
 pub mod remote;
 pub mod scan;
@@ -138,6 +139,7 @@ pub fn compile(invocation: Invocation) -> i32 {
         hosts: hosts::load().map(|(list, _)| list),
         lock_dir: env::distcc_subdir("lock").ok(),
         state: State::new(),
+        expected_format: None,
     };
     match scan::scan(&argv) {
         Decision::Local(local) => {
@@ -168,6 +170,10 @@ enum Attempt {
     },
     /// A local step failed (temp files, the object): compile locally.
     LocalTrouble(ExitCode),
+    /// The host returned an object of another format than the local
+    /// compiler's (distcc issue #440); it was thrown away. The message says
+    /// what was returned and what was expected.
+    WrongObject(String),
 }
 
 /// The local preprocessor's output, kept across hosts.
@@ -185,6 +191,9 @@ struct Client {
     hosts: Result<HostList, hosts::LoadError>,
     lock_dir: Option<PathBuf>,
     state: Option<State>,
+    /// The object format the local compiler makes, once learned for this
+    /// job (None inside: it could not be learned).
+    expected_format: Option<Option<objformat::Format>>,
 }
 
 fn fallback_enabled() -> bool {
@@ -193,6 +202,22 @@ fn fallback_enabled() -> bool {
 
 fn save_temps() -> bool {
     env::bool_var("DISTCC_SAVE_TEMPS", false)
+}
+
+/// `$TMPDIR`, or `/tmp`.
+fn tmp_dir() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
+/// A host as log lines name it: `HOST:PORT` for TCP, else as written.
+fn host_name(host: &Host) -> String {
+    match host.kind {
+        Kind::Tcp { port } => format!("{}:{port}", host.hostname),
+        _ => host.hostdef.clone(),
+    }
 }
 
 impl Client {
@@ -314,6 +339,12 @@ impl Client {
                     drop(slot);
                     return self.fall_back(job, code.into(), None, &[], None);
                 }
+                Attempt::WrongObject(why) => {
+                    log::warn!("{why}; not using it, trying elsewhere");
+                    dislike(&lock_dir, host, period);
+                    excluded.push(slot.host);
+                    drop(slot);
+                }
             }
         }
     }
@@ -372,10 +403,7 @@ impl Client {
             Some("localhost"),
             lock.as_ref().map(|l| l.slot()),
         );
-        let tmpdir = std::env::var_os("TMPDIR")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let tmpdir = tmp_dir();
         let (temp, file) =
             TempFile::create(&tmpdir, "distcc_", job.preprocessed_ext).map_err(|err| {
                 log::warn!(
@@ -515,6 +543,12 @@ impl Client {
             return Attempt::HostFailed(err);
         }
         drop(connection);
+        if let Some(why) = self.check_object(job, &object, host) {
+            // Dropping the object removes its temporary file; the target
+            // is untouched.
+            drop(object);
+            return Attempt::WrongObject(why);
+        }
         if let Err(err) = object.commit() {
             log::warn!("cannot write {}: {err}", job.output.display());
             return Attempt::LocalTrouble(ExitCode::IoError);
@@ -522,6 +556,59 @@ impl Client {
         let _ = std::io::stdout().write_all(&outcome.stdout);
         let _ = std::io::stderr().write_all(&outcome.stderr);
         Attempt::Finished(0)
+    }
+}
+
+impl Client {
+    /// The object check (see [`objformat`]): None if the object `host`
+    /// returned may be used, else why not. Objects of `-S` jobs, objects
+    /// written in place and jobs whose compiler's format cannot be learned
+    /// are not checked; nor is anything with DISTCC_RS_OBJECT_CHECK=0.
+    fn check_object(&mut self, job: &Job, object: &ObjectFile, host: &Host) -> Option<String> {
+        if job.assemble_only || !objformat::enabled() {
+            return None;
+        }
+        let head = match object.head(objformat::HEAD_LEN)? {
+            Ok(head) => head,
+            Err(err) => {
+                log::debug!("object check: cannot read back the object: {err}");
+                return None;
+            }
+        };
+        if head.is_empty() {
+            log::debug!("object check: the object from {} is empty", host_name(host));
+            return None;
+        }
+        let expected = match &self.expected_format {
+            Some(known) => known.clone(),
+            None => {
+                let cache = env::distcc_subdir("objformat").ok();
+                let learned =
+                    objformat::expected(&job.argv, &self.launcher, cache.as_deref(), &tmp_dir());
+                if learned.is_none() {
+                    log::debug!("object check: off for this job");
+                }
+                self.expected_format = Some(learned.clone());
+                learned
+            }
+        }?;
+        match objformat::judge(&head, &expected, &job.argv) {
+            objformat::Verdict::Fine => None,
+            objformat::Verdict::Unchecked(why) => {
+                log::debug!(
+                    "object check: not checking the object from {}: {why}",
+                    host_name(host)
+                );
+                None
+            }
+            objformat::Verdict::Wrong { got } => Some(format!(
+                "{} returned {} object, but {} makes {} objects here",
+                host_name(host),
+                got.with_article(),
+                local::display_name(&job.argv[0]),
+                expected
+            )),
+        }
     }
 }
 

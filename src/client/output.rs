@@ -137,7 +137,7 @@ impl TempFile {
     }
 
     /// Renames the file to `target`; it is no longer temporary.
-    fn rename_to(mut self, target: &Path) -> io::Result<()> {
+    pub fn rename_to(mut self, target: &Path) -> io::Result<()> {
         std::fs::rename(&self.path, target)?;
         self.unregister();
         self.keep = true;
@@ -230,6 +230,26 @@ impl ObjectFile {
 
     pub fn file(&mut self) -> &mut File {
         &mut self.file
+    }
+
+    /// The first `len` bytes written so far, for the object check; None when
+    /// the target is written in place (`/dev/null`, a fifo) and cannot be
+    /// read back.
+    pub fn head(&self, len: usize) -> Option<io::Result<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        self.temp.as_ref()?;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match self.file.read_at(&mut buf[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        buf.truncate(got);
+        Some(Ok(buf))
     }
 
     /// Gives the file the mode a compiler's output has (0666 less the

@@ -517,6 +517,48 @@ pub fn remote_argv(job: &Job) -> Vec<OsString> {
     out
 }
 
+/// The options of `argv` that change the format of the objects it makes
+/// (word size, byte order, ABI, target), with their values, in order: the
+/// object check's cache key and probe ([`super::objformat`]). `-march` and
+/// `-mcpu` are not among them (one machine, one `e_machine`), nor is
+/// `-flto` (see `objformat`). Values of other options are never taken for
+/// options.
+pub fn format_options(argv: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::new();
+    for token in tokens(argv) {
+        match token {
+            Token::Unknown(i) => {
+                let a = argv[i].as_bytes();
+                if matches!(
+                    a,
+                    b"-m16"
+                        | b"-m31"
+                        | b"-m32"
+                        | b"-m64"
+                        | b"-mx32"
+                        | b"-mbig-endian"
+                        | b"-mlittle-endian"
+                        | b"-mbig"
+                        | b"-mlittle"
+                        | b"-EB"
+                        | b"-EL"
+                ) || a.starts_with(b"-mabi=")
+                {
+                    out.push(argv[i].clone());
+                }
+            }
+            Token::Known(at, o, v) if matches!(o.name, "--target=" | "-target" | "-arch") => {
+                out.push(argv[at].clone());
+                if let Value::Separate(j) = v {
+                    out.push(argv[j].clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// True if the compiler is clang, whose driver turns `-Wp,-MD,FILE` into its
 /// own `-MD -MF FILE` (gcc passes it to cc1 untouched).
 fn is_clang(compiler: &OsStr) -> bool {
