@@ -397,3 +397,63 @@ fn concurrent_clients_each_probe_at_most_once() {
         .starts_with(b"distcc-rs objformat 1\nelf 32 1 20 1\n"));
     assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
 }
+
+#[test]
+fn parser_agrees_with_readelf_on_fresh_objects() {
+    // The unit tests hold copies of these headers; this checks the parser
+    // against today's compilers and binutils' own reading of them.
+    use distcc_rs::client::objformat::{parse, Format};
+    need("readelf", "binutils");
+    need("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf");
+    need_tools();
+    let work = TestDir::new("objfmt-readelf");
+    let cases: [(&[&str], &str); 4] = [
+        (&["gcc"], "ELF64 little-endian x86-64"),
+        (&["gcc", "-m32"], "ELF32 little-endian i386"),
+        (&[PPC_GCC], "ELF32 big-endian PowerPC"),
+        (&["arm-linux-gnueabihf-gcc"], "ELF32 little-endian ARM"),
+    ];
+    for (compiler, want) in cases {
+        let mut args = compiler.to_vec();
+        args.extend(["-x", "c", "-c", "/dev/null", "-o", "probe.o"]);
+        let out = local(&work.path, &args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let bytes = std::fs::read(work.join("probe.o")).unwrap();
+        let format = parse(&bytes).unwrap();
+        assert_eq!(format.to_string(), want, "{compiler:?}");
+        let Format::Elf {
+            bits, big_endian, ..
+        } = format
+        else {
+            panic!("{compiler:?} made {format}");
+        };
+        let readelf = local(&work.path, &["readelf", "-h", "probe.o"]);
+        let header = text(&readelf.stdout);
+        let field = |name: &str| {
+            header
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("readelf -h has no {name}:\n{header}"))
+        };
+        assert_eq!(field("Class:"), format!("ELF{bits}"));
+        let data = if big_endian {
+            "big endian"
+        } else {
+            "little endian"
+        };
+        assert!(field("Data:").ends_with(data), "{header}");
+        assert_eq!(field("Type:"), "REL (Relocatable file)");
+        let machine = field("Machine:");
+        let name = want.rsplit(' ').next().unwrap();
+        let readelf_names: &[&str] = match name {
+            "x86-64" => &["Advanced Micro Devices X86-64"],
+            "i386" => &["Intel 80386"],
+            other => &[other],
+        };
+        assert!(
+            readelf_names.contains(&machine.as_str()),
+            "{machine} for {want}"
+        );
+    }
+}
