@@ -1,14 +1,17 @@
 //! The distcc client: pick a host, preprocess locally, send the job, write the object, or fall back to a local compile.
 //!
 //! The flow follows distcc 3.4's `dcc_build_somewhere` (sections 6.3 and 6.4
-//! of the compatibility notes), with three deliberate differences:
+//! of the compatibility notes), with four deliberate differences:
 //! - a host that failed is not picked again for the same job, so
 //!   `DISTCC_BACKOFF_PERIOD=0` never loops forever on a dead host;
 //! - the preprocessed source is kept across hosts: when the first host is
 //!   dead, the job goes to the next one without running cpp again;
 //! - a genuine compile error on the server is retried locally as in 3.4,
 //!   but the "retrying locally" line is logged at info level, so the user
-//!   sees exactly the messages a local compile prints.
+//!   sees exactly the messages a local compile prints;
+//! - an object of another format than the local compiler makes (an x86-64
+//!   object for a powerpc job, distcc issue #440) is thrown away before it
+//!   replaces anything, and the host is treated as failed ([`objformat`]).
 
 pub mod compiler;
 pub mod env;
@@ -557,9 +560,7 @@ impl Client {
         let _ = std::io::stderr().write_all(&outcome.stderr);
         Attempt::Finished(0)
     }
-}
 
-impl Client {
     /// The object check (see [`objformat`]): None if the object `host`
     /// returned may be used, else why not. Objects of `-S` jobs, objects
     /// written in place and jobs whose compiler's format cannot be learned
