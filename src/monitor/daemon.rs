@@ -105,8 +105,7 @@ pub fn fetch(target: &Target) -> Result<Report, RemoteError> {
 }
 
 fn fetch_page(target: &Target) -> Result<Vec<u8>, RemoteError> {
-    let mut stream = connect_tcp(&target.host, target.port, CONNECT_TIMEOUT)
-        .map_err(|e| RemoteError::Connect(format!("{target}: {e}")))?;
+    let mut stream = connect_tcp(&target.host, target.port, CONNECT_TIMEOUT)?;
     let deadline = Instant::now() + IO_TIMEOUT;
     let io = |e: std::io::Error| RemoteError::Io(format!("{target}: {}", super::strerror(&e)));
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
@@ -154,7 +153,7 @@ fn fetch_page(target: &Target) -> Result<Vec<u8>, RemoteError> {
 /// Why a reply is not a page of running jobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PageError {
-    /// Nothing at all: typically a client the daemon's `--allow` list refuses.
+    /// Nothing at all: a compile port, or a client the `--allow` list refuses.
     Empty,
     /// No `<distccstats>` section.
     NotStats,
@@ -171,7 +170,8 @@ impl fmt::Display for PageError {
         match self {
             PageError::Empty => write!(
                 f,
-                "closed the connection without a stats page (is this client in its --allow list?)"
+                "closed the connection without a stats page (not a --stats port, or this \
+                 client is not in the daemon's --allow list)"
             ),
             PageError::NotStats => write!(f, "the reply is not a distccd --stats page"),
             PageError::NoJobList => write!(
