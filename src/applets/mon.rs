@@ -18,6 +18,8 @@ const EXIT_USAGE: i32 = 1;
 /// [slot], then an empty line. The output is that of distccmon-text 3.4,
 /// except that a slow client is listed however old its state file is; a
 /// stale file (over 60 s old) is removed only when its process is gone.
+/// Files that are not state records are skipped, with distccmon-text's
+/// warnings; DISTCC_VERBOSE=1 also logs each file skipped or removed.
 /// Exit status: 0, 1 for a bad command line, 101 if neither DISTCC_DIR nor
 /// HOME is set, 107 if the state directory cannot be read; with --daemon,
 /// 103 if the daemon cannot be reached, 107 if the connection fails or the
@@ -26,7 +28,8 @@ const EXIT_USAGE: i32 = 1;
 #[derive(FromArgs)]
 struct Options {
     /// poll again every DELAY seconds (a C number: fractions and exponents
-    /// allowed) until killed; without it, or with 0, poll once
+    /// allowed) until killed; without it, or with 0, poll once; negative,
+    /// infinite and NaN delays are refused
     #[argh(positional)]
     delay: Option<String>,
     /// after the job lines, a table with one row per host: jobs, slots in
