@@ -40,7 +40,7 @@ DESTDIR ?=
 
 # The names the binary is also installed under, as relative symlinks to
 # distcc-rs. Adding an applet's link is a one-word change here.
-LINKS = distccd distcc
+LINKS = distccd distcc distccmon-text
 
 NAME = distcc-rs
 TARGET = x86_64-unknown-linux-musl

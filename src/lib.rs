@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod exitcode;
 pub mod logging;
 pub mod lzo;
+pub mod monitor;
 pub mod proto;
 pub mod sys;
 

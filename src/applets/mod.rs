@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 mod client;
 mod daemon;
+mod mon;
 
 /// An applet's entry point: the full argv (argv[0] is the name it was called
 /// by) in, an exit code out.
@@ -46,6 +47,12 @@ pub const APPLETS: &[Applet] = &[
         links: &["distcc"],
         main: client::main,
         about: "distcc client: distcc-rs COMPILER ARGS, or linked as a compiler name",
+    },
+    Applet {
+        name: "mon",
+        links: &["distccmon-text"],
+        main: mon::main,
+        about: "text monitor (distccmon-text): the jobs of local clients or of a daemon",
     },
 ];
 
@@ -139,7 +146,7 @@ fn usage(out: &mut dyn Write) {
         "Usage: {SELF_NAME} APPLET [ARGS...]\n\
          \x20      {SELF_NAME} COMPILER [ARGS...]          compile through distcc (see '{SELF_NAME} client --help')\n\
          \x20      {SELF_NAME} --list\n\
-         \x20      {SELF_NAME} --install [-s] DIR          links for the applets (distccd, distcc)\n\
+         \x20      {SELF_NAME} --install [-s] DIR          links for the applets (distccd, distcc, distccmon-text)\n\
          \x20      {SELF_NAME} --install-masquerade [DIR]  compiler links (cc, gcc, ...; default /usr/lib/distcc)\n\
          \x20      {SELF_NAME} --version\n\
          \n\
@@ -227,6 +234,8 @@ mod tests {
         assert_eq!(name("distcc"), Some("client"));
         assert_eq!(name("/usr/bin/distcc"), Some("client"));
         assert_eq!(name("gcc"), None);
+        assert_eq!(name("distccmon-text"), Some("mon"));
+        assert_eq!(name("/usr/local/bin/distccmon-text"), Some("mon"));
     }
 
     #[test]

@@ -165,7 +165,12 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<(), RemoteError> {
         .map_err(|e| RemoteError::Connect(e.to_string()))
 }
 
-fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, RemoteError> {
+/// A TCP connection to the first address of `host` that answers within `timeout`.
+pub(crate) fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, RemoteError> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| RemoteError::Connect(format!("cannot resolve {host}: {e}")))?

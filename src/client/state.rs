@@ -64,6 +64,10 @@ struct Record {
 
 const SIZE: usize = std::mem::size_of::<Record>();
 
+/// The size of a state file: `sizeof(struct dcc_task_state)` on this build
+/// (296 on LP64, 280 on ILP32). A monitor reads this many bytes and no more.
+pub const RECORD_SIZE: usize = SIZE;
+
 // The sizes the real monitor checks: 296 on LP64, 280 on ILP32. No padding
 // anywhere, so the record may be viewed as plain bytes.
 const _: () = assert!(
@@ -96,9 +100,16 @@ fn name_field(text: &[u8]) -> [u8; NAME_LEN] {
     field
 }
 
+/// The name in a field as a monitor sees it: up to the first NUL, and never
+/// more than 127 bytes (distccmon-text forces the last byte to NUL).
+fn name_bytes(field: &[u8; NAME_LEN]) -> Vec<u8> {
+    let field = &field[..NAME_LEN - 1];
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    field[..end].to_vec()
+}
+
 fn name_text(field: &[u8; NAME_LEN]) -> String {
-    let end = field.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-    String::from_utf8_lossy(&field[..end]).into_owned()
+    String::from_utf8_lossy(&name_bytes(field)).into_owned()
 }
 
 /// This client's state file, rewritten at each phase and removed on drop.
@@ -214,19 +225,38 @@ fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// One client's state, as a monitor reads it.
+/// One client's state, as a monitor reads it. Names are bytes, as the
+/// client wrote them: a monitor prints them unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The client's process id.
-    pub pid: u32,
+    /// The client's process id as stored (an `unsigned long`; a monitor
+    /// prints it as a `long` and signals it as a `pid_t`, as C does).
+    pub pid: u64,
     /// The input file's basename (may be empty).
-    pub file: String,
+    pub file: Vec<u8>,
     /// The host name (may be empty).
-    pub host: String,
+    pub host: Vec<u8>,
     /// The slot held on that host.
     pub slot: i32,
-    /// The raw phase number; see [`Phase`].
+    /// The raw phase number; see [`Entry::phase`].
     pub phase: i32,
+}
+
+impl Entry {
+    /// The phase as distccmon-text reads it: the field is an unsigned enum,
+    /// and any value above `Done` (negative ones included) counts as `Compile`.
+    pub fn phase(&self) -> Phase {
+        match self.phase {
+            0 => Phase::Startup,
+            1 => Phase::Blocked,
+            2 => Phase::Connect,
+            3 => Phase::Preprocess,
+            4 => Phase::Send,
+            6 => Phase::Receive,
+            7 => Phase::Done,
+            _ => Phase::Compile,
+        }
+    }
 }
 
 /// Why a state file was not understood.
@@ -252,7 +282,8 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Reads one state file's bytes, checking its size and magic as distccmon-text does.
+/// Reads one state file's bytes, checking its size and then, in
+/// distccmon-text's order, the magic and the struct size.
 pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
     if bytes.len() != SIZE {
         return Err(DecodeError::Size(bytes.len()));
@@ -260,16 +291,16 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
     // SAFETY: bytes holds SIZE bytes, every bit pattern is a valid Record,
     // and read_unaligned needs no alignment.
     let record: Record = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    if record.struct_size != SIZE {
-        return Err(DecodeError::StructSize(record.struct_size as u64));
-    }
     if record.magic != MAGIC {
         return Err(DecodeError::Magic(record.magic as u64));
     }
+    if record.struct_size != SIZE {
+        return Err(DecodeError::StructSize(record.struct_size as u64));
+    }
     Ok(Entry {
-        pid: u32::try_from(record.cpid as u64).unwrap_or(u32::MAX),
-        file: name_text(&record.file),
-        host: name_text(&record.host),
+        pid: record.cpid as u64,
+        file: name_bytes(&record.file),
+        host: name_bytes(&record.host),
         slot: record.slot,
         phase: record.curr_phase,
     })
@@ -324,11 +355,11 @@ mod tests {
             Some(2),
         );
         let bytes = std::fs::read(&path).unwrap();
-        let pid = std::process::id();
+        let pid = u64::from(std::process::id());
         let want = Entry {
             pid,
-            file: "hello.c".to_string(),
-            host: "127.0.0.1".to_string(),
+            file: b"hello.c".to_vec(),
+            host: b"127.0.0.1".to_vec(),
             slot: 2,
             phase: Phase::Connect as i32,
         };
@@ -346,10 +377,10 @@ mod tests {
 
         state.update(Phase::Preprocess, Some(b""), Some("localhost"), Some(0));
         let entry = decode(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(entry.file, "");
+        assert_eq!(entry.file, b"");
         assert_eq!(
-            (entry.host.as_str(), entry.slot, entry.phase),
-            ("localhost", 0, 3)
+            (entry.host.as_slice(), entry.slot, entry.phase),
+            (&b"localhost"[..], 0, 3)
         );
 
         let long = [b'x'; 300];
@@ -404,6 +435,33 @@ mod tests {
         bad[0] = bad[0].wrapping_add(1);
         bad[word - 1] = bad[word - 1].wrapping_add(1);
         assert!(matches!(decode(&bad), Err(DecodeError::StructSize(_))));
+        // Both wrong: the magic is named, as distccmon-text checks it first.
+        bad[word] ^= 0xff;
+        assert!(matches!(decode(&bad), Err(DecodeError::Magic(_))));
+    }
+
+    #[test]
+    fn names_stop_at_127_bytes_and_phases_clamp_like_distccmon_text() {
+        let tmp = TestDir::new("state");
+        let mut state = State::in_dir(tmp.path());
+        state.update(Phase::Send, Some(b"a.c"), Some("h"), Some(0));
+        let mut bytes = std::fs::read(state.path()).unwrap();
+        let word = std::mem::size_of::<libc::c_ulong>();
+        // A file name field with no NUL at all.
+        bytes[3 * word..3 * word + NAME_LEN].fill(b'f');
+        assert_eq!(decode(&bytes).unwrap().file, vec![b'f'; 127]);
+        let phase_at = 3 * word + 2 * NAME_LEN + 4;
+        for (raw, want) in [
+            (0, Phase::Startup),
+            (5, Phase::Compile),
+            (7, Phase::Done),
+            (8, Phase::Compile),
+            (-1, Phase::Compile),
+        ] {
+            bytes[phase_at..phase_at + 4].copy_from_slice(&i32::to_ne_bytes(raw));
+            let entry = decode(&bytes).unwrap();
+            assert_eq!((entry.phase, entry.phase()), (raw, want));
+        }
     }
 
     #[test]

@@ -234,15 +234,39 @@ impl Stats {
             let _ = writeln!(
                 s,
                 "dcc_job {} {} {} {}",
-                job.client,
-                String::from_utf8_lossy(job.compiler),
-                String::from_utf8_lossy(job.input),
+                job_field(job.client.as_bytes()),
+                job_field(job.compiler),
+                job_field(job.input),
                 job.elapsed.as_millis()
             );
         }
         s.push_str("</distccjobs>\n");
         s
     }
+}
+
+/// One field of a `dcc_job` line: the bytes as they are, except that `%`,
+/// spaces, control characters and bytes that are not UTF-8 become `%XX`, so
+/// that a line is always five space-separated words and names with spaces
+/// or odd bytes survive. Plain names read the same as before this escaping.
+pub fn job_field(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '%' || c == ' ' || c.is_control() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "%{b:02X}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// The "running" count from /proc/loadavg, or -1.
@@ -371,5 +395,32 @@ mod tests {
         assert!(text.contains("\ndcc_longest_job ../warn2.c\ndcc_longest_job_compiler slowcc\ndcc_longest_job_time_msecs 6045\n"));
         assert!(text.contains("\ndcc_num_compiles1 3\n"));
         assert!(text.contains(" MB\n</distccstats>\n"));
+    }
+
+    #[test]
+    fn job_lines_are_five_words_whatever_the_names() {
+        let mut stats = Stats::new(2);
+        let running = [
+            RunningJob {
+                client: "127.0.0.1:40000".into(),
+                compiler: b"gcc",
+                input: b"hello.c",
+                elapsed: Duration::from_millis(1500),
+            },
+            RunningJob {
+                client: "[::1]:40001".into(),
+                compiler: b"my cc",
+                input: b"dir/a b%\n\xff\xc3\xa9.c",
+                elapsed: Duration::from_millis(7),
+            },
+        ];
+        let text = stats.render(Path::new("/tmp"), &running);
+        let jobs = text.split("<distccjobs>\n").nth(1).unwrap();
+        assert_eq!(
+            jobs,
+            "dcc_job 127.0.0.1:40000 gcc hello.c 1500\n\
+             dcc_job [::1]:40001 my%20cc dir/a%20b%25%0A%FF\u{e9}.c 7\n\
+             </distccjobs>\n"
+        );
     }
 }

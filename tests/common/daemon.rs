@@ -389,8 +389,13 @@ impl DebianDistccd {
         DebianDistccd::start_with(name, &[])
     }
 
-    /// Starts distccd with extra options and environment (DISTCCD_PATH, …).
+    /// Starts distccd with extra environment (DISTCCD_PATH, …).
     pub fn start_with(name: &str, env: &[(&str, &str)]) -> DebianDistccd {
+        DebianDistccd::start_with_args(name, &[], env)
+    }
+
+    /// Starts distccd with extra options (`--stats`, …) and environment.
+    pub fn start_with_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> DebianDistccd {
         let distccd = need("distccd", "distcc");
         let dir = TestDir::new(name);
         let tmp = dir.shared_dir("tmp");
@@ -422,6 +427,7 @@ impl DebianDistccd {
             ])
             .arg("--log-file")
             .arg(&log)
+            .args(args)
             .env("TMPDIR", &tmp)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
