@@ -140,7 +140,7 @@ pub fn compile(invocation: Invocation) -> i32 {
         launcher,
         io_timeout,
         hosts: hosts::load().map(|(list, _)| list),
-        lock_dir: env::distcc_subdir("lock").ok(),
+        lock_dir: env::distcc_subdir("lock").map_err(|err| err.to_string()),
         state: State::new(),
         expected_format: None,
     };
@@ -192,7 +192,8 @@ struct Client {
     launcher: Launcher,
     io_timeout: Duration,
     hosts: Result<HostList, hosts::LoadError>,
-    lock_dir: Option<PathBuf>,
+    /// `$DISTCC_DIR/lock`, or why it cannot be used.
+    lock_dir: Result<PathBuf, String>,
     state: Option<State>,
     /// The object format the local compiler makes, once learned for this
     /// job (None inside: it could not be learned).
@@ -250,14 +251,14 @@ impl Client {
         let limit = if cpp_slot { cpp_slots } else { slots };
         let lock = match (held, &self.lock_dir) {
             (Some(lock), _) => Some(lock),
-            (None, Some(dir)) => match lock::local_slot(dir, limit, env::pause_time()) {
+            (None, Ok(dir)) => match lock::local_slot(dir, limit, env::pause_time()) {
                 Ok(lock) => Some(lock),
                 Err(err) => {
                     log::warn!("cannot take a local slot: {err}");
                     None
                 }
             },
-            (None, None) => None,
+            (None, Err(_)) => None,
         };
         let file = source_name(argv);
         self.update_state(
@@ -279,9 +280,12 @@ impl Client {
                 return self.fall_back(job, ExitCode::NoHosts.into(), None, &[], None);
             }
         };
-        let Some(lock_dir) = self.lock_dir.clone() else {
-            log::warn!("no DISTCC_DIR (neither DISTCC_DIR nor HOME is set); can't distribute work");
-            return self.fall_back(job, ExitCode::NoHosts.into(), None, &[], None);
+        let lock_dir = match self.lock_dir.clone() {
+            Ok(dir) => dir,
+            Err(err) => {
+                log::warn!("no lock directory ({err}); can't distribute work");
+                return self.fall_back(job, ExitCode::NoHosts.into(), None, &[], None);
+            }
         };
         let period = env::backoff_period();
         let mut excluded = Vec::new();
@@ -397,8 +401,8 @@ impl Client {
     fn start_cpp(&mut self, job: &Job) -> Result<Preprocessed, Attempt> {
         let (_, cpp_slots) = self.local_limits();
         let lock = match &self.lock_dir {
-            Some(dir) => lock::local_slot(dir, cpp_slots, env::pause_time()).ok(),
-            None => None,
+            Ok(dir) => lock::local_slot(dir, cpp_slots, env::pause_time()).ok(),
+            Err(_) => None,
         };
         self.update_state(
             Phase::Preprocess,
