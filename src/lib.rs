@@ -13,6 +13,7 @@ pub mod logging;
 pub mod lzo;
 pub mod proto;
 pub mod sys;
+pub mod wrap;
 
 /// This build's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 mod client;
 mod daemon;
+mod wrap;
 
 /// An applet's entry point: the full argv (argv[0] is the name it was called
 /// by) in, an exit code out.
@@ -46,6 +47,12 @@ pub const APPLETS: &[Applet] = &[
         links: &["distcc"],
         main: client::main,
         about: "distcc client: distcc-rs COMPILER ARGS, or linked as a compiler name",
+    },
+    Applet {
+        name: "wrap",
+        links: &[],
+        main: wrap::main,
+        about: "make this machine a cross helper: clang wrappers, whitelist, service files",
     },
 ];
 
