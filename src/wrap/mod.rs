@@ -857,3 +857,69 @@ impl Plan {
         Ok(Report { lines, changed })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(name: Option<&str>) -> Instance {
+        let request = Request {
+            target: "powerpc-unknown-openbsd".into(),
+            compiler: Some(PathBuf::from("/bin/sh")),
+            dir: Some(PathBuf::from("/nonexistent/distcc-rs-wrap-test")),
+            name: name.map(String::from),
+            port: 3632,
+            ..Request::default()
+        };
+        Instance::new(request, PathBuf::from("/usr/local/bin/distcc-rs")).unwrap()
+    }
+
+    #[test]
+    fn names_follow_the_triple_and_the_rc_rules() {
+        let i = instance(None);
+        assert_eq!(i.unit_name(), "distcc-rs-powerpc-unknown-openbsd.service");
+        assert_eq!(i.rc_script_name(), "distccd_powerpc_unknown_openbsd");
+        assert_eq!(instance(Some("ppc.v2")).rc_script_name(), "distccd_ppc_v2");
+    }
+
+    #[test]
+    fn words_and_paths_that_would_need_quoting_are_refused() {
+        for bad in ["", "-x", ".x", "a b", "a/b", "a$b", "a;b", "a%b", "a\"b"] {
+            assert!(check_word("--name", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_word("--name", "powerpc-unknown-openbsd").is_ok());
+        assert!(check_path("--dir", Path::new("relative/dir")).is_err());
+        assert!(check_path("--dir", Path::new("/a b")).is_err());
+        assert!(check_path("--dir", Path::new("/a:b")).is_err());
+        assert!(check_path("--dir", Path::new("/usr/local/lib/distcc-rs/ppc")).is_ok());
+    }
+
+    #[test]
+    fn the_manifest_reads_back_what_it_wrote() {
+        let i = instance(None);
+        let mut m = Manifest {
+            created_dirs: vec![i.dir.clone(), i.bin_dir()],
+            ..Manifest::default()
+        };
+        for f in i.files() {
+            m.files.insert(
+                f.rel.clone(),
+                Record {
+                    mode: f.mode,
+                    fingerprint: fingerprint(&f.contents),
+                },
+            );
+        }
+        assert_eq!(Manifest::parse(&m.render()).unwrap(), m);
+        assert!(Manifest::parse("#!/bin/sh\nexec gcc\n").is_err());
+        let escape = format!("{MANIFEST_HEADER}\nfile ../../etc/passwd 644 0\n");
+        assert!(Manifest::parse(&escape).is_err());
+    }
+
+    #[test]
+    fn a_compiler_that_is_distcc_is_refused() {
+        let exe = crate::client::compiler::self_exe().unwrap();
+        let err = find_compiler(Some(&exe), &exe).unwrap_err();
+        assert!(err.contains("resolves to distcc"), "{err}");
+    }
+}
