@@ -12,7 +12,8 @@
 #   make bench         bench/run.sh (daemons), then bench/kernel.sh (clients,
 #                      per-job overhead and kernel builds) on the release binary
 #   make bench-kernel  bench/kernel.sh alone
-#   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus the $(LINKS) symlinks
+#   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus the $(LINKS) symlinks,
+#                      the systemd units (SYSTEMDUNITDIR) and rc.d script (RCDIR)
 #   make uninstall     removes what install made
 #   make clean
 #
@@ -37,6 +38,12 @@ INSTALL ?= install
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 DESTDIR ?=
+# The service files: systemd units, and the OpenBSD rc.d script (kept under
+# share/ on other systems; set RCDIR=/etc/rc.d on OpenBSD). Installed with
+# @BINDIR@ replaced by $(BINDIR).
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+RCDIR ?= $(PREFIX)/share/distcc-rs/rc.d
+SERVICE_FILES = systemd/distcc-rs.service systemd/distcc-rs.socket rc.d/distccd
 
 # The names the binary is also installed under, as relative symlinks to
 # distcc-rs. Adding an applet's link is a one-word change here.
@@ -140,6 +147,14 @@ install: all
 		echo "ln -sf $(NAME) '$(DESTDIR)$(BINDIR)/'$$link"; \
 		ln -sf $(NAME) '$(DESTDIR)$(BINDIR)/'$$link; \
 	done
+	$(INSTALL) -d '$(DESTDIR)$(SYSTEMDUNITDIR)' '$(DESTDIR)$(RCDIR)'
+	@set -e; for f in $(SERVICE_FILES); do \
+		case $$f in systemd/*) dir='$(SYSTEMDUNITDIR)'; mode=0644;; *) dir='$(RCDIR)'; mode=0555;; esac; \
+		echo "sed 's|@BINDIR@|$(BINDIR)|g' contrib/$$f > '$(DESTDIR)'$$dir/$${f##*/}"; \
+		sed 's|@BINDIR@|$(BINDIR)|g' contrib/$$f > '$(DESTDIR)'$$dir/$${f##*/}.tmp; \
+		chmod $$mode '$(DESTDIR)'$$dir/$${f##*/}.tmp; \
+		mv '$(DESTDIR)'$$dir/$${f##*/}.tmp '$(DESTDIR)'$$dir/$${f##*/}; \
+	done
 
 # Removes the binary and those links that still point at it. Under a DESTDIR
 # it also removes the directories down to $(DESTDIR) that are left empty;
@@ -151,10 +166,14 @@ uninstall:
 			echo "rm -f '$$f'"; rm -f "$$f"; fi; \
 	done
 	rm -f '$(DESTDIR)$(BINDIR)/$(NAME)'
+	rm -f '$(DESTDIR)$(SYSTEMDUNITDIR)/distcc-rs.service' '$(DESTDIR)$(SYSTEMDUNITDIR)/distcc-rs.socket' \
+		'$(DESTDIR)$(RCDIR)/distccd'
 	@if [ -n '$(DESTDIR)' ]; then \
-		d='$(DESTDIR)$(BINDIR)'; top='$(DESTDIR)'; \
+		for d in '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(SYSTEMDUNITDIR)' '$(DESTDIR)$(RCDIR)'; do \
+		top='$(DESTDIR)'; \
 		while [ "$${d%/}" != "$${top%/}" ] && [ -d "$$d" ] && rmdir "$$d" 2>/dev/null; do \
 			echo "rmdir '$$d'"; d=$$(dirname "$$d"); \
+		done; \
 		done; \
 	fi
 

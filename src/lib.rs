@@ -14,6 +14,7 @@ pub mod lzo;
 pub mod monitor;
 pub mod proto;
 pub mod sys;
+pub mod wrap;
 
 /// This build's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

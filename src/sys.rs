@@ -295,13 +295,27 @@ pub fn peer_address(fd: RawFd) -> Option<std::net::SocketAddr> {
     socket2::SockRef::from(&sock).peer_addr().ok()?.as_socket()
 }
 
-/// This process's id.
+/// This machine's host name, as gethostname(2) gives it.
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes; the name is NUL-terminated
+    // when it fits, and the last byte stays 0 otherwise.
+    let ret = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if ret != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    (!name.is_empty()).then_some(name)
+}
+
 /// True for a regular file with an execute bit.
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// This process's id.
 pub fn pid() -> u32 {
     std::process::id()
 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 mod client;
 mod daemon;
 mod mon;
+mod wrap;
 
 /// An applet's entry point: the full argv (argv[0] is the name it was called
 /// by) in, an exit code out.
@@ -53,6 +54,12 @@ pub const APPLETS: &[Applet] = &[
         links: &["distccmon-text"],
         main: mon::main,
         about: "text monitor (distccmon-text): the jobs of local clients or of a daemon",
+    },
+    Applet {
+        name: "wrap",
+        links: &[],
+        main: wrap::main,
+        about: "make this machine a cross helper: clang wrappers, whitelist, service files",
     },
 ];
 

@@ -6,6 +6,7 @@
 //! would in production, so every directory it needs is made world-readable
 //! and its TMPDIR is sticky and world-writable.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -140,8 +141,6 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(name: &str, opts: DaemonOptions) -> Daemon {
         let dir = TestDir::new(name);
-        let tmp = dir.shared_dir("daemon-tmp");
-        let marks = dir.shared_dir("marks");
         let masq = dir.join("masq");
         std::fs::create_dir_all(&masq).unwrap();
         for name in &opts.masquerade {
@@ -152,11 +151,42 @@ impl Daemon {
         for (name, body) in &opts.scripts {
             dir.script(&format!("server-bin/{name}"), body);
         }
+        let mut args: Vec<OsString> = ["daemon", "--no-detach", "--log-stderr", "--masquerade-dir"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push(masq.into_os_string());
+        if let Some(allow) = &opts.allow {
+            args.extend(["--allow".into(), allow.into()]);
+        }
+        args.extend(opts.args.iter().map(OsString::from));
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut env = vec![(
+            "DISTCCD_PATH".to_string(),
+            format!("{}:{path}", server_bin.display()),
+        )];
+        env.extend(opts.env);
+        Daemon::launch(dir, Path::new(bin()), &args, &env, opts.stats_listener)
+    }
+
+    /// Starts `program ARGS` the way systemd's socket activation does: a
+    /// listener on a free port of 127.0.0.1 as fd 3 (and, with
+    /// `stats_listener`, a second one as fd 4), `LISTEN_FDS`, `LISTEN_PID`
+    /// and `LISTEN_FDNAMES=distcc:stats`. The daemon's TMPDIR is `daemon-tmp`
+    /// in `dir` and MARKS is `marks`; `env` comes last and may override them.
+    /// Its stderr goes to `daemon.log`; returns once it logs "serving with".
+    pub fn launch(
+        dir: TestDir,
+        program: &Path,
+        args: &[OsString],
+        env: &[(String, String)],
+        stats_listener: bool,
+    ) -> Daemon {
+        let tmp = dir.shared_dir("daemon-tmp");
+        let marks = dir.shared_dir("marks");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stats = opts
-            .stats_listener
-            .then(|| TcpListener::bind("127.0.0.1:0").unwrap());
+        let stats = stats_listener.then(|| TcpListener::bind("127.0.0.1:0").unwrap());
         let stats_port = stats.as_ref().map(|l| l.local_addr().unwrap().port());
         let fds: Vec<i32> = std::iter::once(&listener)
             .chain(&stats)
@@ -165,22 +195,14 @@ impl Daemon {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
-            .arg(bin())
-            .args(["daemon", "--no-detach", "--log-stderr"])
-            .arg("--masquerade-dir")
-            .arg(&masq);
-        if let Some(allow) = &opts.allow {
-            cmd.args(["--allow", allow]);
-        }
-        cmd.args(&opts.args);
-        let path = std::env::var("PATH").unwrap_or_default();
+            .arg(program)
+            .args(args);
         cmd.env("TMPDIR", &tmp)
-            .env("DISTCCD_PATH", format!("{}:{path}", server_bin.display()))
             .env("MARKS", &marks)
             .env("LISTEN_FDS", fds.len().to_string())
             .env("LISTEN_FDNAMES", "distcc:stats")
             .env_remove("DISTCC_CMDLIST");
-        for (k, v) in &opts.env {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();

@@ -1,0 +1,265 @@
+//! The `wrap` applet's command line: `distcc-rs wrap --target TRIPLE ...`
+//! makes this machine a cross helper for TRIPLE (the work is in `crate::wrap`).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use crate::exitcode::ExitCode;
+use crate::proto::DEFAULT_PORT;
+use crate::wrap::{self, Instance, Plan, Request};
+
+/// distcc-rs wrap: make this machine a cross helper for one target, with no
+/// chroot. Under DIR it writes compiler wrappers (bin/cc, c++, clang,
+/// clang++, clang-cpp, TRIPLE-clang, TRIPLE-clang++, TRIPLE-cc, TRIPLE-c++),
+/// each a shell script that runs `COMPILER --target=TRIPLE "$@"` (C++ with
+/// --driver-mode=g++, clang-cpp with --driver-mode=cpp); commands.allow, the
+/// daemon's DISTCC_CMDLIST naming exactly those wrappers;
+/// distcc-rs-NAME.service, a systemd unit for a daemon of its own; and
+/// rc.d/distccd_NAME, the same for OpenBSD. It refuses to replace any file it
+/// did not write (or that was changed since) unless --force, and writes
+/// nothing when it refuses.
+#[derive(FromArgs)]
+#[argh(
+    note = "The wrappers are scripts, not links to distcc-rs: the daemon never runs \
+            distcc-rs as a compiler, and a link would make it a distcc client again.\n\
+            Clients must preprocess with clang for the same target (their compiler \
+            must be clang, e.g. `clang --target=TRIPLE`): glibc headers preprocessed \
+            by gcc do not compile with clang 14, so a gcc client cannot use a clang helper.\n\
+            Without --allow the daemon serves its default, the private address ranges: \
+            a helper exists to serve other machines, and DISTCC_CMDLIST already limits \
+            it to the wrappers.",
+    example = "distcc-rs wrap --target powerpc-unknown-openbsd --compiler /usr/bin/clang --dir /usr/local/lib/distcc-rs/ppc"
+)]
+struct Options {
+    /// the target triple clients compile for, e.g. powerpc-unknown-openbsd
+    #[argh(option)]
+    target: Option<String>,
+    /// the real clang (default: clang on PATH)
+    #[argh(option)]
+    compiler: Option<PathBuf>,
+    /// where the files go (default /usr/local/lib/distcc-rs/NAME)
+    #[argh(option)]
+    dir: Option<PathBuf>,
+    /// the instance's TCP port (default 3632)
+    #[argh(option)]
+    port: Option<u16>,
+    /// also serve --stats on this port
+    #[argh(option)]
+    stats_port: Option<u16>,
+    /// the instance's name, in the unit and rc.d names (default: the triple)
+    #[argh(option)]
+    name: Option<String>,
+    /// allow clients from ADDR[/BITS] (repeatable; default: private ranges)
+    #[argh(option)]
+    allow: Vec<String>,
+    /// run the daemon as this user (default: systemd DynamicUser, rc.d _distcc)
+    #[argh(option)]
+    user: Option<String>,
+    /// the daemon's job slots (default: CPUs + 2)
+    #[argh(option)]
+    jobs: Option<usize>,
+    /// show what would be written and change nothing
+    #[argh(switch)]
+    dry_run: bool,
+    /// remove what an earlier wrap wrote in DIR
+    #[argh(switch)]
+    remove: bool,
+    /// replace or remove files wrap did not write, or that were changed
+    #[argh(switch)]
+    force: bool,
+}
+
+/// Prints a line to stdout; a closed stdout (`| head`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+fn fail(message: impl std::fmt::Display) -> i32 {
+    eprintln!("distcc-rs wrap: {message}");
+    1
+}
+
+fn bad(message: impl std::fmt::Display) -> i32 {
+    eprintln!("distcc-rs wrap: {message}");
+    ExitCode::BadArguments.into()
+}
+
+/// Prints the refusals; true if there were any.
+fn refused(plan: &Plan, force: bool) -> bool {
+    for r in &plan.refusals {
+        eprintln!("distcc-rs wrap: refusing: {}: {}", r.path.display(), r.why);
+    }
+    if !plan.refusals.is_empty() {
+        eprintln!(
+            "distcc-rs wrap: nothing was changed{}",
+            if force { "" } else { " (see --force)" }
+        );
+    }
+    !plan.refusals.is_empty()
+}
+
+fn run_plan(plan: &Plan, dry_run: bool) -> Result<bool, i32> {
+    match plan.apply(dry_run) {
+        Ok(report) => {
+            for line in &report.lines {
+                say!("  {line}");
+            }
+            Ok(report.changed)
+        }
+        Err(err) => Err(fail(format!(
+            "{err}; the run stopped part way, rerun it to finish"
+        ))),
+    }
+}
+
+fn summary(instance: &Instance) {
+    let host = crate::sys::hostname().unwrap_or_else(|| "THIS_HOST".into());
+    let jobs = instance.jobs.unwrap_or_else(|| crate::sys::cpu_count() + 2);
+    let unit = instance.dir.join(instance.unit_name());
+    let script = instance.rc_script_name();
+    say!();
+    say!(
+        "Clients compiling for {} use this host as:",
+        instance.target
+    );
+    say!(
+        "  DISTCC_HOSTS=\"{host}:{}/{jobs}\"    (replace {host} by a name or address clients reach)",
+        instance.port
+    );
+    say!("Start the daemon under systemd:");
+    say!("  systemctl link {}", unit.display());
+    say!("  systemctl enable --now {}", instance.unit_name());
+    say!("or under OpenBSD's rc.d:");
+    say!(
+        "  install -m 0555 {} /etc/rc.d/{script}",
+        instance.dir.join("rc.d").join(&script).display()
+    );
+    say!("  rcctl enable {script} && rcctl start {script}");
+    if [&instance.dir, &instance.compiler]
+        .iter()
+        .any(|p| p.starts_with("/tmp") || p.starts_with("/var/tmp"))
+    {
+        say!(
+            "Note: the unit's PrivateTmp= hides /tmp and /var/tmp from the daemon; \
+             the systemd unit does not work from there."
+        );
+    }
+    say!();
+    say!(
+        "Warning: clients must preprocess with clang for this target: their compiler must be \
+         clang (e.g. `clang --target={}`, or {}/cc). glibc headers preprocessed by gcc do not \
+         compile with clang 14 (gcc-only attribute forms and types), so a gcc client cannot \
+         use a clang helper.",
+        instance.target,
+        instance.bin_dir().display()
+    );
+}
+
+pub fn main(args: Vec<OsString>) -> i32 {
+    let name = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "wrap".into());
+    let mut words = Vec::with_capacity(args.len());
+    for arg in args.iter().skip(1) {
+        match arg.to_str() {
+            Some(s) => words.push(s),
+            None => return bad(format!("argument is not valid UTF-8: {arg:?}")),
+        }
+    }
+    let o = match Options::from_args(&[&format!("distcc-rs {name}")], &words) {
+        Ok(o) => o,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    print!("{}", early.output);
+                    0
+                }
+                Err(()) => bad(early.output.trim_end()),
+            };
+        }
+    };
+    if o.remove {
+        let dir = match (&o.dir, &o.target, &o.name) {
+            (Some(dir), _, _) => dir.clone(),
+            (None, _, Some(name)) | (None, Some(name), None) => {
+                PathBuf::from("/usr/local/lib/distcc-rs").join(name)
+            }
+            (None, None, None) => return bad("--remove needs --dir, --name or --target"),
+        };
+        let plan = match wrap::plan_remove(&dir, o.force) {
+            Ok(plan) => plan,
+            Err(message) => return fail(message),
+        };
+        if refused(&plan, o.force) {
+            return 1;
+        }
+        if plan.is_noop() {
+            say!("Nothing to remove: no wrap manifest in {}", dir.display());
+            return 0;
+        }
+        say!(
+            "{} {}:",
+            if o.dry_run {
+                "Would remove"
+            } else {
+                "Removing"
+            },
+            dir.display()
+        );
+        return match run_plan(&plan, o.dry_run) {
+            Ok(_) => 0,
+            Err(code) => code,
+        };
+    }
+    let Some(target) = o.target else {
+        return bad("--target TRIPLE is required (see --help)");
+    };
+    let Some(exe) = crate::client::compiler::self_exe() else {
+        return fail("cannot find this executable's path");
+    };
+    let request = Request {
+        target,
+        compiler: o.compiler,
+        dir: o.dir,
+        name: o.name,
+        port: o.port.unwrap_or(DEFAULT_PORT),
+        stats_port: o.stats_port,
+        allow: o.allow,
+        user: o.user,
+        jobs: o.jobs,
+    };
+    let instance = match Instance::new(request, exe) {
+        Ok(i) => i,
+        Err(message) => return bad(message),
+    };
+    let plan = wrap::plan_write(&instance, o.force);
+    if refused(&plan, o.force) {
+        return 1;
+    }
+    say!(
+        "{} {} for {} with {}:",
+        if o.dry_run {
+            "Dry run: would write"
+        } else {
+            "Writing"
+        },
+        instance.dir.display(),
+        instance.target,
+        instance.compiler.display()
+    );
+    let changed = match run_plan(&plan, o.dry_run) {
+        Ok(changed) => changed,
+        Err(code) => return code,
+    };
+    if !changed {
+        say!("Nothing changed: every file is already as wrap would write it.");
+    }
+    summary(&instance);
+    0
+}
