@@ -3,9 +3,11 @@
 //! compiler failed on.
 //!
 //! A client whose cc is gcc sends glibc headers as gcc expanded them, full
-//! of gcc-only attributes (`__malloc__ (fclose, 1)`), so a helper whose `cc`
-//! runs clang fails every job that includes `<stdio.h>`. clang 14's
-//! diagnostics name the attribute, not the cause; this names the cause.
+//! of gcc-only attributes: `<sys/cdefs.h>` turns `__attr_dealloc (fclose, 1)`
+//! into `__attribute__ ((__malloc__ (fclose, 1)))` only for gcc 11 and later.
+//! So a helper whose `cc` runs clang fails every job that includes
+//! `<stdio.h>`, and clang 14 says only `error: '__malloc__' attribute takes
+//! no arguments` (7 times for glibc 2.36's stdio.h). This names the cause.
 //!
 //! Who preprocessed is told by the line markers: gcc writes the command
 //! line's pseudo-file as `"<command-line>"` (and gcc 11 and later number
