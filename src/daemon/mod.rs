@@ -3,6 +3,7 @@
 //! the event loop is in `server`.
 
 pub mod access;
+pub mod hint;
 pub mod job;
 pub mod policy;
 pub mod server;

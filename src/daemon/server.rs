@@ -19,6 +19,7 @@ use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::hint;
 use super::job::{self, Job, JobDir};
 use super::policy;
 use super::stats::{Outcome, RunningJob, Stats};
@@ -790,7 +791,18 @@ impl<'a> Server<'a> {
                         out.truncate(out.len() - doto_header);
                         (Outcome::CompileError, "COMPILE_NO_OUTPUT")
                     }
-                    _ => (Outcome::CompileError, "COMPILE_ERROR"),
+                    _ => {
+                        let hint = hint::gcc_input_to_clang(
+                            &conn.peer,
+                            &String::from_utf8_lossy(&job.argv[0]),
+                            &job.input_path(),
+                            &results.stderr,
+                        );
+                        if let Some(hint) = hint {
+                            log::warn!("{hint}");
+                        }
+                        (Outcome::CompileError, "COMPILE_ERROR")
+                    }
                 };
                 let timing = (outcome == Outcome::Ok)
                     .then(|| (job.input_name(), job.program.as_slice(), took));

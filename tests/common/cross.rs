@@ -1,4 +1,6 @@
-//! Locates the static powerpc and armv7 binaries, building them with `make cross` first.
+//! Locates the static powerpc and armv7 binaries, building them with `make cross` first;
+//! runs them under qemu-user as a "slow machine" client; makes a clang helper
+//! with `distcc-rs wrap` and starts its daemon from the generated unit.
 //!
 //! The binaries live in their own cargo target dir (`target/cross`, the
 //! Makefile's `CROSS_TARGET_DIR`), so the `cargo build` that `make cross` runs
@@ -10,15 +12,23 @@
 //! Missing tools are a test failure with a message naming the Debian packages,
 //! never a skip.
 
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::daemon::{bin, client_command, need, Daemon, TestDir};
+use super::text;
 
 /// One cross target: its triple, the qemu-user binary that runs it, the cross
 /// gcc that links it and the Debian packages that provide the linker and libc.
 #[derive(Debug)]
 pub struct CrossTarget {
     pub triple: &'static str,
+    /// The GNU triple of the cross gcc and of clang's `--target`.
+    pub gnu_triple: &'static str,
     pub qemu: &'static str,
     pub linker: &'static str,
     pub linker_packages: &'static [&'static str],
@@ -30,6 +40,7 @@ const QEMU_PACKAGE: &str = "qemu-user-static";
 /// 32-bit big-endian PowerPC, the stand-in for OpenBSD/macppc.
 pub const POWERPC: CrossTarget = CrossTarget {
     triple: "powerpc-unknown-linux-gnu",
+    gnu_triple: "powerpc-linux-gnu",
     qemu: "qemu-ppc-static",
     linker: "powerpc-linux-gnu-gcc",
     linker_packages: &["gcc-powerpc-linux-gnu", "libc6-dev-powerpc-cross"],
@@ -38,6 +49,7 @@ pub const POWERPC: CrossTarget = CrossTarget {
 /// 32-bit little-endian ARMv7 with hard float.
 pub const ARMV7: CrossTarget = CrossTarget {
     triple: "armv7-unknown-linux-gnueabihf",
+    gnu_triple: "arm-linux-gnueabihf",
     qemu: "qemu-arm-static",
     linker: "arm-linux-gnueabihf-gcc",
     linker_packages: &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
@@ -169,4 +181,468 @@ pub fn qemu_as(target: &CrossTarget, argv0: &str) -> Command {
     let mut cmd = Command::new(target.qemu);
     cmd.arg("-0").arg(argv0).arg(bin);
     cmd
+}
+
+impl CrossTarget {
+    /// Where Debian's libc6-dev-*-cross puts the target's libc: qemu's `-L`.
+    pub fn sysroot(&self) -> PathBuf {
+        Path::new("/usr").join(self.gnu_triple)
+    }
+
+    /// Fails the test, naming the packages, unless the qemu-user binary, the
+    /// cross gcc and clang are all on PATH.
+    pub fn need_tools(&self) {
+        need(self.qemu, QEMU_PACKAGE);
+        need(self.linker, &self.linker_packages.join(" "));
+        need("clang", "clang");
+    }
+}
+
+/// The "slow machine": the static build of distcc-rs for one target, copied
+/// as one file into a fresh directory and run under qemu-user as the client,
+/// with a `bin/` of its own first on PATH for its `cc`.
+pub struct SlowMachine {
+    pub target: &'static CrossTarget,
+    pub dir: TestDir,
+    /// The copied binary.
+    pub bin: PathBuf,
+}
+
+impl SlowMachine {
+    pub fn new(target: &'static CrossTarget, name: &str) -> SlowMachine {
+        target.need_tools();
+        let dir = TestDir::new(name);
+        let bin = dir.join("distcc-rs");
+        std::fs::copy(binary(target), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        SlowMachine { target, dir, bin }
+    }
+
+    /// Writes the client's `cc`, a shell script with this body.
+    pub fn cc(&self, body: &str) -> PathBuf {
+        self.dir.script("bin/cc", body)
+    }
+
+    /// The client's PATH: its own `bin/`, then ours (for sh, clang, ...).
+    fn path(&self) -> std::ffi::OsString {
+        let ours = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(self.dir.join("bin")).chain(std::env::split_paths(&ours));
+        std::env::join_paths(dirs).unwrap()
+    }
+
+    /// `qemu-* distcc-rs ARGS` in the machine's directory, with `hosts`, a
+    /// DISTCC_DIR of its own ([`client_command`]) and its PATH.
+    pub fn distcc_rs(&self, hosts: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = client_command(Path::new(self.target.qemu), &self.dir.path, hosts, env);
+        cmd.env("PATH", self.path()).arg(&self.bin).args(args);
+        cmd
+    }
+
+    /// `qemu-* distcc-rs` on the machine, for an applet other than the client.
+    pub fn run(&self) -> Command {
+        let mut cmd = Command::new(self.target.qemu);
+        cmd.arg(&self.bin);
+        cmd
+    }
+
+    /// The client's DISTCC_DIR, as [`client_command`] sets it.
+    pub fn distcc_dir(&self) -> PathBuf {
+        self.dir.join(".distcc-state")
+    }
+
+    /// Links `objects` in the machine's directory with the target's cross
+    /// gcc into `program` and runs it under qemu-user with the target's
+    /// libc; returns its output after checking both steps succeeded.
+    pub fn link_and_run(&self, objects: &[&str], program: &str) -> Output {
+        let link = Command::new(self.target.linker)
+            .args(objects)
+            .arg("-o")
+            .arg(program)
+            .current_dir(&self.dir.path)
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", self.target.linker));
+        assert!(
+            link.status.success(),
+            "{} {objects:?} -o {program} failed: {}",
+            self.target.linker,
+            text(&link.stderr)
+        );
+        let run = Command::new(self.target.qemu)
+            .arg("-L")
+            .arg(self.target.sysroot())
+            .arg(self.dir.join(program))
+            .current_dir(&self.dir.path)
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", self.target.qemu));
+        assert!(
+            run.status.success(),
+            "{program} under {} exited with {}: {}",
+            self.target.qemu,
+            run.status,
+            text(&run.stderr)
+        );
+        run
+    }
+}
+
+/// True if `distcc-rs --list` (run by `cmd`) names the applet.
+pub fn lists_applet(mut cmd: Command, applet: &str) -> Result<bool, String> {
+    let out = cmd
+        .arg("--list")
+        .output()
+        .map_err(|err| format!("cannot run {cmd:?} --list: {err}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?} --list exited with {}", out.status));
+    }
+    Ok(text(&out.stdout)
+        .lines()
+        .any(|line| line.split_whitespace().next() == Some(applet)))
+}
+
+/// A free port on 127.0.0.1 (bound to port 0 and closed again).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------
+// The helper: a compile server made by `distcc-rs wrap`, started from its unit.
+// ---------------------------------------------------------------------------
+
+/// TEST-ONLY STAND-IN SWITCH. While the `wrap` applet is not merged,
+/// [`make_helper`] writes wrap's files itself ([`wrap_stand_in`]). Once `wrap`
+/// is merged, set this to `false`: [`make_helper`] then fails the test if
+/// `distcc-rs --list` has no `wrap`.
+pub const WRAP_STAND_IN: bool = true;
+
+/// The name the helpers are made under: `--name`.
+pub const HELPER_NAME: &str = "xtest";
+
+/// A helper's generated files and the daemon started from its unit.
+pub struct HelperInstance {
+    /// The `--dir` that wrap wrote into.
+    pub dir: PathBuf,
+    /// `Environment=` of the unit, in order.
+    pub env: Vec<(String, String)>,
+    /// `ExecStart=` of the unit, split into words, with the test's additions.
+    pub exec: Vec<String>,
+    /// True if the real `distcc-rs wrap` made the files, false for the stand-in.
+    pub by_wrap: bool,
+    /// The daemon, logging to `daemon.dir/daemon.log`.
+    pub daemon: Daemon,
+}
+
+impl HelperInstance {
+    /// The host spec for DISTCC_HOSTS.
+    pub fn host(&self, lzo: bool) -> String {
+        self.daemon.host(lzo)
+    }
+
+    /// The helper's wrapper script for `name` (`cc`, `clang`, ...).
+    pub fn wrapper(&self, name: &str) -> PathBuf {
+        self.dir.join("bin").join(name)
+    }
+
+    /// The daemon's `COMPILE_OK` lines for `input`, as the job summary
+    /// writes them: `... COMPILE_OK ... PROGRAM INPUT`.
+    pub fn compile_ok_lines(&self, input: &str) -> Vec<String> {
+        self.daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains(" COMPILE_OK ") && l.ends_with(&format!(" {input}")))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Makes a helper for the clang target `target` (a GNU triple) in
+/// `dir/helper` with `distcc-rs wrap --target TARGET --port PORT --allow
+/// 127.0.0.1`, or with the stand-in while `wrap` is missing and
+/// [`WRAP_STAND_IN`] allows it, and starts its daemon from the generated
+/// unit's `Environment=` and `ExecStart=` lines.
+pub fn make_helper(target: &str, dir: TestDir, port: u16) -> HelperInstance {
+    let clang = need("clang", "clang");
+    let helper = dir.join("helper");
+    let port_text = port.to_string();
+    let args = [
+        "--target",
+        target,
+        "--compiler",
+        clang.to_str().unwrap(),
+        "--dir",
+        helper.to_str().unwrap(),
+        "--port",
+        &port_text,
+        "--name",
+        HELPER_NAME,
+        "--allow",
+        "127.0.0.1",
+    ];
+    let has_wrap = lists_applet(Command::new(bin()), "wrap").unwrap_or_else(|err| panic!("{err}"));
+    if has_wrap {
+        let out = Command::new(bin()).arg("wrap").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "distcc-rs wrap {args:?} exited with {}:\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    } else {
+        if !WRAP_STAND_IN {
+            panic!(
+                "`distcc-rs --list` has no wrap applet and the stand-in is switched off \
+                 (WRAP_STAND_IN in tests/common/cross.rs): merge branch wrap"
+            );
+        }
+        wrap_stand_in(target, &clang, &helper, port);
+    }
+    let unit_path = helper.join(format!("distcc-rs-{HELPER_NAME}.service"));
+    let unit = std::fs::read_to_string(&unit_path)
+        .unwrap_or_else(|err| panic!("cannot read the unit {}: {err}", unit_path.display()));
+    let (env, exec) = parse_unit(&unit);
+    for file in ["commands.allow", "bin/cc"] {
+        assert!(
+            helper.join(file).is_file(),
+            "wrap made no {file} in {}",
+            helper.display()
+        );
+    }
+    start_helper_daemon(dir, helper, env, exec, port, has_wrap)
+}
+
+/// A unit's `Environment="K=V"` pairs and its `ExecStart=` words.
+fn parse_unit(unit: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env = Vec::new();
+    let mut exec = None;
+    for line in unit.lines().map(str::trim) {
+        if let Some(value) = line.strip_prefix("Environment=") {
+            let value = value.trim_matches('"');
+            let (k, v) = value
+                .split_once('=')
+                .unwrap_or_else(|| panic!("unit line {line:?} is not Environment=\"K=V\""));
+            env.push((k.to_string(), v.to_string()));
+        } else if let Some(command) = line.strip_prefix("ExecStart=") {
+            assert!(exec.is_none(), "the unit has two ExecStart= lines:\n{unit}");
+            exec = Some(
+                command
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let exec = exec.unwrap_or_else(|| panic!("the unit has no ExecStart= line:\n{unit}"));
+    for key in ["DISTCC_CMDLIST", "PATH", "DISTCCD_PATH"] {
+        assert!(
+            env.iter().any(|(k, _)| k == key),
+            "the unit sets no {key}:\n{unit}"
+        );
+    }
+    (env, exec)
+}
+
+/// Sets (or adds) the value of `--option` in a command's words.
+fn set_option(exec: &mut Vec<String>, option: &str, value: &str) {
+    let joined = format!("{option}=");
+    if let Some(i) = exec.iter().position(|w| w == option) {
+        assert!(i + 1 < exec.len(), "{option} without a value in {exec:?}");
+        exec[i + 1] = value.to_string();
+    } else if let Some(i) = exec.iter().position(|w| w.starts_with(&joined)) {
+        exec[i] = format!("{joined}{value}");
+    } else {
+        exec.push(option.to_string());
+        exec.push(value.to_string());
+    }
+}
+
+fn option_value<'a>(exec: &'a [String], option: &str) -> Option<&'a str> {
+    let joined = format!("{option}=");
+    exec.iter().enumerate().find_map(|(i, w)| {
+        if w == option {
+            exec.get(i + 1).map(String::as_str)
+        } else {
+            w.strip_prefix(&joined)
+        }
+    })
+}
+
+/// Starts the unit's command as systemd would (the unit's environment and
+/// nothing else), plus what a test needs: TMPDIR and the log file in `dir`,
+/// loopback only, and `port` unless the unit already uses it. If another
+/// process takes the port first, the daemon cannot listen and the start is
+/// tried again on a new free port.
+fn start_helper_daemon(
+    dir: TestDir,
+    helper: PathBuf,
+    env: Vec<(String, String)>,
+    mut exec: Vec<String>,
+    port: u16,
+    by_wrap: bool,
+) -> HelperInstance {
+    assert!(
+        exec.get(1).map(String::as_str) == Some("daemon"),
+        "ExecStart= does not run `distcc-rs daemon`: {exec:?}"
+    );
+    assert!(
+        exec.iter().any(|w| w == "--no-detach"),
+        "ExecStart= has no --no-detach: {exec:?}"
+    );
+    let tmp = dir.shared_dir("daemon-tmp");
+    let marks = dir.shared_dir("marks");
+    let log = dir.join("daemon.log");
+    // The daemon opens its log after dropping root to nobody.
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // systemd would send stderr to the journal; the test matches jobs in a file.
+    exec.retain(|w| w != "--log-stderr");
+    exec.push("--log-file".into());
+    exec.push(log.to_str().unwrap().into());
+    if option_value(&exec, "--listen").is_none() {
+        exec.push("--listen".into());
+        exec.push("127.0.0.1".into());
+    }
+    if option_value(&exec, "--allow").is_none() {
+        exec.push("--allow".into());
+        exec.push("127.0.0.1".into());
+    }
+    let mut port = port;
+    for _ in 0..5 {
+        if option_value(&exec, "--port") != Some(&port.to_string()) {
+            set_option(&mut exec, "--port", &port.to_string());
+        }
+        let stderr = std::fs::File::create(dir.join("daemon.stderr")).unwrap();
+        let mut child = Command::new(&exec[0])
+            .args(&exec[1..])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {exec:?}: {err}"));
+        let start = Instant::now();
+        let mut exited = None;
+        while start.elapsed() < Duration::from_secs(10) {
+            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("serving with")) {
+                let daemon = Daemon {
+                    child,
+                    port,
+                    stats_port: None,
+                    dir,
+                    marks,
+                };
+                return HelperInstance {
+                    dir: helper,
+                    env,
+                    exec,
+                    by_wrap,
+                    daemon,
+                };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stderr = std::fs::read_to_string(dir.join("daemon.stderr")).unwrap_or_default();
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        if exited.is_none() {
+            let _ = child.kill();
+        }
+        // Reaps the killed daemon; an exited one was reaped by try_wait.
+        let _ = child.wait();
+        if exited.is_none() {
+            panic!("the helper daemon {exec:?} did not serve within 10 s:\n{stderr}{log_text}");
+        }
+        if !(stderr + &log_text).contains("cannot listen") {
+            panic!(
+                "the helper daemon {exec:?} exited with {:?}:\n{}{log_text}",
+                exited,
+                std::fs::read_to_string(dir.join("daemon.stderr")).unwrap_or_default()
+            );
+        }
+        port = free_port();
+    }
+    panic!("the helper daemon found no free port in 5 tries");
+}
+
+/// TEST-ONLY STAND-IN for `distcc-rs wrap` (branch `wrap`), writing the same
+/// files the same way, until that applet is merged; see [`WRAP_STAND_IN`].
+/// Only what the cross tests read is faithful: the wrappers, the command
+/// list and the unit's `Environment=` and `ExecStart=` lines.
+fn wrap_stand_in(target: &str, clang: &Path, dir: &Path, port: u16) {
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::create_dir_all(dir.join("rc.d")).unwrap();
+    let mut wrappers: Vec<(String, &str)> = [
+        ("cc", ""),
+        ("c++", " --driver-mode=g++"),
+        ("clang", ""),
+        ("clang++", " --driver-mode=g++"),
+        ("clang-cpp", " --driver-mode=cpp"),
+    ]
+    .iter()
+    .map(|&(name, mode)| (name.to_string(), mode))
+    .collect();
+    for (suffix, mode) in [
+        ("clang", ""),
+        ("clang++", " --driver-mode=g++"),
+        ("cc", ""),
+        ("c++", " --driver-mode=g++"),
+    ] {
+        wrappers.push((format!("{target}-{suffix}"), mode));
+    }
+    let mut allow = String::new();
+    for (name, mode) in &wrappers {
+        let path = bin_dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\n# {name}: test stand-in for `distcc-rs wrap`\n\
+                 exec {}{mode} --target={target} \"$@\"\n",
+                clang.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        allow.push_str(&format!("{}\n", path.display()));
+    }
+    std::fs::write(dir.join("commands.allow"), allow).unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display());
+    let exe = bin();
+    std::fs::write(
+        dir.join(format!("distcc-rs-{HELPER_NAME}.service")),
+        format!(
+            "# test stand-in for `distcc-rs wrap`\n[Unit]\n\
+             Description=distcc-rs cross helper for {target} ({HELPER_NAME})\n\
+             After=network.target\n\n[Service]\nType=simple\n\
+             Environment=\"PATH={path}\"\n\
+             Environment=\"DISTCCD_PATH={path}\"\n\
+             Environment=\"DISTCC_CMDLIST={}\"\n\
+             ExecStart={exe} daemon --no-detach --port {port} --log-stderr --allow 127.0.0.1\n\
+             Restart=on-failure\nDynamicUser=yes\n\n[Install]\nWantedBy=multi-user.target\n",
+            dir.join("commands.allow").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("rc.d/distccd_{HELPER_NAME}")),
+        format!(
+            "#!/bin/ksh\n# test stand-in for `distcc-rs wrap`\n\
+             daemon=\"{exe}\"\ndaemon_flags=\"--allow 127.0.0.1\"\n\
+             . /etc/rc.d/rc.subr\nrc_bg=YES\nrc_reload=NO\n\
+             rc_start() {{\n\trc_exec \"env PATH={path} DISTCCD_PATH={path} \
+             DISTCC_CMDLIST={} ${{daemon}} daemon --no-detach --port {port} ${{daemon_flags}}\"\n}}\n\
+             rc_cmd $1\n",
+            dir.join("commands.allow").display()
+        ),
+    )
+    .unwrap();
 }
