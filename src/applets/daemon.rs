@@ -319,17 +319,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     let words = split_joined(&words);
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    let options = match Options::from_args(&[&name], &refs) {
+    let options: Options = match super::parse_options(&[&name], &refs, |why| bad(why.to_string())) {
         Ok(o) => o,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    print!("{}", early.output);
-                    0
-                }
-                Err(()) => bad(early.output.trim_end().to_string()),
-            };
-        }
+        Err(code) => return code,
     };
     if options.version {
         print!("{}", crate::version_banner("distcc-rs"));

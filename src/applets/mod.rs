@@ -63,6 +63,23 @@ pub const APPLETS: &[Applet] = &[
     },
 ];
 
+/// Parses an applet's command line with argh. `Err(code)` means the applet
+/// exits now with `code`: 0 once `--help` is printed, or what `bad` returns
+/// for a bad command line (it gets argh's message).
+pub(crate) fn parse_options<T: argh::FromArgs>(
+    command: &[&str],
+    words: &[&str],
+    bad: impl FnOnce(&str) -> i32,
+) -> Result<T, i32> {
+    T::from_args(command, words).map_err(|early| match early.status {
+        Ok(()) => {
+            print!("{}", early.output);
+            0
+        }
+        Err(()) => bad(early.output.trim_end()),
+    })
+}
+
 /// The exit status for a missing argv[0], as busybox uses for an unknown applet.
 const EXIT_UNKNOWN_APPLET: i32 = 127;
 

@@ -100,18 +100,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     let words = numbers_last(words);
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    let options = match Options::from_args(&[&name], &refs) {
-        Ok(o) => o,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    print!("{}", early.output);
-                    0
-                }
-                Err(()) => usage_error(&name, early.output.trim_end()),
-            };
-        }
-    };
+    let options: Options =
+        match super::parse_options(&[&name], &refs, |why| usage_error(&name, why)) {
+            Ok(o) => o,
+            Err(code) => return code,
+        };
     let delay = match options.delay.as_deref().map(parse_delay).transpose() {
         Ok(delay) => delay.flatten(),
         Err(why) => return usage_error(&name, &why),

@@ -172,18 +172,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
             None => return bad(format!("argument is not valid UTF-8: {arg:?}")),
         }
     }
-    let o = match Options::from_args(&[&format!("distcc-rs {name}")], &words) {
-        Ok(o) => o,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    print!("{}", early.output);
-                    0
-                }
-                Err(()) => bad(early.output.trim_end()),
-            };
-        }
-    };
+    let o: Options =
+        match super::parse_options(&[&format!("distcc-rs {name}")], &words, |why| bad(why)) {
+            Ok(o) => o,
+            Err(code) => return code,
+        };
     if o.remove {
         let dir = match (&o.dir, &o.target, &o.name) {
             (Some(dir), _, _) => dir.clone(),
