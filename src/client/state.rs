@@ -32,6 +32,18 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in number order.
+    pub const ALL: [Phase; 8] = [
+        Phase::Startup,
+        Phase::Blocked,
+        Phase::Connect,
+        Phase::Preprocess,
+        Phase::Send,
+        Phase::Compile,
+        Phase::Receive,
+        Phase::Done,
+    ];
+
     /// The name `distccmon-text` shows for the phase.
     pub fn name(self) -> &'static str {
         match self {
@@ -313,16 +325,7 @@ mod tests {
 
     #[test]
     fn phase_numbers_and_names() {
-        let phases = [
-            Phase::Startup,
-            Phase::Blocked,
-            Phase::Connect,
-            Phase::Preprocess,
-            Phase::Send,
-            Phase::Compile,
-            Phase::Receive,
-            Phase::Done,
-        ];
+        let phases = Phase::ALL;
         for (n, phase) in phases.iter().enumerate() {
             assert_eq!(*phase as i32, n as i32);
         }

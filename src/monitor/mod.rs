@@ -26,17 +26,6 @@ const PREFIX: &str = "binstate_";
 /// Seconds after which a state file counts as stale (`dcc_phase_max_age`).
 const MAX_AGE_SECS: i64 = 60;
 
-/// The phases a running job can be in, in the order the summary counts them.
-const SUMMARY_PHASES: [Phase; 7] = [
-    Phase::Startup,
-    Phase::Blocked,
-    Phase::Connect,
-    Phase::Preprocess,
-    Phase::Send,
-    Phase::Compile,
-    Phase::Receive,
-];
-
 /// Whether the process behind a state file still runs, as `kill(pid, 0)` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Process {
@@ -258,8 +247,10 @@ fn put_summary(out: &mut Vec<u8>, entries: &[Entry]) {
         if !row.1.contains(&entry.slot) {
             row.1.push(entry.slot);
         }
-        if let Some(i) = SUMMARY_PHASES.iter().position(|p| *p == entry.phase()) {
-            row.2[i] += 1;
+        // The columns are the phases a running job can be in, Startup to
+        // Receive, which are numbered 0 to 6.
+        if let Some(count) = row.2.get_mut(entry.phase() as usize) {
+            *count += 1;
         }
     }
     let put_row = |out: &mut Vec<u8>, host: &[u8], numbers: &[String]| {
