@@ -392,6 +392,33 @@ fn stale_files_of_live_clients_stay_and_those_of_dead_ones_go() {
     );
 }
 
+/// Reads a looping monitor's stdout until `polls` polls (each ending in an
+/// empty line) have arrived or 10 s have passed, then kills it. Returns the
+/// text read and whether the monitor was still running when killed.
+fn read_polls(mut child: Child, polls: usize) -> (String, bool) {
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        // Each poll is written and flushed whole; read until enough arrive.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while seen.windows(2).filter(|w| w == b"\n\n").count() < polls {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        seen
+    });
+    let start = Instant::now();
+    while !reader.is_finished() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    (text(&reader.join().unwrap()), still_running)
+}
+
 #[test]
 fn delay_repeats_polls_each_ending_in_an_empty_line() {
     let state = StateDir::new("mon-delay");
@@ -401,34 +428,14 @@ fn delay_repeats_polls_each_ending_in_an_empty_line() {
         "{me:>6}  Compile     loop.c                                        127.0.0.1[0]\n"
     );
     for delay in ["0.2", " 1e-1", "0x1p-3"] {
-        let mut child = Command::new(bin())
+        let child = Command::new(bin())
             .args(["mon", delay])
             .env("DISTCC_DIR", state.top())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            // Each poll is written and flushed whole; read until three arrive.
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 4096];
-            while seen.windows(2).filter(|w| w == b"\n\n").count() < 3 {
-                match stdout.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => seen.extend_from_slice(&buf[..n]),
-                }
-            }
-            seen
-        });
-        let start = Instant::now();
-        while !reader.is_finished() && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let still_running = child.try_wait().unwrap().is_none();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let seen = text(&reader.join().unwrap());
+        let (seen, still_running) = read_polls(child, 3);
         assert!(still_running, "mon {delay:?} stopped by itself: {seen}");
         let polls: Vec<&str> = seen.split_inclusive("\n\n").collect();
         assert!(polls.len() >= 3, "mon {delay:?} gave {seen:?}");
@@ -694,31 +701,13 @@ fn daemon_mode_shows_what_our_daemon_compiles() {
     assert_eq!(lines.len(), 6, "{shown}");
 
     // With DELAY: several polls, each with its header, until killed.
-    let mut looping = Command::new(bin())
+    let looping = Command::new(bin())
         .args(["mon", "0.2", "--daemon", &spec])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = looping.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while seen.windows(2).filter(|w| w == b"\n\n").count() < 2 {
-            match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-        seen
-    });
-    let start = Instant::now();
-    while !reader.is_finished() && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    looping.kill().unwrap();
-    looping.wait().unwrap();
-    let seen = text(&reader.join().unwrap());
+    let (seen, _) = read_polls(looping, 2);
     let polls: Vec<&str> = seen.split_inclusive("\n\n").collect();
     assert!(polls.len() >= 2, "{seen:?}");
     for poll in &polls[..2] {
