@@ -10,8 +10,10 @@
 #                      distcc-rs, objects compared; about 6 min on 2 CPUs)
 #   make lint          rustfmt and clippy, warnings are errors
 #   make bench         bench/run.sh (daemons), then bench/kernel.sh (clients,
-#                      per-job overhead and kernel builds) on the release binary
+#                      per-job overhead and kernel builds), then bench/extras.sh
+#                      (the monitor, the object check) on the release binary
 #   make bench-kernel  bench/kernel.sh alone
+#   make bench-extras  bench/extras.sh alone
 #   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus the $(LINKS) symlinks,
 #                      the systemd units (SYSTEMDUNITDIR) and rc.d script (RCDIR)
 #   make uninstall     removes what install made
@@ -70,7 +72,7 @@ qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
 linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
 linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 
-.PHONY: all cross test lint bench bench-kernel install uninstall clean deps demo \
+.PHONY: all cross test lint bench bench-kernel bench-extras install uninstall clean deps demo \
 	rustup-targets rustup-cross-targets cross-tools
 
 all: rustup-targets
@@ -136,9 +138,13 @@ lint:
 bench: all
 	BIN='$(BIN)' sh bench/run.sh
 	BIN='$(BIN)' sh bench/kernel.sh
+	BIN='$(BIN)' sh bench/extras.sh
 
 bench-kernel: all
 	BIN='$(BIN)' sh bench/kernel.sh
+
+bench-extras: all
+	BIN='$(BIN)' sh bench/extras.sh
 
 install: all
 	$(INSTALL) -d '$(DESTDIR)$(BINDIR)'
