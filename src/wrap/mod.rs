@@ -371,6 +371,19 @@ enum Found {
     Other,
 }
 
+/// [`look`], or a refusal (the path cannot be read) added to `refusals`.
+fn look_or_refuse(path: &Path, refusals: &mut Vec<Refusal>) -> Option<Found> {
+    look(path)
+        .map_err(|e| {
+            refusals.push(Refusal {
+                path: path.to_path_buf(),
+                why: format!("cannot be read: {e}"),
+            })
+        })
+        .ok()
+}
+
+/// What is at `path`, without following a symbolic link.
 fn look(path: &Path) -> io::Result<Found> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -561,15 +574,8 @@ pub fn plan_write(instance: &Instance, force: bool) -> Plan {
     for file in &wanted {
         let path = dir.join(&file.rel);
         let record = old_manifest.files.get(&file.rel);
-        let found = match look(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                refusals.push(Refusal {
-                    path: path.clone(),
-                    why: format!("cannot be read: {e}"),
-                });
-                continue;
-            }
+        let Some(found) = look_or_refuse(&path, &mut refusals) else {
+            continue;
         };
         let action = match &found {
             Found::Missing => Action::Create,
@@ -615,15 +621,8 @@ pub fn plan_write(instance: &Instance, force: bool) -> Plan {
             continue;
         }
         let path = dir.join(rel);
-        let found = match look(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                refusals.push(Refusal {
-                    path: path.clone(),
-                    why: format!("cannot be read: {e}"),
-                });
-                continue;
-            }
+        let Some(found) = look_or_refuse(&path, &mut refusals) else {
+            continue;
         };
         let action = match (&found, changed_since(&found, Some(record))) {
             (Found::Missing, _) => Action::Gone,
@@ -672,15 +671,8 @@ pub fn plan_remove(dir: &Path, force: bool) -> Result<Plan, String> {
     let mut steps = Vec::new();
     for (rel, record) in &manifest.files {
         let path = dir.join(rel);
-        let found = match look(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                refusals.push(Refusal {
-                    path: path.clone(),
-                    why: format!("cannot be read: {e}"),
-                });
-                continue;
-            }
+        let Some(found) = look_or_refuse(&path, &mut refusals) else {
+            continue;
         };
         let action = match (&found, changed_since(&found, Some(record))) {
             (Found::Missing, _) => Action::Gone,
