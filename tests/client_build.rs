@@ -204,11 +204,7 @@ fn start_sshd(work: &TestDir) -> Sshd {
     // sshd refuses to start without its privilege-separation directory.
     std::fs::create_dir_all("/run/sshd").unwrap();
     for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,

@@ -4,18 +4,13 @@ mod common;
 
 use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions, TestDir};
 use common::{local_object, text};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A loopback port nobody listens on: connecting to it is refused.
 fn dead_host() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     format!("127.0.0.1:{port}")
 }
 

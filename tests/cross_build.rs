@@ -86,7 +86,7 @@ fn build_through_helper(target: &'static cross::CrossTarget, lzo: bool, expected
     let helper = make_helper(
         target.gnu_triple,
         TestDir::new(&format!("xhelper-{}", target.gnu_triple)),
-        cross::free_port(),
+        common::free_port(),
     );
     clang_cc(&machine);
     machine.dir.write("main.c", MAIN_C);
@@ -168,7 +168,7 @@ fn gcc_client_fails_on_clang_helper_and_the_log_says_why() {
     let helper = make_helper(
         POWERPC.gnu_triple,
         TestDir::new("xgcc-helper"),
-        cross::free_port(),
+        common::free_port(),
     );
     machine.cc(&format!("exec {} \"$@\"", POWERPC.linker));
     machine.dir.write("main.c", MAIN_C);
@@ -224,7 +224,7 @@ fn clang_client_gets_no_gcc_hint() {
     let helper = make_helper(
         POWERPC.gnu_triple,
         TestDir::new("xclang-fail-helper"),
-        cross::free_port(),
+        common::free_port(),
     );
     clang_cc(&machine);
     machine.dir.write(
@@ -277,7 +277,7 @@ fn monitor_on_powerpc_reads_its_clients_state() {
     let helper = make_helper(
         POWERPC.gnu_triple,
         TestDir::new("xmon-helper"),
-        cross::free_port(),
+        common::free_port(),
     );
     let hold = machine.dir.join("hold");
     let started = machine.dir.join("cpp-started");

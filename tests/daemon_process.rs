@@ -251,11 +251,7 @@ fn bad_allow_masks_exit_101_at_once() {
     let run = |allow: &str| -> Child {
         // A loopback port of its own and --lifetime, so that a mask taken
         // by mistake serves nothing else and stops by itself.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         Command::new(bin())
             .args(["daemon", "--allow", allow, "--no-detach", "--log-stderr"])
             .args(["--listen", "127.0.0.1", "--lifetime", "5", "--port"])

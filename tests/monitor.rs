@@ -721,11 +721,7 @@ fn daemon_mode_shows_what_our_daemon_compiles() {
 #[test]
 fn daemon_mode_says_plainly_what_is_wrong() {
     // Debian's distccd serves statistics but no running jobs.
-    let stats_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let stats_port = common::free_port();
     let port_arg = stats_port.to_string();
     let distccd = DebianDistccd::start_with_args(
         "mon-debian-stats",
@@ -753,11 +749,7 @@ fn daemon_mode_says_plainly_what_is_wrong() {
     assert!(text(&out.stderr).contains("without a stats page"));
 
     // Nobody listening: distcc's "connect failed".
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = common::free_port();
     let out = ours_daemon(&format!("127.0.0.1:{dead}"), &[]);
     assert_eq!(out.status.code(), Some(103), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("Connection refused"));

@@ -5,10 +5,10 @@
 mod common;
 
 use common::daemon::{bin, client, need, Daemon, TestDir};
-use common::{local_object, text};
+use common::{free_port, local_object, manifest_dir, text};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,10 +18,6 @@ const TRIPLE: &str = "powerpc-unknown-openbsd";
 
 /// A C file that needs no system headers: there are no OpenBSD headers here.
 const SOURCE: &str = "int triple(int x) { return 3 * x + 1; }\n";
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A `bin` directory in `dir` standing in for @BINDIR@: distcc-rs and its
 /// distccd link, as `make install` makes them.
@@ -55,16 +51,6 @@ fn masquerade_dir(dir: &TestDir) -> PathBuf {
         std::os::unix::fs::symlink(bin(), masq.join(name)).unwrap();
     }
     masq
-}
-
-/// A port that was free a moment ago on 127.0.0.1, for the programs that
-/// cannot take a listening socket from the test.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits (up to 15 s) until something listens on `port`; `log` is shown on failure.

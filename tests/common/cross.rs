@@ -12,7 +12,6 @@
 //! Missing tools are a test failure with a message naming the Debian packages,
 //! never a skip.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,7 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::daemon::{bin, client_command, need, Daemon, TestDir};
-use super::text;
+use super::{free_port, manifest_dir, text};
 
 /// One cross target: its triple, the qemu-user binary that runs it, the cross
 /// gcc that links it and the Debian packages that provide the linker and libc.
@@ -57,10 +56,6 @@ pub const ARMV7: CrossTarget = CrossTarget {
 
 /// Every target `make cross` builds.
 pub const ALL: [&CrossTarget; 2] = [&POWERPC, &ARMV7];
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The cargo target dir of the cross builds, handed to make as CROSS_TARGET_DIR
 /// so that the Makefile and this helper agree on it.
@@ -284,15 +279,6 @@ impl SlowMachine {
         );
         run
     }
-}
-
-/// A free port on 127.0.0.1 (bound to port 0 and closed again).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---------------------------------------------------------------------------

@@ -422,11 +422,7 @@ impl DebianDistccd {
         let dir = TestDir::new(name);
         let tmp = dir.shared_dir("tmp");
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = super::free_port();
             let log = dir.join("distccd.log");
             std::fs::write(&log, "").unwrap();
             std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();

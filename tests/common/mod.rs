@@ -4,8 +4,25 @@
 pub mod cross;
 pub mod daemon;
 
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
+
+/// The source tree (Cargo.toml's directory).
+pub fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (bound to port 0 and
+/// closed again), for programs that cannot take a listening socket from
+/// the test, and for a port that nobody listens on.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// Output bytes as text, for messages and comparisons.
 pub fn text(bytes: &[u8]) -> String {
