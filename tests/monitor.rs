@@ -547,20 +547,42 @@ fn missing_state_dir_exits_107_and_missing_home_101() {
     }
 }
 
+/// Every state file's name and change time (to the nanosecond); none
+/// before a client has made the state directory.
+fn state_files_changed_at(distcc_dir: &Path) -> Vec<(std::ffi::OsString, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = std::fs::read_dir(distcc_dir.join("state")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = dir
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let meta = e.metadata().ok()?;
+            Some((e.file_name(), meta.ctime(), meta.ctime_nsec()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// Polls both monitors until distccmon-text shows the same thing twice in a
-/// row (no phase changed meanwhile) with ours in between; returns that
-/// output. Panics if the jobs never settle with `want` lines in 20 s.
+/// row with ours in between, and no state file was written meanwhile (a
+/// client rewrites its file with O_TRUNC, so a monitor that reads it
+/// halfway sees a short file and skips it); returns that output. Panics if
+/// the jobs never settle with `want` lines in 20 s.
 fn settled_outputs(distcc_dir: &Path, want_lines: usize) -> (Output, Output) {
     let start = Instant::now();
     loop {
+        let files_before = state_files_changed_at(distcc_dir);
         let before = theirs(distcc_dir, &[]);
         let got = ours(distcc_dir, &[]);
         let after = theirs(distcc_dir, &[]);
+        let unwritten = state_files_changed_at(distcc_dir) == files_before;
         let lines = text(&before.stdout)
             .lines()
             .filter(|l| !l.is_empty())
             .count();
-        if before.stdout == after.stdout && lines == want_lines {
+        if unwritten && before.stdout == after.stdout && lines == want_lines {
             return (got, before);
         }
         assert!(
