@@ -315,6 +315,33 @@ pub fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// `$TMPDIR`, or `/tmp` when it is unset or empty: where the client's
+/// temporary files and the daemon's job directories go.
+pub fn tmp_dir() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+}
+
+/// The first `limit` bytes of a file (all of it if shorter).
+pub fn read_head(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(limit);
+    std::fs::File::open(path)?
+        .take(limit as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// 64-bit FNV-1a of `bytes`, as 16 hex digits: a cheap, stable name or
+/// fingerprint for contents (not a defence against forgery).
+pub fn fnv1a_hex(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 /// This process's id.
 pub fn pid() -> u32 {
     std::process::id()
@@ -349,6 +376,13 @@ impl Drop for TestDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_published_vectors() {
+        assert_eq!(fnv1a_hex(b""), "cbf29ce484222325");
+        assert_eq!(fnv1a_hex(b"a"), "af63dc4c8601ec8c");
+        assert_eq!(fnv1a_hex(b"foobar"), "85944171f73967e8");
+    }
 
     #[test]
     fn temp_dirs_are_fresh_and_private() {

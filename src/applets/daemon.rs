@@ -274,9 +274,7 @@ fn configure(o: Options) -> Result<Config, String> {
     if let Some(path) = std::env::var_os("DISTCCD_PATH") {
         std::env::set_var("PATH", path);
     }
-    let tmpdir = std::env::var_os("TMPDIR")
-        .filter(|t| !t.is_empty())
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    let tmpdir = crate::sys::tmp_dir();
     Ok(Config {
         mode,
         access,

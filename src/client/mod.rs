@@ -208,14 +208,6 @@ fn save_temps() -> bool {
     env::bool_var("DISTCC_SAVE_TEMPS", false)
 }
 
-/// `$TMPDIR`, or `/tmp`.
-fn tmp_dir() -> PathBuf {
-    std::env::var_os("TMPDIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-}
-
 /// A host as log lines name it: `HOST:PORT` for TCP, else as written.
 fn host_name(host: &Host) -> String {
     match host.kind {
@@ -410,7 +402,7 @@ impl Client {
             Some("localhost"),
             lock.as_ref().map(|l| l.slot()),
         );
-        let tmpdir = tmp_dir();
+        let tmpdir = crate::sys::tmp_dir();
         let (temp, file) =
             TempFile::create(&tmpdir, "distcc_", job.preprocessed_ext).map_err(|err| {
                 log::warn!(
@@ -588,8 +580,12 @@ impl Client {
             Some(known) => known.clone(),
             None => {
                 let cache = env::distcc_subdir("objformat").ok();
-                let learned =
-                    objformat::expected(&job.argv, &self.launcher, cache.as_deref(), &tmp_dir());
+                let learned = objformat::expected(
+                    &job.argv,
+                    &self.launcher,
+                    cache.as_deref(),
+                    &crate::sys::tmp_dir(),
+                );
                 if learned.is_none() {
                     log::debug!("object check: off for this job");
                 }

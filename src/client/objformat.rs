@@ -520,10 +520,7 @@ pub fn cache_key(argv0: &OsStr, identity: &Identity, options: &[OsString]) -> Ve
 /// The cache file's name for a key: 64-bit FNV-1a in hex. A collision only
 /// costs a probe, since the file holds the whole key.
 fn cache_name(key: &[u8]) -> String {
-    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
+    crate::sys::fnv1a_hex(key)
 }
 
 /// The format stored in a cache file's contents for `key`, if the contents
@@ -592,7 +589,7 @@ fn probe(
         );
         return None;
     }
-    let head = match read_head(temp.path()) {
+    let head = match crate::sys::read_head(temp.path(), HEAD_LEN) {
         Ok(head) => head,
         Err(err) => {
             log::debug!("object check: cannot read {}: {err}", temp.path().display());
@@ -606,16 +603,6 @@ fn probe(
             None
         }
     }
-}
-
-/// The first [`HEAD_LEN`] bytes of a file.
-pub fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(HEAD_LEN);
-    std::fs::File::open(path)?
-        .take(HEAD_LEN as u64)
-        .read_to_end(&mut head)?;
-    Ok(head)
 }
 
 /// The format objects of the command `argv` have when compiled here: from

@@ -17,8 +17,9 @@
 //! clang ends its diagnostics with `N error(s) generated.` and prefixes its
 //! driver's errors with `clang: error:`.
 
-use std::io::Read;
 use std::path::Path;
+
+use crate::sys::read_head;
 
 /// How much of the input is read to find its line markers: they open the file.
 pub const SCAN_LIMIT: usize = 4096;
@@ -57,15 +58,6 @@ pub fn stderr_from_clang(stderr: &[u8]) -> bool {
     })
 }
 
-/// The first [`SCAN_LIMIT`] bytes of `path`, or nothing if it cannot be read.
-pub fn read_prefix(path: &Path) -> Vec<u8> {
-    let mut prefix = Vec::with_capacity(SCAN_LIMIT);
-    if let Ok(file) = std::fs::File::open(path) {
-        let _ = file.take(SCAN_LIMIT as u64).read_to_end(&mut prefix);
-    }
-    prefix
-}
-
 /// The hint for a failed job, if its cause is gcc-preprocessed input given
 /// to clang: `compiler` is the name the client sent, `input` the job's
 /// preprocessed source on disk, `stderr` what the compiler wrote.
@@ -75,7 +67,9 @@ pub fn gcc_input_to_clang(
     input: &Path,
     stderr: &[u8],
 ) -> Option<String> {
-    (stderr_from_clang(stderr) && preprocessed_by_gcc(&read_prefix(input))).then(|| {
+    (stderr_from_clang(stderr)
+        && preprocessed_by_gcc(&read_head(input, SCAN_LIMIT).unwrap_or_default()))
+    .then(|| {
         format!(
             "job from {peer}: {compiler} failed on input preprocessed by gcc; clang cannot \
              compile gcc-preprocessed glibc headers — the client's {compiler} must be clang \
@@ -183,8 +177,8 @@ mod tests {
         let mut text = vec![b'\n'; SCAN_LIMIT];
         text.extend_from_slice(b"# 0 \"<command-line>\"\n");
         std::fs::write(&late, &text).unwrap();
-        assert_eq!(read_prefix(&late).len(), SCAN_LIMIT);
-        assert!(!preprocessed_by_gcc(&read_prefix(&late)));
+        assert_eq!(read_head(&late, SCAN_LIMIT).unwrap().len(), SCAN_LIMIT);
+        assert!(!preprocessed_by_gcc(&read_head(&late, SCAN_LIMIT).unwrap()));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

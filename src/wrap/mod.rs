@@ -290,12 +290,7 @@ pub struct Wanted {
 /// wrap wrote from one changed since. It guards against mistakes, not
 /// against someone forging a file on purpose (who could edit the manifest).
 fn fingerprint(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    crate::sys::fnv1a_hex(bytes)
 }
 
 /// What the manifest records of one file.
