@@ -122,13 +122,9 @@ pub fn self_exe() -> Option<PathBuf> {
 }
 
 /// True if `candidate` resolves to this executable or to any distcc.
-fn is_masquerade(candidate: &Path, self_exe: &Path) -> bool {
-    match std::fs::canonicalize(candidate) {
-        Ok(real) => {
-            real == self_exe || contains(args::basename(real.as_os_str().as_bytes()), b"distcc")
-        }
-        Err(_) => false,
-    }
+pub fn is_masquerade(candidate: &Path, self_exe: &Path) -> bool {
+    std::fs::canonicalize(candidate)
+        .is_ok_and(|real| real == self_exe || is_distcc_name(real.as_os_str()))
 }
 
 /// PATH's entries; an empty entry means the current directory.

@@ -93,8 +93,7 @@ pub fn show_dirs<'a>(dirs: impl Iterator<Item = &'a PathBuf>) -> String {
 
 /// True if a resolved path's file name names distcc (distcc, distccd, distcc-rs).
 pub(crate) fn names_distcc(real: &Path) -> bool {
-    real.file_name()
-        .is_some_and(|n| n.as_bytes().windows(6).any(|w| w == b"distcc"))
+    crate::client::compiler::is_distcc_name(real.as_os_str())
 }
 
 /// True if `path` resolves to a distcc or distcc-rs binary.

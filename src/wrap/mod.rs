@@ -109,15 +109,10 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot find the current directory: {e}"))
 }
 
-/// True if `path` resolves to this executable or to any distcc.
-fn is_distcc(path: &Path, exe: &Path) -> bool {
-    fs::canonicalize(path)
-        .is_ok_and(|real| real == exe || crate::daemon::policy::names_distcc(&real))
-}
-
 /// The compiler: `--compiler` (a bare name is looked up on PATH), or
 /// `clang` on PATH, skipping any that is a distcc masquerade link.
 fn find_compiler(given: Option<&Path>, exe: &Path) -> Result<PathBuf, String> {
+    use crate::client::compiler::{find_real_compiler, is_masquerade};
     let name = given.unwrap_or(Path::new("clang"));
     if name.as_os_str().is_empty() {
         return Err("--compiler: empty path".into());
@@ -126,20 +121,13 @@ fn find_compiler(given: Option<&Path>, exe: &Path) -> Result<PathBuf, String> {
         absolute(name)?
     } else {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut found = None;
-        for dir in std::env::split_paths(&path) {
-            let candidate = absolute(&dir.join(name))?;
-            if crate::sys::is_executable(&candidate) && !is_distcc(&candidate, exe) {
-                found = Some(candidate);
-                break;
-            }
-        }
-        found.ok_or_else(|| {
+        let found = find_real_compiler(name.as_os_str(), &path, exe).ok_or_else(|| {
             format!(
                 "no {} on PATH (other than distcc); name one with --compiler",
                 name.display()
             )
-        })?
+        })?;
+        absolute(&found.path)?
     };
     if !crate::sys::is_executable(&path) {
         return Err(format!(
@@ -147,7 +135,7 @@ fn find_compiler(given: Option<&Path>, exe: &Path) -> Result<PathBuf, String> {
             path.display()
         ));
     }
-    if is_distcc(&path, exe) {
+    if is_masquerade(&path, exe) {
         return Err(format!(
             "compiler {} resolves to distcc itself; name the real clang",
             path.display()
