@@ -5,7 +5,7 @@
 //! locally fails the test. Objects and `.d` files are compared byte for byte
 //! with a local run of the same command.
 
-mod common;
+use crate::common;
 
 use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
 use common::{diagnostics, local, text};

@@ -1,6 +1,6 @@
 //! Whole builds with the distcc-rs client: make -j8 across two daemons (one Debian's) sharing slots with a real distcc client, ssh hosts, ccache in front, and Debian's distccmon-text watching our job.
 
-mod common;
+use crate::common;
 
 use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
 use common::{local_object, text};

@@ -1,6 +1,6 @@
 //! The client when things go wrong: dead hosts, a daemon killed mid-job, a refused compiler, recursion; and masquerade shims.
 
-mod common;
+use crate::common;
 
 use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions, TestDir};
 use common::{local_object, text};

@@ -4,7 +4,7 @@
 //! script that runs `/usr/bin/gcc`; the honest host is our daemon running
 //! the real cross compiler.
 
-mod common;
+use crate::common;
 
 use common::daemon::{client, need, Daemon, DaemonOptions, TestDir};
 use common::{local, text};

@@ -1,6 +1,6 @@
 //! The static powerpc and armv7 binaries run under qemu-user and name their target.
 
-mod common;
+use crate::common;
 
 use common::cross::{self, CrossTarget, ARMV7, POWERPC};
 use std::process::Command;

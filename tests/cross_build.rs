@@ -10,7 +10,7 @@
 //! a machine, and it does not depend on qemu-user's emulation of
 //! /proc/self/exe to skip the link when the client looks for the real cc.
 
-mod common;
+use crate::common;
 
 use common::cross::{self, make_helper, HelperInstance, SlowMachine, ARMV7, POWERPC};
 use common::daemon::{bin, TestDir};

@@ -1,6 +1,6 @@
 //! The daemon as a process: access list, option errors, inetd over a pipe, --jobs, --job-lifetime, SIGTERM, --stats, and the powerpc build under qemu.
 
-mod common;
+use crate::common;
 
 use common::cross::{self, POWERPC};
 use common::daemon::{bin, distcc, need, Daemon, DaemonOptions, TestDir};

@@ -5,7 +5,7 @@
 //! a local fallback cannot hide a failure), and at the end the daemon's
 //! resident memory must still be small.
 
-mod common;
+use crate::common;
 
 use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
 use distcc_rs::proto::{self, encode_request, Item, Limits, ProtoError, RequestDecoder};

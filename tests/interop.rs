@@ -5,7 +5,7 @@
 //! looked up in the daemon's log. Outputs are compared with a local run of
 //! the same command, over protocol 1 (`host`) and protocol 2 (`host,lzo`).
 
-mod common;
+use crate::common;
 
 use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
 use common::{diagnostics, local, text};

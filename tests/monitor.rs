@@ -1,6 +1,6 @@
 //! The text monitor, `distcc-rs mon` and the `distccmon-text` link: the same bytes as Debian's distccmon-text on crafted state directories and while real clients of both kinds run slow jobs, the DELAY loop, stale and garbage state files, `--summary`, and `--daemon` against our daemon, a Debian distccd and a dead port.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

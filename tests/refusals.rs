@@ -8,7 +8,7 @@
 //! mark means something. The real client, with its default fallback, must
 //! still finish the build locally.
 
-mod common;
+use crate::common;
 
 use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
 use common::text;

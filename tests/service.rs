@@ -2,7 +2,7 @@
 //! rc.d script, the files wrap writes, and daemons started the way systemd
 //! and OpenBSD's rc.subr start them.
 
-mod common;
+use crate::common;
 
 use common::daemon::{bin, client, need, Daemon, TestDir};
 use common::{free_port, local_object, manifest_dir, text};

@@ -1,0 +1,19 @@
+//! The one integration-test binary: a module per area, with the helpers in `common`.
+//!
+//! One binary links once; `cargo test --test tests AREA::` runs one area.
+
+mod common;
+
+mod client;
+mod client_build;
+mod client_failures;
+mod client_objformat;
+mod cross;
+mod cross_build;
+mod daemon_process;
+mod hostile;
+mod interop;
+mod lzo_reference;
+mod monitor;
+mod refusals;
+mod service;
