@@ -8,11 +8,13 @@ pub mod applets;
 pub mod args;
 pub mod client;
 pub mod daemon;
+pub mod env;
 pub mod exitcode;
 pub mod logging;
 pub mod lzo;
 pub mod monitor;
 pub mod proto;
+pub mod state;
 pub mod sys;
 pub mod wrap;
 

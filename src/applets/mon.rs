@@ -84,7 +84,7 @@ fn numbers_last(words: Vec<String>) -> Vec<String> {
 
 pub fn main(args: Vec<OsString>) -> i32 {
     crate::logging::set_program("distccmon-text");
-    let verbose = crate::client::env::bool_var("DISTCC_VERBOSE", false);
+    let verbose = crate::env::bool_var("DISTCC_VERBOSE", false);
     crate::logging::init(if verbose {
         log::LevelFilter::Trace
     } else {
@@ -149,7 +149,7 @@ fn state_dir() -> Result<std::path::PathBuf, i32> {
         log::error!("neither DISTCC_DIR nor HOME is set; can't find distcc directory");
         return Err(ExitCode::BadArguments.into());
     }
-    crate::client::env::distcc_subdir("state").map_err(|err| {
+    crate::env::distcc_subdir("state").map_err(|err| {
         log::error!(
             "cannot make the state directory: {}",
             monitor::strerror(&err)

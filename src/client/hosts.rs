@@ -551,7 +551,7 @@ pub fn load() -> Result<(HostList, Source), LoadError> {
         None => None,
     };
     let mut files = Vec::new();
-    match super::env::distcc_dir() {
+    match crate::env::distcc_dir() {
         Ok(dir) => files.push(dir.join("hosts")),
         Err(e) => log::debug!("not reading $DISTCC_DIR/hosts: {e}"),
     }

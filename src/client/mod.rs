@@ -14,7 +14,6 @@
 //!   replaces anything, and the host is treated as failed ([`objformat`]).
 
 pub mod compiler;
-pub mod env;
 pub mod hosts;
 pub mod local;
 pub mod lock;
@@ -22,7 +21,6 @@ pub mod objformat;
 pub mod output;
 pub mod remote;
 pub mod scan;
-pub mod state;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -30,14 +28,15 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use crate::env;
 use crate::exitcode::ExitCode;
+use crate::state::{Phase, State};
 use compiler::Safeguard;
 use hosts::{Host, HostList, Kind};
 use local::Launcher;
 use output::{ObjectFile, TempFile};
 use remote::{RemoteError, Target};
 use scan::{Decision, Job};
-use state::{Phase, State};
 
 /// How the client was reached, decided by the applet before anything runs.
 pub struct Invocation {

@@ -430,7 +430,7 @@ impl Format {
 
 /// True unless `DISTCC_RS_OBJECT_CHECK=0`.
 pub fn enabled() -> bool {
-    super::env::bool_var(CHECK_VAR, true)
+    crate::env::bool_var(CHECK_VAR, true)
 }
 
 /// True if the command asks for LLVM bitcode (`-flto…`, `-emit-llvm`),

@@ -18,7 +18,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::client::state::{decode, DecodeError, Entry, Phase, RECORD_SIZE};
+use crate::state::{decode, DecodeError, Entry, Phase, RECORD_SIZE};
 
 /// State files start with this.
 const PREFIX: &str = "binstate_";

@@ -1,4 +1,4 @@
-//! Client environment variables (section 3.1), read the way distcc 3.4 reads them.
+//! The DISTCC_* environment variables (compat section 3.1), each read by one rule, the way distcc 3.4 reads it.
 //!
 //! Each reader is a thin wrapper over a pure function of the variable's
 //! value, so the rules can be tested without touching the process

@@ -1,4 +1,4 @@
-//! Monitor state files ($DISTCC_DIR/state/binstate_<pid>) in distcc 3.4's binary layout.
+//! Monitor state files ($DISTCC_DIR/state/binstate_<pid>) in distcc 3.4's binary layout: the client writes them, the monitor reads them.
 //!
 //! The file is `struct dcc_task_state` (`src/state.h`) in the machine's own
 //! byte order and C layout, so `distccmon-text` built for the same word
@@ -147,7 +147,7 @@ impl State {
     /// The state file for this process under `$DISTCC_DIR/state`, or `None`
     /// (after a debug message) if that directory is unavailable.
     pub fn new() -> Option<State> {
-        match super::env::distcc_subdir("state") {
+        match crate::env::distcc_subdir("state") {
             Ok(dir) => Some(State::in_dir(&dir)),
             Err(e) => {
                 log::debug!("not writing monitor state: {e}");
