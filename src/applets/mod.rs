@@ -467,6 +467,21 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_become_exit_statuses() {
+        let mon = find_applet(OsStr::new("distccmon-text")).unwrap();
+        let daemon = find_applet(OsStr::new("distccd")).unwrap();
+        let usage = || Ok(Status::Usage("bad".into()));
+        assert_eq!(report(mon, "distccmon-text", usage()), 1);
+        assert_eq!(report(daemon, "distccd", usage()), 101);
+        assert_eq!(report(daemon, "distccd", Ok(Status::OK)), 0);
+        assert_eq!(report(daemon, "distccd", Ok(Status::Child(139))), 139);
+        assert_eq!(report(daemon, "distccd", Err(Error::StdoutClosed)), 0);
+        let io = Error::exit(ExitCode::IoError, "x");
+        assert_eq!(report(daemon, "distccd", Err(io)), 107);
+        assert_eq!(report(daemon, "distccd", Err(Error::failure("x"))), 1);
+    }
+
+    #[test]
     fn self_name_is_recognised_with_path_and_dash() {
         assert!(is_self_name(OsStr::new("/usr/bin/distcc-rs")));
         assert!(is_self_name(OsStr::new("-distcc-rs")));
