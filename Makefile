@@ -14,9 +14,12 @@
 #                      (the monitor, the object check) on the release binary
 #   make bench-kernel  bench/kernel.sh alone
 #   make bench-extras  bench/extras.sh alone
-#   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus the $(LINKS) symlinks,
-#                      the systemd units (SYSTEMDUNITDIR) and rc.d script (RCDIR)
-#   make uninstall     removes what install made
+#   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus a relative symlink
+#                      for every applet link in its applet table (distcc-rs
+#                      --install -s), the systemd units (SYSTEMDUNITDIR) and
+#                      rc.d script (RCDIR)
+#   make uninstall     removes what install made (the links by distcc-rs
+#                      --uninstall, only where they lead to the binary)
 #   make clean
 #
 # Per-target rustflags and cross linkers live in .cargo/config.toml, which sets
@@ -46,10 +49,6 @@ DESTDIR ?=
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 RCDIR ?= $(PREFIX)/share/distcc-rs/rc.d
 SERVICE_FILES = systemd/distcc-rs.service systemd/distcc-rs.socket rc.d/distccd
-
-# The names the binary is also installed under, as relative symlinks to
-# distcc-rs. Adding an applet's link is a one-word change here.
-LINKS = distccd distcc distccmon-text
 
 NAME = distcc-rs
 TARGET = x86_64-unknown-linux-musl
@@ -149,10 +148,7 @@ bench-extras: all
 install: all
 	$(INSTALL) -d '$(DESTDIR)$(BINDIR)'
 	$(INSTALL) -m 0755 '$(BIN)' '$(DESTDIR)$(BINDIR)/$(NAME)'
-	@set -e; for link in $(LINKS); do \
-		echo "ln -sf $(NAME) '$(DESTDIR)$(BINDIR)/'$$link"; \
-		ln -sf $(NAME) '$(DESTDIR)$(BINDIR)/'$$link; \
-	done
+	'$(DESTDIR)$(BINDIR)/$(NAME)' --install -s '$(DESTDIR)$(BINDIR)'
 	$(INSTALL) -d '$(DESTDIR)$(SYSTEMDUNITDIR)' '$(DESTDIR)$(RCDIR)'
 	@set -e; for f in $(SERVICE_FILES); do \
 		case $$f in systemd/*) dir='$(SYSTEMDUNITDIR)'; mode=0644;; *) dir='$(RCDIR)'; mode=0555;; esac; \
@@ -162,15 +158,13 @@ install: all
 		mv '$(DESTDIR)'$$dir/$${f##*/}.tmp '$(DESTDIR)'$$dir/$${f##*/}; \
 	done
 
-# Removes the binary and those links that still point at it. Under a DESTDIR
-# it also removes the directories down to $(DESTDIR) that are left empty;
-# without one it leaves system directories such as /usr/local/bin alone.
+# Removes the binary and those links that still lead to it (the installed
+# binary names them, from its applet table). Under a DESTDIR it also removes
+# the directories down to $(DESTDIR) that are left empty; without one it
+# leaves system directories such as /usr/local/bin alone.
 uninstall:
-	@set -e; for link in $(LINKS); do \
-		f='$(DESTDIR)$(BINDIR)/'$$link; \
-		if [ -L "$$f" ] && [ "$$(readlink "$$f")" = $(NAME) ]; then \
-			echo "rm -f '$$f'"; rm -f "$$f"; fi; \
-	done
+	if [ -x '$(DESTDIR)$(BINDIR)/$(NAME)' ]; then \
+		'$(DESTDIR)$(BINDIR)/$(NAME)' --uninstall '$(DESTDIR)$(BINDIR)'; fi
 	rm -f '$(DESTDIR)$(BINDIR)/$(NAME)'
 	rm -f '$(DESTDIR)$(SYSTEMDUNITDIR)/distcc-rs.service' '$(DESTDIR)$(SYSTEMDUNITDIR)/distcc-rs.socket' \
 		'$(DESTDIR)$(RCDIR)/distccd'

@@ -35,6 +35,37 @@ impl From<ExitCode> for i32 {
 }
 
 impl ExitCode {
+    /// Every code, for [`ExitCode::from_code`].
+    const ALL: [ExitCode; 22] = [
+        ExitCode::Ok,
+        ExitCode::DistccFailed,
+        ExitCode::BadArguments,
+        ExitCode::BindFailed,
+        ExitCode::ConnectFailed,
+        ExitCode::CompilerCrashed,
+        ExitCode::OutOfMemory,
+        ExitCode::BadHostspec,
+        ExitCode::IoError,
+        ExitCode::Truncated,
+        ExitCode::ProtocolError,
+        ExitCode::CompilerMissing,
+        ExitCode::Recursion,
+        ExitCode::SetuidFailed,
+        ExitCode::AccessDenied,
+        ExitCode::Busy,
+        ExitCode::NoSuchFile,
+        ExitCode::NoHosts,
+        ExitCode::Gone,
+        ExitCode::Timeout,
+        ExitCode::GssapiFailed,
+        ExitCode::LocalCpp,
+    ];
+
+    /// The code with this number, if it is one of distcc's (0 or 100–120).
+    pub fn from_code(code: i32) -> Option<ExitCode> {
+        ExitCode::ALL.into_iter().find(|c| *c as i32 == code)
+    }
+
     /// The wait status distccd invents for a job it failed itself: `code << 8`.
     pub fn as_wait_status(self) -> u32 {
         (self as u32) << 8
@@ -52,6 +83,15 @@ mod tests {
         assert_eq!(i32::from(ExitCode::NoHosts), 116);
         assert_eq!(i32::from(ExitCode::Timeout), 118);
         assert_eq!(i32::from(ExitCode::LocalCpp), 120);
+    }
+
+    #[test]
+    fn numbers_name_their_codes() {
+        assert_eq!(ExitCode::from_code(0), Some(ExitCode::Ok));
+        assert_eq!(ExitCode::from_code(107), Some(ExitCode::IoError));
+        assert_eq!(ExitCode::from_code(120), Some(ExitCode::LocalCpp));
+        assert_eq!(ExitCode::from_code(1), None);
+        assert_eq!(ExitCode::from_code(121), None);
     }
 
     #[test]

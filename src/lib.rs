@@ -21,11 +21,19 @@ pub mod wrap;
 /// This build's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The version banner. Line 1 is `NAME VERSION TRIPLE`, which is what
-/// scripts and `lsdistcc` read from distcc's own banner.
+/// The version banner for the program called `name` (the name it was
+/// called by: `distcc`, `distccd`, `distcc-rs`). Line 1 is
+/// `NAME VERSION TRIPLE`, which is what scripts and `lsdistcc` read from
+/// distcc's own banner; the lines after it say what answers.
 pub fn version_banner(name: &str) -> String {
+    let called = if name == "distcc-rs" {
+        String::new()
+    } else {
+        format!("This is distcc-rs {VERSION}, called as {name}.\n")
+    };
     format!(
         "{name} {VERSION} {}\n  (protocols 1 and 2) (default port {})\n\
+         {called}\
          distcc-rs is free software under the GNU General Public License, version 2 or later.\n\
          It speaks the wire protocol of distcc 3.4 by Martin Pool and others.\n",
         env!("DISTCC_RS_TARGET"),

@@ -20,7 +20,7 @@ pub enum Destination {
 }
 
 struct Logger {
-    /// The name lines start with: `distccd` unless [`set_program`] said otherwise.
+    /// The name lines start with, and syslog's ident: set by [`start`].
     program: OnceLock<&'static str>,
     destination: Mutex<Destination>,
 }
@@ -30,10 +30,17 @@ static LOGGER: Logger = Logger {
     destination: Mutex::new(Destination::Stderr),
 };
 
-/// Names the program in log lines (`distcc` for the client); call it
-/// before the first line is logged. The daemon keeps `distccd`.
-pub fn set_program(name: &'static str) {
-    let _ = LOGGER.program.set(name);
+/// syslog's ident, kept for as long as openlog may read it.
+static IDENT: OnceLock<CString> = OnceLock::new();
+
+/// Sets up the logger for the whole process, once, before the first line:
+/// lines name `program` (`distcc`, `distccd`, `distccmon-text`), go to
+/// stderr and show warnings and errors. An applet then changes only the
+/// level ([`set_level`]) and the destination ([`set_destination`]).
+pub fn start(program: &'static str) {
+    let _ = LOGGER.program.set(program);
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(LevelFilter::Warn);
 }
 
 /// Parses a distccd `--log-level` name.
@@ -50,19 +57,24 @@ pub fn parse_level(name: &str) -> Option<LevelFilter> {
     })
 }
 
-/// Installs the logger (once) writing to stderr at `level`; later calls
-/// only change the level.
-pub fn init(level: LevelFilter) {
-    let _ = log::set_logger(&LOGGER);
+/// Logs lines at `level` and above from now on.
+pub fn set_level(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// Sends log lines to `destination` from now on.
+/// The program's name, as [`start`] set it (`distccd` before that).
+fn program() -> &'static str {
+    LOGGER.program.get().copied().unwrap_or("distccd")
+}
+
+/// Sends log lines to `destination` from now on. syslog's ident is the
+/// program's name, with facility daemon.
 pub fn set_destination(destination: Destination) {
     if let Destination::Syslog = destination {
-        static IDENT: &std::ffi::CStr = c"distccd";
-        // SAFETY: IDENT is a static NUL-terminated string, as openlog requires.
-        unsafe { libc::openlog(IDENT.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+        let ident = IDENT.get_or_init(|| CString::new(program()).unwrap_or_default());
+        // SAFETY: IDENT is NUL-terminated and lives as long as the process,
+        // as openlog requires of its ident.
+        unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
     }
     if let Ok(mut current) = LOGGER.destination.lock() {
         *current = destination;
@@ -90,8 +102,7 @@ fn syslog_priority(level: Level) -> libc::c_int {
 impl Logger {
     /// A whole line for a file or stderr: `distccd[PID] (module) text`.
     fn line(&self, text: &str) -> String {
-        let program = self.program.get().copied().unwrap_or("distccd");
-        format!("{program}[{}] {text}\n", std::process::id())
+        format!("{}[{}] {text}\n", program(), std::process::id())
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod applets;
 mod client;
 mod client_build;
 mod client_failures;

@@ -1,9 +1,9 @@
 //! The client applet: `distcc-rs COMPILER ARGS...`, the `distcc` link, and masquerade shims linked under a compiler's name.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::{say_error, stdout, Call, Error, Outcome, Status};
 use crate::client::{self, compiler, hosts, Invocation};
 use crate::exitcode::ExitCode;
 
@@ -13,19 +13,16 @@ const MASQUERADE_NAMES: &[&str] = &["cc", "c++", "gcc", "g++", "clang", "clang++
 /// Entry point. `args[0]` decides the mode: a name containing `distcc`
 /// (distcc, distcc-rs) or the subcommand name `client` is the explicit or
 /// implicit form, anything else is a masquerade shim named after the compiler.
-pub fn main(args: Vec<OsString>) -> i32 {
+pub fn main(call: Call) -> Outcome {
     client::init_logging();
-    if compiler::is_distcc_name(&args[0]) || args[0] == "client" {
-        distcc_mode(args)
+    if compiler::is_distcc_name(&call.args[0]) || call.args[0] == "client" {
+        distcc_mode(call)
     } else {
-        masquerade_mode(args)
+        masquerade_mode(call.args)
     }
 }
 
-fn usage(out: &mut dyn Write) {
-    let _ = write!(
-        out,
-        "Usage:\n\
+const USAGE: &str = "Usage:\n\
          \x20  distcc-rs [--] COMPILER [COMPILE OPTIONS]\n\
          \x20  distcc-rs [COMPILE OPTIONS]            (the compiler is cc)\n\
          \x20  COMPILER [COMPILE OPTIONS]             (a masquerade link named after the compiler)\n\
@@ -47,33 +44,30 @@ fn usage(out: &mut dyn Write) {
          DISTCC_SKIP_LOCAL_RETRY, DISTCC_BACKOFF_PERIOD, DISTCC_IO_TIMEOUT,\n\
          DISTCC_CONNECT_TIMEOUT, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS, DISTCC_SSH,\n\
          DISTCC_NO_REWRITE_CROSS, TMPDIR, UNCACHED_ERR_FD; DISTCC_RS_OBJECT_CHECK=0 turns\n\
-         off the check of returned objects' format. See README.md.\n"
-    );
-}
+         off the check of returned objects' format. See README.md.\n";
 
-fn distcc_mode(args: Vec<OsString>) -> i32 {
+fn distcc_mode(call: Call) -> Outcome {
+    let args = call.args;
     let Some(first) = args.get(1) else {
-        eprintln!("distcc: missing option/operand\nTry 'distcc-rs --help' for more information.");
-        return ExitCode::BadArguments.into();
+        return Ok(Status::Usage("missing option/operand".into()));
     };
     match first.to_str() {
         Some("--help") => {
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "{}", crate::version_banner("distcc-rs").trim_end());
-            usage(&mut out);
-            return 0;
+            let banner = crate::version_banner(&call.called);
+            stdout::print(format!("{}\n{USAGE}", banner.trim_end()))?;
+            return Ok(Status::OK);
         }
         Some("--version") => {
-            print!("{}", crate::version_banner("distcc-rs"));
-            return 0;
+            stdout::print(crate::version_banner(&call.called))?;
+            return Ok(Status::OK);
         }
         Some("--show-hosts") => return show_hosts(false),
         Some("-j") => return show_hosts(true),
         Some("--scan-includes") => {
-            eprintln!(
-                "distcc: --scan-includes needs pump mode, which distcc-rs does not support yet"
-            );
-            return ExitCode::DistccFailed.into();
+            return Err(Error::exit(
+                ExitCode::DistccFailed,
+                "--scan-includes needs pump mode, which distcc-rs does not support yet",
+            ));
         }
         _ => {}
     }
@@ -81,8 +75,7 @@ fn distcc_mode(args: Vec<OsString>) -> i32 {
     if argv.first().is_some_and(|a| a == "--") {
         argv.remove(0);
         if argv.is_empty() {
-            eprintln!("distcc: missing compiler after --");
-            return ExitCode::BadArguments.into();
+            return Ok(Status::Usage("missing compiler after --".into()));
         }
     } else if compiler::implicit_compiler(first) {
         argv.insert(0, OsString::from("cc"));
@@ -92,33 +85,35 @@ fn distcc_mode(args: Vec<OsString>) -> i32 {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let trimmed =
         compiler::find_real_compiler(&argv[0], &path, &self_exe()).map(|real| real.child_path);
-    client::compile(Invocation {
+    Ok(Status::from_code(client::compile(Invocation {
         argv,
         path: trimmed,
         tweaked: false,
-    })
+    })))
 }
 
-fn masquerade_mode(args: Vec<OsString>) -> i32 {
+fn masquerade_mode(args: Vec<OsString>) -> Outcome {
     let name = Path::new(&args[0])
         .file_name()
         .unwrap_or(args[0].as_os_str())
         .to_os_string();
     let path = std::env::var_os("PATH").unwrap_or_default();
     let Some(real) = compiler::find_real_compiler(&name, &path, &self_exe()) else {
-        eprintln!(
-            "distcc: cannot find the real {} on PATH: every entry named so is a link to distcc-rs",
-            name.to_string_lossy()
-        );
-        return ExitCode::CompilerMissing.into();
+        return Err(Error::exit(
+            ExitCode::CompilerMissing,
+            format!(
+                "cannot find the real {} on PATH: every entry named so is a link to distcc-rs",
+                name.to_string_lossy()
+            ),
+        ));
     };
     let mut argv = args;
     argv[0] = name;
-    client::compile(Invocation {
+    Ok(Status::from_code(client::compile(Invocation {
         argv,
         path: Some(real.child_path),
         tweaked: real.path_tweaked,
-    })
+    })))
 }
 
 /// This executable, with symbolic links resolved.
@@ -128,24 +123,25 @@ fn self_exe() -> PathBuf {
 
 /// `--show-hosts` (one hostdef per line) and `-j` (the sum of the limits).
 /// Both exit 0 even when the list does not parse, as distcc does.
-fn show_hosts(sum: bool) -> i32 {
+fn show_hosts(sum: bool) -> Outcome {
     match hosts::load() {
-        Ok((mut list, _)) => {
-            if list.randomize {
-                hosts::randomize(&mut list);
-            }
-            let mut out = std::io::stdout();
-            if sum {
-                let _ = writeln!(out, "{}", list.total_limit());
-            } else {
-                for host in &list.hosts {
-                    let _ = writeln!(out, "{}", host.hostdef);
-                }
-            }
-        }
+        Ok((list, _)) => stdout::print(listing(&list, sum))?,
         Err(err) => log::warn!("{err}"),
     }
-    0
+    Ok(Status::OK)
+}
+
+/// What `--show-hosts` (or with `sum`, `-j`) prints for a loaded list: the
+/// hosts in the order the client tries them. [`hosts::load`] has already
+/// shuffled a `--randomize` list, once.
+fn listing(list: &hosts::HostList, sum: bool) -> String {
+    if sum {
+        return format!("{}\n", list.total_limit());
+    }
+    list.hosts
+        .iter()
+        .map(|h| format!("{}\n", h.hostdef))
+        .collect()
 }
 
 /// `distcc-rs --install-masquerade [DIR]`: makes symbolic links to this
@@ -153,45 +149,51 @@ fn show_hosts(sum: bool) -> i32 {
 /// clang++ and every `<triple>-gcc`-style or versioned name of those found
 /// on PATH, as update-distcc-symlinks does. Existing links to distcc are
 /// replaced; anything else in DIR is left alone.
-pub fn install_masquerade(args: &[OsString]) -> i32 {
+pub fn install_masquerade(args: &[OsString]) -> Outcome {
     let dir = match args {
         [] => PathBuf::from("/usr/lib/distcc"),
         [dir] => PathBuf::from(dir),
         _ => {
-            eprintln!("Usage: distcc-rs --install-masquerade [DIR]");
-            return ExitCode::BadArguments.into();
+            return Ok(Status::Usage(
+                "usage: distcc-rs --install-masquerade [DIR]".into(),
+            ))
         }
     };
     let exe = self_exe();
     if let Err(err) = std::fs::create_dir_all(&dir) {
-        eprintln!("distcc-rs: cannot create {}: {err}", dir.display());
-        return ExitCode::DistccFailed.into();
+        return Err(Error::exit(
+            ExitCode::DistccFailed,
+            format!("cannot create {}: {err}", dir.display()),
+        ));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut status = 0;
+    let mut failed = 0;
     for name in compiler_names_on_path(&path, &dir, &exe) {
         let link = dir.join(&name);
         if let Ok(meta) = std::fs::symlink_metadata(&link) {
             let ours = meta.file_type().is_symlink()
                 && std::fs::read_link(&link).is_ok_and(|t| compiler::is_distcc_name(t.as_os_str()));
             if !ours {
-                eprintln!(
-                    "distcc-rs: leaving {} alone: it is not a link to distcc",
+                say_error(&format!(
+                    "distcc-rs: leaving {} alone: it is not a link to distcc\n",
                     link.display()
-                );
+                ));
                 continue;
             }
             let _ = std::fs::remove_file(&link);
         }
         match std::os::unix::fs::symlink(&exe, &link) {
-            Ok(()) => println!("{}", link.display()),
+            Ok(()) => stdout::print(format!("{}\n", link.display()))?,
             Err(err) => {
-                eprintln!("distcc-rs: cannot link {}: {err}", link.display());
-                status = ExitCode::DistccFailed.into();
+                say_error(&format!(
+                    "distcc-rs: cannot link {}: {err}\n",
+                    link.display()
+                ));
+                failed += 1;
             }
         }
     }
-    status
+    super::links_outcome(failed, "made")
 }
 
 /// Whether `name` is one of the compiler names a masquerade directory
@@ -248,6 +250,20 @@ fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_hosts_lists_randomized_hosts_in_the_order_the_client_uses() {
+        let text: String = (0..20).map(|i| format!("h{i} ")).collect();
+        // The client compiles with the list as loaded: shuffled once.
+        let (used, _) = hosts::load_from(Some(&format!("--randomize {text}")), &[]).unwrap();
+        let want: String = used
+            .hosts
+            .iter()
+            .map(|h| format!("{}\n", h.hostdef))
+            .collect();
+        assert_eq!(listing(&used, false), want);
+        assert_eq!(listing(&used, true), "80\n", "20 hosts of 4 slots");
+    }
 
     #[test]
     fn compiler_names_for_masquerade_links() {

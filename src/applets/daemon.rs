@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use super::{stdout, Call, Outcome, Status};
 use crate::daemon::access::{AccessList, Allow};
 use crate::daemon::policy::{self, CmdList, Whitelist};
 use crate::daemon::{Config, Mode};
-use crate::exitcode::ExitCode;
 use crate::proto::{Limits, DEFAULT_PORT};
 
 /// distcc-rs daemon: a distcc compile server, compatible with distccd 3.4
@@ -126,15 +126,51 @@ fn split_joined(args: &[String]) -> Vec<String> {
     out
 }
 
-fn bad(message: String) -> i32 {
-    eprintln!("distccd: {message}");
-    ExitCode::BadArguments.into()
+/// Why the daemon's command line or environment was refused; every one
+/// exits 101, as distccd does.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// An argument that is not UTF-8.
+    NotUnicode(OsString),
+    /// A bad `--allow` mask, with access's reason.
+    Allow(String),
+    /// A `--listen` that is not an IP address.
+    Address(String),
+    /// An option's value that is not a number.
+    Number { option: &'static str, value: String },
+    /// A `--port` or `--stats-port` outside 1-65535.
+    Port { option: &'static str, port: u32 },
+    /// A `--jobs` outside 1-10000.
+    Jobs(usize),
+    /// An environment variable that must be a number above zero.
+    Env { name: &'static str, value: String },
 }
 
-fn number<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{option}: bad number '{value}'"))
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::NotUnicode(arg) => write!(f, "argument is not valid UTF-8: {arg:?}"),
+            ConfigError::Allow(why) => f.write_str(why),
+            ConfigError::Address(a) => write!(f, "--listen: bad address '{a}'"),
+            ConfigError::Number { option, value } => write!(f, "{option}: bad number '{value}'"),
+            ConfigError::Port { option, port } => {
+                write!(f, "{option}: port {port} is not in 1-65535")
+            }
+            ConfigError::Jobs(n) => write!(f, "--jobs: {n} is not in 1-10000"),
+            ConfigError::Env { name, value } => write!(f, "{name}: bad value '{value}'"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+fn number<T: std::str::FromStr>(option: &'static str, value: &str) -> Result<T> {
+    value.parse().map_err(|_| ConfigError::Number {
+        option,
+        value: value.to_string(),
+    })
 }
 
 fn env_flag(name: &str) -> bool {
@@ -152,11 +188,11 @@ fn stdin_is_socket() -> bool {
 /// A positive whole number from the environment: `None` when unset or
 /// empty, and an error (exit 101, as distcc gives) for anything else that
 /// is not a number above zero.
-fn positive_env(name: &str) -> Result<Option<u64>, String> {
+fn positive_env(name: &'static str) -> Result<Option<u64>> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => match v.parse::<u64>() {
             Ok(n) if n > 0 => Ok(Some(n)),
-            _ => Err(format!("{name}: bad value '{v}'")),
+            _ => Err(ConfigError::Env { name, value: v }),
         },
         _ => Ok(None),
     }
@@ -165,17 +201,21 @@ fn positive_env(name: &str) -> Result<Option<u64>, String> {
 /// Applies `DISTCC_RS_MAX_INPUT`: the most bytes a request's source may
 /// take on the wire or decompress to (default 512 MiB). It may only lower
 /// the limit; the tests use it to reach the limit with a small LZO bomb.
-fn input_limit(mut limits: Limits) -> Result<Limits, String> {
-    if let Some(n) = positive_env("DISTCC_RS_MAX_INPUT")? {
-        let n = u32::try_from(n).map_err(|_| format!("DISTCC_RS_MAX_INPUT: bad value '{n}'"))?;
+fn input_limit(mut limits: Limits) -> Result<Limits> {
+    const NAME: &str = "DISTCC_RS_MAX_INPUT";
+    if let Some(n) = positive_env(NAME)? {
+        let n = u32::try_from(n).map_err(|_| ConfigError::Env {
+            name: NAME,
+            value: n.to_string(),
+        })?;
         limits.max_input = limits.max_input.min(n);
     }
     Ok(limits)
 }
 
-/// Turns parsed options and the environment into the daemon's configuration.
-fn configure(o: Options) -> Result<Config, String> {
-    let mode = if o.inetd {
+/// `--inetd`, `--daemon` (or `-W`), else inetd when stdin is a socket.
+fn mode(o: &Options) -> Mode {
+    if o.inetd {
         Mode::Inetd
     } else if o.daemon || o.wizard {
         Mode::Daemon
@@ -183,13 +223,15 @@ fn configure(o: Options) -> Result<Config, String> {
         Mode::Inetd
     } else {
         Mode::Daemon
-    };
-    if o.no_fork || o.no_fifo {
-        log::debug!("--no-fork and --no-fifo are accepted for distccd compatibility only");
     }
+}
+
+/// `--allow` and `--allow-private`; a TCP daemon given neither serves the
+/// private ranges.
+fn access(o: &Options, mode: Mode) -> Result<AccessList> {
     let mut access = AccessList::default();
     for spec in &o.allow {
-        access.push(Allow::parse(spec)?);
+        access.push(Allow::parse(spec).map_err(ConfigError::Allow)?);
     }
     if o.allow_private {
         access.add_private();
@@ -198,67 +240,75 @@ fn configure(o: Options) -> Result<Config, String> {
         log::info!("no --allow option given: allowing only the private ranges");
         access.add_private();
     }
-    let listen = o
-        .listen
+    Ok(access)
+}
+
+fn listen_addresses(o: &Options) -> Result<Vec<IpAddr>> {
+    o.listen
         .iter()
         .map(|a| {
             a.parse::<IpAddr>()
-                .map_err(|_| format!("--listen: bad address '{a}'"))
+                .map_err(|_| ConfigError::Address(a.clone()))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let port_in_range = |option: &str, value: &str| -> Result<u16, String> {
-        match number::<u32>(option, value)? {
-            p @ 1..=65535 => Ok(p as u16),
-            p => Err(format!("{option}: port {p} is not in 1-65535")),
-        }
-    };
-    let port = match &o.port {
-        Some(p) => port_in_range("--port", p)?,
-        None => DEFAULT_PORT,
-    };
-    let stats_port = match (&o.stats_port, o.stats) {
-        (Some(p), true) => Some(port_in_range("--stats-port", p)?),
-        (None, true) => Some(3633),
-        (Some(p), false) => {
-            port_in_range("--stats-port", p)?;
-            None
-        }
-        (None, false) => None,
-    };
-    let jobs = match &o.jobs {
+        .collect()
+}
+
+fn port_in_range(option: &'static str, value: &str) -> Result<u16> {
+    match number::<u32>(option, value)? {
+        p @ 1..=65535 => Ok(p as u16),
+        port => Err(ConfigError::Port { option, port }),
+    }
+}
+
+/// `--stats-port` is checked even without `--stats`, which alone turns
+/// the statistics on (on port 3633 unless given).
+fn stats_port(o: &Options) -> Result<Option<u16>> {
+    let port = o
+        .stats_port
+        .as_deref()
+        .map(|p| port_in_range("--stats-port", p))
+        .transpose()?;
+    Ok(o.stats.then(|| port.unwrap_or(3633)))
+}
+
+fn jobs(o: &Options) -> Result<usize> {
+    match &o.jobs {
         Some(j) => match number::<usize>("--jobs", j)? {
-            n @ 1..=10_000 => n,
-            n => return Err(format!("--jobs: {n} is not in 1-10000")),
+            n @ 1..=10_000 => Ok(n),
+            n => Err(ConfigError::Jobs(n)),
         },
-        None => crate::sys::cpu_count() + 2,
-    };
-    let nice = match &o.nice {
-        Some(n) => number("--nice", n)?,
-        None => 5,
-    };
-    let seconds = |option: &str, value: &Option<String>| -> Result<Option<Duration>, String> {
-        match value {
-            Some(v) => {
-                let n: i64 = number(option, v)?;
-                Ok((n > 0).then(|| Duration::from_secs(n as u64)))
-            }
-            None => Ok(None),
+        None => Ok(crate::sys::cpu_count() + 2),
+    }
+}
+
+/// A number of seconds; 0 or less means no limit.
+fn seconds(option: &'static str, value: &Option<String>) -> Result<Option<Duration>> {
+    match value {
+        Some(v) => {
+            let n: i64 = number(option, v)?;
+            Ok((n > 0).then(|| Duration::from_secs(n as u64)))
         }
-    };
-    let job_lifetime = seconds("--job-lifetime", &o.job_lifetime)?;
-    let lifetime = seconds("--lifetime", &o.lifetime)?;
-    let verbose = o.verbose || o.wizard;
-    let log_level = match (&o.log_level, verbose) {
+        None => Ok(None),
+    }
+}
+
+/// `--log-level`, overridden by `--verbose` and `-W`; an unknown name is
+/// warned about and taken as notice.
+fn log_level(o: &Options) -> log::LevelFilter {
+    match (&o.log_level, o.verbose || o.wizard) {
         (_, true) => log::LevelFilter::Trace,
         (Some(name), false) => crate::logging::parse_level(name).unwrap_or_else(|| {
             log::warn!("--log-level: unknown level '{name}'; using notice");
             log::LevelFilter::Info
         }),
         (None, false) => log::LevelFilter::Info,
-    };
-    let io_timeout = Duration::from_secs(positive_env("DISTCC_IO_TIMEOUT")?.unwrap_or(300));
-    let limits = input_limit(Limits::default())?;
-    let whitelist = if o.enable_tcp_insecure || o.make_me_a_botnet {
+    }
+}
+
+/// Which compilers may run: any (`--enable-tcp-insecure`), those of
+/// `DISTCC_CMDLIST`, or the links in the masquerade directories.
+fn whitelist(o: &Options) -> Whitelist {
+    if o.enable_tcp_insecure || o.make_me_a_botnet {
         Whitelist::Insecure
     } else if let Some(path) = std::env::var_os("DISTCC_CMDLIST") {
         let words = std::env::var("DISTCC_CMDLIST_NUMWORDS")
@@ -270,67 +320,91 @@ fn configure(o: Options) -> Result<Config, String> {
         Whitelist::Masquerade(policy::default_masquerade_dirs())
     } else {
         Whitelist::Masquerade(o.masquerade_dir.clone())
-    };
-    if let Some(path) = std::env::var_os("DISTCCD_PATH") {
-        std::env::set_var("PATH", path);
     }
-    let tmpdir = crate::sys::tmp_dir();
-    Ok(Config {
+}
+
+/// Turns parsed options and the environment into the daemon's configuration.
+fn configure(o: Options) -> Result<Config> {
+    if o.no_fork || o.no_fifo {
+        log::debug!("--no-fork and --no-fifo are accepted for distccd compatibility only");
+    }
+    let mode = mode(&o);
+    let config = Config {
         mode,
-        access,
-        listen,
-        port,
-        jobs,
-        nice,
-        job_lifetime,
+        access: access(&o, mode)?,
+        listen: listen_addresses(&o)?,
+        port: match &o.port {
+            Some(p) => port_in_range("--port", p)?,
+            None => DEFAULT_PORT,
+        },
+        stats_port: stats_port(&o)?,
+        jobs: jobs(&o)?,
+        nice: match &o.nice {
+            Some(n) => number("--nice", n)?,
+            None => 5,
+        },
+        job_lifetime: seconds("--job-lifetime", &o.job_lifetime)?,
+        lifetime: seconds("--lifetime", &o.lifetime)?,
+        log_level: log_level(&o),
+        io_timeout: Duration::from_secs(positive_env("DISTCC_IO_TIMEOUT")?.unwrap_or(300)),
+        limits: input_limit(Limits::default())?,
+        whitelist: whitelist(&o),
         detach: !(o.no_detach || o.wizard),
-        pid_file: o.pid_file,
         user: (
             o.user.clone().unwrap_or_else(|| "distcc".into()),
             o.user.is_some(),
         ),
-        lifetime,
-        log_file: o.log_file,
         log_stderr: o.log_stderr || o.wizard,
-        log_level,
-        stats_port,
-        whitelist,
-        limits,
-        io_timeout,
+        pid_file: o.pid_file,
+        log_file: o.log_file,
         save_temps: env_flag("DISTCC_SAVE_TEMPS"),
-        tmpdir,
-    })
+        tmpdir: crate::sys::tmp_dir(),
+    };
+    if let Some(path) = std::env::var_os("DISTCCD_PATH") {
+        std::env::set_var("PATH", path);
+    }
+    Ok(config)
 }
 
-pub fn main(args: Vec<OsString>) -> i32 {
-    crate::logging::init(log::LevelFilter::Info);
-    let name = args
-        .first()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "distccd".into());
-    let mut words = Vec::with_capacity(args.len());
-    for arg in args.iter().skip(1) {
-        match arg.to_str() {
-            Some(s) => words.push(s.to_string()),
-            None => return bad(format!("argument is not valid UTF-8: {arg:?}")),
-        }
-    }
-    let words = split_joined(&words);
+/// The arguments after argv[0] as words argh can read.
+fn words(args: &[OsString]) -> Result<Vec<String>> {
+    let words = args
+        .iter()
+        .skip(1)
+        .map(|arg| {
+            arg.to_str()
+                .map(String::from)
+                .ok_or_else(|| ConfigError::NotUnicode(arg.clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(split_joined(&words))
+}
+
+fn usage(err: ConfigError) -> Outcome {
+    Ok(Status::Usage(err.to_string()))
+}
+
+pub fn main(call: Call) -> Outcome {
+    crate::logging::set_level(log::LevelFilter::Info);
+    let words = match words(&call.args) {
+        Ok(words) => words,
+        Err(err) => return usage(err),
+    };
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    let options: Options = match super::parse_options(&[&name], &refs, |why| bad(why.to_string())) {
+    let options: Options = match super::parse_options(&[&call.command], &refs) {
         Ok(o) => o,
-        Err(code) => return code,
+        Err(outcome) => return outcome,
     };
     if options.version {
-        print!("{}", crate::version_banner("distcc-rs"));
-        return 0;
+        stdout::print(crate::version_banner(&call.called))?;
+        return Ok(Status::OK);
     }
     let config = match configure(options) {
         Ok(c) => c,
-        Err(message) => return bad(message),
+        Err(err) => return usage(err),
     };
-    crate::logging::init(config.log_level);
-    crate::daemon::run(config)
+    crate::logging::set_level(config.log_level);
+    Ok(Status::from_code(crate::daemon::run(config)))
 }
 
 #[cfg(test)]

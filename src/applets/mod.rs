@@ -11,18 +11,36 @@
 //! that name.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use crate::exitcode::ExitCode;
 
 mod client;
 mod daemon;
 mod mon;
+pub mod status;
+mod stdout;
 mod wrap;
 
-/// An applet's entry point: the full argv (argv[0] is the name it was called
-/// by) in, an exit code out.
-pub type AppletMain = fn(Vec<OsString>) -> i32;
+pub use status::{Error, Outcome, Status};
+
+/// An applet's entry point: its command line in, how it ended out. Errors
+/// are printed by the dispatcher, never by the applet.
+pub type AppletMain = fn(Call) -> Outcome;
+
+/// The command line an applet is called with.
+pub struct Call {
+    /// argv: `args[0]` is the name the applet was reached by (a link's
+    /// path, or the applet's name after `distcc-rs`).
+    pub args: Vec<OsString>,
+    /// The name `--version` puts first: the basename the binary was called
+    /// by (`distcc`, `x86_64-linux-gnu-distccd`), or `distcc-rs`.
+    pub called: String,
+    /// How to call the applet again, for usage lines: `distccd`,
+    /// `distcc-rs mon`.
+    pub command: String,
+}
 
 /// One row of the applet table.
 pub struct Applet {
@@ -33,7 +51,17 @@ pub struct Applet {
     pub main: AppletMain,
     /// One line for `--list`.
     pub about: &'static str,
+    /// The program's name in its error messages, log lines and syslog
+    /// ident, however it was called: one prefix per program.
+    pub program: &'static str,
+    /// The exit status for a bad command line.
+    pub usage_status: u8,
+    /// The options, for the line after a usage error (empty: none).
+    pub synopsis: &'static str,
 }
+
+/// distcc's status for a bad command line.
+const EXIT_BAD_ARGUMENTS: u8 = ExitCode::BadArguments as u8;
 
 /// Every applet that works today. Applets are registered only once they work.
 pub const APPLETS: &[Applet] = &[
@@ -42,49 +70,67 @@ pub const APPLETS: &[Applet] = &[
         links: &["distccd"],
         main: daemon::main,
         about: "distcc compile server (distccd), protocols 1 and 2",
+        program: "distccd",
+        usage_status: EXIT_BAD_ARGUMENTS,
+        synopsis: "",
     },
     Applet {
         name: "client",
         links: &["distcc"],
         main: client::main,
         about: "distcc client: distcc-rs COMPILER ARGS, or linked as a compiler name",
+        program: "distcc",
+        usage_status: EXIT_BAD_ARGUMENTS,
+        synopsis: "",
     },
     Applet {
         name: "mon",
         links: &["distccmon-text"],
         main: mon::main,
         about: "text monitor (distccmon-text): the jobs of local clients or of a daemon",
+        program: "distccmon-text",
+        // distccmon-text's status for a bad command line, not distcc's 101.
+        usage_status: 1,
+        synopsis: "[DELAY] [--summary] [--daemon HOST[:PORT]]",
     },
     Applet {
         name: "wrap",
         links: &[],
         main: wrap::main,
         about: "make this machine a cross helper: clang wrappers, whitelist, service files",
+        program: "distcc-rs wrap",
+        usage_status: EXIT_BAD_ARGUMENTS,
+        synopsis: "",
     },
 ];
 
-/// Parses an applet's command line with argh. `Err(code)` means the applet
-/// exits now with `code`: 0 once `--help` is printed, or what `bad` returns
-/// for a bad command line (it gets argh's message).
+/// The dispatcher's own commands (`--list`, `--install`, ...), as a row
+/// for printing their errors.
+const SELF: Applet = Applet {
+    name: SELF_NAME,
+    links: &[],
+    main: self_main,
+    about: "",
+    program: SELF_NAME,
+    usage_status: EXIT_BAD_ARGUMENTS,
+    synopsis: "",
+};
+
+/// Parses an applet's command line with argh: `--help` is printed (through
+/// the one stdout writer) and ends the applet with status 0; a bad command
+/// line ends it with argh's message as a usage error.
 pub(crate) fn parse_options<T: argh::FromArgs>(
     command: &[&str],
     words: &[&str],
-    bad: impl FnOnce(&str) -> i32,
-) -> Result<T, i32> {
+) -> Result<T, Outcome> {
     T::from_args(command, words).map_err(|early| match early.status {
-        Ok(()) => {
-            print!("{}", early.output);
-            0
-        }
-        Err(()) => bad(early.output.trim_end()),
+        Ok(()) => stdout::print(&early.output).map(|()| Status::OK),
+        Err(()) => Ok(Status::Usage(early.output.trim_end().to_string())),
     })
 }
 
 /// The exit status for a missing argv[0], as busybox uses for an unknown applet.
-const EXIT_UNKNOWN_APPLET: i32 = 127;
-
-/// distcc's status for a bad command line.
-const EXIT_BAD_ARGUMENTS: i32 = 101;
+const EXIT_UNKNOWN_APPLET: u8 = 127;
 
 /// The name the binary answers to itself.
 const SELF_NAME: &str = "distcc-rs";
@@ -121,111 +167,269 @@ fn is_self_name(called: &OsStr) -> bool {
     called_name(called) == SELF_NAME.as_bytes()
 }
 
-/// Runs the applet chosen by argv and returns its exit code.
-pub fn dispatch(args: Vec<OsString>) -> i32 {
+/// The client applet's row, which also serves masquerade shims.
+fn client_applet() -> &'static Applet {
+    APPLETS
+        .iter()
+        .find(|a| a.name == "client")
+        .expect("the client is in the applet table")
+}
+
+/// Runs the applet chosen by argv, prints its error if it ended with one,
+/// and returns the process's exit status.
+pub fn dispatch(args: Vec<OsString>) -> u8 {
     let Some(argv0) = args.first().cloned() else {
-        eprintln!("{SELF_NAME}: no argv[0]");
+        report(&SELF, SELF_NAME, Err(Error::failure("no argv[0]")));
         return EXIT_UNKNOWN_APPLET;
     };
-    if !is_self_name(&argv0) {
-        return match find_applet(&argv0) {
-            Some(applet) => (applet.main)(args),
-            // A compiler's name: a masquerade shim.
-            None => client::main(args),
-        };
-    }
-    let Some(first) = args.get(1) else {
-        usage(&mut std::io::stderr());
-        return EXIT_BAD_ARGUMENTS;
+    let (applet, call) = choose(args, &argv0);
+    crate::logging::start(applet.program);
+    let command = call.command.clone();
+    report(applet, &command, (applet.main)(call))
+}
+
+/// The applet argv names and the command line it gets.
+fn choose(args: Vec<OsString>, argv0: &OsStr) -> (&'static Applet, Call) {
+    let called = String::from_utf8_lossy(called_name(argv0)).into_owned();
+    let call = |args, command| Call {
+        args,
+        called: called.clone(),
+        command,
     };
-    match first.to_str() {
-        Some("--list") => {
-            list(&mut std::io::stdout());
-            0
-        }
-        Some("--help") | Some("-h") => {
-            usage(&mut std::io::stdout());
-            0
-        }
-        Some("--version") => {
-            print!("{}", crate::version_banner(SELF_NAME));
-            0
-        }
-        Some("--install") => install(&args[2..]),
-        Some("--install-masquerade") => client::install_masquerade(&args[2..]),
-        _ => match APPLETS
+    if !is_self_name(argv0) {
+        // An applet's link, or a compiler's name: a masquerade shim.
+        let applet = find_applet(argv0).unwrap_or_else(client_applet);
+        return (applet, call(args, called.clone()));
+    }
+    let named = args.get(1).and_then(|first| {
+        APPLETS
             .iter()
             .find(|a| OsStr::new(a.name) == first.as_os_str())
-        {
-            Some(applet) => (applet.main)(args[1..].to_vec()),
-            // `distcc-rs gcc -c x.c`, `distcc-rs -c x.c`, `distcc-rs --show-hosts`.
-            None => client::main(args),
-        },
+    });
+    match named {
+        Some(applet) => {
+            let command = format!("{SELF_NAME} {}", applet.name);
+            (applet, call(args[1..].to_vec(), command))
+        }
+        None if is_self_command(args.get(1)) => (&SELF, call(args, SELF_NAME.into())),
+        // `distcc-rs gcc -c x.c`, `distcc-rs -c x.c`, `distcc-rs --show-hosts`.
+        None => (client_applet(), call(args, SELF_NAME.into())),
     }
 }
 
-fn usage(out: &mut dyn Write) {
-    let _ = writeln!(
-        out,
+/// The words after `distcc-rs` that the dispatcher answers itself.
+const SELF_COMMANDS: &[&str] = &[
+    "--list",
+    "--help",
+    "-h",
+    "--version",
+    "--install",
+    "--uninstall",
+    "--install-masquerade",
+];
+
+fn is_self_command(first: Option<&OsString>) -> bool {
+    first.is_none_or(|first| SELF_COMMANDS.iter().any(|c| first == c))
+}
+
+/// Prints an applet's error (the one place errors are printed) and turns
+/// its outcome into the process's exit status.
+fn report(applet: &Applet, command: &str, outcome: Outcome) -> u8 {
+    let status = match outcome {
+        Ok(status) => status,
+        Err(Error::StdoutClosed) => return 0,
+        Err(Error::Failed { status, message }) => {
+            let lines = message
+                .lines()
+                .map(|line| format!("{}: {line}\n", applet.program));
+            say_error(&lines.collect::<String>());
+            status
+        }
+    };
+    match status {
+        Status::Exit(code) => code as u8,
+        Status::Child(code) => code,
+        Status::Failure => 1,
+        Status::Usage(message) => {
+            let mut text = format!("{}: {message}\n", applet.program);
+            if !applet.synopsis.is_empty() {
+                text += &format!("Usage: {command} {}\n", applet.synopsis);
+            }
+            text += &format!("Try '{command} --help' for more information.\n");
+            say_error(&text);
+            applet.usage_status
+        }
+    }
+}
+
+/// Writes to stderr in one piece; a stderr that cannot be written to is
+/// passed over, as there is nowhere left to say so.
+pub(super) fn say_error(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The dispatcher's own commands.
+fn self_main(call: Call) -> Outcome {
+    let args = &call.args;
+    let Some(first) = args.get(1) else {
+        say_error(&usage());
+        return Ok(Status::Exit(ExitCode::BadArguments));
+    };
+    match first.to_str() {
+        Some("--list") => stdout::print(list()).map(|()| Status::OK),
+        Some("--help") | Some("-h") => stdout::print(usage()).map(|()| Status::OK),
+        Some("--version") => stdout::print(crate::version_banner(SELF_NAME)).map(|()| Status::OK),
+        Some("--install") => install(&args[2..]),
+        Some("--uninstall") => uninstall(&args[2..]),
+        Some("--install-masquerade") => client::install_masquerade(&args[2..]),
+        _ => unreachable!("is_self_command chose these words"),
+    }
+}
+
+fn usage() -> String {
+    format!(
         "Usage: {SELF_NAME} APPLET [ARGS...]\n\
          \x20      {SELF_NAME} COMPILER [ARGS...]          compile through distcc (see '{SELF_NAME} client --help')\n\
          \x20      {SELF_NAME} --list\n\
          \x20      {SELF_NAME} --install [-s] DIR          links for the applets (distccd, distcc, distccmon-text)\n\
+         \x20      {SELF_NAME} --uninstall DIR             removes those links where they lead here\n\
          \x20      {SELF_NAME} --install-masquerade [DIR]  compiler links (cc, gcc, ...; default /usr/lib/distcc)\n\
          \x20      {SELF_NAME} --version\n\
          \n\
          Linked under an applet's name (for example distccd), the binary runs that applet;\n\
          linked under a compiler's name (gcc, cc, x86_64-linux-gnu-gcc), it is a masquerade shim.\n\
          \n\
-         Applets:"
-    );
-    list(out);
+         Applets:\n{}",
+        list()
+    )
 }
 
-fn list(out: &mut dyn Write) {
+fn list() -> String {
+    let mut text = String::new();
     for applet in APPLETS {
         let links = if applet.links.is_empty() {
             String::new()
         } else {
             format!(" (linked as {})", applet.links.join(", "))
         };
-        let _ = writeln!(out, "  {:<10} {}{}", applet.name, applet.about, links);
+        text += &format!("  {:<10} {}{}\n", applet.name, applet.about, links);
     }
+    text
+}
+
+/// Every applet's link names, in table order.
+fn link_names() -> impl Iterator<Item = &'static str> {
+    APPLETS.iter().flat_map(|a| a.links.iter().copied())
+}
+
+/// This executable, with symbolic links resolved.
+fn this_exe() -> Result<PathBuf, Error> {
+    std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|err| {
+            Error::exit(
+                ExitCode::DistccFailed,
+                format!("cannot find this executable: {err}"),
+            )
+        })
 }
 
 /// `--install [-s] DIR`: makes a hard link (or with `-s` a symbolic link) to
-/// this binary in DIR for every applet's link names.
-fn install(args: &[OsString]) -> i32 {
+/// this binary in DIR for every applet's link names, and prints each
+/// link's path. A symbolic link to a
+/// binary in DIR itself is relative (`distccd -> distcc-rs`), so it still
+/// holds when DIR is moved, as a staged `make install DESTDIR=...` is.
+fn install(args: &[OsString]) -> Outcome {
     let (symbolic, dir) = match args {
-        [flag, dir] if flag == "-s" => (true, dir),
-        [dir] if dir != "-s" => (false, dir),
+        [flag, dir] if flag == "-s" => (true, Path::new(dir)),
+        [dir] if dir != "-s" => (false, Path::new(dir)),
         _ => {
-            eprintln!("Usage: {SELF_NAME} --install [-s] DIR");
-            return 101;
+            return Ok(Status::Usage(format!(
+                "usage: {SELF_NAME} --install [-s] DIR"
+            )))
         }
     };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(err) => {
-            eprintln!("{SELF_NAME}: cannot find this executable: {err}");
-            return 100;
+    let exe = this_exe()?;
+    let target = match (exe.parent(), dir.canonicalize()) {
+        (Some(parent), Ok(dir)) if symbolic && parent == dir => {
+            PathBuf::from(exe.file_name().unwrap_or(exe.as_os_str()))
         }
+        _ => exe.clone(),
     };
-    let mut status = 0;
-    for link in APPLETS.iter().flat_map(|a| a.links.iter()) {
-        let path: PathBuf = Path::new(dir).join(link);
+    let mut failed = 0;
+    for link in link_names() {
+        let path = dir.join(link);
         let _ = std::fs::remove_file(&path);
         let made = if symbolic {
-            std::os::unix::fs::symlink(&exe, &path)
+            std::os::unix::fs::symlink(&target, &path)
         } else {
             std::fs::hard_link(&exe, &path)
         };
-        if let Err(err) = made {
-            eprintln!("{SELF_NAME}: cannot link {}: {err}", path.display());
-            status = 100;
+        match made {
+            Ok(()) => stdout::print(format!("{}\n", path.display()))?,
+            Err(err) => {
+                say_error(&format!(
+                    "{SELF_NAME}: cannot link {}: {err}\n",
+                    path.display()
+                ));
+                failed += 1;
+            }
         }
     }
-    status
+    links_outcome(failed, "made")
+}
+
+/// `--uninstall DIR`: removes every applet link in DIR that leads to this
+/// binary (a symbolic link that resolves to it, or a hard link to it),
+/// prints each one's path, and leaves anything else of those names alone.
+fn uninstall(args: &[OsString]) -> Outcome {
+    let [dir] = args else {
+        return Ok(Status::Usage(format!("usage: {SELF_NAME} --uninstall DIR")));
+    };
+    let exe = this_exe()?;
+    let mut failed = 0;
+    for link in link_names() {
+        let path = Path::new(dir).join(link);
+        if !is_link_to(&path, &exe) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => stdout::print(format!("{}\n", path.display()))?,
+            Err(err) => {
+                say_error(&format!(
+                    "{SELF_NAME}: cannot remove {}: {err}\n",
+                    path.display()
+                ));
+                failed += 1;
+            }
+        }
+    }
+    links_outcome(failed, "removed")
+}
+
+/// Whether `path` is a symbolic or hard link to `exe` (and not `exe` itself).
+fn is_link_to(path: &Path, exe: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(own), Ok(target), Ok(exe_meta)) = (
+        std::fs::symlink_metadata(path),
+        std::fs::metadata(path),
+        std::fs::metadata(exe),
+    ) else {
+        return false;
+    };
+    let same = (target.dev(), target.ino()) == (exe_meta.dev(), exe_meta.ino());
+    same && (own.file_type().is_symlink() || path.canonicalize().ok().as_deref() != Some(exe))
+}
+
+pub(super) fn links_outcome(failed: usize, done: &str) -> Outcome {
+    match failed {
+        0 => Ok(Status::OK),
+        n => Err(Error::exit(
+            ExitCode::DistccFailed,
+            format!("{n} link(s) could not be {done}"),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +464,21 @@ mod tests {
         assert_eq!(name("gcc"), None);
         assert_eq!(name("distccmon-text"), Some("mon"));
         assert_eq!(name("/usr/local/bin/distccmon-text"), Some("mon"));
+    }
+
+    #[test]
+    fn outcomes_become_exit_statuses() {
+        let mon = find_applet(OsStr::new("distccmon-text")).unwrap();
+        let daemon = find_applet(OsStr::new("distccd")).unwrap();
+        let usage = || Ok(Status::Usage("bad".into()));
+        assert_eq!(report(mon, "distccmon-text", usage()), 1);
+        assert_eq!(report(daemon, "distccd", usage()), 101);
+        assert_eq!(report(daemon, "distccd", Ok(Status::OK)), 0);
+        assert_eq!(report(daemon, "distccd", Ok(Status::Child(139))), 139);
+        assert_eq!(report(daemon, "distccd", Err(Error::StdoutClosed)), 0);
+        let io = Error::exit(ExitCode::IoError, "x");
+        assert_eq!(report(daemon, "distccd", Err(io)), 107);
+        assert_eq!(report(daemon, "distccd", Err(Error::failure("x"))), 1);
     }
 
     #[test]

@@ -1,17 +1,13 @@
 //! The `mon` applet (linked as `distccmon-text`): the text monitor's command line, DELAY and the poll loop.
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use argh::FromArgs;
 
+use super::{stdout, Call, Outcome, Status};
 use crate::exitcode::ExitCode;
 use crate::monitor::{self, daemon::Target};
-
-/// distccmon-text's status for a bad command line (not distcc's 101).
-const EXIT_USAGE: i32 = 1;
 
 /// Shows the jobs of the distcc clients that write to $DISTCC_DIR/state
 /// (default ~/.distcc/state), one line per job: pid, phase, file, host and
@@ -43,25 +39,6 @@ struct Options {
     daemon: Option<String>,
 }
 
-/// The name to show in messages: the basename of argv[0], or `distcc-rs mon`
-/// when the dispatcher found the applet by its name in argv[1].
-fn called_as(args: &[OsString]) -> String {
-    match args.first().map(|a| Path::new(a).file_name().unwrap_or(a)) {
-        Some(name) if name == "mon" => "distcc-rs mon".into(),
-        Some(name) => name.to_string_lossy().into_owned(),
-        None => "distccmon-text".into(),
-    }
-}
-
-fn usage_error(name: &str, message: &str) -> i32 {
-    eprintln!(
-        "{name}: {message}\n\
-         Usage: {name} [DELAY] [--summary] [--daemon HOST[:PORT]]\n\
-         Try '{name} --help' for more information."
-    );
-    EXIT_USAGE
-}
-
 /// Lets argh take a negative number (`-0`, `-.5`) as DELAY rather than as
 /// an unknown option, by moving it after `--`.
 fn numbers_last(words: Vec<String>) -> Vec<String> {
@@ -82,36 +59,43 @@ fn numbers_last(words: Vec<String>) -> Vec<String> {
     rest
 }
 
-pub fn main(args: Vec<OsString>) -> i32 {
-    crate::logging::set_program("distccmon-text");
+/// The arguments after argv[0], with negative numbers last.
+fn words(args: &[OsString]) -> Result<Vec<String>, String> {
+    let words = args
+        .iter()
+        .skip(1)
+        .map(|arg| {
+            arg.to_str()
+                .map(String::from)
+                .ok_or_else(|| format!("argument is not valid UTF-8: {arg:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(numbers_last(words))
+}
+
+pub fn main(call: Call) -> Outcome {
     let verbose = crate::env::bool_var("DISTCC_VERBOSE", false);
-    crate::logging::init(if verbose {
+    crate::logging::set_level(if verbose {
         log::LevelFilter::Trace
     } else {
         log::LevelFilter::Warn
     });
-    let name = called_as(&args);
-    let mut words = Vec::with_capacity(args.len());
-    for arg in args.iter().skip(1) {
-        match arg.to_str() {
-            Some(s) => words.push(s.to_string()),
-            None => return usage_error(&name, &format!("argument is not valid UTF-8: {arg:?}")),
-        }
-    }
-    let words = numbers_last(words);
+    let words = match words(&call.args) {
+        Ok(words) => words,
+        Err(why) => return Ok(Status::Usage(why)),
+    };
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    let options: Options =
-        match super::parse_options(&[&name], &refs, |why| usage_error(&name, why)) {
-            Ok(o) => o,
-            Err(code) => return code,
-        };
+    let options: Options = match super::parse_options(&[&call.command], &refs) {
+        Ok(o) => o,
+        Err(outcome) => return outcome,
+    };
     let delay = match options.delay.as_deref().map(parse_delay).transpose() {
         Ok(delay) => delay.flatten(),
-        Err(why) => return usage_error(&name, &why),
+        Err(why) => return Ok(Status::Usage(why.to_string())),
     };
     let target = match options.daemon.as_deref().map(Target::parse).transpose() {
         Ok(target) => target,
-        Err(why) => return usage_error(&name, &why),
+        Err(why) => return Ok(Status::Usage(why)),
     };
     match target {
         Some(target) => run(delay, || {
@@ -119,13 +103,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 .map(|report| monitor::daemon::render(&target, &report, options.summary))
                 .map_err(|err| {
                     log::error!("{err}");
-                    err.exit_code().into()
+                    err.exit_code()
                 })
         }),
         None => {
             let state_dir = match state_dir() {
                 Ok(dir) => dir,
-                Err(code) => return code,
+                Err(code) => return Ok(Status::Exit(code)),
             };
             run(delay, || match monitor::poll(&state_dir) {
                 Ok(entries) => Ok(monitor::render(&entries, options.summary)),
@@ -135,7 +119,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
                         state_dir.display(),
                         monitor::strerror(&err)
                     );
-                    Err(ExitCode::IoError.into())
+                    Err(ExitCode::IoError)
                 }
             })
         }
@@ -143,40 +127,59 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 /// `$DISTCC_DIR/state`, made if missing, as distccmon-text finds it.
-fn state_dir() -> Result<std::path::PathBuf, i32> {
+fn state_dir() -> Result<std::path::PathBuf, ExitCode> {
     let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
     if !set("DISTCC_DIR") && !set("HOME") {
         log::error!("neither DISTCC_DIR nor HOME is set; can't find distcc directory");
-        return Err(ExitCode::BadArguments.into());
+        return Err(ExitCode::BadArguments);
     }
     crate::env::distcc_subdir("state").map_err(|err| {
         log::error!(
             "cannot make the state directory: {}",
             monitor::strerror(&err)
         );
-        ExitCode::IoError.into()
+        ExitCode::IoError
     })
 }
 
 /// Polls once, or every `delay` until a poll fails; each poll's text is
-/// written and flushed whole. A closed stdout ends the monitor quietly.
-fn run(delay: Option<Duration>, mut poll: impl FnMut() -> Result<Vec<u8>, i32>) -> i32 {
-    let mut stdout = std::io::stdout().lock();
+/// written and flushed whole, through the one stdout writer (so a closed
+/// stdout ends the monitor quietly). A failed poll has logged its error
+/// and gives its exit code.
+fn run(delay: Option<Duration>, mut poll: impl FnMut() -> Result<Vec<u8>, ExitCode>) -> Outcome {
     loop {
         let text = match poll() {
             Ok(text) => text,
-            Err(code) => return code,
+            Err(code) => return Ok(Status::Exit(code)),
         };
-        if let Err(err) = stdout.write_all(&text).and_then(|()| stdout.flush()) {
-            if err.kind() == std::io::ErrorKind::BrokenPipe {
-                return 0;
-            }
-            log::error!("cannot write the job list: {}", monitor::strerror(&err));
-            return ExitCode::IoError.into();
-        }
+        stdout::write(&text)?;
         match delay {
             Some(delay) => std::thread::sleep(delay),
-            None => return 0,
+            None => return Ok(Status::OK),
+        }
+    }
+}
+
+/// Why a DELAY was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DelayError {
+    /// Not wholly a C number.
+    NotANumber(String),
+    /// Negative, infinite or NaN.
+    NotFinite(String),
+    /// More seconds than a `Duration` holds.
+    TooLong(String),
+}
+
+impl std::fmt::Display for DelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DelayError::NotANumber(w) => write!(f, "bad DELAY '{w}': not a number of seconds"),
+            DelayError::NotFinite(w) => write!(
+                f,
+                "bad DELAY '{w}': must be a finite number of seconds, 0 or more"
+            ),
+            DelayError::TooLong(w) => write!(f, "bad DELAY '{w}': too long"),
         }
     }
 }
@@ -185,24 +188,21 @@ fn run(delay: Option<Duration>, mut poll: impl FnMut() -> Result<Vec<u8>, i32>) 
 /// stored in a C `float`; `None` (poll once) when that float is 0. Unlike
 /// distccmon-text, which turns a negative, infinite or NaN delay into a
 /// wrapped-around or zero `usleep`, those are refused.
-fn parse_delay(word: &str) -> Result<Option<Duration>, String> {
-    let bad = || format!("bad DELAY '{word}': not a number of seconds");
+fn parse_delay(word: &str) -> Result<Option<Duration>, DelayError> {
     let (value, used) = strtod(word);
     if used != word.len() {
-        return Err(bad());
+        return Err(DelayError::NotANumber(word.into()));
     }
     let seconds = value as f32;
     if seconds.is_nan() || seconds.is_infinite() || seconds < 0.0 {
-        return Err(format!(
-            "bad DELAY '{word}': must be a finite number of seconds, 0 or more"
-        ));
+        return Err(DelayError::NotFinite(word.into()));
     }
     if seconds == 0.0 {
         return Ok(None);
     }
     Duration::try_from_secs_f32(seconds)
         .map(Some)
-        .map_err(|_| format!("bad DELAY '{word}': too long"))
+        .map_err(|_| DelayError::TooLong(word.into()))
 }
 
 /// C's `strtod` in the C locale: the value and the number of bytes it used

@@ -1,13 +1,11 @@
 //! The `wrap` applet's command line: `distcc-rs wrap --target TRIPLE ...`
 //! makes this machine a cross helper for TRIPLE (the work is in `crate::wrap`).
 
-use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 
 use argh::FromArgs;
 
-use crate::exitcode::ExitCode;
+use super::{stdout, Call, Error, Outcome, Status};
 use crate::proto::DEFAULT_PORT;
 use crate::wrap::{self, Instance, Plan, Request};
 
@@ -72,38 +70,38 @@ struct Options {
     force: bool,
 }
 
-/// Prints a line to stdout; a closed stdout (`| head`) is not an error.
+/// Prints a line through the one stdout writer; the applet stops on a
+/// closed or failing stdout.
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
+    () => {
+        stdout::print("\n")?
+    };
+    ($($arg:tt)*) => {
+        stdout::print(format!("{}\n", format_args!($($arg)*)))?
+    };
 }
 
-fn fail(message: impl std::fmt::Display) -> i32 {
-    eprintln!("distcc-rs wrap: {message}");
-    1
+fn usage(message: impl std::fmt::Display) -> Outcome {
+    Ok(Status::Usage(message.to_string()))
 }
 
-fn bad(message: impl std::fmt::Display) -> i32 {
-    eprintln!("distcc-rs wrap: {message}");
-    ExitCode::BadArguments.into()
-}
-
-/// Prints the refusals; true if there were any.
-fn refused(plan: &Plan, force: bool) -> bool {
+/// The refusals, as one error, if there were any.
+fn refused(plan: &Plan, force: bool) -> Result<(), Error> {
+    if plan.refusals.is_empty() {
+        return Ok(());
+    }
+    let mut message = String::new();
     for r in &plan.refusals {
-        eprintln!("distcc-rs wrap: refusing: {}: {}", r.path.display(), r.why);
+        message += &format!("refusing: {}: {}\n", r.path.display(), r.why);
     }
-    if !plan.refusals.is_empty() {
-        eprintln!(
-            "distcc-rs wrap: nothing was changed{}",
-            if force { "" } else { " (see --force)" }
-        );
-    }
-    !plan.refusals.is_empty()
+    message += &format!(
+        "nothing was changed{}",
+        if force { "" } else { " (see --force)" }
+    );
+    Err(Error::failure(message))
 }
 
-fn run_plan(plan: &Plan, dry_run: bool) -> Result<bool, i32> {
+fn run_plan(plan: &Plan, dry_run: bool) -> Result<bool, Error> {
     match plan.apply(dry_run) {
         Ok(report) => {
             for line in &report.lines {
@@ -111,13 +109,13 @@ fn run_plan(plan: &Plan, dry_run: bool) -> Result<bool, i32> {
             }
             Ok(report.changed)
         }
-        Err(err) => Err(fail(format!(
+        Err(err) => Err(Error::failure(format!(
             "{err}; the run stopped part way, rerun it to finish"
         ))),
     }
 }
 
-fn summary(instance: &Instance) {
+fn summary(instance: &Instance) -> Result<(), Error> {
     let host = crate::sys::hostname().unwrap_or_else(|| "THIS_HOST".into());
     let jobs = instance.jobs.unwrap_or_else(|| crate::sys::cpu_count() + 2);
     let unit = instance.dir.join(instance.unit_name());
@@ -158,63 +156,63 @@ fn summary(instance: &Instance) {
         instance.target,
         instance.bin_dir().display()
     );
+    Ok(())
 }
 
-pub fn main(args: Vec<OsString>) -> i32 {
-    let name = args
-        .first()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "wrap".into());
-    let mut words = Vec::with_capacity(args.len());
-    for arg in args.iter().skip(1) {
+pub fn main(call: Call) -> Outcome {
+    let mut words = Vec::with_capacity(call.args.len());
+    for arg in call.args.iter().skip(1) {
         match arg.to_str() {
             Some(s) => words.push(s),
-            None => return bad(format!("argument is not valid UTF-8: {arg:?}")),
+            None => return usage(format!("argument is not valid UTF-8: {arg:?}")),
         }
     }
-    let o: Options =
-        match super::parse_options(&[&format!("distcc-rs {name}")], &words, |why| bad(why)) {
-            Ok(o) => o,
-            Err(code) => return code,
-        };
+    let o: Options = match super::parse_options(&[&call.command], &words) {
+        Ok(o) => o,
+        Err(outcome) => return outcome,
+    };
     if o.remove {
-        let dir = match (&o.dir, &o.target, &o.name) {
-            (Some(dir), _, _) => dir.clone(),
-            (None, _, Some(name)) | (None, Some(name), None) => {
-                PathBuf::from("/usr/local/lib/distcc-rs").join(name)
-            }
-            (None, None, None) => return bad("--remove needs --dir, --name or --target"),
-        };
-        let plan = match wrap::plan_remove(&dir, o.force) {
-            Ok(plan) => plan,
-            Err(message) => return fail(message),
-        };
-        if refused(&plan, o.force) {
-            return 1;
-        }
-        if plan.is_noop() {
-            say!("Nothing to remove: no wrap manifest in {}", dir.display());
-            return 0;
-        }
-        say!(
-            "{} {}:",
-            if o.dry_run {
-                "Would remove"
-            } else {
-                "Removing"
-            },
-            dir.display()
-        );
-        return match run_plan(&plan, o.dry_run) {
-            Ok(_) => 0,
-            Err(code) => code,
-        };
+        remove(&o)
+    } else {
+        write(o)
     }
+}
+
+/// `--remove`: takes away what an earlier wrap wrote.
+fn remove(o: &Options) -> Outcome {
+    let dir = match (&o.dir, &o.target, &o.name) {
+        (Some(dir), _, _) => dir.clone(),
+        (None, _, Some(name)) | (None, Some(name), None) => {
+            PathBuf::from("/usr/local/lib/distcc-rs").join(name)
+        }
+        (None, None, None) => return usage("--remove needs --dir, --name or --target"),
+    };
+    let plan = wrap::plan_remove(&dir, o.force).map_err(Error::failure)?;
+    refused(&plan, o.force)?;
+    if plan.is_noop() {
+        say!("Nothing to remove: no wrap manifest in {}", dir.display());
+        return Ok(Status::OK);
+    }
+    say!(
+        "{} {}:",
+        if o.dry_run {
+            "Would remove"
+        } else {
+            "Removing"
+        },
+        dir.display()
+    );
+    run_plan(&plan, o.dry_run)?;
+    Ok(Status::OK)
+}
+
+/// Writes (or with --dry-run shows) the helper's files.
+fn write(o: Options) -> Outcome {
     let Some(target) = o.target else {
-        return bad("--target TRIPLE is required (see --help)");
+        return usage("--target TRIPLE is required (see --help)");
     };
     let Some(exe) = crate::client::compiler::self_exe() else {
-        return fail("cannot find this executable's path");
+        return Err(Error::failure("cannot find this executable's path"));
     };
     let request = Request {
         target,
@@ -229,12 +227,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     let instance = match Instance::new(request, exe) {
         Ok(i) => i,
-        Err(message) => return bad(message),
+        Err(message) => return usage(message),
     };
     let plan = wrap::plan_write(&instance, o.force);
-    if refused(&plan, o.force) {
-        return 1;
-    }
+    refused(&plan, o.force)?;
     say!(
         "{} {} for {} with {}:",
         if o.dry_run {
@@ -246,13 +242,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         instance.target,
         instance.compiler.display()
     );
-    let changed = match run_plan(&plan, o.dry_run) {
-        Ok(changed) => changed,
-        Err(code) => return code,
-    };
-    if !changed {
+    if !run_plan(&plan, o.dry_run)? {
         say!("Nothing changed: every file is already as wrap would write it.");
     }
-    summary(&instance);
-    0
+    summary(&instance)?;
+    Ok(Status::OK)
 }

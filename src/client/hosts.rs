@@ -487,9 +487,10 @@ fn expect_end(token: &str, pos: usize, after: &str) -> Result<(), TokenError> {
 
 /// Shuffles the hosts, as `--randomize` asks. The order depends only on
 /// the process id (3.4 seeds `rand` with `getpid()` too), so every reading
-/// of the list within one client process, retries included, agrees with
-/// what `--show-hosts` printed, while parallel clients spread out.
-pub fn randomize(list: &mut HostList) {
+/// of the list within one client process, retries included, agrees, while
+/// parallel clients spread out. Private to [`load_from`], so a list is
+/// shuffled once, and `--show-hosts` prints it as loaded.
+fn randomize(list: &mut HostList) {
     // splitmix64 of the pid seeds an xorshift64* generator; never zero.
     let mut z = u64::from(std::process::id()).wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

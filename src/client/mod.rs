@@ -54,7 +54,6 @@ pub struct Invocation {
 pub fn init_logging() {
     use crate::logging::{self, Destination};
     use log::LevelFilter;
-    logging::set_program("distcc");
     let verbose = env::bool_var("DISTCC_VERBOSE", false);
     let log_file = std::env::var_os("DISTCC_LOG").filter(|v| !v.is_empty());
     let mut level = if verbose {
@@ -95,7 +94,7 @@ pub fn init_logging() {
             });
         }
     }
-    logging::init(level);
+    logging::set_level(level);
     logging::set_destination(destination);
 }
 
