@@ -347,32 +347,6 @@ pub fn pid() -> u32 {
     std::process::id()
 }
 
-/// A private temporary directory for one test, removed with everything in it
-/// when dropped.
-#[cfg(test)]
-pub(crate) struct TestDir(PathBuf);
-
-#[cfg(test)]
-impl TestDir {
-    /// Makes a fresh `$TMPDIR/distcc-rs-<what>_XXXXXX`.
-    pub(crate) fn new(what: &str) -> TestDir {
-        let prefix = format!("distcc-rs-{what}_");
-        TestDir(make_temp_dir(&std::env::temp_dir(), &prefix).unwrap())
-    }
-
-    /// The directory's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-#[cfg(test)]
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

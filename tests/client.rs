@@ -7,7 +7,8 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
+use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd};
+use common::TestDir;
 use common::{diagnostics, local, text};
 use std::path::Path;
 use std::process::Command;

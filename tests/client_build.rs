@@ -2,7 +2,8 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
+use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd};
+use common::TestDir;
 use common::{local_object, text};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -2,7 +2,8 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions};
+use common::TestDir;
 use common::{local_object, text};
 use std::path::Path;
 use std::process::Command;

@@ -6,7 +6,8 @@
 
 use crate::common;
 
-use common::daemon::{client, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{client, need, Daemon, DaemonOptions};
+use common::TestDir;
 use common::{local, text};
 use std::path::PathBuf;
 use std::process::Output;

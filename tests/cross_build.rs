@@ -13,8 +13,9 @@
 use crate::common;
 
 use common::cross::{self, make_helper, HelperInstance, SlowMachine, ARMV7, POWERPC};
-use common::daemon::{bin, TestDir};
+use common::daemon::bin;
 use common::text;
+use common::TestDir;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,8 @@
 use crate::common;
 
 use common::cross::{self, POWERPC};
-use common::daemon::{bin, distcc, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{bin, distcc, need, Daemon, DaemonOptions};
+use common::TestDir;
 use distcc_rs::proto::{encode_request, HEADER_LEN};
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};

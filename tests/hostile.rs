@@ -7,7 +7,8 @@
 
 use crate::common;
 
-use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{distcc, need, Daemon, DaemonOptions};
+use common::TestDir;
 use distcc_rs::proto::{self, encode_request, Item, Limits, ProtoError, RequestDecoder};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};

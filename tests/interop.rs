@@ -7,7 +7,8 @@
 
 use crate::common;
 
-use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{distcc, need, Daemon, DaemonOptions};
+use common::TestDir;
 use common::{diagnostics, local, text};
 use std::path::Path;
 use std::process::Output;

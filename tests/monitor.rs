@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::daemon::{bin, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
+use common::daemon::{bin, need, Daemon, DaemonOptions, DebianDistccd};
 use common::text;
+use common::TestDir;
 
 /// Debian's monitor, the reference.
 fn distccmon_text() -> PathBuf {

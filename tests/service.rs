@@ -4,7 +4,8 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, need, Daemon, TestDir};
+use common::daemon::{bin, client, need, Daemon};
+use common::TestDir;
 use common::{free_port, local_object, manifest_dir, text};
 use std::collections::BTreeMap;
 use std::ffi::OsString;

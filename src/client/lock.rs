@@ -269,7 +269,7 @@ pub fn local_slot(lock_dir: &Path, limit: u32, pause: Duration) -> io::Result<Lo
 mod tests {
     use super::*;
     use crate::client::hosts::parse;
-    use crate::sys::TestDir;
+    use crate::testing::TestDir;
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
 

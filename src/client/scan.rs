@@ -1059,7 +1059,8 @@ mod tests {
 
     #[test]
     fn response_files() {
-        let dir = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-scan_").unwrap();
+        let tmp = crate::testing::TestDir::new("scan");
+        let dir = tmp.path.clone();
         let write = |name: &str, text: &str| {
             let p = dir.join(name);
             std::fs::write(&p, text).unwrap();
@@ -1095,7 +1096,6 @@ mod tests {
         let looped = write("loop", "");
         std::fs::write(&looped[1..], &looped).unwrap();
         assert!(expand_response_files(vec![looped.into()]).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// Every `*.d` file under `dir` (dot files too), by relative path.

@@ -18,7 +18,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::daemon::{bin, client_command, need, Daemon, TestDir};
+use super::daemon::{bin, client_command, need, Daemon};
+use super::TestDir;
 use super::{free_port, manifest_dir, text};
 
 /// One cross target: its triple, the qemu-user binary that runs it, the cross

@@ -32,59 +32,8 @@ pub fn need(program: &str, package: &str) -> PathBuf {
         })
 }
 
-/// A fresh directory for one test, removed when dropped.
-pub struct TestDir {
-    pub path: PathBuf,
-}
-
-impl TestDir {
-    pub fn new(name: &str) -> TestDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "distcc-rs-test-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TestDir { path }
-    }
-
-    pub fn join(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-
-    /// Writes a file (making parents) and returns its path.
-    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, contents).unwrap();
-        p
-    }
-
-    /// Writes an executable script.
-    pub fn script(&self, rel: &str, body: &str) -> PathBuf {
-        let p = self.write(rel, format!("#!/bin/sh\n{body}\n"));
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-
-    /// Makes a directory anyone may write to (sticky, like /tmp).
-    pub fn shared_dir(&self, rel: &str) -> PathBuf {
-        let p = self.join(rel);
-        std::fs::create_dir_all(&p).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        p
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+/// The same [`TestDir`](super::TestDir), under the name the test files used first.
+pub use super::TestDir;
 
 /// How to start a test daemon.
 pub struct DaemonOptions {

@@ -3,6 +3,12 @@
 
 pub mod cross;
 pub mod daemon;
+/// The test support the unit tests use too (`src/testing.rs`, which the
+/// library compiles only for its own tests).
+#[path = "../../src/testing.rs"]
+pub mod testing;
+
+pub use testing::TestDir;
 
 use std::net::TcpListener;
 use std::path::Path;
