@@ -419,6 +419,8 @@ mod tests {
         // All busy: the picker waits until a slot is freed.
         let freed = held.remove(4); // c, slot 1
         let releaser = std::thread::spawn(move || {
+            // Not a wait for anything: the slot is freed a moment later,
+            // so that pick is (most likely) already waiting for one.
             std::thread::sleep(Duration::from_millis(50));
             drop(freed);
         });
