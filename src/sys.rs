@@ -361,9 +361,9 @@ mod tests {
     #[test]
     fn temp_dirs_are_fresh_and_private() {
         use std::os::unix::fs::PermissionsExt;
-        let parent = std::env::temp_dir();
-        let a = make_temp_dir(&parent, "distcc-rs-test_").unwrap();
-        let b = make_temp_dir(&parent, "distcc-rs-test_").unwrap();
+        let tmp = crate::testing::TestDir::new("sys");
+        let a = make_temp_dir(tmp.path(), "distcc-rs-test_").unwrap();
+        let b = make_temp_dir(tmp.path(), "distcc-rs-test_").unwrap();
         assert_ne!(a, b);
         let mode = std::fs::metadata(&a).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
