@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn subdirectories_are_made_once_and_kept() {
-        let tmp = crate::sys::TestDir::new("env");
+        let tmp = crate::testing::TestDir::new("env");
         let dir = tmp.path().join("lock");
         make_dir(&dir).unwrap();
         make_dir(&dir).unwrap();

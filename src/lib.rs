@@ -16,6 +16,8 @@ pub mod monitor;
 pub mod proto;
 pub mod state;
 pub mod sys;
+#[cfg(test)]
+mod testing;
 pub mod wrap;
 
 /// This build's version, from Cargo.toml.

@@ -321,7 +321,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::TestDir;
+    use crate::testing::TestDir;
 
     #[test]
     fn phase_numbers_and_names() {

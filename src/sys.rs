@@ -347,32 +347,6 @@ pub fn pid() -> u32 {
     std::process::id()
 }
 
-/// A private temporary directory for one test, removed with everything in it
-/// when dropped.
-#[cfg(test)]
-pub(crate) struct TestDir(PathBuf);
-
-#[cfg(test)]
-impl TestDir {
-    /// Makes a fresh `$TMPDIR/distcc-rs-<what>_XXXXXX`.
-    pub(crate) fn new(what: &str) -> TestDir {
-        let prefix = format!("distcc-rs-{what}_");
-        TestDir(make_temp_dir(&std::env::temp_dir(), &prefix).unwrap())
-    }
-
-    /// The directory's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-#[cfg(test)]
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,9 +361,9 @@ mod tests {
     #[test]
     fn temp_dirs_are_fresh_and_private() {
         use std::os::unix::fs::PermissionsExt;
-        let parent = std::env::temp_dir();
-        let a = make_temp_dir(&parent, "distcc-rs-test_").unwrap();
-        let b = make_temp_dir(&parent, "distcc-rs-test_").unwrap();
+        let tmp = crate::testing::TestDir::new("sys");
+        let a = make_temp_dir(tmp.path(), "distcc-rs-test_").unwrap();
+        let b = make_temp_dir(tmp.path(), "distcc-rs-test_").unwrap();
         assert_ne!(a, b);
         let mode = std::fs::metadata(&a).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);

@@ -7,8 +7,10 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
-use common::{diagnostics, local, text};
+use common::compare::{self, summaries_at_least, Server};
+use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd};
+use common::TestDir;
+use common::{local, text};
 use std::path::Path;
 use std::process::Command;
 
@@ -16,131 +18,25 @@ use std::process::Command;
 const GCC: &str = "x86_64-linux-gnu-gcc";
 const GXX: &str = "x86_64-linux-gnu-g++";
 
-/// Either kind of server.
-enum Server {
-    Ours(Daemon),
-    Debian(DebianDistccd),
+/// Our daemon and Debian's distccd, each in a directory of its own.
+fn both_servers(name: &str) -> Vec<Box<dyn Server>> {
+    need("gcc", "gcc");
+    vec![
+        Box::new(Daemon::start(name, DaemonOptions::default())),
+        Box::new(DebianDistccd::start(&format!("{name}-distccd"))),
+    ]
 }
 
-impl Server {
-    fn both(name: &str) -> Vec<Server> {
-        need("gcc", "gcc");
-        vec![
-            Server::Ours(Daemon::start(name, DaemonOptions::default())),
-            Server::Debian(DebianDistccd::start(&format!("{name}-distccd"))),
-        ]
-    }
-
-    fn host(&self, lzo: bool) -> String {
-        match self {
-            Server::Ours(d) => d.host(lzo),
-            Server::Debian(d) => d.host(lzo),
-        }
-    }
-
-    fn log(&self) -> String {
-        match self {
-            Server::Ours(d) => d.log(),
-            Server::Debian(d) => d.log(),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Server::Ours(_) => "distcc-rs daemon",
-            Server::Debian(_) => "Debian distccd",
-        }
-    }
-
-    /// Job summary lines with `word` (COMPILE_OK, COMPILE_ERROR) for
-    /// `program input`, waiting up to 5 s for at least `want` of them:
-    /// a server logs its summary once the client may already have its object.
-    fn summaries_at_least(&self, word: &str, program: &str, input: &str, want: usize) -> usize {
-        let tail = format!(" {program} {input}");
-        let count = || {
-            self.log()
-                .lines()
-                .filter(|l| l.contains(&format!(" {word} ")) && l.trim_end().ends_with(&tail))
-                .count()
-        };
-        let start = std::time::Instant::now();
-        while count() < want && start.elapsed() < std::time::Duration::from_secs(5) {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        count()
-    }
-
-    fn summaries(&self, word: &str, program: &str, input: &str) -> usize {
-        self.summaries_at_least(word, program, input, 0)
-    }
-}
-
-/// Runs `args` locally, then with our client through `server` over
-/// protocols 1 and 2, and checks each remote run compiled on the server and
-/// wrote `outputs` identical to the local run's, with the same diagnostics.
+/// [`compare::same_as_local`] with our client.
 fn same_as_local(
-    server: &Server,
+    server: &dyn Server,
     work: &TestDir,
     args: &[&str],
     outputs: &[&str],
     program: &str,
     input: &str,
 ) {
-    let loc = local(&work.path, args);
-    assert!(
-        loc.status.success(),
-        "local {args:?}: {}",
-        text(&loc.stderr)
-    );
-    let expected: Vec<Vec<u8>> = outputs
-        .iter()
-        .map(|o| std::fs::read(work.join(o)).unwrap())
-        .collect();
-    for lzo in [false, true] {
-        for o in outputs {
-            std::fs::remove_file(work.join(o)).unwrap();
-        }
-        let before = server.summaries("COMPILE_OK", program, input);
-        let out = client(
-            &work.path,
-            &server.host(lzo),
-            args,
-            &[("DISTCC_FALLBACK", "0")],
-        );
-        assert!(
-            out.status.success(),
-            "distcc-rs {args:?} to {} (lzo={lzo}) failed: {}\nserver log:\n{}",
-            server.name(),
-            text(&out.stderr),
-            server.log()
-        );
-        for (o, want) in outputs.iter().zip(&expected) {
-            let got = std::fs::read(work.join(o))
-                .unwrap_or_else(|e| panic!("{o} not written (lzo={lzo}): {e}"));
-            assert!(
-                got == *want,
-                "{o} differs from the local run's ({}, lzo={lzo})",
-                server.name()
-            );
-        }
-        assert_eq!(
-            diagnostics(&out.stderr, input),
-            diagnostics(&loc.stderr, input),
-            "lzo={lzo}"
-        );
-        assert!(
-            !text(&out.stderr).contains("distcc["),
-            "the client complained:\n{}",
-            text(&out.stderr)
-        );
-        assert_eq!(
-            server.summaries_at_least("COMPILE_OK", program, input, before + 1),
-            before + 1,
-            "{} has no COMPILE_OK for {program} {input} (lzo={lzo}):\n{}",
-            server.name(),
-            server.log()
-        );
-    }
+    compare::same_as_local(client, server, work, args, outputs, program, input);
 }
 
 #[test]
@@ -154,7 +50,7 @@ fn c_cxx_and_objc_objects_are_identical_to_local() {
         Path::new(text(&cc1obj.stdout).trim()).is_file(),
         "gcc cannot compile Objective-C: apt-get install gobjc (see .ci/run)"
     );
-    for server in Server::both("client-langs") {
+    for server in both_servers("client-langs") {
         let work = TestDir::new("client-langs-work");
         work.write(
             "hello.c",
@@ -171,7 +67,7 @@ fn c_cxx_and_objc_objects_are_identical_to_local() {
              @implementation Counter\n- (int)bump { return ++n; }\n@end\n",
         );
         same_as_local(
-            &server,
+            &*server,
             &work,
             &["gcc", "-O2", "-c", "hello.c", "-o", "hello.o"],
             &["hello.o"],
@@ -179,7 +75,7 @@ fn c_cxx_and_objc_objects_are_identical_to_local() {
             "hello.c",
         );
         same_as_local(
-            &server,
+            &*server,
             &work,
             &["g++", "-std=c++17", "-c", "vec.cc"],
             &["vec.o"],
@@ -187,7 +83,7 @@ fn c_cxx_and_objc_objects_are_identical_to_local() {
             "vec.cc",
         );
         same_as_local(
-            &server,
+            &*server,
             &work,
             &["gcc", "-c", "obj.m", "-o", "obj.o"],
             &["obj.o"],
@@ -199,7 +95,7 @@ fn c_cxx_and_objc_objects_are_identical_to_local() {
 
 #[test]
 fn dependency_files_are_identical_to_local() {
-    for server in Server::both("client-deps") {
+    for server in both_servers("client-deps") {
         let work = TestDir::new("client-deps-work");
         work.write("src/a.h", "#define A 1\n");
         work.write("src/a.c", "#include \"a.h\"\nint a = A;\n");
@@ -219,21 +115,21 @@ fn dependency_files_are_identical_to_local() {
         for (flags, outputs) in cases {
             let mut args = vec!["gcc", "-c", "src/a.c", "-o", "obj/a.o"];
             args.extend_from_slice(flags);
-            same_as_local(&server, &work, &args, outputs, GCC, "src/a.c");
+            same_as_local(&*server, &work, &args, outputs, GCC, "src/a.c");
         }
     }
 }
 
 #[test]
 fn warnings_and_errors_are_as_from_local_gcc() {
-    for server in Server::both("client-diag") {
+    for server in both_servers("client-diag") {
         let work = TestDir::new("client-diag-work");
         work.write(
             "warn.c",
             "int f(int x) {\n  int unused;\n  if (x) return 1;\n}\n",
         );
         same_as_local(
-            &server,
+            &*server,
             &work,
             &["gcc", "-Wall", "-c", "warn.c"],
             &["warn.o"],
@@ -261,7 +157,7 @@ fn warnings_and_errors_are_as_from_local_gcc() {
             assert!(!work.join("bad.o").exists());
         }
         assert!(
-            server.summaries_at_least("COMPILE_ERROR", GCC, "bad.c", 2) >= 2,
+            summaries_at_least(&*server, "COMPILE_ERROR", GCC, "bad.c", 2) >= 2,
             "{}",
             server.log()
         );
@@ -270,7 +166,7 @@ fn warnings_and_errors_are_as_from_local_gcc() {
 
 #[test]
 fn output_into_a_missing_directory_is_created() {
-    for server in Server::both("client-newdir") {
+    for server in both_servers("client-newdir") {
         let work = TestDir::new("client-newdir-work");
         work.write("x.c", "int x = 42;\n");
         let loc = local(&work.path, &["gcc", "-c", "x.c", "-o", "x.o"]);
@@ -285,7 +181,7 @@ fn output_into_a_missing_directory_is_created() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(std::fs::read(work.join("new/sub/x.o")).unwrap(), want);
         assert_eq!(
-            server.summaries_at_least("COMPILE_OK", GCC, "x.c", 1),
+            summaries_at_least(&*server, "COMPILE_OK", GCC, "x.c", 1),
             1,
             "{}",
             server.log()

@@ -2,12 +2,13 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
-use common::{local_object, text};
+use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd};
+use common::TestDir;
+use common::{local_object, text, wait_until};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A server-side compiler wrapper that records, in `$CONC_DIR`, how many
 /// jobs run at once on its server, then runs the real compiler.
@@ -224,16 +225,17 @@ fn start_sshd(work: &TestDir) -> Sshd {
             .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) && child.try_wait().unwrap().is_none() {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Sshd {
-                    child,
-                    port,
-                    key: dir.join("user_key"),
-                };
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut exited = false;
+        let listening = wait_until(Duration::from_secs(10), || {
+            exited = child.try_wait().unwrap().is_some();
+            exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if listening && !exited {
+            return Sshd {
+                child,
+                port,
+                key: dir.join("user_key"),
+            };
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -388,22 +390,16 @@ fn debian_distccmon_text_lists_a_running_distcc_rs_job() {
         .spawn()
         .unwrap();
     let pid = job.id().to_string();
-    let start = Instant::now();
     let mut seen = String::new();
-    while start.elapsed() < Duration::from_secs(10) {
+    let _ = wait_until(Duration::from_secs(10), || {
         let out = Command::new("distccmon-text")
             .env("DISTCC_DIR", &state)
             .output()
             .unwrap();
         seen = text(&out.stdout);
-        if seen
-            .lines()
+        seen.lines()
             .any(|l| l.trim_start().starts_with(&pid) && l.contains("Compile"))
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let line = seen
         .lines()
         .find(|l| l.trim_start().starts_with(&pid))

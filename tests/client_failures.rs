@@ -2,8 +2,9 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions, TestDir};
-use common::{local_object, text};
+use common::daemon::{bin, client, client_command, need, Daemon, DaemonOptions};
+use common::TestDir;
+use common::{local_object, text, wait_until};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -117,15 +118,11 @@ fn daemon_killed_mid_job_leaves_no_partial_object_and_the_build_succeeds() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while daemon.marks().is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the job never started:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_until(Duration::from_secs(20), || !daemon.marks().is_empty()),
+        "the job never started:\n{}",
+        daemon.log()
+    );
     assert_eq!(std::fs::read(work.join("x.o")).unwrap(), b"old object");
     // SAFETY: killing our own child.
     unsafe { libc::kill(daemon.child.id() as i32, libc::SIGKILL) };
@@ -282,15 +279,11 @@ fn sigterm_and_sigint_remove_temporary_files() {
             .env("TMPDIR", &tmp)
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        while daemon.marks().len() <= round {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the job never started:\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            wait_until(Duration::from_secs(20), || daemon.marks().len() > round),
+            "the job never started:\n{}",
+            daemon.log()
+        );
         // The preprocessed source is in TMPDIR while the server compiles.
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
         // SAFETY: signalling our own child.

@@ -6,8 +6,9 @@
 
 use crate::common;
 
-use common::daemon::{client, need, Daemon, DaemonOptions, TestDir};
-use common::{local, text};
+use common::daemon::{client, need, Daemon, DaemonOptions};
+use common::TestDir;
+use common::{local, text, wait_until};
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
@@ -243,12 +244,9 @@ fn assert_compiles(work: &TestDir, daemon: &Daemon, path: &str, want: &[u8], job
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("returned"), "{stderr}");
     assert_eq!(std::fs::read(work.join("x.o")).unwrap(), want);
-    let start = std::time::Instant::now();
-    while daemon.log().matches(" COMPILE_OK ").count() < jobs
-        && start.elapsed() < Duration::from_secs(5)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = wait_until(Duration::from_secs(5), || {
+        daemon.log().matches(" COMPILE_OK ").count() >= jobs
+    });
     assert_eq!(daemon.log().matches(" COMPILE_OK ").count(), jobs);
 }
 

@@ -13,10 +13,10 @@
 use crate::common;
 
 use common::cross::{self, make_helper, HelperInstance, SlowMachine, ARMV7, POWERPC};
-use common::daemon::{bin, TestDir};
-use common::text;
+use common::daemon::bin;
+use common::{exited_within, text, wait_until, TestDir};
 use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The two sources: both include <stdio.h>; `order.c` prints the bytes of a
 /// 32-bit word, so an object compiled for the wrong byte order shows.
@@ -259,15 +259,10 @@ struct HeldClient {
 impl Drop for HeldClient {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.hold);
-        let start = Instant::now();
-        while start.elapsed() < CLIENT_LIMIT {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if exited_within(&mut self.child, CLIENT_LIMIT).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -305,17 +300,17 @@ fn monitor_on_powerpc_reads_its_clients_state() {
         .unwrap();
     let mut client = HeldClient { child, hold };
     let pid = client.child.id();
-    let start = Instant::now();
-    while !started.exists() {
+    let mut exited = false;
+    let preprocessing = wait_until(CLIENT_LIMIT, || {
+        exited = client.child.try_wait().unwrap().is_some();
+        exited || started.exists()
+    });
+    if !started.exists() {
+        assert!(!exited, "the client exited before preprocessing");
         assert!(
-            start.elapsed() < CLIENT_LIMIT,
+            preprocessing,
             "the client's cc -E did not start within {CLIENT_LIMIT:?}"
         );
-        assert!(
-            client.child.try_wait().unwrap().is_none(),
-            "the client exited before preprocessing"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 
     // The state file: ILP32 big-endian, 280 bytes, magic 44 49 48 00, phase
@@ -324,8 +319,14 @@ fn monitor_on_powerpc_reads_its_clients_state() {
         .distcc_dir()
         .join("state")
         .join(format!("binstate_{pid}"));
-    let bytes = std::fs::read(&state)
-        .unwrap_or_else(|err| panic!("no state file {}: {err}", state.display()));
+    // The client rewrites its file in place (O_TRUNC, then write), so a
+    // read may come between the two: wait for a whole one.
+    let mut read = std::fs::read(&state);
+    let _ = wait_until(Duration::from_secs(10), || {
+        read = std::fs::read(&state);
+        read.as_ref().is_ok_and(|b| b.len() == 280)
+    });
+    let bytes = read.unwrap_or_else(|err| panic!("no state file {}: {err}", state.display()));
     assert_eq!(bytes.len(), 280, "state file size");
     assert_eq!(&bytes[0..4], &280u32.to_be_bytes());
     assert_eq!(&bytes[4..8], &[0x44, 0x49, 0x48, 0x00]);
@@ -366,14 +367,7 @@ fn monitor_on_powerpc_reads_its_clients_state() {
     );
 
     let _ = std::fs::remove_file(&client.hold);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = client.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < CLIENT_LIMIT, "the client did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exited_within(&mut client.child, CLIENT_LIMIT).expect("the client did not finish");
     assert!(status.success(), "the held client failed: {status}");
     assert_eq!(helper.compile_ok_lines("main.c").len(), 1);
 }

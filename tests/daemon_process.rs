@@ -3,10 +3,11 @@
 use crate::common;
 
 use common::cross::{self, POWERPC};
-use common::daemon::{bin, distcc, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{bin, distcc, need, Daemon, DaemonOptions};
+use common::{exited_within, wait_until, TestDir};
 use distcc_rs::proto::{encode_request, HEADER_LEN};
 use std::ffi::OsString;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -41,18 +42,11 @@ fn assert_compiled(out: &Output, work: &TestDir, name: &str, log: &str) {
 
 /// Waits for a child with a limit; kills it and panics if it runs on.
 fn wait_with_limit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} still ran after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exited_within(child, limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} still ran after {limit:?}");
+    })
 }
 
 /// A daemon started on its own `--listen ADDR --port P` rather than through
@@ -100,25 +94,26 @@ impl PortDaemon {
                 .stdout(Stdio::null())
                 .stderr(log);
             let mut child = cmd.spawn().expect("start the daemon");
-            let start = Instant::now();
-            loop {
-                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-                if text.contains("serving with") {
+            let serving =
+                || std::fs::read_to_string(&log_path).is_ok_and(|t| t.contains("serving with"));
+            let mut exited = None;
+            let _ = wait_until(Duration::from_secs(30), || {
+                exited = child.try_wait().unwrap();
+                exited.is_some() || serving()
+            });
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            match exited {
+                None if serving() => {
                     std::fs::rename(&log_path, dir.join("daemon.log")).unwrap();
                     return PortDaemon { child, port, dir };
                 }
-                if let Some(status) = child.try_wait().unwrap() {
-                    if status.code() == Some(102) {
-                        break;
-                    }
-                    panic!("daemon exited with {status} at start-up:\n{text}");
-                }
-                if start.elapsed() > Duration::from_secs(30) {
+                None => {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!("daemon did not start in 30 s:\n{text}");
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                Some(status) if status.code() == Some(102) => {}
+                Some(status) => panic!("daemon exited with {status} at start-up:\n{text}"),
             }
         }
         panic!("no free port on {listen} after 5 tries");
@@ -303,22 +298,33 @@ fn bad_allow_masks_exit_101_at_once() {
     // The same command with a good mask starts and serves.
     let mut good = run("10.0.0.0/8");
     let start = Instant::now();
-    let mut stderr = good.stderr.take().unwrap();
+    let stderr = good.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        let _ = tx.send(text);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // It says it serves before it does; a bad mask would have made it exit.
+    let mut text = String::new();
+    let serving = wait_until(Duration::from_secs(10), || {
+        text.extend(rx.try_iter().map(|line| line + "\n"));
+        text.contains("serving with")
+    });
     assert!(
-        good.try_wait().unwrap().is_none(),
-        "a good mask did not start"
+        serving && good.try_wait().unwrap().is_none(),
+        "a good mask did not start: {text}"
     );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(good.id() as i32, libc::SIGTERM) };
     let status = wait_with_limit(&mut good, Duration::from_secs(10), "good daemon");
-    let text = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // The rest of its stderr, up to the end of file.
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        text.push_str(&line);
+        text.push('\n');
+    }
     assert_eq!(status.code(), Some(0), "{text}");
     assert!(text.contains("allowing access from: 10.0.0.0/8"), "{text}");
     eprintln!("good mask served for {:?}", start.elapsed());
@@ -589,10 +595,7 @@ fn job_lifetime_kills_a_hanging_compiler_and_its_group() {
         .trim()
         .parse()
         .unwrap();
-    let start = Instant::now();
-    while !group_members(pgid).is_empty() && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _ = wait_until(Duration::from_secs(5), || group_members(pgid).is_empty());
     assert_eq!(
         group_members(pgid),
         Vec::<u32>::new(),
@@ -637,14 +640,12 @@ fn sigterm_stops_accepting_lets_the_job_finish_and_removes_the_pid_file() {
         let out = compile(&work, &host, "slow", &[]);
         (work, out)
     });
-    let start = Instant::now();
-    while !daemon.marks().contains(&"started".to_string()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the slow job never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || daemon
+            .marks()
+            .contains(&"started".to_string())),
+        "the slow job never started"
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let signalled = Instant::now();

@@ -7,7 +7,8 @@
 
 use crate::common;
 
-use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{distcc, need, Daemon, DaemonOptions};
+use common::{wait_until, TestDir};
 use distcc_rs::proto::{self, encode_request, Item, Limits, ProtoError, RequestDecoder};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -433,6 +434,7 @@ fn read_deadline_closes_idle_and_dripping_peers() {
                 if s.write_all(std::slice::from_ref(b)).is_err() {
                     break;
                 }
+                // The trickle itself: a byte every 300 ms.
                 std::thread::sleep(Duration::from_millis(300));
             }
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -684,18 +686,23 @@ fn send_and_leave(daemon: &Daemon, version: u32, wait_for_start: bool) -> (Vec<u
     let mut s = daemon.connect();
     s.write_all(&request).unwrap();
     if wait_for_start {
-        while started() == before {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "slowcc never started"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(
+            wait_until(Duration::from_secs(5), || started() != before),
+            "slowcc never started"
+        );
     }
     s.shutdown(Shutdown::Write).unwrap();
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);
     (reply, start.elapsed())
+}
+
+/// True while process `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 #[test]
@@ -740,7 +747,20 @@ fn peer_that_leaves_after_its_request_gets_no_compile() {
         log.matches("disconnected, killing compiler").count() >= 2,
         "{log}"
     );
-    std::thread::sleep(Duration::from_millis(3500));
+    // Once every slowcc that started is gone, one that ran on would have
+    // left its mark (it sleeps 3 s, then marks, then compiles).
+    let started: Vec<i32> = daemon
+        .marks()
+        .iter()
+        .filter_map(|m| m.strip_prefix("started."))
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || !started
+            .iter()
+            .any(|&pid| running(pid))),
+        "slowcc still runs: {started:?}"
+    );
     assert!(
         !daemon.marks().iter().any(|m| m.starts_with("finished")),
         "a compiler ran on after its client had gone: {:?}",

@@ -6,11 +6,11 @@
 //! decompression must give the same result (output or error code) as
 //! `lzo1x_decompress_safe`. A missing compiler or library fails the test.
 
+use crate::common::TestDir;
 use distcc_rs::lzo::{self, LzoError};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The helper. `c IN OUT`: IN holds records `[u32 len][bytes]`; each is
 /// compressed with lzo1x_1_compress and written to OUT as `[u32 len][bytes]`.
@@ -105,20 +105,14 @@ int main(int argc, char **argv) {
 
 /// The compiled helper in its own temporary directory, removed on drop.
 struct Liblzo {
-    dir: PathBuf,
+    dir: TestDir,
     exe: PathBuf,
 }
 
 impl Liblzo {
     /// Builds the helper; panics with a clear message if `cc` or liblzo2 is missing.
     fn build() -> Liblzo {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("distcc-rs-lzo-ref-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&dir).expect("create temporary directory");
+        let dir = TestDir::new("lzo-ref");
         let harness = Liblzo {
             exe: dir.join("lzoref"),
             dir,
@@ -149,8 +143,8 @@ impl Liblzo {
 
     /// Runs the helper in `mode` over `input` and returns its output file.
     fn run(&self, mode: &str, input: &[u8]) -> Vec<u8> {
-        let in_path = self.dir.join(format!("{mode}.in"));
-        let out_path = self.dir.join(format!("{mode}.out"));
+        let in_path = self.dir.join(&format!("{mode}.in"));
+        let out_path = self.dir.join(&format!("{mode}.out"));
         fs::write(&in_path, input).expect("write helper input");
         let output = Command::new(&self.exe)
             .arg(mode)
@@ -212,12 +206,6 @@ impl Liblzo {
             .collect();
         assert!(r.0.is_empty(), "helper wrote extra output");
         outs
-    }
-}
-
-impl Drop for Liblzo {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

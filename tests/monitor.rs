@@ -7,10 +7,11 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use common::daemon::{bin, need, Daemon, DaemonOptions, DebianDistccd, TestDir};
+use common::daemon::{bin, need, Daemon, DaemonOptions, DebianDistccd};
 use common::text;
+use common::{wait_until, TestDir};
 
 /// Debian's monitor, the reference.
 fn distccmon_text() -> PathBuf {
@@ -409,10 +410,7 @@ fn read_polls(mut child: Child, polls: usize) -> (String, bool) {
         }
         seen
     });
-    let start = Instant::now();
-    while !reader.is_finished() && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = wait_until(Duration::from_secs(10), || reader.is_finished());
     let still_running = child.try_wait().unwrap().is_none();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -571,8 +569,9 @@ fn state_files_changed_at(distcc_dir: &Path) -> Vec<(std::ffi::OsString, i64, i6
 /// halfway sees a short file and skips it); returns that output. Panics if
 /// the jobs never settle with `want` lines in 20 s.
 fn settled_outputs(distcc_dir: &Path, want_lines: usize) -> (Output, Output) {
-    let start = Instant::now();
-    loop {
+    let mut settled = None;
+    let mut last = String::new();
+    let _ = wait_until(Duration::from_secs(20), || {
         let files_before = state_files_changed_at(distcc_dir);
         let before = theirs(distcc_dir, &[]);
         let got = ours(distcc_dir, &[]);
@@ -582,16 +581,13 @@ fn settled_outputs(distcc_dir: &Path, want_lines: usize) -> (Output, Output) {
             .lines()
             .filter(|l| !l.is_empty())
             .count();
+        last = text(&after.stdout);
         if unwritten && before.stdout == after.stdout && lines == want_lines {
-            return (got, before);
+            settled = Some((got, before));
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "jobs never settled with {want_lines} lines; last:\n{}",
-            text(&after.stdout)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        settled.is_some()
+    });
+    settled.unwrap_or_else(|| panic!("jobs never settled with {want_lines} lines; last:\n{last}"))
 }
 
 #[test]
@@ -694,21 +690,14 @@ fn daemon_mode_shows_what_our_daemon_compiles() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let shown = loop {
+    let mut shown = String::new();
+    let showed = wait_until(Duration::from_secs(20), || {
         let out = ours_daemon(&spec, &["--summary"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let shown = text(&out.stdout);
-        if shown.contains("1 of 3 slots busy") {
-            break shown;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the job never showed:\n{shown}\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        shown = text(&out.stdout);
+        shown.contains("1 of 3 slots busy")
+    });
+    assert!(showed, "the job never showed:\n{shown}\n{}", daemon.log());
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines[0], format!("{spec}: 1 of 3 slots busy"), "{shown}");
     let job_line = lines[2];
@@ -750,15 +739,15 @@ fn daemon_mode_says_plainly_what_is_wrong() {
         &["--stats", "--stats-port", &port_arg],
         &[],
     );
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", stats_port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "distccd's stats port never opened:\n{}",
-            distccd.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            stats_port
+        ))
+        .is_ok()),
+        "distccd's stats port never opened:\n{}",
+        distccd.log()
+    );
     let out = ours_daemon(&format!("127.0.0.1:{stats_port}"), &[]);
     assert_eq!(out.status.code(), Some(109), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());

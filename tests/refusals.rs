@@ -10,8 +10,9 @@
 
 use crate::common;
 
-use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
+use common::daemon::{distcc, need, Daemon, DaemonOptions};
 use common::text;
+use common::TestDir;
 use distcc_rs::proto::encode_request;
 use std::path::{Path, PathBuf};
 use std::process::Output;

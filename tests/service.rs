@@ -4,15 +4,16 @@
 
 use crate::common;
 
-use common::daemon::{bin, client, need, Daemon, TestDir};
-use common::{free_port, local_object, manifest_dir, text};
+use common::daemon::{bin, client, need, Daemon};
+use common::TestDir;
+use common::{free_port, local_object, manifest_dir, text, wait_until};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TRIPLE: &str = "powerpc-unknown-openbsd";
 
@@ -55,14 +56,12 @@ fn masquerade_dir(dir: &TestDir) -> PathBuf {
 
 /// Waits (up to 15 s) until something listens on `port`; `log` is shown on failure.
 fn wait_for_port(port: u16, what: &str, log: &Path) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
+    assert!(
+        wait_until(Duration::from_secs(15), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
         "{what} is not listening on port {port} after 15s; its output:\n{}",
         std::fs::read_to_string(log).unwrap_or_default()
     );

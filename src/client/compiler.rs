@@ -288,10 +288,6 @@ mod tests {
     use std::os::unix::fs::symlink;
     use std::os::unix::fs::PermissionsExt;
 
-    fn temp() -> PathBuf {
-        crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-compiler_").unwrap()
-    }
-
     /// A fake compiler: a shell script named `name` in `dir`.
     fn fake(dir: &Path, name: &str) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
@@ -379,7 +375,8 @@ mod tests {
 
     #[test]
     fn masquerade_skips_every_entry_that_is_distcc() {
-        let t = temp();
+        let tmp = crate::testing::TestDir::new("compiler");
+        let t = tmp.path();
         let me = fake(&t.join("bin"), "distcc-rs-under-another-name");
         let me = std::fs::canonicalize(me).unwrap();
         let other_distcc = fake(&t.join("opt"), "distcc");
@@ -423,7 +420,6 @@ mod tests {
 
         let only_us = join_path(&[&t.join("masq"), &t.join("masq2")]);
         assert_eq!(find_real_compiler(OsStr::new("gcc"), &only_us, &me), None);
-        std::fs::remove_dir_all(t).unwrap();
     }
 
     #[test]
@@ -448,7 +444,8 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn section_5_8_rewriting() {
-        let t = temp();
+        let tmp = crate::testing::TestDir::new("compiler");
+        let t = tmp.path();
         let me = std::fs::canonicalize(fake(&t.join("me"), "distcc")).unwrap();
         // bin: cc → gcc, c++ → clang++ (through a fake alternatives link), and
         // the host's gcc triple name; masq: cc and gcc that are distcc.
@@ -486,7 +483,6 @@ mod tests {
             rewrite_names(&mut a, path, &me, host);
             assert_eq!(a, argv(want), "{rule}");
         }
-        std::fs::remove_dir_all(t).unwrap();
     }
 
     /// On Debian, `cc` is `/usr/bin/cc → /etc/alternatives/cc → /usr/bin/gcc`

@@ -945,7 +945,7 @@ mod tests {
 
     #[test]
     fn sources_are_tried_in_order() {
-        let tmp = crate::sys::TestDir::new("hosts");
+        let tmp = crate::testing::TestDir::new("hosts");
         let user = tmp.path().join("user/hosts");
         let system = tmp.path().join("system/hosts");
         let files = [user.clone(), system.clone()];

@@ -267,19 +267,13 @@ impl ObjectFile {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("distcc-rs-output-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testing::TestDir;
 
     #[test]
     fn object_appears_only_on_commit() {
         use std::io::Write;
-        let dir = scratch("commit");
-        let target = dir.join("new/sub/x.o");
+        let tmp = TestDir::new("output");
+        let target = tmp.join("new/sub/x.o");
         let mut object = ObjectFile::create(&target).unwrap();
         object.file().write_all(b"ELF").unwrap();
         assert!(!target.exists(), "target exists before commit");
@@ -291,39 +285,60 @@ mod tests {
             std::fs::read_dir(target.parent().unwrap()).unwrap().count(),
             1
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn dropped_object_leaves_nothing_and_keeps_the_old_target() {
         use std::io::Write;
-        let dir = scratch("drop");
-        let target = dir.join("x.o");
+        let tmp = TestDir::new("output");
+        let target = tmp.join("x.o");
         std::fs::write(&target, b"old").unwrap();
         let mut object = ObjectFile::create(&target).unwrap();
         object.file().write_all(b"half").unwrap();
         drop(object);
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 
     #[test]
     fn dev_null_is_written_in_place() {
-        use std::io::Write;
-        let mut object = ObjectFile::create(Path::new("/dev/null")).unwrap();
+        // A fifo of the test's own stands for /dev/null: the tests may run
+        // as root, and a wrong rename must not replace the system's.
+        use std::io::{Read, Write};
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = TestDir::new("output");
+        let fifo = tmp.join("null");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: c_path is a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // A reader first, so that opening the fifo to write does not block.
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let mut object = ObjectFile::create(&fifo).unwrap();
         object.file().write_all(b"x").unwrap();
         object.commit().unwrap();
-        assert!(std::fs::metadata("/dev/null")
+        assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
             .file_type()
-            .is_char_device());
+            .is_fifo());
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"x", "written through the fifo");
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no temporary file beside it"
+        );
     }
 
     #[test]
     fn temp_files_are_registered_and_released() {
-        let dir = scratch("temp");
-        let (temp, _file) = TempFile::create(&dir, "distcc_", ".i").unwrap();
+        let tmp = TestDir::new("output");
+        let (temp, _file) = TempFile::create(tmp.path(), "distcc_", ".i").unwrap();
         let name = temp
             .path()
             .file_name()
@@ -339,6 +354,5 @@ mod tests {
         let path = temp.path().to_path_buf();
         drop(temp);
         assert!(!path.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1059,7 +1059,8 @@ mod tests {
 
     #[test]
     fn response_files() {
-        let dir = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-scan_").unwrap();
+        let tmp = crate::testing::TestDir::new("scan");
+        let dir = tmp.path.clone();
         let write = |name: &str, text: &str| {
             let p = dir.join(name);
             std::fs::write(&p, text).unwrap();
@@ -1095,123 +1096,8 @@ mod tests {
         let looped = write("loop", "");
         std::fs::write(&looped[1..], &looped).unwrap();
         assert!(expand_response_files(vec![looped.into()]).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// Every `*.d` file under `dir` (dot files too), by relative path.
-    fn dep_files(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
-        let mut found = Vec::new();
-        let mut todo = vec![dir.to_path_buf()];
-        while let Some(d) = todo.pop() {
-            for entry in std::fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    todo.push(path);
-                } else if path.extension().is_some_and(|e| e == "d") {
-                    let bytes = std::fs::read(&path).unwrap();
-                    found.push((path.strip_prefix(dir).unwrap().to_path_buf(), bytes));
-                }
-            }
-        }
-        found.sort();
-        found
-    }
-
-    /// A source tree in which to compile: `src/a.c` including `src/h.h`,
-    /// and empty `obj/` and `dep/` directories.
-    fn source_tree(dir: &std::path::Path) {
-        for sub in ["src", "obj", "dep"] {
-            std::fs::create_dir(dir.join(sub)).unwrap();
-        }
-        std::fs::write(
-            dir.join("src/a.c"),
-            "#include \"h.h\"\n#include <stddef.h>\nint x;\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("src/h.h"), "int y;\n").unwrap();
-    }
-
-    /// Runs `compiler ARGS` plainly and the preprocessor command distcc-rs
-    /// would run for it, each in its own tree, and compares the `.d` files
-    /// they leave byte for byte. Fails if the compiler is not installed.
-    fn dependency_files_match(compiler: &str) {
-        let forms = [
-            "-c src/a.c -o obj/a.o -MD",
-            "-c src/a.c -o obj/a.o -MMD",
-            "-c src/a.c -o obj/a.o -MD -MF dep/x.d",
-            "-c src/a.c -o obj/a.o -MMD -MFdep/x.d",
-            "-c src/a.c -o obj/a.o -MD -MT tgt",
-            "-c src/a.c -o obj/a.o -MD -MQ q$$",
-            "-c src/a.c -o obj/a.o -MD -MT t1 -MQ t2",
-            "-c src/a.c -o obj/a.o -MD -MP",
-            "-c src/a.c -oobj/a.o -MMD -MP -MF obj/a.dep.d",
-            "-c src/a.c -o obj/a -MD",
-            "-c src/a.c -o obj/a.o.tmp -MD",
-            "-c src/a.c -MD",
-            "-c src/a.c -MMD -MT tgt",
-            "-S src/a.c -o obj/a.s -MD",
-            "-c src/a.c -o obj/a.o -Wp,-MD,obj/.a.o.d",
-            "-c src/a.c -o obj/a.o -Wp,-MMD,obj/.a.o.d",
-            "-c src/a.c -o obj/a.o -Wp,-MMD,obj/.a.o.d -MP",
-            "-c src/a.c -o obj/a.o -Wp,-MD,dep/x.d -DX=1 -Wp,-DY",
-        ];
-        let top = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-deps_").unwrap();
-        for (n, form) in forms.iter().enumerate() {
-            let line = format!("{compiler} {form}");
-            let args = argv(&line);
-            let plain = top.join(format!("{n}-plain"));
-            let cpp = top.join(format!("{n}-cpp"));
-            std::fs::create_dir(&plain).unwrap();
-            std::fs::create_dir(&cpp).unwrap();
-            source_tree(&plain);
-            source_tree(&cpp);
-
-            let status = std::process::Command::new(&args[0])
-                .args(&args[1..])
-                .current_dir(&plain)
-                .status()
-                .unwrap_or_else(|e| panic!("{compiler} must be installed for this test: {e}"));
-            assert!(status.success(), "{line}");
-
-            let Decision::Remote(job) = scan(&expand_preprocessor_options(args.clone())) else {
-                panic!("{line}: not distributed");
-            };
-            let cmd = cpp_argv(&job);
-            let status = std::process::Command::new(&cmd[0])
-                .args(&cmd[1..])
-                .current_dir(&cpp)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "{}", words(&cmd));
-
-            let want = dep_files(&plain);
-            assert!(!want.is_empty(), "{line}: no .d file");
-            let got = dep_files(&cpp);
-            let show = |files: &[(PathBuf, Vec<u8>)]| {
-                files
-                    .iter()
-                    .map(|(p, b)| format!("{}: {}", p.display(), String::from_utf8_lossy(b)))
-                    .collect::<String>()
-            };
-            assert_eq!(
-                show(&got),
-                show(&want),
-                "{line}\n  preprocessed with: {}",
-                words(&cmd)
-            );
-            assert_eq!(got, want, "{line}");
-        }
-        std::fs::remove_dir_all(top).unwrap();
-    }
-
-    #[test]
-    fn dependency_files_match_plain_gcc() {
-        dependency_files_match("gcc");
-    }
-
-    #[test]
-    fn dependency_files_match_plain_clang() {
-        dependency_files_match("clang");
-    }
+    // The `.d` files of cpp_argv's command against plain gcc and clang
+    // runs are compared in tests/scan.rs.
 }

@@ -152,7 +152,8 @@ mod tests {
 
     #[test]
     fn the_hint_needs_both_gcc_input_and_clang() {
-        let dir = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-hint_").unwrap();
+        let tmp = crate::testing::TestDir::new("hint");
+        let dir = tmp.path();
         let gcc_input = dir.join("gcc.i");
         let clang_input = dir.join("clang.i");
         std::fs::write(&gcc_input, GCC_12).unwrap();
@@ -167,18 +168,16 @@ mod tests {
         assert!(gcc_input_to_clang("p", "cc", &clang_input, clang_failed).is_none());
         assert!(gcc_input_to_clang("p", "cc", &gcc_input, gcc_failed).is_none());
         assert!(gcc_input_to_clang("p", "cc", &dir.join("missing.i"), clang_failed).is_none());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn only_the_prefix_is_read() {
-        let dir = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-hint_").unwrap();
-        let late = dir.join("late.i");
+        let tmp = crate::testing::TestDir::new("hint");
+        let late = tmp.join("late.i");
         let mut text = vec![b'\n'; SCAN_LIMIT];
         text.extend_from_slice(b"# 0 \"<command-line>\"\n");
         std::fs::write(&late, &text).unwrap();
         assert_eq!(read_head(&late, SCAN_LIMIT).unwrap().len(), SCAN_LIMIT);
         assert!(!preprocessed_by_gcc(&read_head(&late, SCAN_LIMIT).unwrap()));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

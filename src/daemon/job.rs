@@ -380,7 +380,8 @@ mod tests {
 
     #[test]
     fn masquerade_directories_on_path_are_skipped() {
-        let masq = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-search_").unwrap();
+        let tmp = crate::testing::TestDir::new("search");
+        let masq = tmp.path.clone();
         std::os::unix::fs::symlink("/bin/sh", masq.join("sh")).unwrap();
         let path = std::env::join_paths([masq.clone(), PathBuf::from("/bin")]).unwrap();
         let found = CompilerSearch::on_path(&path, &[]).find(b"sh").unwrap();
@@ -389,6 +390,5 @@ mod tests {
             .find(b"sh")
             .unwrap();
         assert_eq!(found, PathBuf::from("/bin/sh"));
-        std::fs::remove_dir_all(masq).unwrap();
     }
 }

@@ -353,7 +353,8 @@ mod tests {
 
     #[test]
     fn masquerade_rules() {
-        let dir = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-masq_").unwrap();
+        let tmp = crate::testing::TestDir::new("masq");
+        let dir = tmp.path.clone();
         let exe = std::env::current_exe().unwrap();
         let fake = dir.join("distcc-rs");
         std::fs::copy(&exe, &fake).unwrap();
@@ -370,13 +371,12 @@ mod tests {
         assert!(wl.check(b"sh").is_err(), "a link that is not distcc");
         assert!(wl.check(b"clang").is_err());
         assert!(wl.check(b"-gcc").is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn cmdlist_rules() {
-        let dir = crate::sys::make_temp_dir(&std::env::temp_dir(), "distcc-rs-cmdlist_").unwrap();
-        let path = dir.join("commands.allow");
+        let tmp = crate::testing::TestDir::new("cmdlist");
+        let path = tmp.join("commands.allow");
         std::fs::write(&path, "/usr/bin/gcc\n/opt/cross/bin/cc\n").unwrap();
         let wl = Whitelist::CmdList(CmdList::read(&path, 1));
         assert_eq!(wl.check(b"gcc").unwrap(), b"/usr/bin/gcc");
@@ -385,8 +385,7 @@ mod tests {
         let two = Whitelist::CmdList(CmdList::read(&path, 2));
         assert!(two.check(b"gcc").is_err());
         assert_eq!(two.check(b"/x/bin/gcc").unwrap(), b"/usr/bin/gcc");
-        let missing = Whitelist::CmdList(CmdList::read(&dir.join("nope"), 1));
+        let missing = Whitelist::CmdList(CmdList::read(&tmp.join("nope"), 1));
         assert!(missing.check(b"gcc").is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -16,10 +16,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::daemon::{bin, client_command, need, Daemon, TestDir};
+use super::daemon::{bin, client_command, need, Daemon};
 use super::{free_port, manifest_dir, text};
+use super::{wait_until, TestDir};
 
 /// One cross target: its triple, the qemu-user binary that runs it, the cross
 /// gcc that links it and the Debian packages that provide the linker and libc.
@@ -477,29 +478,26 @@ fn start_helper_daemon(
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {exec:?}: {err}"));
-        let start = Instant::now();
+        let serving = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("serving with"));
         let mut exited = None;
-        while start.elapsed() < Duration::from_secs(10) {
-            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("serving with")) {
-                let daemon = Daemon {
-                    child,
-                    port,
-                    stats_port: None,
-                    dir,
-                    marks,
-                };
-                return HelperInstance {
-                    dir: helper,
-                    env,
-                    exec,
-                    daemon,
-                };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                exited = Some(status);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let _ = wait_until(Duration::from_secs(10), || {
+            exited = child.try_wait().unwrap();
+            exited.is_some() || serving()
+        });
+        if exited.is_none() && serving() {
+            let daemon = Daemon {
+                child,
+                port,
+                stats_port: None,
+                dir,
+                marks,
+            };
+            return HelperInstance {
+                dir: helper,
+                env,
+                exec,
+                daemon,
+            };
         }
         let stderr = std::fs::read_to_string(dir.join("daemon.stderr")).unwrap_or_default();
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();

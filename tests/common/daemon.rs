@@ -14,7 +14,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::{exited_within, wait_until};
 
 /// The distcc-rs binary under test.
 pub fn bin() -> &'static str {
@@ -32,59 +34,8 @@ pub fn need(program: &str, package: &str) -> PathBuf {
         })
 }
 
-/// A fresh directory for one test, removed when dropped.
-pub struct TestDir {
-    pub path: PathBuf,
-}
-
-impl TestDir {
-    pub fn new(name: &str) -> TestDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "distcc-rs-test-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TestDir { path }
-    }
-
-    pub fn join(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-
-    /// Writes a file (making parents) and returns its path.
-    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, contents).unwrap();
-        p
-    }
-
-    /// Writes an executable script.
-    pub fn script(&self, rel: &str, body: &str) -> PathBuf {
-        let p = self.write(rel, format!("#!/bin/sh\n{body}\n"));
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-
-    /// Makes a directory anyone may write to (sticky, like /tmp).
-    pub fn shared_dir(&self, rel: &str) -> PathBuf {
-        let p = self.join(rel);
-        std::fs::create_dir_all(&p).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        p
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+/// The same [`TestDir`](super::TestDir), under the name the test files used first.
+pub use super::TestDir;
 
 /// How to start a test daemon.
 pub struct DaemonOptions {
@@ -255,14 +206,8 @@ impl Daemon {
 
     /// Waits until the log contains `text`; panics with the log if it does not in time.
     pub fn wait_for_log(&self, text: &str, limit: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.log().contains(text) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
+        assert!(
+            wait_until(limit, || self.log().contains(text)),
             "daemon log has no '{text}' after {limit:?}:\n{}",
             self.log()
         );
@@ -295,12 +240,8 @@ impl Daemon {
     /// it does once a response is written, possibly just after the client
     /// has read it; panics with what is left if they stay.
     pub fn assert_no_leftovers(&self) {
-        let start = Instant::now();
-        while !self.leftovers().is_empty() && start.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
         assert!(
-            self.leftovers().is_empty(),
+            wait_until(Duration::from_secs(5), || self.leftovers().is_empty()),
             "job directories left behind: {:?}",
             self.leftovers()
         );
@@ -326,16 +267,12 @@ impl Daemon {
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
+        match exited_within(&mut self.child, Duration::from_secs(30)) {
+            Some(status) => status,
+            None => {
                 let _ = self.child.kill();
                 panic!("daemon ignored SIGTERM for 30s:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -345,15 +282,10 @@ impl Drop for Daemon {
         if self.child.try_wait().ok().flatten().is_none() {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(5) {
-                if self.child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if exited_within(&mut self.child, Duration::from_secs(5)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -456,15 +388,13 @@ impl DebianDistccd {
                 cmd.args(["--user", "nobody"]);
             }
             let mut child = cmd.spawn().expect("start distccd");
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return DebianDistccd { child, port, dir };
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let mut exited = false;
+            let serving = wait_until(Duration::from_secs(10), || {
+                exited = child.try_wait().unwrap().is_some();
+                exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if serving && !exited {
+                return DebianDistccd { child, port, dir };
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -1,12 +1,20 @@
 //! Helpers shared by the integration tests; each test crate uses only some of them.
 #![allow(dead_code)]
 
+pub mod compare;
 pub mod cross;
 pub mod daemon;
+/// The test support the unit tests use too (`src/testing.rs`, which the
+/// library compiles only for its own tests).
+#[path = "../../src/testing.rs"]
+pub mod testing;
+
+pub use testing::{wait_until, TestDir};
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::Duration;
 
 /// The source tree (Cargo.toml's directory).
 pub fn manifest_dir() -> &'static Path {
@@ -60,4 +68,15 @@ pub fn diagnostics(stderr: &[u8], input: &str) -> Vec<String> {
         .filter(|l| l.starts_with(&format!("{input}:")) || l.contains(&format!("/{input}:")))
         .map(str::to_string)
         .collect()
+}
+
+/// Waits up to `limit` for `child` to exit and returns its status, or None
+/// if it still runs (the caller decides whether to kill it).
+pub fn exited_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    let _ = wait_until(limit, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
 }
