@@ -12,6 +12,7 @@ pub mod env;
 pub mod exitcode;
 pub mod logging;
 pub mod lzo;
+pub mod masquerade;
 pub mod monitor;
 pub mod proto;
 pub mod state;

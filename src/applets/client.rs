@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::client::{self, compiler, hosts, Invocation};
 use crate::exitcode::ExitCode;
+use crate::masquerade;
 
 /// The names `--install-masquerade` links when a compiler of that name is on PATH.
 const MASQUERADE_NAMES: &[&str] = &["cc", "c++", "gcc", "g++", "clang", "clang++"];
@@ -15,7 +16,7 @@ const MASQUERADE_NAMES: &[&str] = &["cc", "c++", "gcc", "g++", "clang", "clang++
 /// implicit form, anything else is a masquerade shim named after the compiler.
 pub fn main(args: Vec<OsString>) -> i32 {
     client::init_logging();
-    if compiler::is_distcc_name(&args[0]) || args[0] == "client" {
+    if masquerade::is_distcc_name(&args[0]) || args[0] == "client" {
         distcc_mode(args)
     } else {
         masquerade_mode(args)
@@ -91,7 +92,7 @@ fn distcc_mode(args: Vec<OsString>) -> i32 {
     // `distcc-rs gcc` never runs a gcc shim that leads back to us.
     let path = std::env::var_os("PATH").unwrap_or_default();
     let trimmed =
-        compiler::find_real_compiler(&argv[0], &path, &self_exe()).map(|real| real.child_path);
+        masquerade::find_real_compiler(&argv[0], &path, &self_exe()).map(|real| real.child_path);
     client::compile(Invocation {
         argv,
         path: trimmed,
@@ -105,7 +106,7 @@ fn masquerade_mode(args: Vec<OsString>) -> i32 {
         .unwrap_or(args[0].as_os_str())
         .to_os_string();
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let Some(real) = compiler::find_real_compiler(&name, &path, &self_exe()) else {
+    let Some(real) = masquerade::find_real_compiler(&name, &path, &self_exe()) else {
         eprintln!(
             "distcc: cannot find the real {} on PATH: every entry named so is a link to distcc-rs",
             name.to_string_lossy()
@@ -121,9 +122,10 @@ fn masquerade_mode(args: Vec<OsString>) -> i32 {
     })
 }
 
-/// This executable, with symbolic links resolved.
+/// This executable, with symbolic links resolved (empty if unknown, which
+/// no PATH entry resolves to).
 fn self_exe() -> PathBuf {
-    compiler::self_exe().unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+    masquerade::self_exe().unwrap_or_default()
 }
 
 /// `--show-hosts` (one hostdef per line) and `-j` (the sum of the limits).
@@ -155,14 +157,17 @@ fn show_hosts(sum: bool) -> i32 {
 /// replaced; anything else in DIR is left alone.
 pub fn install_masquerade(args: &[OsString]) -> i32 {
     let dir = match args {
-        [] => PathBuf::from("/usr/lib/distcc"),
+        [] => PathBuf::from(masquerade::DEFAULT_DIR),
         [dir] => PathBuf::from(dir),
         _ => {
             eprintln!("Usage: distcc-rs --install-masquerade [DIR]");
             return ExitCode::BadArguments.into();
         }
     };
-    let exe = self_exe();
+    let Some(exe) = masquerade::self_exe() else {
+        eprintln!("distcc-rs: cannot find this executable to link to");
+        return ExitCode::DistccFailed.into();
+    };
     if let Err(err) = std::fs::create_dir_all(&dir) {
         eprintln!("distcc-rs: cannot create {}: {err}", dir.display());
         return ExitCode::DistccFailed.into();
@@ -173,7 +178,8 @@ pub fn install_masquerade(args: &[OsString]) -> i32 {
         let link = dir.join(&name);
         if let Ok(meta) = std::fs::symlink_metadata(&link) {
             let ours = meta.file_type().is_symlink()
-                && std::fs::read_link(&link).is_ok_and(|t| compiler::is_distcc_name(t.as_os_str()));
+                && std::fs::read_link(&link)
+                    .is_ok_and(|t| masquerade::is_distcc_name(t.as_os_str()));
             if !ours {
                 eprintln!(
                     "distcc-rs: leaving {} alone: it is not a link to distcc",
@@ -219,8 +225,8 @@ fn is_compiler_name(name: &str) -> bool {
 fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<String> {
     let skip = skip_dir.canonicalize().ok();
     let mut names = std::collections::BTreeSet::new();
-    for dir in std::env::split_paths(path) {
-        if dir.as_os_str().is_empty() || dir.canonicalize().ok() == skip {
+    for dir in masquerade::dirs(path) {
+        if dir.canonicalize().ok() == skip {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -229,15 +235,11 @@ fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<Stri
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !is_compiler_name(name) || compiler::is_distcc_name(OsStr::new(name)) {
+            if !is_compiler_name(name) || masquerade::is_distcc_name(OsStr::new(name)) {
                 continue;
             }
-            let target = entry.path().canonicalize().ok();
-            let is_us = target.as_deref() == Some(exe)
-                || target
-                    .as_ref()
-                    .is_some_and(|t| compiler::is_distcc_name(t.as_os_str()));
-            if !is_us && crate::sys::is_executable(&entry.path()) {
+            let path = entry.path();
+            if !masquerade::is_masquerade(&path, exe) && crate::sys::is_executable(&path) {
                 names.insert(name.to_string());
             }
         }

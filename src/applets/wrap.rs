@@ -213,7 +213,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let Some(target) = o.target else {
         return bad("--target TRIPLE is required (see --help)");
     };
-    let Some(exe) = crate::client::compiler::self_exe() else {
+    let Some(exe) = crate::masquerade::self_exe() else {
         return fail("cannot find this executable's path");
     };
     let request = Request {

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use crate::env;
 use crate::exitcode::ExitCode;
+use crate::masquerade::{self, Safeguard};
 use crate::state::{Phase, State};
-use compiler::Safeguard;
 use hosts::{Host, HostList, Kind};
 use local::Launcher;
 use output::{ObjectFile, TempFile};
@@ -102,12 +102,12 @@ pub fn init_logging() {
 /// Runs one compiler command the distcc way and returns the exit code.
 pub fn compile(invocation: Invocation) -> i32 {
     output::install_signal_cleanup();
-    let level = compiler::safeguard_level();
+    let level = masquerade::safeguard_level();
     let launcher = Launcher {
         path: invocation.path,
-        safeguard: compiler::child_safeguard_value(level),
+        safeguard: masquerade::child_safeguard_value(level),
     };
-    match compiler::safeguard(level, invocation.tweaked) {
+    match masquerade::safeguard(level, invocation.tweaked) {
         Safeguard::Recursion => {
             log::error!("distcc seems to have invoked itself recursively!");
             return ExitCode::Recursion.into();

@@ -112,7 +112,7 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
 /// The compiler: `--compiler` (a bare name is looked up on PATH), or
 /// `clang` on PATH, skipping any that is a distcc masquerade link.
 fn find_compiler(given: Option<&Path>, exe: &Path) -> Result<PathBuf, String> {
-    use crate::client::compiler::{find_real_compiler, is_masquerade};
+    use crate::masquerade::{find_real_compiler, is_masquerade};
     let name = given.unwrap_or(Path::new("clang"));
     if name.as_os_str().is_empty() {
         return Err("--compiler: empty path".into());
@@ -893,7 +893,7 @@ mod tests {
 
     #[test]
     fn a_compiler_that_is_distcc_is_refused() {
-        let exe = crate::client::compiler::self_exe().unwrap();
+        let exe = crate::masquerade::self_exe().unwrap();
         let err = find_compiler(Some(&exe), &exe).unwrap_err();
         assert!(err.contains("resolves to distcc"), "{err}");
     }
