@@ -315,14 +315,6 @@ pub fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// `$TMPDIR`, or `/tmp` when it is unset or empty: where the client's
-/// temporary files and the daemon's job directories go.
-pub fn tmp_dir() -> PathBuf {
-    std::env::var_os("TMPDIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
-}
-
 /// The first `limit` bytes of a file (all of it if shorter).
 pub fn read_head(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
     use std::io::Read;
@@ -340,11 +332,6 @@ pub fn fnv1a_hex(bytes: &[u8]) -> String {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
-}
-
-/// This process's id.
-pub fn pid() -> u32 {
-    std::process::id()
 }
 
 /// A private temporary directory for one test, removed with everything in it

@@ -137,10 +137,6 @@ fn number<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, String> 
         .map_err(|_| format!("{option}: bad number '{value}'"))
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == "1")
-}
-
 fn stdin_is_socket() -> bool {
     // SAFETY: fstat on fd 0 fills a plain struct.
     unsafe {
@@ -256,7 +252,7 @@ fn configure(o: Options) -> Result<Config, String> {
         }),
         (None, false) => log::LevelFilter::Info,
     };
-    let io_timeout = Duration::from_secs(positive_env("DISTCC_IO_TIMEOUT")?.unwrap_or(300));
+    let io_timeout = crate::env::io_timeout()?;
     let limits = input_limit(Limits::default())?;
     let whitelist = if o.enable_tcp_insecure || o.make_me_a_botnet {
         Whitelist::Insecure
@@ -274,7 +270,7 @@ fn configure(o: Options) -> Result<Config, String> {
     if let Some(path) = std::env::var_os("DISTCCD_PATH") {
         std::env::set_var("PATH", path);
     }
-    let tmpdir = crate::sys::tmp_dir();
+    let tmpdir = crate::env::tmp_dir();
     Ok(Config {
         mode,
         access,
@@ -297,7 +293,7 @@ fn configure(o: Options) -> Result<Config, String> {
         whitelist,
         limits,
         io_timeout,
-        save_temps: env_flag("DISTCC_SAVE_TEMPS"),
+        save_temps: crate::env::save_temps(),
         tmpdir,
     })
 }

@@ -203,10 +203,6 @@ fn fallback_enabled() -> bool {
     env::bool_var("DISTCC_FALLBACK", true)
 }
 
-fn save_temps() -> bool {
-    env::bool_var("DISTCC_SAVE_TEMPS", false)
-}
-
 /// A host as log lines name it: `HOST:PORT` for TCP, else as written.
 fn host_name(host: &Host) -> String {
     match host.kind {
@@ -401,7 +397,7 @@ impl Client {
             Some("localhost"),
             lock.as_ref().map(|l| l.slot()),
         );
-        let tmpdir = crate::sys::tmp_dir();
+        let tmpdir = env::tmp_dir();
         let (temp, file) =
             TempFile::create(&tmpdir, "distcc_", job.preprocessed_ext).map_err(|err| {
                 log::warn!(
@@ -472,7 +468,7 @@ impl Client {
                 pre.status =
                     Some(local::wait_cpp(child).unwrap_or(ExitCode::CompilerMissing.into()));
                 pre.lock = None;
-                if save_temps() {
+                if env::save_temps() {
                     pre.temp.keep();
                 }
             }
@@ -583,7 +579,7 @@ impl Client {
                     &job.argv,
                     &self.launcher,
                     cache.as_deref(),
-                    &crate::sys::tmp_dir(),
+                    &env::tmp_dir(),
                 );
                 if learned.is_none() {
                     log::debug!("object check: off for this job");
