@@ -14,6 +14,7 @@ pub mod logging;
 pub mod lzo;
 pub mod masquerade;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 pub mod state;
 pub mod sys;

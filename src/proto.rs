@@ -12,6 +12,8 @@ use std::fmt;
 
 /// distccd's default TCP port.
 pub const DEFAULT_PORT: u16 = 3632;
+/// distccd's default `--stats-port`, where the monitor asks for the stats page.
+pub const DEFAULT_STATS_PORT: u16 = 3633;
 
 /// Length of a token header: 4 token bytes and 8 hex digits.
 pub const HEADER_LEN: usize = 12;

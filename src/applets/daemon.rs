@@ -214,7 +214,7 @@ fn configure(o: Options) -> Result<Config, String> {
     };
     let stats_port = match (&o.stats_port, o.stats) {
         (Some(p), true) => Some(port_in_range("--stats-port", p)?),
-        (None, true) => Some(3633),
+        (None, true) => Some(crate::proto::DEFAULT_STATS_PORT),
         (Some(p), false) => {
             port_in_range("--stats-port", p)?;
             None
