@@ -256,6 +256,14 @@ pub fn raise_nofile_limit() -> u64 {
     }
 }
 
+/// The `--jobs` values the daemon accepts and `wrap` writes: job slots.
+pub const JOBS: std::ops::RangeInclusive<usize> = 1..=10_000;
+
+/// The error for a `--jobs` value outside [`JOBS`].
+pub fn jobs_out_of_range(n: usize) -> String {
+    format!("--jobs: {n} is not in {}-{}", JOBS.start(), JOBS.end())
+}
+
 /// Online CPUs, as distccd counts them for its default `--jobs`.
 pub fn cpu_count() -> usize {
     // SAFETY: plain system call.

@@ -223,8 +223,8 @@ fn configure(o: Options) -> Result<Config, String> {
     };
     let jobs = match &o.jobs {
         Some(j) => match number::<usize>("--jobs", j)? {
-            n @ 1..=10_000 => n,
-            n => return Err(format!("--jobs: {n} is not in 1-10000")),
+            n if crate::sys::JOBS.contains(&n) => n,
+            n => return Err(crate::sys::jobs_out_of_range(n)),
         },
         None => crate::sys::cpu_count() + 2,
     };

@@ -180,9 +180,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if o.remove {
         let dir = match (&o.dir, &o.target, &o.name) {
             (Some(dir), _, _) => dir.clone(),
-            (None, _, Some(name)) | (None, Some(name), None) => {
-                PathBuf::from("/usr/local/lib/distcc-rs").join(name)
-            }
+            (None, _, Some(name)) | (None, Some(name), None) => wrap::default_dir(name),
             (None, None, None) => return bad("--remove needs --dir, --name or --target"),
         };
         let plan = match wrap::plan_remove(&dir, o.force) {

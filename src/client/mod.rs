@@ -227,7 +227,7 @@ impl Client {
     fn local_limits(&self) -> (u32, u32) {
         match &self.hosts {
             Ok(list) => (list.local_slots, list.local_slots_cpp),
-            Err(_) => (4, 8),
+            Err(_) => (hosts::DEFAULT_LOCAL_SLOTS, hosts::DEFAULT_LOCAL_SLOTS_CPP),
         }
     }
 

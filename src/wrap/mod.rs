@@ -26,6 +26,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Where an instance's files go unless `--dir` says: `/usr/local/lib/distcc-rs/NAME`.
+pub fn default_dir(name: &str) -> PathBuf {
+    Path::new(DEFAULT_PARENT).join(name)
+}
+
+/// The directory under which [`default_dir`] puts each instance.
+const DEFAULT_PARENT: &str = "/usr/local/lib/distcc-rs";
+
 /// The manifest's file name in DIR.
 pub const MANIFEST: &str = ".distcc-rs-wrap";
 
@@ -157,7 +165,7 @@ impl Instance {
             if !allow.bytes().all(|c| is_plain(c) || c == b':') || allow.starts_with('-') {
                 return Err(format!("--allow: bad address '{allow}'"));
             }
-            crate::daemon::access::Allow::parse(allow).map_err(|e| format!("--allow: {e}"))?;
+            crate::net::Allow::parse(allow).map_err(|e| format!("--allow: {e}"))?;
         }
         if request.port == 0 {
             return Err("--port: 0 is not a port".into());
@@ -170,13 +178,13 @@ impl Instance {
             }
         }
         if let Some(jobs) = request.jobs {
-            if !(1..=10_000).contains(&jobs) {
-                return Err(format!("--jobs: {jobs} is not in 1-10000"));
+            if !crate::sys::JOBS.contains(&jobs) {
+                return Err(crate::sys::jobs_out_of_range(jobs));
             }
         }
         let dir = match request.dir {
             Some(dir) => absolute(&dir)?,
-            None => PathBuf::from("/usr/local/lib/distcc-rs").join(&name),
+            None => default_dir(&name),
         };
         check_path("--dir", &dir)?;
         check_path("this executable", &exe)?;
