@@ -31,9 +31,6 @@ pub const SERR: Token = *b"SERR";
 pub const SOUT: Token = *b"SOUT";
 pub const DOTO: Token = *b"DOTO";
 
-/// The highest protocol version distcc defines (3 is pump mode).
-pub const MAX_KNOWN_VERSION: u32 = 3;
-
 /// Appends a token header with its parameter as 8 lower-case hex digits.
 pub fn put_header(out: &mut Vec<u8>, token: &Token, param: u32) {
     out.extend_from_slice(token);

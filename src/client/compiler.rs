@@ -50,10 +50,10 @@ fn gnu_triple(arch: &str, os: &str) -> String {
     }
 }
 
-/// The prefix of the host's gcc names: [`gnu_host`] with its first `-pc-`
+/// The prefix of a host's gcc names: the GNU triple with its first `-pc-`
 /// turned into `-` (`x86_64-linux-gnu`), as 3.4 forms it.
-pub fn gcc_triple() -> String {
-    gnu_host().replacen("-pc-", "-", 1)
+fn gcc_triple(host: &str) -> String {
+    host.replacen("-pc-", "-", 1)
 }
 
 /// distcc 3.4's compiler-name rewriting (5.8), applied after the scan and for
@@ -119,7 +119,7 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
     let is_gcc =
         name == b"gcc" || name == b"g++" || name.starts_with(b"gcc-") || name.starts_with(b"g++-");
     if is_gcc {
-        let mut full = host.replacen("-pc-", "-", 1).into_bytes();
+        let mut full = gcc_triple(host).into_bytes();
         full.push(b'-');
         full.extend_from_slice(&name);
         if masquerade::which(OsStr::from_bytes(&full), path, self_exe).is_some() {
@@ -204,7 +204,7 @@ mod tests {
         }
         if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
             assert_eq!(gnu_host(), "x86_64-pc-linux-gnu");
-            assert_eq!(gcc_triple(), "x86_64-linux-gnu");
+            assert_eq!(gcc_triple(&gnu_host()), "x86_64-linux-gnu");
         }
     }
 
@@ -257,7 +257,7 @@ mod tests {
     /// is not installed that way.
     #[test]
     fn debian_gcc_is_named_by_its_triple() {
-        let triple_gcc = format!("{}-gcc", gcc_triple());
+        let triple_gcc = format!("{}-gcc", gcc_triple(&gnu_host()));
         assert!(
             is_executable(&Path::new("/usr/bin").join(&triple_gcc)),
             "{triple_gcc} must be installed"
@@ -270,6 +270,9 @@ mod tests {
         }
         let mut a = argv("c++ -c x.cc");
         rewrite_names(&mut a, OsStr::new("/usr/bin"), &me, &gnu_host());
-        assert_eq!(a[0], OsString::from(format!("{}-g++", gcc_triple())));
+        assert_eq!(
+            a[0],
+            OsString::from(format!("{}-g++", gcc_triple(&gnu_host())))
+        );
     }
 }
