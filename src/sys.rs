@@ -1,5 +1,7 @@
-//! Thin safe wrappers around the libc calls the daemon needs: signals, users,
-//! process groups, daemonizing, temporary directories and system figures.
+//! Thin safe wrappers around the libc calls that std lacks, for every applet: signals, users, process groups, daemonizing, temporary directories, descriptors and system figures.
+//!
+//! They build for Linux and OpenBSD (`make check-openbsd`); where the two
+//! differ (errno's location, `prctl`), each has its own line.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -16,6 +18,17 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// This thread's `errno`, for the two places that must save or clear it
+/// (std reads it, but cannot set it).
+fn errno() -> *mut libc::c_int {
+    // SAFETY: each returns the calling thread's errno slot, valid for the
+    // thread's life; both are async-signal-safe.
+    #[cfg(target_os = "openbsd")]
+    return unsafe { libc::__errno() };
+    #[cfg(not(target_os = "openbsd"))]
+    return unsafe { libc::__errno_location() };
+}
+
 /// The write end of the signal self-pipe, for the async-signal-safe handler.
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
@@ -26,9 +39,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte,
         // and the reader handles every signal kind on any byte anyway.
         unsafe {
-            let saved = *libc::__errno_location();
+            let saved = *errno();
             libc::write(fd, (&byte as *const u8).cast(), 1);
-            *libc::__errno_location() = saved;
+            *errno() = saved;
         }
     }
 }
@@ -92,8 +105,8 @@ pub fn nice(inc: i32) -> io::Result<()> {
     }
     // SAFETY: errno must be cleared first because -1 is a valid return.
     unsafe {
-        *libc::__errno_location() = 0;
-        if libc::nice(inc) == -1 && *libc::__errno_location() != 0 {
+        *errno() = 0;
+        if libc::nice(inc) == -1 && *errno() != 0 {
             return Err(io::Error::last_os_error());
         }
     }
