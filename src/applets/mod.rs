@@ -204,12 +204,9 @@ fn install(args: &[OsString]) -> i32 {
             return 101;
         }
     };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(err) => {
-            eprintln!("{SELF_NAME}: cannot find this executable: {err}");
-            return 100;
-        }
+    let Some(exe) = crate::masquerade::self_exe() else {
+        eprintln!("{SELF_NAME}: cannot find this executable");
+        return 100;
     };
     let mut status = 0;
     for link in APPLETS.iter().flat_map(|a| a.links.iter()) {
