@@ -30,16 +30,16 @@ pub const DEFAULT_DIR: &str = "/usr/lib/distcc";
 
 /// One PATH entry, as written. An empty entry means the current directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry<'a>(&'a [u8]);
+struct Entry<'a>(&'a [u8]);
 
 impl Entry<'_> {
     /// True for an empty entry (`a::b`, a leading or trailing `:`).
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// The directory the entry names: `.` for an empty one.
-    pub fn dir(&self) -> PathBuf {
+    fn dir(&self) -> PathBuf {
         PathBuf::from(OsStr::from_bytes(if self.0.is_empty() {
             b"."
         } else {
@@ -48,13 +48,13 @@ impl Entry<'_> {
     }
 
     /// `DIR/name`.
-    pub fn join(&self, name: &OsStr) -> PathBuf {
+    fn join(&self, name: &OsStr) -> PathBuf {
         self.dir().join(name)
     }
 }
 
-/// PATH's entries, in order: the one PATH walker.
-pub fn entries(path: &OsStr) -> impl Iterator<Item = Entry<'_>> {
+/// PATH's entries, in order: the one PATH walker, under every search below.
+fn entries(path: &OsStr) -> impl Iterator<Item = Entry<'_>> {
     path.as_bytes().split(|&c| c == b':').map(Entry)
 }
 
