@@ -1,10 +1,13 @@
 # Build, install and check distcc-rs: one static multicall binary.
 #
-#   make               static x86_64 musl release binary, checked with file(1)
+#   make               static-pie x86_64 musl release binary, checked with file(1)
 #   make demo          installs what is missing, builds, starts a daemon on
 #                      loopback and compiles through it with Debian's distcc
 #   make deps          installs the Debian packages and Rust targets (root)
 #   make cross         static powerpc and armv7 binaries, checked and run under qemu
+#   make check-openbsd cargo check for powerpc- and x86_64-unknown-openbsd, std
+#                      built from rustup's rust-src (-Zbuild-std, with
+#                      RUSTC_BOOTSTRAP=1 on a stable toolchain); CI runs it
 #   make test          the full test suite: cargo test, then tests/kernel.sh
 #                      (Linux 6.1 tinyconfig built locally and through
 #                      distcc-rs, objects compared; about 6 min on 2 CPUs)
@@ -25,10 +28,10 @@
 # Per-target rustflags and cross linkers live in .cargo/config.toml, which sets
 # only [target.<triple>] tables, so the host build used by `cargo test` and
 # `cargo clippy` is untouched. In short:
-#   x86_64-unknown-linux-musl: +crt-static and relocation-model=static. rustc's
-#     musl default is static-pie, which file(1) reports as "static-pie linked";
-#     a non-PIE static executable is what file(1) calls "statically linked".
-#     The price is no ASLR for the main image.
+#   x86_64-unknown-linux-musl: +crt-static, rustc's default static-pie: no
+#     dynamic dependencies, and the main image keeps ASLR. file(1) reports it
+#     as "static-pie linked"; `all` requires that and rejects a dynamic binary
+#     or a non-PIE static one (which file(1) calls "statically linked").
 #   powerpc/armv7 gnu: linked by Debian's powerpc-linux-gnu-gcc and
 #     arm-linux-gnueabihf-gcc with +crt-static (static glibc). rustc has no
 #     static-pie for these targets, so that is already a plain static binary.
@@ -53,6 +56,10 @@ SERVICE_FILES = systemd/distcc-rs.service systemd/distcc-rs.socket rc.d/distccd
 NAME = distcc-rs
 TARGET = x86_64-unknown-linux-musl
 CROSS_TARGETS = powerpc-unknown-linux-gnu armv7-unknown-linux-gnueabihf
+# Checked only (no OpenBSD linker here): rustup ships no std for them, so std
+# is built from source. Their own target dir keeps the host build valid.
+OPENBSD_TARGETS = powerpc-unknown-openbsd x86_64-unknown-openbsd
+OPENBSD_TARGET_DIR ?= $(CURDIR)/target/openbsd
 
 # The main target dir (as cargo test uses it) and a separate one for the cross
 # builds, so that a `cargo test` that runs `make cross` (tests/common/cross.rs)
@@ -71,14 +78,16 @@ qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
 linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
 linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 
-.PHONY: all cross test lint bench bench-kernel bench-extras install uninstall clean deps demo \
+.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras install uninstall clean deps demo \
 	rustup-targets rustup-cross-targets cross-tools
 
 all: rustup-targets
 	CARGO_TARGET_DIR='$(TARGET_DIR)' $(CARGO) build --release --target $(TARGET)
 	@$(FILE) -L '$(BIN)'
-	@$(FILE) -L '$(BIN)' | grep -q 'statically linked' || \
-		{ echo "error: $(BIN) is not statically linked" >&2; exit 1; }
+	@! $(FILE) -L '$(BIN)' | grep -Eq 'dynamically linked|interpreter' || \
+		{ echo "error: $(BIN) is dynamically linked" >&2; exit 1; }
+	@$(FILE) -L '$(BIN)' | grep -q 'static-pie linked' || \
+		{ echo "error: $(BIN) is not static-pie (static, with ASLR)" >&2; exit 1; }
 	@$(FILE) -L '$(BIN)' | grep -q 'stripped' && ! $(FILE) -L '$(BIN)' | grep -q 'not stripped' || \
 		{ echo "error: $(BIN) is not stripped" >&2; exit 1; }
 
@@ -118,6 +127,17 @@ cross: cross-tools rustup-cross-targets
 		echo "$$out" | head -n 1 | grep -q '^$(NAME) .* $(t)$$' || \
 			{ echo "error: $$bin --version under $(qemu_$(t)) did not name $(t)" >&2; exit 1; }; \
 	)
+
+# rust-src is what -Zbuild-std compiles std from (contrib/deps.sh installs it).
+check-openbsd:
+	@if command -v $(RUSTUP) >/dev/null 2>&1 && \
+		! $(RUSTUP) component list --installed | grep -q '^rust-src'; then \
+		echo "rustup component add rust-src"; $(RUSTUP) component add rust-src; fi
+	@set -e; for t in $(OPENBSD_TARGETS); do \
+		echo "RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR='$(OPENBSD_TARGET_DIR)' $(CARGO) check -Zbuild-std=std,panic_abort --target $$t"; \
+		RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR='$(OPENBSD_TARGET_DIR)' \
+			$(CARGO) check -Zbuild-std=std,panic_abort --target $$t; \
+	done
 
 deps:
 	sh contrib/deps.sh

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what distcc-rs's build, demo and tests need on Debian: the real
-# distcc peers, compilers, cross toolchains, qemu-user and the Rust targets.
+# distcc peers, compilers, cross toolchains, qemu-user, the Rust targets and
+# rust-src (which `make check-openbsd` builds std from).
 # Idempotent. apt-get runs only when something is missing (or with --force,
 # as CI does on a fresh machine); it needs root.
 set -eu
@@ -43,4 +44,5 @@ fi
 for target in $RUST_TARGETS; do
 	rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 done
+rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 echo "deps: everything is installed"

@@ -58,6 +58,30 @@ fn atoi(value: &str) -> i64 {
     }
 }
 
+/// `$TMPDIR`, or `/tmp` when it is unset or empty: where the client's
+/// temporary files and the daemon's job directories go.
+pub fn tmp_dir() -> PathBuf {
+    tmp_dir_from(std::env::var_os("TMPDIR"))
+}
+
+fn tmp_dir_from(value: Option<OsString>) -> PathBuf {
+    value
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+}
+
+/// `DISTCC_SAVE_TEMPS` (a [`bool_var`], default false): keep the client's
+/// temporary files and the daemon's job directories.
+pub fn save_temps() -> bool {
+    bool_var("DISTCC_SAVE_TEMPS", false)
+}
+
+/// True if [`distcc_dir`] has a directory to give: `DISTCC_DIR` or `HOME`
+/// is set and not empty.
+pub fn distcc_dir_known() -> bool {
+    dir_from(std::env::var_os("DISTCC_DIR"), std::env::var_os("HOME")).is_ok()
+}
+
 /// The directory for `hosts`, `lock/` and `state/`: `$DISTCC_DIR` if set
 /// (not created: it is the user's to make), else `$HOME/.distcc` (created
 /// if missing). An error if neither variable is set.
@@ -235,6 +259,13 @@ mod tests {
         make_dir(&dir).unwrap();
         assert!(dir.is_dir());
         assert!(make_dir(&tmp.path().join("missing/lock")).is_err());
+    }
+
+    #[test]
+    fn tmp_dir_is_tmpdir_unless_unset_or_empty() {
+        assert_eq!(tmp_dir_from(None), PathBuf::from("/tmp"));
+        assert_eq!(tmp_dir_from(Some("".into())), PathBuf::from("/tmp"));
+        assert_eq!(tmp_dir_from(Some("/var/t".into())), PathBuf::from("/var/t"));
     }
 
     #[test]

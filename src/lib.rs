@@ -1,8 +1,10 @@
-//! distcc-rs: distcc's daemon (and, in time, client and tools) in one multicall binary.
+//! distcc-rs: distcc's client, daemon, masquerade shims, text monitor and cross-helper generator in one multicall binary.
 //!
 //! The binary speaks distcc 3.4's wire protocol, so it mixes with real distcc
 //! clients and servers. `main.rs` only dispatches; each applet lives in
-//! `applets/`, and the pieces they share live in the modules below.
+//! `applets/`. The features (`client`, `daemon`, `monitor`, `wrap`) build on
+//! the shared, feature-neutral modules below (`proto`, `state`, `env`,
+//! `masquerade`, `net`, `sys`, ...) and never import each other.
 
 pub mod applets;
 pub mod args;
@@ -12,7 +14,9 @@ pub mod env;
 pub mod exitcode;
 pub mod logging;
 pub mod lzo;
+pub mod masquerade;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 pub mod state;
 pub mod sys;

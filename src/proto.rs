@@ -12,6 +12,8 @@ use std::fmt;
 
 /// distccd's default TCP port.
 pub const DEFAULT_PORT: u16 = 3632;
+/// distccd's default `--stats-port`, where the monitor asks for the stats page.
+pub const DEFAULT_STATS_PORT: u16 = 3633;
 
 /// Length of a token header: 4 token bytes and 8 hex digits.
 pub const HEADER_LEN: usize = 12;
@@ -28,9 +30,6 @@ pub const STAT: Token = *b"STAT";
 pub const SERR: Token = *b"SERR";
 pub const SOUT: Token = *b"SOUT";
 pub const DOTO: Token = *b"DOTO";
-
-/// The highest protocol version distcc defines (3 is pump mode).
-pub const MAX_KNOWN_VERSION: u32 = 3;
 
 /// Appends a token header with its parameter as 8 lower-case hex digits.
 pub fn put_header(out: &mut Vec<u8>, token: &Token, param: u32) {

@@ -1,5 +1,7 @@
-//! Thin safe wrappers around the libc calls the daemon needs: signals, users,
-//! process groups, daemonizing, temporary directories and system figures.
+//! Thin safe wrappers around the libc calls that std lacks, for every applet: signals, users, process groups, daemonizing, temporary directories, descriptors and system figures.
+//!
+//! They build for Linux and OpenBSD (`make check-openbsd`); where the two
+//! differ (errno's location, `prctl`), each has its own line.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -16,6 +18,17 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// This thread's `errno`, for the two places that must save or clear it
+/// (std reads it, but cannot set it).
+fn errno() -> *mut libc::c_int {
+    // SAFETY: each returns the calling thread's errno slot, valid for the
+    // thread's life; both are async-signal-safe.
+    #[cfg(target_os = "openbsd")]
+    return unsafe { libc::__errno() };
+    #[cfg(not(target_os = "openbsd"))]
+    return unsafe { libc::__errno_location() };
+}
+
 /// The write end of the signal self-pipe, for the async-signal-safe handler.
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
@@ -26,9 +39,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte,
         // and the reader handles every signal kind on any byte anyway.
         unsafe {
-            let saved = *libc::__errno_location();
+            let saved = *errno();
             libc::write(fd, (&byte as *const u8).cast(), 1);
-            *libc::__errno_location() = saved;
+            *errno() = saved;
         }
     }
 }
@@ -92,8 +105,8 @@ pub fn nice(inc: i32) -> io::Result<()> {
     }
     // SAFETY: errno must be cleared first because -1 is a valid return.
     unsafe {
-        *libc::__errno_location() = 0;
-        if libc::nice(inc) == -1 && *libc::__errno_location() != 0 {
+        *errno() = 0;
+        if libc::nice(inc) == -1 && *errno() != 0 {
             return Err(io::Error::last_os_error());
         }
     }
@@ -256,6 +269,14 @@ pub fn raise_nofile_limit() -> u64 {
     }
 }
 
+/// The `--jobs` values the daemon accepts and `wrap` writes: job slots.
+pub const JOBS: std::ops::RangeInclusive<usize> = 1..=10_000;
+
+/// The error for a `--jobs` value outside [`JOBS`].
+pub fn jobs_out_of_range(n: usize) -> String {
+    format!("--jobs: {n} is not in {}-{}", JOBS.start(), JOBS.end())
+}
+
 /// Online CPUs, as distccd counts them for its default `--jobs`.
 pub fn cpu_count() -> usize {
     // SAFETY: plain system call.
@@ -315,14 +336,6 @@ pub fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// `$TMPDIR`, or `/tmp` when it is unset or empty: where the client's
-/// temporary files and the daemon's job directories go.
-pub fn tmp_dir() -> PathBuf {
-    std::env::var_os("TMPDIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
-}
-
 /// The first `limit` bytes of a file (all of it if shorter).
 pub fn read_head(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
     use std::io::Read;
@@ -340,11 +353,6 @@ pub fn fnv1a_hex(bytes: &[u8]) -> String {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
-}
-
-/// This process's id.
-pub fn pid() -> u32 {
-    std::process::id()
 }
 
 #[cfg(test)]

@@ -330,6 +330,42 @@ fn bad_allow_masks_exit_101_at_once() {
     eprintln!("good mask served for {:?}", start.elapsed());
 }
 
+/// DISTCC_IO_TIMEOUT is read by the client's rule (3.4's): set, it must be
+/// a number above zero, and the empty string is no exception.
+#[test]
+fn bad_io_timeout_exits_101_at_once_even_when_empty() {
+    let dir = TestDir::new("process-bad-io-timeout");
+    let tmp = dir.shared_dir("tmp");
+    for value in ["", "0", "ten"] {
+        let mut child = Command::new(bin())
+            .args([
+                "daemon",
+                "--no-detach",
+                "--log-stderr",
+                "--enable-tcp-insecure",
+            ])
+            .args(["--listen", "127.0.0.1", "--lifetime", "5", "--port"])
+            .arg(common::free_port().to_string())
+            .env("TMPDIR", &tmp)
+            .env("DISTCC_IO_TIMEOUT", value)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_with_limit(&mut child, Duration::from_secs(5), value);
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(101), "{value:?}: {stderr}");
+        assert!(stderr.contains("DISTCC_IO_TIMEOUT"), "{value:?}: {stderr}");
+    }
+}
+
 /// Reads one token header from `r`.
 fn header(r: &mut &[u8], token: &[u8; 4]) -> u32 {
     assert!(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{say_error, stdout, Call, Error, Outcome, Status};
 use crate::client::{self, compiler, hosts, Invocation};
 use crate::exitcode::ExitCode;
+use crate::masquerade;
 
 /// The names `--install-masquerade` links when a compiler of that name is on PATH.
 const MASQUERADE_NAMES: &[&str] = &["cc", "c++", "gcc", "g++", "clang", "clang++"];
@@ -15,7 +16,7 @@ const MASQUERADE_NAMES: &[&str] = &["cc", "c++", "gcc", "g++", "clang", "clang++
 /// implicit form, anything else is a masquerade shim named after the compiler.
 pub fn main(call: Call) -> Outcome {
     client::init_logging();
-    if compiler::is_distcc_name(&call.args[0]) || call.args[0] == "client" {
+    if masquerade::is_distcc_name(&call.args[0]) || call.args[0] == "client" {
         distcc_mode(call)
     } else {
         masquerade_mode(call.args)
@@ -84,7 +85,7 @@ fn distcc_mode(call: Call) -> Outcome {
     // `distcc-rs gcc` never runs a gcc shim that leads back to us.
     let path = std::env::var_os("PATH").unwrap_or_default();
     let trimmed =
-        compiler::find_real_compiler(&argv[0], &path, &self_exe()).map(|real| real.child_path);
+        masquerade::find_real_compiler(&argv[0], &path, &self_exe()).map(|real| real.child_path);
     Ok(Status::from_code(client::compile(Invocation {
         argv,
         path: trimmed,
@@ -98,7 +99,7 @@ fn masquerade_mode(args: Vec<OsString>) -> Outcome {
         .unwrap_or(args[0].as_os_str())
         .to_os_string();
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let Some(real) = compiler::find_real_compiler(&name, &path, &self_exe()) else {
+    let Some(real) = masquerade::find_real_compiler(&name, &path, &self_exe()) else {
         return Err(Error::exit(
             ExitCode::CompilerMissing,
             format!(
@@ -116,9 +117,10 @@ fn masquerade_mode(args: Vec<OsString>) -> Outcome {
     })))
 }
 
-/// This executable, with symbolic links resolved.
+/// This executable, with symbolic links resolved (empty if unknown, which
+/// no PATH entry resolves to).
 fn self_exe() -> PathBuf {
-    compiler::self_exe().unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+    masquerade::self_exe().unwrap_or_default()
 }
 
 /// `--show-hosts` (one hostdef per line) and `-j` (the sum of the limits).
@@ -151,7 +153,7 @@ fn listing(list: &hosts::HostList, sum: bool) -> String {
 /// replaced; anything else in DIR is left alone.
 pub fn install_masquerade(args: &[OsString]) -> Outcome {
     let dir = match args {
-        [] => PathBuf::from("/usr/lib/distcc"),
+        [] => PathBuf::from(masquerade::DEFAULT_DIR),
         [dir] => PathBuf::from(dir),
         _ => {
             return Ok(Status::Usage(
@@ -159,7 +161,12 @@ pub fn install_masquerade(args: &[OsString]) -> Outcome {
             ))
         }
     };
-    let exe = self_exe();
+    let Some(exe) = masquerade::self_exe() else {
+        return Err(Error::exit(
+            ExitCode::DistccFailed,
+            "cannot find this executable to link to",
+        ));
+    };
     if let Err(err) = std::fs::create_dir_all(&dir) {
         return Err(Error::exit(
             ExitCode::DistccFailed,
@@ -172,7 +179,8 @@ pub fn install_masquerade(args: &[OsString]) -> Outcome {
         let link = dir.join(&name);
         if let Ok(meta) = std::fs::symlink_metadata(&link) {
             let ours = meta.file_type().is_symlink()
-                && std::fs::read_link(&link).is_ok_and(|t| compiler::is_distcc_name(t.as_os_str()));
+                && std::fs::read_link(&link)
+                    .is_ok_and(|t| masquerade::is_distcc_name(t.as_os_str()));
             if !ours {
                 say_error(&format!(
                     "distcc-rs: leaving {} alone: it is not a link to distcc\n",
@@ -221,8 +229,8 @@ fn is_compiler_name(name: &str) -> bool {
 fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<String> {
     let skip = skip_dir.canonicalize().ok();
     let mut names = std::collections::BTreeSet::new();
-    for dir in std::env::split_paths(path) {
-        if dir.as_os_str().is_empty() || dir.canonicalize().ok() == skip {
+    for dir in masquerade::dirs(path) {
+        if dir.canonicalize().ok() == skip {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -231,15 +239,11 @@ fn compiler_names_on_path(path: &OsStr, skip_dir: &Path, exe: &Path) -> Vec<Stri
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !is_compiler_name(name) || compiler::is_distcc_name(OsStr::new(name)) {
+            if !is_compiler_name(name) || masquerade::is_distcc_name(OsStr::new(name)) {
                 continue;
             }
-            let target = entry.path().canonicalize().ok();
-            let is_us = target.as_deref() == Some(exe)
-                || target
-                    .as_ref()
-                    .is_some_and(|t| compiler::is_distcc_name(t.as_os_str()));
-            if !is_us && crate::sys::is_executable(&entry.path()) {
+            let path = entry.path();
+            if !masquerade::is_masquerade(&path, exe) && crate::sys::is_executable(&path) {
                 names.insert(name.to_string());
             }
         }

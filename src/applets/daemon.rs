@@ -140,8 +140,10 @@ pub enum ConfigError {
     Number { option: &'static str, value: String },
     /// A `--port` or `--stats-port` outside 1-65535.
     Port { option: &'static str, port: u32 },
-    /// A `--jobs` outside 1-10000.
+    /// A `--jobs` outside `sys::JOBS`.
     Jobs(usize),
+    /// A bad `DISTCC_IO_TIMEOUT`, with env's reason.
+    IoTimeout(String),
     /// An environment variable that must be a number above zero.
     Env { name: &'static str, value: String },
 }
@@ -156,7 +158,8 @@ impl std::fmt::Display for ConfigError {
             ConfigError::Port { option, port } => {
                 write!(f, "{option}: port {port} is not in 1-65535")
             }
-            ConfigError::Jobs(n) => write!(f, "--jobs: {n} is not in 1-10000"),
+            ConfigError::Jobs(n) => f.write_str(&crate::sys::jobs_out_of_range(*n)),
+            ConfigError::IoTimeout(why) => f.write_str(why),
             ConfigError::Env { name, value } => write!(f, "{name}: bad value '{value}'"),
         }
     }
@@ -171,10 +174,6 @@ fn number<T: std::str::FromStr>(option: &'static str, value: &str) -> Result<T> 
         option,
         value: value.to_string(),
     })
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == "1")
 }
 
 fn stdin_is_socket() -> bool {
@@ -261,20 +260,21 @@ fn port_in_range(option: &'static str, value: &str) -> Result<u16> {
 }
 
 /// `--stats-port` is checked even without `--stats`, which alone turns
-/// the statistics on (on port 3633 unless given).
+/// the statistics on (on `proto::DEFAULT_STATS_PORT` unless given).
 fn stats_port(o: &Options) -> Result<Option<u16>> {
     let port = o
         .stats_port
         .as_deref()
         .map(|p| port_in_range("--stats-port", p))
         .transpose()?;
-    Ok(o.stats.then(|| port.unwrap_or(3633)))
+    Ok(o.stats
+        .then(|| port.unwrap_or(crate::proto::DEFAULT_STATS_PORT)))
 }
 
 fn jobs(o: &Options) -> Result<usize> {
     match &o.jobs {
         Some(j) => match number::<usize>("--jobs", j)? {
-            n @ 1..=10_000 => Ok(n),
+            n if crate::sys::JOBS.contains(&n) => Ok(n),
             n => Err(ConfigError::Jobs(n)),
         },
         None => Ok(crate::sys::cpu_count() + 2),
@@ -346,7 +346,7 @@ fn configure(o: Options) -> Result<Config> {
         job_lifetime: seconds("--job-lifetime", &o.job_lifetime)?,
         lifetime: seconds("--lifetime", &o.lifetime)?,
         log_level: log_level(&o),
-        io_timeout: Duration::from_secs(positive_env("DISTCC_IO_TIMEOUT")?.unwrap_or(300)),
+        io_timeout: crate::env::io_timeout().map_err(ConfigError::IoTimeout)?,
         limits: input_limit(Limits::default())?,
         whitelist: whitelist(&o),
         detach: !(o.no_detach || o.wizard),
@@ -357,8 +357,8 @@ fn configure(o: Options) -> Result<Config> {
         log_stderr: o.log_stderr || o.wizard,
         pid_file: o.pid_file,
         log_file: o.log_file,
-        save_temps: env_flag("DISTCC_SAVE_TEMPS"),
-        tmpdir: crate::sys::tmp_dir(),
+        save_temps: crate::env::save_temps(),
+        tmpdir: crate::env::tmp_dir(),
     };
     if let Some(path) = std::env::var_os("DISTCCD_PATH") {
         std::env::set_var("PATH", path);

@@ -325,14 +325,8 @@ fn link_names() -> impl Iterator<Item = &'static str> {
 
 /// This executable, with symbolic links resolved.
 fn this_exe() -> Result<PathBuf, Error> {
-    std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .map_err(|err| {
-            Error::exit(
-                ExitCode::DistccFailed,
-                format!("cannot find this executable: {err}"),
-            )
-        })
+    crate::masquerade::self_exe()
+        .ok_or_else(|| Error::exit(ExitCode::DistccFailed, "cannot find this executable"))
 }
 
 /// `--install [-s] DIR`: makes a hard link (or with `-s` a symbolic link) to

@@ -128,8 +128,7 @@ pub fn main(call: Call) -> Outcome {
 
 /// `$DISTCC_DIR/state`, made if missing, as distccmon-text finds it.
 fn state_dir() -> Result<std::path::PathBuf, ExitCode> {
-    let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    if !set("DISTCC_DIR") && !set("HOME") {
+    if !crate::env::distcc_dir_known() {
         log::error!("neither DISTCC_DIR nor HOME is set; can't find distcc directory");
         return Err(ExitCode::BadArguments);
     }

@@ -182,9 +182,7 @@ pub fn main(call: Call) -> Outcome {
 fn remove(o: &Options) -> Outcome {
     let dir = match (&o.dir, &o.target, &o.name) {
         (Some(dir), _, _) => dir.clone(),
-        (None, _, Some(name)) | (None, Some(name), None) => {
-            PathBuf::from("/usr/local/lib/distcc-rs").join(name)
-        }
+        (None, _, Some(name)) | (None, Some(name), None) => wrap::default_dir(name),
         (None, None, None) => return usage("--remove needs --dir, --name or --target"),
     };
     let plan = wrap::plan_remove(&dir, o.force).map_err(Error::failure)?;
@@ -211,7 +209,7 @@ fn write(o: Options) -> Outcome {
     let Some(target) = o.target else {
         return usage("--target TRIPLE is required (see --help)");
     };
-    let Some(exe) = crate::client::compiler::self_exe() else {
+    let Some(exe) = crate::masquerade::self_exe() else {
         return Err(Error::failure("cannot find this executable's path"));
     };
     let request = Request {

@@ -1,180 +1,34 @@
-//! Finding and naming the real compiler: masquerade PATH trimming, the recursion safeguard and distcc 3.4's compiler-name rewriting.
+//! The client's compiler names: implicit mode (5.1) and distcc 3.4's compiler-name rewriting (5.8).
 //!
-//! Deliberate differences from distcc 3.4:
+//! Finding the real compiler behind a masquerade link and the recursion
+//! safeguard are shared with the daemon and live in [`crate::masquerade`].
 //!
-//! * Masquerade (5.9): a PATH entry is skipped when its `<name>` resolves
-//!   (through every symlink) to this executable or to a file whose basename
-//!   contains `distcc`, wherever it sits in PATH and however the entry is
-//!   spelled. 3.4 compares the text of the entries and cuts PATH after the
-//!   first match; the PATH children get here is PATH without the masquerade
-//!   entries.
-//! * Compiler-name rewriting (5.8) skips masquerade entries the same way, and
-//!   skips empty PATH entries (3.4 stops there). Only `-target`, `-target=…`,
-//!   `--target` and `--target=…` count as "target given" for clang, so a
-//!   user's `--target=` is never overridden (3.4 only knows `-target`).
-//! * The child safeguard value stops at `9`: 3.4 writes the character
-//!   `'0' + level + 1`, which is no longer a digit past 9.
+//! Deliberate differences from distcc 3.4: compiler-name rewriting skips
+//! masquerade entries (as [`crate::masquerade`] defines them) and empty PATH
+//! entries (3.4 stops there). Only `-target`, `-target=…`, `--target` and
+//! `--target=…` count as "target given" for clang, so a user's `--target=`
+//! is never overridden (3.4 only knows `-target`).
 //!
 //! The GNU host triple is not the triple this binary was built for (a static
 //! musl build would say `x86_64-unknown-linux-musl`): it is derived from the
 //! architecture and OS the way distcc's configure names a glibc host, see
 //! [`gnu_host`].
 
-use crate::sys::is_executable;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::args;
-
-/// The environment variable that marks children of distcc (5.10).
-pub const SAFEGUARD_VAR: &str = "_DISTCC_SAFEGUARD";
+use crate::masquerade;
 
 /// Turns off compiler-name rewriting (5.8).
 pub const NO_REWRITE_CROSS_VAR: &str = "DISTCC_NO_REWRITE_CROSS";
-
-/// This process's safeguard level: 0 when [`SAFEGUARD_VAR`] is unset.
-pub fn safeguard_level() -> u32 {
-    parse_safeguard(std::env::var_os(SAFEGUARD_VAR).as_deref())
-}
-
-/// The level a [`SAFEGUARD_VAR`] value stands for: C's `atoi`, with a set
-/// value that reads as 0 (non-numeric, empty) counting as 1, as in 3.4.
-pub fn parse_safeguard(value: Option<&OsStr>) -> u32 {
-    let Some(value) = value else {
-        return 0;
-    };
-    let text = value.as_bytes();
-    let text = &text[text.iter().take_while(|c| c.is_ascii_whitespace()).count()..];
-    let (negative, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let n = digits
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .fold(0u32, |n, &c| {
-            n.saturating_mul(10).saturating_add(u32::from(c - b'0'))
-        });
-    match (negative, n) {
-        (_, 0) => 1,
-        // A negative level passes both checks, as in 3.4.
-        (true, _) => 0,
-        (false, n) => n,
-    }
-}
-
-/// The [`SAFEGUARD_VAR`] value for a child of a process at `level`: one
-/// digit, `level + 1`, at most 9.
-pub fn child_safeguard_value(level: u32) -> String {
-    level.saturating_add(1).min(9).to_string()
-}
-
-/// What the safeguard says to do (5.10).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Safeguard {
-    /// Not inside distcc: go on as usual.
-    Proceed,
-    /// A masquerade link reached from inside distcc: run the command here at
-    /// once, with no scan, locks or rewriting.
-    RunLocally,
-    /// distcc has invoked itself: print "distcc seems to have invoked itself
-    /// recursively!" and exit 111.
-    Recursion,
-}
-
-/// The safeguard rule: `level - tweaked > 0` is recursion; otherwise any
-/// `level > 0` runs locally. `path_tweaked` is whether masquerade mode
-/// removed entries from PATH.
-pub fn safeguard(level: u32, path_tweaked: bool) -> Safeguard {
-    if level > u32::from(path_tweaked) {
-        Safeguard::Recursion
-    } else if level > 0 {
-        Safeguard::RunLocally
-    } else {
-        Safeguard::Proceed
-    }
-}
-
-/// True if `argv0`'s basename contains `distcc`: explicit or implicit mode
-/// rather than masquerade mode (5.1).
-pub fn is_distcc_name(argv0: &OsStr) -> bool {
-    contains(args::basename(argv0.as_bytes()), b"distcc")
-}
 
 /// True if `distcc ARG…` means `cc ARG…` (5.1): `ARG` starts with `-`, or
 /// has a source extension, or ends in `.o`.
 pub fn implicit_compiler(first_arg: &OsStr) -> bool {
     let a = first_arg.as_bytes();
     a.first() == Some(&b'-') || args::is_source(a) || a.ends_with(b".o")
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The running executable, resolved, for [`find_real_compiler`].
-pub fn self_exe() -> Option<PathBuf> {
-    std::fs::canonicalize("/proc/self/exe")
-        .or_else(|_| std::env::current_exe().and_then(std::fs::canonicalize))
-        .ok()
-}
-
-/// True if `candidate` resolves to this executable or to any distcc.
-pub fn is_masquerade(candidate: &Path, self_exe: &Path) -> bool {
-    std::fs::canonicalize(candidate)
-        .is_ok_and(|real| real == self_exe || is_distcc_name(real.as_os_str()))
-}
-
-/// PATH's entries; an empty entry means the current directory.
-fn path_entries(path: &OsStr) -> impl Iterator<Item = &[u8]> {
-    path.as_bytes().split(|&c| c == b':')
-}
-
-fn entry_dir(entry: &[u8]) -> PathBuf {
-    PathBuf::from(OsStr::from_bytes(if entry.is_empty() {
-        b"."
-    } else {
-        entry
-    }))
-}
-
-/// The compiler a masquerade link stands for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RealCompiler {
-    /// The first `<name>` on PATH that is not distcc.
-    pub path: PathBuf,
-    /// PATH without the masquerade entries, for children, so that cpp and
-    /// the compiler found by `execvp` are the real ones.
-    pub child_path: OsString,
-    /// Whether entries were removed: the `tweaked` of the safeguard.
-    pub path_tweaked: bool,
-}
-
-/// Masquerade mode (5.9): finds the real `name` on `path`, skipping every
-/// entry whose `name` resolves to `self_exe` (this executable, resolved) or
-/// to a distcc. `None` if there is no other `name` on PATH.
-pub fn find_real_compiler(name: &OsStr, path: &OsStr, self_exe: &Path) -> Option<RealCompiler> {
-    let mut kept: Vec<&[u8]> = Vec::new();
-    let mut found = None;
-    let mut tweaked = false;
-    for entry in path_entries(path) {
-        let candidate = entry_dir(entry).join(name);
-        if is_executable(&candidate) && is_masquerade(&candidate, self_exe) {
-            tweaked = true;
-            continue;
-        }
-        if found.is_none() && is_executable(&candidate) {
-            found = Some(candidate);
-        }
-        kept.push(entry);
-    }
-    Some(RealCompiler {
-        path: found?,
-        child_path: OsString::from_vec(kept.join(&b':')),
-        path_tweaked: tweaked,
-    })
 }
 
 /// The GNU triple of the host, as distcc's configure would name a glibc host
@@ -196,18 +50,10 @@ fn gnu_triple(arch: &str, os: &str) -> String {
     }
 }
 
-/// The prefix of the host's gcc names: [`gnu_host`] with its first `-pc-`
+/// The prefix of a host's gcc names: the GNU triple with its first `-pc-`
 /// turned into `-` (`x86_64-linux-gnu`), as 3.4 forms it.
-pub fn gcc_triple() -> String {
-    gnu_host().replacen("-pc-", "-", 1)
-}
-
-/// The first PATH entry holding an executable `name` that is not distcc.
-fn which(name: &[u8], path: &OsStr, self_exe: &Path) -> Option<PathBuf> {
-    path_entries(path)
-        .filter(|e| !e.is_empty())
-        .map(|e| entry_dir(e).join(OsStr::from_bytes(name)))
-        .find(|c| is_executable(c) && !is_masquerade(c, self_exe))
+fn gcc_triple(host: &str) -> String {
+    host.replacen("-pc-", "-", 1)
 }
 
 /// distcc 3.4's compiler-name rewriting (5.8), applied after the scan and for
@@ -216,7 +62,7 @@ pub fn rewrite_compiler(argv: &mut Vec<OsString>, path: &OsStr) {
     if std::env::var_os(NO_REWRITE_CROSS_VAR).is_some() {
         return;
     }
-    let me = self_exe().unwrap_or_default();
+    let me = masquerade::self_exe().unwrap_or_default();
     rewrite_names(argv, path, &me, &gnu_host());
 }
 
@@ -233,7 +79,7 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
         _ => None,
     };
     if let Some(names) = generic {
-        if let Some(found) = which(first.as_bytes(), path, self_exe) {
+        if let Some(found) = masquerade::which(first, path, self_exe) {
             if let Ok(mut target) = std::fs::read_link(&found) {
                 if target == Path::new("/etc/alternatives/cc")
                     || target == Path::new("/etc/alternatives/c++")
@@ -273,10 +119,10 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
     let is_gcc =
         name == b"gcc" || name == b"g++" || name.starts_with(b"gcc-") || name.starts_with(b"g++-");
     if is_gcc {
-        let mut full = host.replacen("-pc-", "-", 1).into_bytes();
+        let mut full = gcc_triple(host).into_bytes();
         full.push(b'-');
         full.extend_from_slice(&name);
-        if which(&full, path, self_exe).is_some() {
+        if masquerade::which(OsStr::from_bytes(&full), path, self_exe).is_some() {
             argv[0] = OsString::from_vec(full);
         }
     }
@@ -285,8 +131,11 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::masquerade::{is_distcc_name, self_exe};
+    use crate::sys::is_executable;
     use std::os::unix::fs::symlink;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
 
     /// A fake compiler: a shell script named `name` in `dir`.
     fn fake(dir: &Path, name: &str) -> PathBuf {
@@ -309,43 +158,6 @@ mod tests {
 
     fn argv(line: &str) -> Vec<OsString> {
         line.split_whitespace().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn safeguard_levels() {
-        // value of _DISTCC_SAFEGUARD   level
-        let cases: &[(Option<&str>, u32)] = &[
-            (None, 0),
-            (Some("1"), 1),
-            (Some("2"), 2),
-            (Some(" 3x"), 3),
-            (Some("abc"), 1),
-            (Some(""), 1),
-            (Some("0"), 1),
-            (Some("-2"), 0),
-        ];
-        for (value, level) in cases {
-            assert_eq!(parse_safeguard(value.map(OsStr::new)), *level, "{value:?}");
-        }
-        assert_eq!(child_safeguard_value(0), "1");
-        assert_eq!(child_safeguard_value(1), "2");
-        assert_eq!(child_safeguard_value(8), "9");
-        assert_eq!(child_safeguard_value(9), "9");
-    }
-
-    #[test]
-    fn safeguard_rule() {
-        // level  PATH tweaked  what to do
-        let cases = [
-            (0, false, Safeguard::Proceed),
-            (0, true, Safeguard::Proceed),
-            (1, false, Safeguard::Recursion), // _DISTCC_SAFEGUARD=1 distcc gcc … → 111
-            (1, true, Safeguard::RunLocally), // masquerade link reached from inside distcc
-            (2, true, Safeguard::Recursion),
-        ];
-        for (level, tweaked, want) in cases {
-            assert_eq!(safeguard(level, tweaked), want, "{level} {tweaked}");
-        }
     }
 
     #[test]
@@ -374,55 +186,6 @@ mod tests {
     }
 
     #[test]
-    fn masquerade_skips_every_entry_that_is_distcc() {
-        let tmp = crate::testing::TestDir::new("compiler");
-        let t = tmp.path();
-        let me = fake(&t.join("bin"), "distcc-rs-under-another-name");
-        let me = std::fs::canonicalize(me).unwrap();
-        let other_distcc = fake(&t.join("opt"), "distcc");
-        link(&me, &t.join("masq"), "gcc");
-        link(&other_distcc, &t.join("masq2"), "gcc");
-        link(
-            Path::new("../bin/distcc-rs-under-another-name"),
-            &t.join("rel"),
-            "gcc",
-        );
-        std::fs::create_dir_all(t.join("noexec")).unwrap();
-        std::fs::write(t.join("noexec/gcc"), "").unwrap();
-        let real = fake(&t.join("real"), "gcc");
-        fake(&t.join("later"), "gcc");
-        let doubled = PathBuf::from(format!("{}//masq", t.display()));
-        let path = join_path(&[
-            &doubled,
-            &t.join("missing"),
-            &t.join("masq2"),
-            &t.join("rel"),
-            &t.join("noexec"),
-            real.parent().unwrap(),
-            &t.join("later"),
-        ]);
-        let found = find_real_compiler(OsStr::new("gcc"), &path, &me).unwrap();
-        assert_eq!(found.path, real);
-        assert_eq!(
-            found.child_path,
-            join_path(&[
-                &t.join("missing"),
-                &t.join("noexec"),
-                &t.join("real"),
-                &t.join("later")
-            ])
-        );
-        assert!(found.path_tweaked);
-
-        let plain = join_path(&[&t.join("real")]);
-        let found = find_real_compiler(OsStr::new("gcc"), &plain, &me).unwrap();
-        assert_eq!((found.child_path, found.path_tweaked), (plain, false));
-
-        let only_us = join_path(&[&t.join("masq"), &t.join("masq2")]);
-        assert_eq!(find_real_compiler(OsStr::new("gcc"), &only_us, &me), None);
-    }
-
-    #[test]
     fn gnu_triples() {
         for (arch, os, triple) in [
             ("x86_64", "linux", "x86_64-pc-linux-gnu"),
@@ -437,7 +200,7 @@ mod tests {
         }
         if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
             assert_eq!(gnu_host(), "x86_64-pc-linux-gnu");
-            assert_eq!(gcc_triple(), "x86_64-linux-gnu");
+            assert_eq!(gcc_triple(&gnu_host()), "x86_64-linux-gnu");
         }
     }
 
@@ -490,7 +253,7 @@ mod tests {
     /// is not installed that way.
     #[test]
     fn debian_gcc_is_named_by_its_triple() {
-        let triple_gcc = format!("{}-gcc", gcc_triple());
+        let triple_gcc = format!("{}-gcc", gcc_triple(&gnu_host()));
         assert!(
             is_executable(&Path::new("/usr/bin").join(&triple_gcc)),
             "{triple_gcc} must be installed"
@@ -503,6 +266,9 @@ mod tests {
         }
         let mut a = argv("c++ -c x.cc");
         rewrite_names(&mut a, OsStr::new("/usr/bin"), &me, &gnu_host());
-        assert_eq!(a[0], OsString::from(format!("{}-g++", gcc_triple())));
+        assert_eq!(
+            a[0],
+            OsString::from(format!("{}-g++", gcc_triple(&gnu_host())))
+        );
     }
 }

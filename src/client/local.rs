@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::exitcode::ExitCode;
+use crate::masquerade::{self, find_program};
 
 /// How children are started: the PATH they search (trimmed of masquerade
 /// directories, or None to keep ours) and their `_DISTCC_SAFEGUARD` value.
@@ -39,7 +40,7 @@ impl Launcher {
         if let Some(path) = &self.path {
             cmd.env("PATH", path);
         }
-        cmd.env(super::compiler::SAFEGUARD_VAR, &self.safeguard);
+        cmd.env(masquerade::SAFEGUARD_VAR, &self.safeguard);
         cmd
     }
 
@@ -82,25 +83,6 @@ impl Launcher {
         super::output::set_running_child(child.id());
         Ok(child)
     }
-}
-
-/// Where execvp would find `name` on `path`: `name` itself if it holds a
-/// `/`, else the first executable file `DIR/name` (an empty entry is the
-/// current directory).
-fn find_program(name: &OsStr, path: &OsStr) -> Option<PathBuf> {
-    if name.as_bytes().contains(&b'/') {
-        return None;
-    }
-    std::env::split_paths(path)
-        .map(|dir| {
-            if dir.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                dir
-            }
-            .join(name)
-        })
-        .find(|candidate| crate::sys::is_executable(candidate))
 }
 
 /// distcc's exit code for a finished child: its code, or 128+signal.

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use crate::env;
 use crate::exitcode::ExitCode;
+use crate::masquerade::{self, Safeguard};
 use crate::state::{Phase, State};
-use compiler::Safeguard;
 use hosts::{Host, HostList, Kind};
 use local::Launcher;
 use output::{ObjectFile, TempFile};
@@ -101,12 +101,12 @@ pub fn init_logging() {
 /// Runs one compiler command the distcc way and returns the exit code.
 pub fn compile(invocation: Invocation) -> i32 {
     output::install_signal_cleanup();
-    let level = compiler::safeguard_level();
+    let level = masquerade::safeguard_level();
     let launcher = Launcher {
         path: invocation.path,
-        safeguard: compiler::child_safeguard_value(level),
+        safeguard: masquerade::child_safeguard_value(level),
     };
-    match compiler::safeguard(level, invocation.tweaked) {
+    match masquerade::safeguard(level, invocation.tweaked) {
         Safeguard::Recursion => {
             log::error!("distcc seems to have invoked itself recursively!");
             return ExitCode::Recursion.into();
@@ -202,10 +202,6 @@ fn fallback_enabled() -> bool {
     env::bool_var("DISTCC_FALLBACK", true)
 }
 
-fn save_temps() -> bool {
-    env::bool_var("DISTCC_SAVE_TEMPS", false)
-}
-
 /// A host as log lines name it: `HOST:PORT` for TCP, else as written.
 fn host_name(host: &Host) -> String {
     match host.kind {
@@ -230,7 +226,7 @@ impl Client {
     fn local_limits(&self) -> (u32, u32) {
         match &self.hosts {
             Ok(list) => (list.local_slots, list.local_slots_cpp),
-            Err(_) => (4, 8),
+            Err(_) => (hosts::DEFAULT_LOCAL_SLOTS, hosts::DEFAULT_LOCAL_SLOTS_CPP),
         }
     }
 
@@ -400,7 +396,7 @@ impl Client {
             Some("localhost"),
             lock.as_ref().map(|l| l.slot()),
         );
-        let tmpdir = crate::sys::tmp_dir();
+        let tmpdir = env::tmp_dir();
         let (temp, file) =
             TempFile::create(&tmpdir, "distcc_", job.preprocessed_ext).map_err(|err| {
                 log::warn!(
@@ -471,7 +467,7 @@ impl Client {
                 pre.status =
                     Some(local::wait_cpp(child).unwrap_or(ExitCode::CompilerMissing.into()));
                 pre.lock = None;
-                if save_temps() {
+                if env::save_temps() {
                     pre.temp.keep();
                 }
             }
@@ -582,7 +578,7 @@ impl Client {
                     &job.argv,
                     &self.launcher,
                     cache.as_deref(),
-                    &crate::sys::tmp_dir(),
+                    &env::tmp_dir(),
                 );
                 if learned.is_none() {
                     log::debug!("object check: off for this job");

@@ -3,7 +3,6 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -45,6 +44,12 @@ impl RemoteError {
             RemoteError::Truncated(_) => ExitCode::Truncated,
             RemoteError::Protocol(_) => ExitCode::ProtocolError,
         }
+    }
+}
+
+impl From<crate::net::ConnectError> for RemoteError {
+    fn from(err: crate::net::ConnectError) -> RemoteError {
+        RemoteError::Connect(err.to_string())
     }
 }
 
@@ -110,7 +115,7 @@ pub fn connect(
 ) -> Result<Connection, RemoteError> {
     match target {
         Target::Tcp { host, port } => {
-            let stream = connect_tcp(host, *port, connect_timeout)?;
+            let stream = crate::net::connect_tcp(host, *port, connect_timeout)?;
             stream
                 .set_nodelay(true)
                 .map_err(|e| RemoteError::Connect(e.to_string()))?;
@@ -163,26 +168,6 @@ pub fn connect(
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), RemoteError> {
     crate::sys::set_nonblocking(fd.as_raw_fd(), true)
         .map_err(|e| RemoteError::Connect(e.to_string()))
-}
-
-/// A TCP connection to the first address of `host` that answers within `timeout`.
-pub(crate) fn connect_tcp(
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<TcpStream, RemoteError> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| RemoteError::Connect(format!("cannot resolve {host}: {e}")))?
-        .collect();
-    let mut last = format!("no address for {host}");
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return Ok(stream),
-            Err(err) => last = format!("{addr}: {err}"),
-        }
-    }
-    Err(RemoteError::Connect(last))
 }
 
 /// Waits until `fd` is ready for `events` or `deadline` passes.

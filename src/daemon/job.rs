@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use super::policy;
 use crate::args::{self, Compile, Output};
+use crate::masquerade;
 
 /// A job's private directory under TMPDIR. Everything the job writes goes
 /// here, and the directory is removed when the job is dropped, unless
@@ -247,8 +248,7 @@ impl CompilerSearch {
             .iter()
             .filter_map(|d| std::fs::canonicalize(d).ok())
             .collect();
-        let dirs = std::env::split_paths(path)
-            .filter(|dir| !dir.as_os_str().is_empty())
+        let dirs = masquerade::dirs(path)
             .filter(|dir| {
                 let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
                 !masquerade_dirs.contains(dir) && !masquerade.contains(&real)
@@ -256,9 +256,7 @@ impl CompilerSearch {
             .collect();
         CompilerSearch {
             dirs,
-            own: std::env::current_exe()
-                .ok()
-                .and_then(|e| std::fs::canonicalize(e).ok()),
+            own: masquerade::self_exe(),
         }
     }
 
@@ -273,26 +271,25 @@ impl CompilerSearch {
             }
             return self.find(program.file_name()?.as_bytes());
         }
-        self.dirs.iter().find_map(|dir| {
-            let candidate = dir.join(program);
-            if !crate::sys::is_executable(&candidate) {
-                return None;
-            }
-            let real = std::fs::canonicalize(&candidate).ok()?;
-            let is_distcc = Some(&real) == self.own.as_ref() || policy::names_distcc(&real);
-            (!is_distcc).then_some(candidate)
-        })
+        let own = self.own.as_deref().unwrap_or(Path::new(""));
+        self.dirs
+            .iter()
+            .map(|dir| dir.join(program))
+            .find(|c| crate::sys::is_executable(c) && !masquerade::is_masquerade(c, own))
     }
 }
 
 /// Sets `_DISTCC_SAFEGUARD` in the daemon's environment to one level above
 /// ours, for every compiler it starts. Call before any thread starts.
 pub fn set_safeguard() {
-    let level = std::env::var("_DISTCC_SAFEGUARD")
-        .ok()
-        .map(|v| v.parse::<u32>().unwrap_or(1))
-        .unwrap_or(0);
-    std::env::set_var("_DISTCC_SAFEGUARD", (level + 1).min(9).to_string());
+    let value = child_safeguard(std::env::var_os(masquerade::SAFEGUARD_VAR).as_deref());
+    std::env::set_var(masquerade::SAFEGUARD_VAR, value);
+}
+
+/// The `_DISTCC_SAFEGUARD` value for the daemon's compilers, given the
+/// daemon's own: read by the client's rule ([`masquerade::parse_safeguard`]).
+fn child_safeguard(ours: Option<&OsStr>) -> String {
+    masquerade::child_safeguard_value(masquerade::parse_safeguard(ours))
 }
 
 #[cfg(test)]
@@ -367,6 +364,22 @@ mod tests {
         assert!(dir.exists());
         drop(j);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn safeguard_is_read_by_the_clients_rule() {
+        // A set value that reads as 0 is level 1, as in 3.4's
+        // dcc_recursion_safeguard, so the compiler gets 2.
+        for (ours, child) in [
+            (None, "1"),
+            (Some("0"), "2"),
+            (Some(""), "2"),
+            (Some("x"), "2"),
+        ] {
+            assert_eq!(child_safeguard(ours.map(OsStr::new)), child, "{ours:?}");
+        }
+        assert_eq!(child_safeguard(Some(OsStr::new("3"))), "4");
+        assert_eq!(child_safeguard(Some(OsStr::new("9"))), "9");
     }
 
     #[test]

@@ -70,13 +70,12 @@ pub enum Whitelist {
 /// binary's `bin/`, then `/usr/lib/distcc` (and `/usr/local/lib/distcc`).
 pub fn default_masquerade_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(prefix) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
+    if let Some(prefix) =
+        crate::masquerade::self_exe().and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
     {
         dirs.push(prefix.join("lib/distcc"));
     }
-    for dir in ["/usr/lib/distcc", "/usr/local/lib/distcc"] {
+    for dir in [crate::masquerade::DEFAULT_DIR, "/usr/local/lib/distcc"] {
         if !dirs.iter().any(|d| d == Path::new(dir)) {
             dirs.push(PathBuf::from(dir));
         }
@@ -93,7 +92,7 @@ pub fn show_dirs<'a>(dirs: impl Iterator<Item = &'a PathBuf>) -> String {
 
 /// True if a resolved path's file name names distcc (distcc, distccd, distcc-rs).
 pub(crate) fn names_distcc(real: &Path) -> bool {
-    crate::client::compiler::is_distcc_name(real.as_os_str())
+    crate::masquerade::is_distcc_name(real.as_os_str())
 }
 
 /// True if `path` resolves to a distcc or distcc-rs binary.

@@ -1,4 +1,12 @@
 //! `--stats`: distccd's job counters and the HTTP text it serves (section 8).
+//!
+//! Four fields come from Linux's `/proc`: `dcc_current_load`
+//! (`/proc/loadavg`), `dcc_num_procstate_D` and `dcc_max_RSS`
+//! (`/proc/PID/stat`) and `dcc_io_rate` (`/proc/diskstats`). Where there is
+//! no `/proc`, as on OpenBSD, the page still has every field, but those four
+//! are not measured: they read `-1`, `0`, `0` (`none`) and `-1`. The job list
+//! (`<distccjobs>`), the load averages (getloadavg) and the counters come
+//! from the daemon itself and need no `/proc`.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;

@@ -10,13 +10,13 @@ use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::client::remote::{connect_tcp, RemoteError};
+use crate::exitcode::ExitCode;
+use crate::net::{connect_tcp, ConnectError};
+use crate::proto::DEFAULT_STATS_PORT;
 
-/// distccd's default `--stats-port`.
-pub const DEFAULT_STATS_PORT: u16 = 3633;
 /// The most a stats page may be: distccd's is about 1 KiB, plus a line per job.
 const MAX_PAGE: usize = 1 << 20;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(crate::env::DEFAULT_CONNECT_SECS);
 /// The whole exchange after connecting, request and reply.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -95,26 +95,60 @@ pub struct Report {
     pub jobs: Vec<Job>,
 }
 
+/// Why the stats page could not be had; each maps to distcc's exit code.
+#[derive(Debug)]
+pub enum FetchError {
+    Connect(ConnectError),
+    Io(String),
+    Timeout(&'static str),
+    Truncated(&'static str),
+    Protocol(String),
+}
+
+impl FetchError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            FetchError::Connect(_) => ExitCode::ConnectFailed,
+            FetchError::Io(_) | FetchError::Timeout(_) => ExitCode::IoError,
+            FetchError::Truncated(_) => ExitCode::Truncated,
+            FetchError::Protocol(_) => ExitCode::ProtocolError,
+        }
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Connect(why) => write!(f, "connect failed: {why}"),
+            FetchError::Io(why) => write!(f, "i/o error: {why}"),
+            FetchError::Timeout(what) => write!(f, "timed out while {what}"),
+            FetchError::Truncated(what) => write!(f, "server closed the connection while {what}"),
+            FetchError::Protocol(why) => write!(f, "protocol error: {why}"),
+        }
+    }
+}
+
 /// Asks the daemon for its stats page and reads it.
-pub fn fetch(target: &Target) -> Result<Report, RemoteError> {
+pub fn fetch(target: &Target) -> Result<Report, FetchError> {
     let page = fetch_page(target)?;
     parse(&page).map_err(|why| match why {
-        PageError::Truncated => RemoteError::Truncated("sending its stats page"),
-        why => RemoteError::Protocol(format!("{target}: {why}")),
+        PageError::Truncated => FetchError::Truncated("sending its stats page"),
+        why => FetchError::Protocol(format!("{target}: {why}")),
     })
 }
 
-fn fetch_page(target: &Target) -> Result<Vec<u8>, RemoteError> {
-    let mut stream = connect_tcp(&target.host, target.port, CONNECT_TIMEOUT)?;
+fn fetch_page(target: &Target) -> Result<Vec<u8>, FetchError> {
+    let mut stream =
+        connect_tcp(&target.host, target.port, CONNECT_TIMEOUT).map_err(FetchError::Connect)?;
     let deadline = Instant::now() + IO_TIMEOUT;
-    let io = |e: std::io::Error| RemoteError::Io(format!("{target}: {}", super::strerror(&e)));
+    let io = |e: std::io::Error| FetchError::Io(format!("{target}: {}", super::strerror(&e)));
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     // Any request will do; this one also suits an HTTP proxy or a person.
     stream
         .write_all(b"GET / HTTP/1.0\r\n\r\n")
         .map_err(|e| match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                RemoteError::Timeout("sending the stats request")
+                FetchError::Timeout("sending the stats request")
             }
             _ => io(e),
         })?;
@@ -123,14 +157,14 @@ fn fetch_page(target: &Target) -> Result<Vec<u8>, RemoteError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(RemoteError::Timeout("reading the stats page"));
+            return Err(FetchError::Timeout("reading the stats page"));
         }
         stream.set_read_timeout(Some(left)).map_err(io)?;
         match stream.read(&mut buf) {
             Ok(0) => return Ok(page),
             Ok(n) => {
                 if page.len() + n > MAX_PAGE {
-                    return Err(RemoteError::Protocol(format!(
+                    return Err(FetchError::Protocol(format!(
                         "{target}: stats page longer than {MAX_PAGE} bytes"
                     )));
                 }
@@ -138,7 +172,7 @@ fn fetch_page(target: &Target) -> Result<Vec<u8>, RemoteError> {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(RemoteError::Timeout("reading the stats page"))
+                return Err(FetchError::Timeout("reading the stats page"))
             }
             // A reset after a complete page (the daemon closed without
             // reading all we sent) loses nothing.

@@ -26,6 +26,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Where an instance's files go unless `--dir` says: `/usr/local/lib/distcc-rs/NAME`.
+pub fn default_dir(name: &str) -> PathBuf {
+    Path::new(DEFAULT_PARENT).join(name)
+}
+
+/// The directory under which [`default_dir`] puts each instance.
+const DEFAULT_PARENT: &str = "/usr/local/lib/distcc-rs";
+
 /// The manifest's file name in DIR.
 pub const MANIFEST: &str = ".distcc-rs-wrap";
 
@@ -112,7 +120,7 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
 /// The compiler: `--compiler` (a bare name is looked up on PATH), or
 /// `clang` on PATH, skipping any that is a distcc masquerade link.
 fn find_compiler(given: Option<&Path>, exe: &Path) -> Result<PathBuf, String> {
-    use crate::client::compiler::{find_real_compiler, is_masquerade};
+    use crate::masquerade::{find_real_compiler, is_masquerade};
     let name = given.unwrap_or(Path::new("clang"));
     if name.as_os_str().is_empty() {
         return Err("--compiler: empty path".into());
@@ -157,7 +165,7 @@ impl Instance {
             if !allow.bytes().all(|c| is_plain(c) || c == b':') || allow.starts_with('-') {
                 return Err(format!("--allow: bad address '{allow}'"));
             }
-            crate::daemon::access::Allow::parse(allow).map_err(|e| format!("--allow: {e}"))?;
+            crate::net::Allow::parse(allow).map_err(|e| format!("--allow: {e}"))?;
         }
         if request.port == 0 {
             return Err("--port: 0 is not a port".into());
@@ -170,13 +178,13 @@ impl Instance {
             }
         }
         if let Some(jobs) = request.jobs {
-            if !(1..=10_000).contains(&jobs) {
-                return Err(format!("--jobs: {jobs} is not in 1-10000"));
+            if !crate::sys::JOBS.contains(&jobs) {
+                return Err(crate::sys::jobs_out_of_range(jobs));
             }
         }
         let dir = match request.dir {
             Some(dir) => absolute(&dir)?,
-            None => PathBuf::from("/usr/local/lib/distcc-rs").join(&name),
+            None => default_dir(&name),
         };
         check_path("--dir", &dir)?;
         check_path("this executable", &exe)?;
@@ -522,29 +530,8 @@ fn missing_dirs(path: &Path) -> Vec<PathBuf> {
 pub fn plan_write(instance: &Instance, force: bool) -> Plan {
     let dir = &instance.dir;
     let mut refusals = Vec::new();
-    let mut new_dirs = Vec::new();
-    for d in [dir.clone(), instance.bin_dir(), dir.join("rc.d")] {
-        if check_dir(&d, &mut refusals) {
-            for m in missing_dirs(&d) {
-                if !new_dirs.contains(&m) {
-                    new_dirs.push(m);
-                }
-            }
-        }
-    }
-    let old = match read_manifest(dir) {
-        Ok(m) => m,
-        Err(why) => {
-            let why = format!("it is not wrap's manifest ({why})");
-            if !force {
-                refusals.push(Refusal {
-                    path: dir.join(MANIFEST),
-                    why,
-                });
-            }
-            None
-        }
-    };
+    let new_dirs = plan_dirs(instance, &mut refusals);
+    let old = read_old_manifest(dir, force, &mut refusals);
     let old_manifest = old.clone().unwrap_or_default();
     let mut manifest = Manifest {
         files: BTreeMap::new(),
@@ -557,33 +544,8 @@ pub fn plan_write(instance: &Instance, force: bool) -> Plan {
     for file in &wanted {
         let path = dir.join(&file.rel);
         let record = old_manifest.files.get(&file.rel);
-        let Some(found) = look_or_refuse(&path, &mut refusals) else {
+        let Some(action) = wanted_action(&path, file, record, force, &mut refusals) else {
             continue;
-        };
-        let action = match &found {
-            Found::Missing => Action::Create,
-            Found::File(mode, bytes) if *bytes == file.contents && *mode == file.mode => {
-                Action::Unchanged
-            }
-            Found::Other => {
-                refusals.push(Refusal {
-                    path: path.clone(),
-                    why: "it is in the way: not a regular file (not even --force replaces it)"
-                        .into(),
-                });
-                continue;
-            }
-            _ => match changed_since(&found, record) {
-                None => Action::Update,
-                Some(why) if force => Action::Overwrite(why),
-                Some(why) => {
-                    refusals.push(Refusal {
-                        path: path.clone(),
-                        why: format!("{why}; --force replaces it"),
-                    });
-                    continue;
-                }
-            },
         };
         manifest.files.insert(
             file.rel.clone(),
@@ -604,25 +566,9 @@ pub fn plan_write(instance: &Instance, force: bool) -> Plan {
             continue;
         }
         let path = dir.join(rel);
-        let Some(found) = look_or_refuse(&path, &mut refusals) else {
-            continue;
-        };
-        let action = match (&found, changed_since(&found, Some(record))) {
-            (Found::Missing, _) => Action::Gone,
-            (_, None) => Action::Remove,
-            (_, Some(why)) if force => Action::Forget(why),
-            (_, Some(why)) => {
-                refusals.push(Refusal {
-                    path: path.clone(),
-                    why: format!(
-                        "an earlier wrap wrote it and no longer wants it, but {why}; \
-                         --force leaves it and forgets it"
-                    ),
-                });
-                continue;
-            }
-        };
-        steps.push((path, action));
+        if let Some(action) = unwanted_action(&path, record, force, &mut refusals) {
+            steps.push((path, action));
+        }
     }
     let manifest_changes = old.as_ref() != Some(&manifest);
     Plan {
@@ -634,6 +580,101 @@ pub fn plan_write(instance: &Instance, force: bool) -> Plan {
         refusals,
         remove_dirs: Vec::new(),
         contents,
+    }
+}
+
+/// The directories to create for DIR, DIR/bin and DIR/rc.d, parents first;
+/// one that is a link or not a directory is a refusal.
+fn plan_dirs(instance: &Instance, refusals: &mut Vec<Refusal>) -> Vec<PathBuf> {
+    let dir = &instance.dir;
+    let mut new_dirs = Vec::new();
+    for d in [dir.clone(), instance.bin_dir(), dir.join("rc.d")] {
+        if check_dir(&d, refusals) {
+            for m in missing_dirs(&d) {
+                if !new_dirs.contains(&m) {
+                    new_dirs.push(m);
+                }
+            }
+        }
+    }
+    new_dirs
+}
+
+/// DIR's manifest from an earlier run, if any. One that is not wrap's is a
+/// refusal, or with `--force` is treated as absent.
+fn read_old_manifest(dir: &Path, force: bool, refusals: &mut Vec<Refusal>) -> Option<Manifest> {
+    match read_manifest(dir) {
+        Ok(m) => m,
+        Err(why) => {
+            let why = format!("it is not wrap's manifest ({why})");
+            if !force {
+                refusals.push(Refusal {
+                    path: dir.join(MANIFEST),
+                    why,
+                });
+            }
+            None
+        }
+    }
+}
+
+/// What to do with a file the instance wants at `path`, given what is there
+/// and what the old manifest recorded; `None` after a refusal.
+fn wanted_action(
+    path: &Path,
+    file: &Wanted,
+    record: Option<&Record>,
+    force: bool,
+    refusals: &mut Vec<Refusal>,
+) -> Option<Action> {
+    let found = look_or_refuse(path, refusals)?;
+    let refuse = |refusals: &mut Vec<Refusal>, why: String| {
+        refusals.push(Refusal {
+            path: path.to_path_buf(),
+            why,
+        });
+        None
+    };
+    match &found {
+        Found::Missing => Some(Action::Create),
+        Found::File(mode, bytes) if *bytes == file.contents && *mode == file.mode => {
+            Some(Action::Unchanged)
+        }
+        Found::Other => refuse(
+            refusals,
+            "it is in the way: not a regular file (not even --force replaces it)".into(),
+        ),
+        _ => match changed_since(&found, record) {
+            None => Some(Action::Update),
+            Some(why) if force => Some(Action::Overwrite(why)),
+            Some(why) => refuse(refusals, format!("{why}; --force replaces it")),
+        },
+    }
+}
+
+/// What to do with a file an earlier run wrote that the instance no longer
+/// wants; `None` after a refusal.
+fn unwanted_action(
+    path: &Path,
+    record: &Record,
+    force: bool,
+    refusals: &mut Vec<Refusal>,
+) -> Option<Action> {
+    let found = look_or_refuse(path, refusals)?;
+    match (&found, changed_since(&found, Some(record))) {
+        (Found::Missing, _) => Some(Action::Gone),
+        (_, None) => Some(Action::Remove),
+        (_, Some(why)) if force => Some(Action::Forget(why)),
+        (_, Some(why)) => {
+            refusals.push(Refusal {
+                path: path.to_path_buf(),
+                why: format!(
+                    "an earlier wrap wrote it and no longer wants it, but {why}; \
+                     --force leaves it and forgets it"
+                ),
+            });
+            None
+        }
     }
 }
 
@@ -722,97 +763,122 @@ pub struct Report {
     pub changed: bool,
 }
 
+/// A report line's verb: what was done, or in a dry run what would be.
+fn verb<'a>(dry_run: bool, done: &'a str, would: &'a str) -> &'a str {
+    if dry_run {
+        would
+    } else {
+        done
+    }
+}
+
+/// `VERB PATH`, or `VERB PATH (WHY)`, with the verb in a column of 16.
+fn report_line(verb: &str, path: &Path, why: Option<&str>) -> String {
+    match why {
+        Some(why) => format!("{verb:<16} {} ({why})", path.display()),
+        None => format!("{verb:<16} {}", path.display()),
+    }
+}
+
 impl Plan {
     /// Carries the plan out (or only describes it, with `dry_run`). The
     /// plan must have no refusals.
     pub fn apply(&self, dry_run: bool) -> io::Result<Report> {
-        let verb = |done: &str, would: &str| {
-            if dry_run {
-                would.to_string()
-            } else {
-                done.to_string()
-            }
-        };
         let mut lines = Vec::new();
         for dir in &self.new_dirs {
             if !dry_run {
                 fs::create_dir(dir)?;
                 fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
             }
-            lines.push(format!(
-                "{:<16} {}/",
-                verb("created", "would create"),
-                dir.display()
-            ));
+            let verb = verb(dry_run, "created", "would create");
+            lines.push(format!("{verb:<16} {}/", dir.display()));
         }
         for (path, action) in &self.steps {
-            let line = match action {
-                Action::Unchanged => format!("{:<16} {}", "unchanged", path.display()),
-                Action::Create | Action::Update | Action::Overwrite(_) => {
-                    if !dry_run {
-                        let (bytes, mode) = &self.contents[path];
-                        write_atomically(path, bytes, *mode)?;
-                    }
-                    let (done, would) = match action {
-                        Action::Create => ("created", "would create"),
-                        Action::Update => ("updated", "would update"),
-                        _ => ("overwrote", "would overwrite"),
-                    };
-                    match action {
-                        Action::Overwrite(why) => {
-                            format!("{:<16} {} ({why})", verb(done, would), path.display())
-                        }
-                        _ => format!("{:<16} {}", verb(done, would), path.display()),
-                    }
-                }
-                Action::Remove | Action::RemoveChanged(_) => {
-                    if !dry_run {
-                        fs::remove_file(path)?;
-                    }
-                    match action {
-                        Action::RemoveChanged(why) => format!(
-                            "{:<16} {} ({why})",
-                            verb("removed", "would remove"),
-                            path.display()
-                        ),
-                        _ => format!("{:<16} {}", verb("removed", "would remove"), path.display()),
-                    }
-                }
-                Action::Forget(why) => format!(
-                    "{:<16} {} ({why}; no longer in the manifest)",
-                    verb("left", "would leave"),
-                    path.display()
-                ),
-                Action::Gone => format!("{:<16} {}", "already gone", path.display()),
-            };
-            lines.push(line);
+            lines.push(self.apply_step(path, action, dry_run)?);
         }
-        let manifest_path = self.dir.join(MANIFEST);
         if self.manifest_changes {
-            match &self.manifest {
-                Some(m) => {
-                    if !dry_run {
-                        write_atomically(&manifest_path, m.render().as_bytes(), 0o644)?;
-                    }
-                    lines.push(format!(
-                        "{:<16} {}",
-                        verb("wrote", "would write"),
-                        manifest_path.display()
-                    ));
+            lines.push(self.apply_manifest(dry_run)?);
+        }
+        self.remove_empty_dirs(dry_run, &mut lines);
+        let changed = !self.is_noop();
+        Ok(Report { lines, changed })
+    }
+
+    /// Writes, removes or leaves one file; returns its report line.
+    fn apply_step(&self, path: &Path, action: &Action, dry_run: bool) -> io::Result<String> {
+        let verb = |done, would| verb(dry_run, done, would);
+        Ok(match action {
+            Action::Unchanged => report_line("unchanged", path, None),
+            Action::Create => {
+                self.write(path, dry_run)?;
+                report_line(verb("created", "would create"), path, None)
+            }
+            Action::Update => {
+                self.write(path, dry_run)?;
+                report_line(verb("updated", "would update"), path, None)
+            }
+            Action::Overwrite(why) => {
+                self.write(path, dry_run)?;
+                report_line(verb("overwrote", "would overwrite"), path, Some(why))
+            }
+            Action::Remove | Action::RemoveChanged(_) => {
+                if !dry_run {
+                    fs::remove_file(path)?;
                 }
-                None => {
-                    if !dry_run {
-                        fs::remove_file(&manifest_path)?;
-                    }
-                    lines.push(format!(
-                        "{:<16} {}",
-                        verb("removed", "would remove"),
-                        manifest_path.display()
-                    ));
+                let why = match action {
+                    Action::RemoveChanged(why) => Some(why.as_str()),
+                    _ => None,
+                };
+                report_line(verb("removed", "would remove"), path, why)
+            }
+            Action::Forget(why) => report_line(
+                verb("left", "would leave"),
+                path,
+                Some(&format!("{why}; no longer in the manifest")),
+            ),
+            Action::Gone => report_line("already gone", path, None),
+        })
+    }
+
+    /// Writes the planned contents of `path` (not in a dry run).
+    fn write(&self, path: &Path, dry_run: bool) -> io::Result<()> {
+        if dry_run {
+            return Ok(());
+        }
+        let (bytes, mode) = &self.contents[path];
+        write_atomically(path, bytes, *mode)
+    }
+
+    /// Writes the new manifest, or removes it (`--remove`).
+    fn apply_manifest(&self, dry_run: bool) -> io::Result<String> {
+        let path = self.dir.join(MANIFEST);
+        match &self.manifest {
+            Some(m) => {
+                if !dry_run {
+                    write_atomically(&path, m.render().as_bytes(), 0o644)?;
                 }
+                Ok(report_line(
+                    verb(dry_run, "wrote", "would write"),
+                    &path,
+                    None,
+                ))
+            }
+            None => {
+                if !dry_run {
+                    fs::remove_file(&path)?;
+                }
+                Ok(report_line(
+                    verb(dry_run, "removed", "would remove"),
+                    &path,
+                    None,
+                ))
             }
         }
-        // Directories wrap created, deepest first, if nothing else is in them.
+    }
+
+    /// Removes the directories wrap created, deepest first, if nothing else
+    /// is in them.
+    fn remove_empty_dirs(&self, dry_run: bool, lines: &mut Vec<String>) {
         for dir in self.remove_dirs.iter().rev() {
             if dry_run {
                 lines.push(format!(
@@ -828,8 +894,6 @@ impl Plan {
                 Err(_) => lines.push(format!("{:<16} {}/ (not empty)", "kept", dir.display())),
             }
         }
-        let changed = !self.is_noop();
-        Ok(Report { lines, changed })
     }
 }
 
@@ -893,7 +957,7 @@ mod tests {
 
     #[test]
     fn a_compiler_that_is_distcc_is_refused() {
-        let exe = crate::client::compiler::self_exe().unwrap();
+        let exe = crate::masquerade::self_exe().unwrap();
         let err = find_compiler(Some(&exe), &exe).unwrap_err();
         assert!(err.contains("resolves to distcc"), "{err}");
     }
