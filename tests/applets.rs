@@ -174,11 +174,7 @@ fn install_beside_the_binary_is_relative_and_uninstall_takes_only_its_links() {
     std::fs::create_dir_all(&bindir).unwrap();
     let copy = bindir.join("distcc-rs");
     std::fs::copy(bin(), &copy).unwrap();
-    let out = Command::new(&copy)
-        .args(["--install", "-s"])
-        .arg(&bindir)
-        .output()
-        .unwrap();
+    let out = run_copy(Command::new(&copy).args(["--install", "-s"]).arg(&bindir));
     assert_ok(&out, "--install -s beside the binary");
     assert_eq!(
         std::fs::read_link(bindir.join("distccd")).unwrap(),
@@ -188,11 +184,7 @@ fn install_beside_the_binary_is_relative_and_uninstall_takes_only_its_links() {
     // Someone else's distcc stays.
     std::fs::remove_file(bindir.join("distcc")).unwrap();
     std::fs::write(bindir.join("distcc"), "#!/bin/sh\n").unwrap();
-    let out = Command::new(&copy)
-        .arg("--uninstall")
-        .arg(&bindir)
-        .output()
-        .unwrap();
+    let out = run_copy(Command::new(&copy).arg("--uninstall").arg(&bindir));
     assert_ok(&out, "--uninstall");
     let mut left: Vec<String> = std::fs::read_dir(&bindir)
         .unwrap()
@@ -200,9 +192,27 @@ fn install_beside_the_binary_is_relative_and_uninstall_takes_only_its_links() {
         .collect();
     left.sort();
     assert_eq!(left, ["distcc", "distcc-rs"]);
-    let usage = Command::new(&copy).arg("--uninstall").output().unwrap();
+    let usage = run_copy(Command::new(&copy).arg("--uninstall"));
     assert_eq!(usage.status.code(), Some(101));
     assert!(text(&usage.stderr).starts_with("distcc-rs: usage: distcc-rs --uninstall DIR"));
+}
+
+/// Runs a freshly copied executable. While another test thread forks, its
+/// child holds the copy's write descriptor until that child execs, and exec
+/// of the copy fails with ETXTBSY meanwhile; retried for at most 10 s.
+fn run_copy(command: &mut Command) -> Output {
+    let mut result = None;
+    let ran = common::wait_until(std::time::Duration::from_secs(10), || {
+        match command.output() {
+            Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy => false,
+            other => {
+                result = Some(other);
+                true
+            }
+        }
+    });
+    assert!(ran, "{command:?} stayed busy (ETXTBSY) for 10 s");
+    result.unwrap().unwrap()
 }
 
 /// The commands whose output goes to stdout, each with its stdout replaced.
