@@ -5,14 +5,15 @@
 //! `applets/`, and the pieces they share live in the modules below.
 
 pub mod applets;
-pub mod args;
 pub mod client;
 pub mod daemon;
 pub mod env;
 pub mod exitcode;
+pub mod filename;
 pub mod logging;
 pub mod lzo;
 pub mod monitor;
+pub mod options;
 pub mod proto;
 pub mod state;
 pub mod sys;

@@ -25,8 +25,6 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use crate::args;
-
 /// The environment variable that marks children of distcc (5.10).
 pub const SAFEGUARD_VAR: &str = "_DISTCC_SAFEGUARD";
 
@@ -100,14 +98,14 @@ pub fn safeguard(level: u32, path_tweaked: bool) -> Safeguard {
 /// True if `argv0`'s basename contains `distcc`: explicit or implicit mode
 /// rather than masquerade mode (5.1).
 pub fn is_distcc_name(argv0: &OsStr) -> bool {
-    contains(args::basename(argv0.as_bytes()), b"distcc")
+    contains(crate::filename::basename(argv0.as_bytes()), b"distcc")
 }
 
 /// True if `distcc ARG…` means `cc ARG…` (5.1): `ARG` starts with `-`, or
 /// has a source extension, or ends in `.o`.
 pub fn implicit_compiler(first_arg: &OsStr) -> bool {
     let a = first_arg.as_bytes();
-    a.first() == Some(&b'-') || args::is_source(a) || a.ends_with(b".o")
+    a.first() == Some(&b'-') || crate::filename::is_source(a) || a.ends_with(b".o")
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -242,7 +240,7 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
                         target = next;
                     }
                 }
-                let base = args::basename(target.as_os_str().as_bytes());
+                let base = crate::filename::basename(target.as_os_str().as_bytes());
                 if let Some(name) = names.iter().find(|n| n.as_bytes() == base) {
                     argv[0] = OsString::from(*name);
                 }

@@ -143,18 +143,15 @@ pub fn compile(invocation: Invocation) -> i32 {
         state: State::new(),
         expected_format: None,
     };
+    let mut argv = argv;
+    compiler::rewrite_compiler(&mut argv, &path);
     match scan::scan(&argv) {
         Decision::Local(local) => {
-            let mut argv = argv;
-            compiler::rewrite_compiler(&mut argv, &path);
             log::debug!("running locally: {}", local.reason);
             let mut client = client;
             client.run_locally(&argv, local.cpp_slot, None)
         }
-        Decision::Remote(mut job) => {
-            compiler::rewrite_compiler(&mut job.argv, &path);
-            client.build_somewhere(&job)
-        }
+        Decision::Remote(job) => client.build_somewhere(&job),
     }
 }
 
@@ -580,7 +577,7 @@ impl Client {
             None => {
                 let cache = env::distcc_subdir("objformat").ok();
                 let learned = objformat::expected(
-                    &job.argv,
+                    job,
                     &self.launcher,
                     cache.as_deref(),
                     &crate::sys::tmp_dir(),
@@ -632,7 +629,7 @@ fn source_name(argv: &[OsString]) -> Option<String> {
     use std::os::unix::ffi::OsStrExt;
     argv.iter()
         .skip(1)
-        .find(|arg| !arg.as_bytes().starts_with(b"-") && crate::args::is_source(arg.as_bytes()))
+        .find(|arg| !arg.as_bytes().starts_with(b"-") && crate::filename::is_source(arg.as_bytes()))
         .map(|arg| local::display_name(arg))
 }
 
