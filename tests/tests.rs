@@ -15,5 +15,6 @@ mod hostile;
 mod interop;
 mod lzo_reference;
 mod monitor;
+mod options;
 mod refusals;
 mod service;
