@@ -245,9 +245,13 @@ fn push_option(out: &mut Vec<OsString>, argv: &[OsString], at: usize, v: Value) 
 /// input keeps its name (the server puts its own file there) and `-o OUTPUT`
 /// stays.
 pub fn remote_argv(job: &Job) -> Vec<OsString> {
-    let argv = &job.argv;
+    strip(&job.argv, &job.tokens)
+}
+
+/// `argv` (read into `tokens`) without the options marked `strip`.
+fn strip(argv: &[OsString], tokens: &Tokens) -> Vec<OsString> {
     let mut out = vec![argv[0].clone()];
-    for token in job.tokens.iter() {
+    for token in tokens.iter() {
         match token {
             Token::Word(i) | Token::Unknown(i) => out.push(argv[i].clone()),
             Token::Known(_, o, _) if o.strip => {}
@@ -1043,5 +1047,154 @@ mod tests {
     #[test]
     fn dependency_files_match_plain_clang() {
         dependency_files_match("clang");
+    }
+
+    /// The Linux kernel's compile commands (the file says how they were
+    /// obtained).
+    const KERNEL_COMMANDS: &str =
+        include_str!("../../tests/fixtures/kernel-6.1-tinyconfig-commands.txt");
+
+    /// The compile commands of the project `write_project` in
+    /// tests/client_build.rs generates: its Makefile's two rules, with
+    /// `CC=gcc CXX=g++`, for each of its 200 files (every fourth is C++).
+    fn project_commands() -> Vec<Vec<OsString>> {
+        (0..200)
+            .map(|i| match i % 4 {
+                3 => format!("g++ -O2 -MMD -c src/f{i:03}.cc -o src/f{i:03}.o"),
+                _ => format!("gcc -O2 -MD -c src/f{i:03}.c -o src/f{i:03}.o"),
+            })
+            .map(|line| argv(&line))
+            .collect()
+    }
+
+    /// Commands for every row of the option table and every assembler
+    /// option and language the daemon refuses: each bare, with a separate
+    /// value, joined, and with a joined `=/path`; before and after `-c`.
+    fn table_commands() -> Vec<Vec<OsString>> {
+        let mut extras: Vec<Vec<String>> = Vec::new();
+        for o in options::OPTIONS {
+            let n = o.name;
+            extras.push(vec![n.into()]);
+            extras.push(vec![n.into(), "v".into()]);
+            extras.push(vec![format!("{n}v")]);
+            extras.push(vec![format!("{n}=/abs/v")]);
+        }
+        for (prefix, _) in options::ASSEMBLER_OPTIONS {
+            extras.push(vec![format!("-Wa,{prefix}x")]);
+            extras.push(vec![format!("-Wa,--noexecstack,{prefix}x")]);
+            extras.push(vec!["-Xassembler".into(), format!("{prefix}x")]);
+        }
+        for lang in [
+            "c",
+            "c++",
+            "objective-c",
+            "objective-c++",
+            "c-header",
+            "c++-header",
+            "objective-c-header",
+            "cpp-output",
+            "c++-cpp-output",
+            "objc-cpp-output",
+            "assembler",
+            "assembler-with-cpp",
+            "go",
+            "none",
+            "d",
+            "f95",
+        ] {
+            extras.push(vec!["-x".into(), lang.into()]);
+            extras.push(vec![format!("-x{lang}")]);
+        }
+        extras.push(vec!["@missing-response-file".into()]);
+        let mut commands = Vec::new();
+        for extra in extras {
+            for (before, after) in [("gcc -c x.c -o x.o", ""), ("gcc", "-c x.c")] {
+                let mut a = argv(before);
+                a.extend(extra.iter().map(OsString::from));
+                a.extend(argv(after));
+                commands.push(a);
+            }
+        }
+        commands
+    }
+
+    /// Every command of the scan tests above.
+    fn scan_case_commands() -> Vec<Vec<OsString>> {
+        let cases = [
+            SECTION_5_2,
+            SECTION_5_3,
+            BETTER_THAN_3_4,
+            REFUSED_BY_THE_DAEMON,
+        ];
+        let mut lines: Vec<&str> = cases
+            .iter()
+            .flat_map(|c| c.iter().map(|(_, line, _)| *line))
+            .collect();
+        lines.extend(SCAN_3_4.iter().map(|(line, _, _)| *line));
+        lines.into_iter().map(argv).collect()
+    }
+
+    /// Checks one command both ways; true if the client distributes it.
+    fn keeps_the_contract(corpus: &str, command: Vec<OsString>, c_is_remote: bool) -> bool {
+        let command = expand_preprocessor_options(command);
+        let shown = words(&command);
+        // What the daemon would say to the command as this client sends it.
+        let daemon = options::check_job(&strip(&command, &Tokens::of(&command)));
+        match scan(&command) {
+            Decision::Remote(job) => {
+                assert_eq!(
+                    options::check_job(&remote_argv(&job)).map(|_| ()),
+                    Ok(()),
+                    "{corpus}: distributed, refused by the daemon: {shown}"
+                );
+                assert!(daemon.is_ok(), "{corpus}: {shown}");
+                true
+            }
+            Decision::Local(l) => {
+                let c_source = command.iter().skip(1).any(|a| {
+                    let a = a.as_bytes();
+                    a.ends_with(b".c") || a.ends_with(b".cc")
+                });
+                assert!(
+                    !(c_is_remote && c_source),
+                    "{corpus}: a C compile is local ({}): {shown}",
+                    l.reason
+                );
+                false
+            }
+        }
+    }
+
+    /// The contract between this client and a distcc-rs daemon, in both
+    /// directions, on the scan cases, the option table, the 200-file project
+    /// and the Linux kernel's commands: every command the client distributes
+    /// is accepted by the daemon's check (`options::check_job`, which the
+    /// daemon runs on each request) on what the client sends; every command
+    /// the daemon refuses, as the client would send it, is one the client
+    /// keeps local (a distributed command is never refused). The kernel's
+    /// and the project's C compiles are all distributed.
+    #[test]
+    fn contract_with_our_daemon() {
+        let kernel: Vec<Vec<OsString>> = KERNEL_COMMANDS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| split_response_file(l.as_bytes()))
+            .collect();
+        assert!(kernel.len() >= 10, "too few kernel commands");
+        let corpora = [
+            ("scan cases", scan_case_commands(), false),
+            ("option table", table_commands(), false),
+            ("200-file project", project_commands(), true),
+            ("kernel", kernel, true),
+        ];
+        for (corpus, commands, c_is_remote) in corpora {
+            let total = commands.len();
+            let remote = commands
+                .into_iter()
+                .filter(|c| keeps_the_contract(corpus, c.clone(), c_is_remote))
+                .count();
+            assert!(remote > 0, "{corpus}: nothing distributed");
+            assert!(c_is_remote || remote < total, "{corpus}: nothing local");
+        }
     }
 }
