@@ -160,3 +160,41 @@ fn refused_option_is_never_distributed_nor_backed_off_dumpdir() {
         Where::Local,
     );
 }
+
+/// The daemon checks an option's separate value only as a value (so
+/// `-o -fplugin=x.o` names a file). That is safe only if the compilers take
+/// that argument as a value too: for every row of the table that takes a
+/// separate value and is not refused anyway, gcc and clang must not read the
+/// argument after it as an option.
+#[test]
+fn a_separate_value_is_never_an_option_to_the_compiler() {
+    use distcc_rs::options::{Takes, OPTIONS};
+    need("gcc", "gcc");
+    need("clang", "clang");
+    let work = TestDir::new("options-values");
+    work.write(
+        "x.c",
+        "#ifdef INJECTED\n#error the value was taken for an option\n#endif\nint x;\n",
+    );
+    let rows = OPTIONS.iter().filter(|o| {
+        matches!(o.takes, Takes::Separate | Takes::JoinedOrSeparate) && o.refused.is_none()
+    });
+    let mut checked = 0;
+    for o in rows {
+        for cc in ["gcc", "clang"] {
+            let out = std::process::Command::new(cc)
+                .args(["-c", "x.c", "-o", "x.o", o.name, "-DINJECTED"])
+                .current_dir(&work.path)
+                .output()
+                .unwrap();
+            let stderr = text(&out.stderr);
+            assert!(
+                !stderr.contains("taken for an option"),
+                "{cc} {}: {stderr}",
+                o.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} checked");
+}
