@@ -13,11 +13,12 @@
 //!   it builds the preprocessor and server command lines from the roles and
 //!   the `strip` column, and the object-format options from
 //!   [`Role::Format`];
-//! * the daemon reads the job's shape ([`compile_shape`]: one source, one
-//!   output, `-c` or `-S`), refuses what [`first_refusal`] names (options
-//!   that load code, read files on the server or write files outside the
-//!   job's directory), and rewrites `-x`, `-o` and the input, adding
-//!   `-pipe` unless a [`Role::Pipe`] row is there.
+//! * the daemon ([`check_job`]) reads the job's shape ([`compile_shape`]:
+//!   one source, one output, `-c` or `-S`), refuses what [`refusal`] names
+//!   in any token (options that load code, read files on the server or
+//!   write files outside the job's directory) and any `@file`, and rewrites
+//!   `-x`, `-o` and the input, adding `-pipe` unless a [`Role::Pipe`] row
+//!   is there.
 //!
 //! Because the client keeps local every command with a refusal it would
 //! send, everything it distributes is accepted by a distcc-rs daemon (the
@@ -91,7 +92,8 @@ pub enum Role {
     /// `-Wp,`: options for the preprocessor (the client checks them for
     /// `-M…`).
     Preprocessor,
-    /// `-Wa,`: assembler options, each checked by [`ASSEMBLER_OPTIONS`].
+    /// `-Wa,`: assembler options, each checked against the assembler options
+    /// that name files.
     Assembler,
     /// `-Xassembler`: one assembler option, checked the same way.
     AssemblerSeparate,
@@ -176,7 +178,7 @@ const NATIVE: &str = "-march=native and friends mean this machine's CPU";
 
 /// Every option distcc-rs knows, sorted by name (bytewise). An argument is
 /// matched exactly first, then by the longest prefix among `Joined` and
-/// `JoinedOrSeparate` rows ([`lookup`]); options not here are passed on
+/// `JoinedOrSeparate` rows, both by binary search; options not here are passed on
 /// untouched and refused by no one.
 #[rustfmt::skip]
 pub static OPTIONS: &[Opt] = &[
@@ -278,7 +280,7 @@ pub static OPTIONS: &[Opt] = &[
 
 /// Assembler options (inside `-Wa,` or after `-Xassembler`) that name files,
 /// by prefix, and why a daemon refuses them. The client keeps them local.
-pub static ASSEMBLER_OPTIONS: &[(&str, &str)] = &[
+pub(crate) static ASSEMBLER_OPTIONS: &[(&str, &str)] = &[
     (
         "--MD",
         "writes a dependency file (like an assembler listing, it must be written locally)",
@@ -294,7 +296,7 @@ pub static ASSEMBLER_OPTIONS: &[(&str, &str)] = &[
 /// search: the longest prefix is found by searching for the greatest row
 /// not after the argument and, while that row is no such prefix, again for
 /// the part the two have in common.
-pub fn lookup(arg: &[u8]) -> Option<&'static Opt> {
+fn lookup(arg: &[u8]) -> Option<&'static Opt> {
     if let Ok(i) = OPTIONS.binary_search_by(|o| o.name.as_bytes().cmp(arg)) {
         return Some(&OPTIONS[i]);
     }
@@ -478,14 +480,14 @@ pub fn refusal<A: Arg>(argv: &[A], token: Token) -> Option<String> {
 
 /// Why a daemon refuses an argument wherever it stands: `@FILE`, which gcc
 /// reads as a response file even as the value of an option.
-pub fn refusal_of_word(arg: &[u8]) -> Option<String> {
+fn refusal_of_word(arg: &[u8]) -> Option<String> {
     arg.starts_with(b"@")
         .then(|| format!("argument '{}' reads a response file", shown(arg)))
 }
 
 /// The daemon's refusal: the first argument of `argv` that a job may not
 /// hold, and why.
-pub fn first_refusal<A: Arg>(argv: &[A], tokens: &Tokens) -> Result<(), String> {
+fn first_refusal<A: Arg>(argv: &[A], tokens: &Tokens) -> Result<(), String> {
     if let Some(why) = argv.iter().skip(1).find_map(|a| refusal_of_word(a.bytes())) {
         return Err(why);
     }
@@ -497,7 +499,7 @@ pub fn first_refusal<A: Arg>(argv: &[A], tokens: &Tokens) -> Result<(), String> 
 
 /// What a daemon accepts: the command read into tokens, once, and the shape
 /// of its job; or why the daemon refuses it ([`compile_shape`], then
-/// [`first_refusal`]).
+/// [`refusal`] for each token and `@file` anywhere).
 pub fn check_job<A: Arg>(argv: &[A]) -> Result<(Tokens, Compile), String> {
     let tokens = Tokens::of(argv);
     let compile = compile_shape(argv, &tokens).map_err(|why| {
