@@ -41,7 +41,8 @@
 //!   `-dumpbase`, `-Wa,-o…`, profiling and coverage). A job this client
 //!   distributes is never refused by its own daemon.
 //! * Stripping (5.5) also removes `-Xpreprocessor X` (as post-3.4 distcc
-//!   does), `--include`/`--imacros` with their values, `-stdlib++-isystem
+//!   does), `--include`/`--imacros` and gcc's other `--include-…` long forms
+//!   with their values, `-stdlib++-isystem
 //!   DIR` with its value, and the joined forms `-includeF`, `-imacrosF`,
 //!   `-idirafterD`, `-iprefixP`, `-iwithprefixD`, `-iwithprefixbeforeD`:
 //!   all preprocessor-only, so the server compile of the preprocessed source
@@ -843,6 +844,8 @@ mod tests {
             ("--include X",         "--include h.h",                ""),
             ("--include=X",         "--include=h.h",                ""),
             ("--imacros X",         "--imacros m.h",                ""),
+            ("--include-directory X", "--include-directory d",      ""),
+            ("--include-directory=X", "--include-directory=d",      ""),
         ];
         for (rule, extra, sent) in cases {
             let j = job(&format!("gcc -c x.c -o x.o {extra}"));
