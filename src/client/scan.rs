@@ -41,9 +41,9 @@
 //!   `-dumpbase`, `-Wa,-o…`, profiling and coverage). A job this client
 //!   distributes is never refused by its own daemon.
 //! * Stripping (5.5) also removes `-Xpreprocessor X` (as post-3.4 distcc
-//!   does), `--include`/`--imacros` and gcc's other `--include-…` long forms
-//!   with their values, `-stdlib++-isystem
-//!   DIR` with its value, and the joined forms `-includeF`, `-imacrosF`,
+//!   does), `--include`, `--imacros` and gcc's other `--include-…` long
+//!   forms with their values, `-stdlib++-isystem DIR` with its value, and
+//!   the joined forms `-includeF`, `-imacrosF`,
 //!   `-idirafterD`, `-iprefixP`, `-iwithprefixD`, `-iwithprefixbeforeD`:
 //!   all preprocessor-only, so the server compile of the preprocessed source
 //!   is unchanged.
