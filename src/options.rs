@@ -308,6 +308,7 @@ fn lookup(arg: &[u8]) -> Option<&'static Opt> {
         return Some(&OPTIONS[i]);
     }
     let mut key = arg;
+    // Each turn makes the key shorter, so the loop ends.
     loop {
         let below = OPTIONS.partition_point(|o| o.name.as_bytes() <= key);
         let row = &OPTIONS[below.checked_sub(1)?];
