@@ -3,20 +3,21 @@
 //! The binary speaks distcc 3.4's wire protocol, so it mixes with real distcc
 //! clients and servers. `main.rs` only dispatches; each applet lives in
 //! `applets/`. The features (`client`, `daemon`, `monitor`, `wrap`) build on
-//! the shared, feature-neutral modules below (`proto`, `state`, `env`,
-//! `masquerade`, `net`, `sys`, ...) and never import each other.
+//! the shared, feature-neutral modules below (`proto`, `options`, `state`,
+//! `env`, `masquerade`, `net`, `sys`, ...) and never import each other.
 
 pub mod applets;
-pub mod args;
 pub mod client;
 pub mod daemon;
 pub mod env;
 pub mod exitcode;
+pub mod filename;
 pub mod logging;
 pub mod lzo;
 pub mod masquerade;
 pub mod monitor;
 pub mod net;
+pub mod options;
 pub mod proto;
 pub mod state;
 pub mod sys;

@@ -17,6 +17,7 @@ mod interop;
 mod lock;
 mod lzo_reference;
 mod monitor;
+mod options;
 mod refusals;
 mod scan;
 mod service;

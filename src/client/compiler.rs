@@ -18,7 +18,6 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use crate::args;
 use crate::masquerade;
 
 /// Turns off compiler-name rewriting (5.8).
@@ -28,7 +27,7 @@ pub const NO_REWRITE_CROSS_VAR: &str = "DISTCC_NO_REWRITE_CROSS";
 /// has a source extension, or ends in `.o`.
 pub fn implicit_compiler(first_arg: &OsStr) -> bool {
     let a = first_arg.as_bytes();
-    a.first() == Some(&b'-') || args::is_source(a) || a.ends_with(b".o")
+    a.first() == Some(&b'-') || crate::filename::is_source(a) || a.ends_with(b".o")
 }
 
 /// The GNU triple of the host, as distcc's configure would name a glibc host
@@ -88,7 +87,7 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
                         target = next;
                     }
                 }
-                let base = args::basename(target.as_os_str().as_bytes());
+                let base = crate::filename::basename(target.as_os_str().as_bytes());
                 if let Some(name) = names.iter().find(|n| n.as_bytes() == base) {
                     argv[0] = OsString::from(*name);
                 }

@@ -142,18 +142,15 @@ pub fn compile(invocation: Invocation) -> i32 {
         state: State::new(),
         expected_format: None,
     };
+    let mut argv = argv;
+    compiler::rewrite_compiler(&mut argv, &path);
     match scan::scan(&argv) {
         Decision::Local(local) => {
-            let mut argv = argv;
-            compiler::rewrite_compiler(&mut argv, &path);
             log::debug!("running locally: {}", local.reason);
             let mut client = client;
             client.run_locally(&argv, local.cpp_slot, None)
         }
-        Decision::Remote(mut job) => {
-            compiler::rewrite_compiler(&mut job.argv, &path);
-            client.build_somewhere(&job)
-        }
+        Decision::Remote(job) => client.build_somewhere(&job),
     }
 }
 
@@ -574,12 +571,8 @@ impl Client {
             Some(known) => known.clone(),
             None => {
                 let cache = env::distcc_subdir("objformat").ok();
-                let learned = objformat::expected(
-                    &job.argv,
-                    &self.launcher,
-                    cache.as_deref(),
-                    &env::tmp_dir(),
-                );
+                let learned =
+                    objformat::expected(job, &self.launcher, cache.as_deref(), &env::tmp_dir());
                 if learned.is_none() {
                     log::debug!("object check: off for this job");
                 }
@@ -627,7 +620,7 @@ fn source_name(argv: &[OsString]) -> Option<String> {
     use std::os::unix::ffi::OsStrExt;
     argv.iter()
         .skip(1)
-        .find(|arg| !arg.as_bytes().starts_with(b"-") && crate::args::is_source(arg.as_bytes()))
+        .find(|arg| !arg.as_bytes().starts_with(b"-") && crate::filename::is_source(arg.as_bytes()))
         .map(|arg| local::display_name(arg))
 }
 

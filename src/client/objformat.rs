@@ -609,18 +609,19 @@ fn probe(
 /// the cache in `cache_dir` (`$DISTCC_DIR/objformat`) if it is there,
 /// else from a probe, which is then cached. None if it cannot be learned.
 pub fn expected(
-    argv: &[OsString],
+    job: &super::scan::Job,
     launcher: &Launcher,
     cache_dir: Option<&Path>,
     tmpdir: &Path,
 ) -> Option<Format> {
     let start = Instant::now();
+    let argv = &job.argv;
     let argv0 = argv.first()?;
     let Some(identity) = Identity::of(argv0, launcher) else {
         log::debug!("object check: cannot find {}", argv0.to_string_lossy());
         return None;
     };
-    let options = super::scan::format_options(argv);
+    let options = super::scan::format_options(argv, &job.tokens);
     let key = cache_key(argv0, &identity, &options);
     let name = cache_name(&key);
     if let Some(dir) = cache_dir {
@@ -879,7 +880,8 @@ mod tests {
         };
         let key_of = |args: &[&str]| {
             let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
-            let options = crate::client::scan::format_options(&argv);
+            let tokens = crate::options::Tokens::of(&argv);
+            let options = crate::client::scan::format_options(&argv, &tokens);
             cache_name(&cache_key(&argv[0], &id, &options))
         };
         let plain = key_of(&["gcc", "-c", "x.c", "-o", "x.o"]);

@@ -1,16 +1,20 @@
-//! The client's argument scanner: one table of gcc/clang options decides local or remote, the output name and what the server is sent.
+//! The client's argument scanner: reads the shared option table to decide local or remote, the output name and what the server is sent.
 //!
 //! The order is distcc's: [`expand_response_files`] (`@file`), then
 //! [`expand_preprocessor_options`] (`-Wp,`), then [`scan`], which says whether
 //! a command is a job for a server ([`Decision::Remote`]) or runs here
-//! ([`Decision::Local`]). [`remote_argv`] is what a v1/v2 server is sent and
-//! [`cpp_argv`] is the local preprocessor command.
+//! ([`Decision::Local`]). [`remote_argv`] is what a v1/v2 server is sent,
+//! [`cpp_argv`] is the local preprocessor command and [`format_options`]
+//! are the object check's options.
 //!
-//! Every option the scanner knows is one row of [`OPTIONS`]: how it takes its
-//! value, what it means for the decision, and whether it is stripped for the
-//! server. Because the table knows which options take a separate value, the
-//! value of `-include`, `-MF`, `-o`, `-I` and the rest is never mistaken for
-//! an input or an output. Arguments stay bytes (`OsString`) from start to end.
+//! Every option the scanner knows is one row of [`crate::options::OPTIONS`],
+//! the table the daemon reads too: how it takes its value, what it means for
+//! the decision, whether it is stripped for the server and whether a daemon
+//! refuses it. The command is read into tokens once ([`Job::tokens`]); every
+//! step here walks them. Because the table knows which options take a
+//! separate value, the value of `-include`, `-MF`, `-o`, `-I` and the rest
+//! is never mistaken for an input or an output. Arguments stay bytes
+//! (`OsString`) from start to end.
 //!
 //! Deliberate differences from distcc 3.4 (each has a test below):
 //!
@@ -18,22 +22,31 @@
 //!   source, distributed (3.4: "several source files", local).
 //! * `-x LANG` is checked on LANG itself, in both the joined and separate
 //!   forms: `-xc -c x.c` is distributed (3.4 tests the next argument). The
-//!   languages distributed are C, C++, Objective-C and Objective-C++ with
-//!   their `-header` and `cpp-output` forms; `go` and `none` stay local.
+//!   languages distributed are those a daemon can compile preprocessed: C,
+//!   C++, Objective-C and Objective-C++ and their `cpp-output` forms. The
+//!   `-header` languages (a precompiled header needs the macros that
+//!   preprocessing removes), `go` and `none` stay local.
 //! * A bare `*.o` word in a compile is local: gcc takes it for an unused
 //!   linker input and writes its default output, while 3.4 took it for the
 //!   output name.
-//! * Source from standard input (`-`), a response file that could not be
-//!   read (`@missing`), an option missing its value, `-mcpu=native`, and
-//!   every `-fprofile…` option are local.
-//! * Options whose job a distcc-rs daemon refuses and that cannot work on
-//!   another machine are local upfront: `-fplugin…`, `-fpass-plugin…`,
-//!   `-specs…`/`--specs`, `-B`, `--prefix`, `-wrapper`, `-aux-info`.
+//! * Source from standard input (`-`), an `@file` that could not be read
+//!   (anywhere, also as an option's value), an option missing its value,
+//!   `-mcpu=native`, and every `-fprofile…` option are local.
+//! * Every option a distcc-rs daemon refuses and that is not stripped keeps
+//!   the command local, for the daemon's reason: options that load code or
+//!   run programs (`-fplugin…`, `-fpass-plugin…`, `-Xclang`, `-specs…`/
+//!   `--specs`, `-B`, `--prefix`, `-wrapper`), read files on the server
+//!   (`-include-pch`, `-mllvm`, `-fdirectives-only`, `-fNAME=/path`,
+//!   `-Wa,-I…`, `-Wa,@…`), or write files there (`-aux-info`, `-dumpdir`,
+//!   `-dumpbase`, `-Wa,-o…`, profiling and coverage). A job this client
+//!   distributes is never refused by its own daemon.
 //! * Stripping (5.5) also removes `-Xpreprocessor X` (as post-3.4 distcc
-//!   does), `-stdlib++-isystem DIR` with its value, and the joined forms
-//!   `-includeF`, `-imacrosF`, `-idirafterD`, `-iprefixP`, `-iwithprefixD`,
-//!   `-iwithprefixbeforeD`: all preprocessor-only, so the server compile of
-//!   the preprocessed source is unchanged.
+//!   does), `--include`, `--imacros` and gcc's other `--include-…` long
+//!   forms with their values, `-stdlib++-isystem DIR` with its value, and
+//!   the joined forms `-includeF`, `-imacrosF`,
+//!   `-idirafterD`, `-iprefixP`, `-iwithprefixD`, `-iwithprefixbeforeD`:
+//!   all preprocessor-only, so the server compile of the preprocessed source
+//!   is unchanged.
 //! * `-Wp,` options that hold a `-M…` option (`-Wp,-MD,FILE`, the Linux
 //!   kernel's `-Wp,-MMD,dir/.x.o.d`) are not expanded: gcc's driver adds
 //!   `-MQ OUTPUT` for its own `-MD` but not for cc1's, so 3.4's expansion to
@@ -48,250 +61,14 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-use crate::args;
-
-/// How an option takes its value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Takes {
-    /// Matched exactly; no value.
-    Nothing,
-    /// Matched exactly; the value is the next argument.
-    Separate,
-    /// Matched by prefix; the whole option is one argument (`-Wp,…`, `-M`,
-    /// `-fprofile…`). Also matches the bare prefix.
-    Joined,
-    /// Exactly: the value is the next argument (`-I dir`); by prefix: the
-    /// value is the rest of the argument (`-Idir`).
-    JoinedOrSeparate,
-}
-
-/// What an option means for the decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// No effect on the decision.
-    Plain,
-    /// `-c`: compile to an object.
-    Compile,
-    /// `-S`: compile to assembler.
-    CompileToAssembler,
-    /// `-E`: preprocess only, run locally in a preprocessing slot.
-    Preprocess,
-    /// `-o`: the output.
-    Output,
-    /// `-x`: the language of the inputs that follow.
-    Language,
-    /// `-MD`, `-MMD`: the driver writes a dependency file.
-    DepsDriver,
-    /// `-MF`: the dependency file.
-    DepsFile,
-    /// `-MT`, `-MQ`: a dependency target.
-    DepsTarget,
-    /// `-Wp,`: options for the preprocessor, checked for `-M…`.
-    Preprocessor,
-    /// `-Wa,`: assembler options, checked for listings and `--MD`.
-    Assembler,
-    /// `-Xassembler`: one assembler option, checked like `-Wa,`.
-    AssemblerSeparate,
-    /// The command must run locally, for this reason.
-    Local(&'static str),
-}
-
-/// One option gcc or clang accepts.
-#[derive(Debug)]
-struct Opt {
-    name: &'static str,
-    takes: Takes,
-    role: Role,
-    /// Removed, with its separate value, from what a v1/v2 server is sent.
-    strip: bool,
-}
-
-const fn opt(name: &'static str, takes: Takes, role: Role, strip: bool) -> Opt {
-    Opt {
-        name,
-        takes,
-        role,
-        strip,
-    }
-}
-
-use Role::*;
-use Takes::*;
-
-const PROFILE: Role = Local("profiling and coverage files must be written locally");
-const PLUGIN: Role = Local("a compiler plugin only exists on this machine");
-const SPECS: Role = Local("a specs file only exists on this machine");
-const PROGRAMS: Role = Local("compiler programs from -B or -wrapper only exist on this machine");
-const DEPS_ONLY_REASON: &str = "-M and -MM write dependencies instead of compiling";
-const DEPS_ONLY: Role = Local(DEPS_ONLY_REASON);
-const AUX_INFO: Role = Local("-aux-info writes a file");
-const LTO: Role = Local("-flto (exactly) is kept local as in distcc 3.4");
-const REPO: Role = Local("-frepo needs the local repository files");
-const RTL_DUMP: Role = Local("-dr writes RTL dumps");
-const NATIVE: Role = Local("-march=native and friends mean this machine's CPU");
-
-/// Every option the scanner knows, sorted by name. An argument is matched
-/// exactly first, then by the longest prefix among `Joined` and
-/// `JoinedOrSeparate` rows; options not here are passed on untouched.
-static OPTIONS: &[Opt] = &[
-    opt("--coverage", Nothing, PROFILE, false),
-    opt("--param", Separate, Plain, false),
-    opt("--prefix", JoinedOrSeparate, PROGRAMS, false),
-    opt("--specs", JoinedOrSeparate, SPECS, false),
-    opt("--sysroot", Separate, Plain, false),
-    opt("--sysroot=", Joined, Plain, false),
-    opt("--target=", Joined, Plain, false),
-    opt("-A", JoinedOrSeparate, Plain, false),
-    opt("-B", JoinedOrSeparate, PROGRAMS, false),
-    opt("-D", JoinedOrSeparate, Plain, true),
-    opt("-E", Nothing, Preprocess, false),
-    opt("-F", JoinedOrSeparate, Plain, false),
-    opt("-I", JoinedOrSeparate, Plain, true),
-    opt("-L", JoinedOrSeparate, Plain, true),
-    opt("-M", Joined, DEPS_ONLY, false),
-    opt("-MD", Nothing, DepsDriver, true),
-    opt("-MF", JoinedOrSeparate, DepsFile, true),
-    opt("-MG", Nothing, Plain, true),
-    opt("-MMD", Nothing, DepsDriver, true),
-    opt("-MP", Nothing, Plain, true),
-    opt("-MQ", JoinedOrSeparate, DepsTarget, true),
-    opt("-MT", JoinedOrSeparate, DepsTarget, true),
-    opt("-S", Nothing, CompileToAssembler, false),
-    opt("-T", JoinedOrSeparate, Plain, false),
-    opt("-U", JoinedOrSeparate, Plain, true),
-    opt("-Wa,", Joined, Assembler, false),
-    opt("-Wl,", Joined, Plain, true),
-    opt("-Wp,", Joined, Preprocessor, true),
-    opt("-Xassembler", Separate, AssemblerSeparate, false),
-    opt("-Xclang", Separate, Plain, false),
-    opt("-Xlinker", Separate, Plain, false),
-    opt("-Xpreprocessor", Separate, Plain, true),
-    opt("-arch", Separate, Plain, false),
-    opt("-aux-info", Separate, AUX_INFO, false),
-    opt("-aux-info=", Joined, AUX_INFO, false),
-    opt("-c", Nothing, Compile, false),
-    opt("-dr", Joined, RTL_DUMP, false),
-    opt("-dumpbase", Separate, Plain, false),
-    opt("-dumpbase-ext", Separate, Plain, false),
-    opt("-dumpdir", Separate, Plain, false),
-    opt("-e", JoinedOrSeparate, Plain, false),
-    opt("-fauto-profile", Joined, PROFILE, false),
-    opt("-flto", Nothing, LTO, false),
-    opt("-fpass-plugin", Joined, PLUGIN, false),
-    opt("-fplugin", Joined, PLUGIN, false),
-    opt("-fprofile", Joined, PROFILE, false),
-    opt("-frepo", Nothing, REPO, false),
-    opt("-ftest-coverage", Nothing, PROFILE, false),
-    opt("-idirafter", JoinedOrSeparate, Plain, true),
-    opt("-imacros", JoinedOrSeparate, Plain, true),
-    opt("-include", JoinedOrSeparate, Plain, true),
-    opt("-include-pch", Separate, Plain, false),
-    opt("-iprefix", JoinedOrSeparate, Plain, true),
-    opt("-iquote", JoinedOrSeparate, Plain, false),
-    opt("-isysroot", JoinedOrSeparate, Plain, false),
-    opt("-isystem", JoinedOrSeparate, Plain, true),
-    opt("-iwithprefix", JoinedOrSeparate, Plain, true),
-    opt("-iwithprefixbefore", JoinedOrSeparate, Plain, true),
-    opt("-l", JoinedOrSeparate, Plain, true),
-    opt("-march=native", Nothing, NATIVE, false),
-    opt("-mcpu=native", Nothing, NATIVE, false),
-    opt("-mllvm", Separate, Plain, false),
-    opt("-mtune=native", Nothing, NATIVE, false),
-    opt("-nostdinc", Nothing, Plain, true),
-    opt("-nostdinc++", Nothing, Plain, true),
-    opt("-o", JoinedOrSeparate, Output, false),
-    opt("-param", Separate, Plain, false),
-    opt("-specs", Joined, SPECS, false),
-    opt("-stdlib", Joined, Plain, true),
-    opt("-stdlib++-isystem", JoinedOrSeparate, Plain, true),
-    opt("-target", Separate, Plain, false),
-    opt("-u", JoinedOrSeparate, Plain, false),
-    opt("-undef", Nothing, Plain, true),
-    opt("-wrapper", Separate, PROGRAMS, false),
-    opt("-x", JoinedOrSeparate, Language, false),
-    opt("-z", JoinedOrSeparate, Plain, false),
-];
-
-/// The row for an option argument: an exact match first, then the longest
-/// prefix match.
-fn lookup(arg: &[u8]) -> Option<&'static Opt> {
-    if let Some(o) = OPTIONS.iter().find(|o| o.name.as_bytes() == arg) {
-        return Some(o);
-    }
-    OPTIONS
-        .iter()
-        .filter(|o| matches!(o.takes, Joined | JoinedOrSeparate))
-        .filter(|o| arg.starts_with(o.name.as_bytes()))
-        .max_by_key(|o| o.name.len())
-}
-
-/// The value of an option, where it has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Value {
-    None,
-    /// The rest of the option argument.
-    Joined,
-    /// The argument at this index.
-    Separate(usize),
-    /// The option wants a separate value but is the last argument.
-    Missing,
-}
-
-/// One argument (with its separate value) as the table reads it.
-#[derive(Clone, Copy, Debug)]
-enum Token {
-    /// A word that is not an option: an input, or `-` for stdin.
-    Word(usize),
-    /// An option of the table at this index.
-    Known(usize, &'static Opt, Value),
-    /// An option the table does not know; passed on as it is.
-    Unknown(usize),
-}
-
-/// Splits `argv[1..]` into tokens.
-fn tokens(argv: &[OsString]) -> Vec<Token> {
-    let mut out = Vec::new();
-    let mut i = 1;
-    while i < argv.len() {
-        let a = argv[i].as_bytes();
-        let at = i;
-        if a.len() < 2 || a[0] != b'-' {
-            out.push(Token::Word(i));
-        } else if let Some(o) = lookup(a) {
-            let exact = a == o.name.as_bytes();
-            let value = match o.takes {
-                Nothing => Value::None,
-                Joined => Value::Joined,
-                JoinedOrSeparate if !exact => Value::Joined,
-                Separate | JoinedOrSeparate if i + 1 < argv.len() => {
-                    i += 1;
-                    Value::Separate(i)
-                }
-                Separate | JoinedOrSeparate => Value::Missing,
-            };
-            out.push(Token::Known(at, o, value));
-        } else {
-            out.push(Token::Unknown(i));
-        }
-        i += 1;
-    }
-    out
-}
-
-/// The bytes of an option's value.
-fn value_of<'a>(argv: &'a [OsString], at: usize, o: &Opt, v: Value) -> &'a [u8] {
-    match v {
-        Value::Joined => &argv[at].as_bytes()[o.name.len()..],
-        Value::Separate(j) => argv[j].as_bytes(),
-        Value::None | Value::Missing => b"",
-    }
-}
+use crate::filename;
+use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
 
 /// A command that runs here rather than on a server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Local {
     /// Why, for the log.
-    pub reason: &'static str,
+    pub reason: String,
     /// `-E`: the command is a preprocessing run and takes a preprocessing
     /// slot (`EXIT_LOCAL_CPP` in 3.4) rather than a compile slot.
     pub cpp_slot: bool,
@@ -305,6 +82,8 @@ pub struct Job {
     /// for `-S -MD` without `-o` that makes a local run's `.d` target `x.s`
     /// where plain gcc writes `x.o`; [`cpp_argv`] is not affected).
     pub argv: Vec<OsString>,
+    /// `argv` read by the option table, once.
+    pub tokens: Tokens,
     /// Index of the source file in `argv`.
     pub input_index: usize,
     /// The source file, as the command names it.
@@ -329,33 +108,15 @@ pub enum Decision {
     Local(Local),
 }
 
-fn local(reason: &'static str) -> Decision {
-    Decision::Local(Local {
-        reason,
-        cpp_slot: false,
-    })
+fn local(reason: impl Into<String>) -> Decision {
+    Decision::Local(run_here(reason))
 }
 
-/// Languages for `-x` whose sources distcc can preprocess here and compile
-/// there.
-fn distributable_language(lang: &[u8]) -> bool {
-    matches!(
-        lang,
-        b"c" | b"c++"
-            | b"objective-c"
-            | b"objective-c++"
-            | b"c-header"
-            | b"c++-header"
-            | b"objective-c-header"
-            | b"objective-c++-header"
-            | b"cpp-output"
-            | b"c-cpp-output"
-            | b"c++-cpp-output"
-            | b"objective-c-cpp-output"
-            | b"objc-cpp-output"
-            | b"objective-c++-cpp-output"
-            | b"objc++-cpp-output"
-    )
+fn run_here(reason: impl Into<String>) -> Local {
+    Local {
+        reason: reason.into(),
+        cpp_slot: false,
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -375,101 +136,76 @@ fn preprocessor_option_is_local(part: &[u8]) -> bool {
 
 /// Decides whether `argv` (compiler first; after [`expand_response_files`] and
 /// [`expand_preprocessor_options`]) is a job for a server, following
-/// sections 5.2 and 5.3 with the differences listed in the module doc.
+/// sections 5.2 and 5.3 with the differences listed in the module doc: read
+/// the command once, look for a reason to run it here, read the job's shape
+/// as a daemon does, then name its output.
 pub fn scan(argv: &[OsString]) -> Decision {
-    let mut input: Option<usize> = None;
-    let mut output: Option<Vec<u8>> = None;
-    let mut compile = false;
-    let mut assemble_only = false;
-    let mut object_word = false;
-    for token in tokens(argv) {
-        match token {
-            Token::Word(i) => {
-                let a = argv[i].as_bytes();
-                if a == b"-" {
-                    return local("the source is read from standard input");
-                } else if a.first() == Some(&b'@') {
-                    return local("a response file that could not be read");
-                } else if args::is_source(a) {
-                    if input.is_some() {
-                        return local("several source files");
-                    }
-                    input = Some(i);
-                } else if a.ends_with(b".o") {
-                    object_word = true;
-                }
-            }
-            Token::Unknown(_) => {}
-            Token::Known(at, o, v) => {
-                if v == Value::Missing {
-                    return local("an option is missing its value");
-                }
-                let value = value_of(argv, at, o, v);
-                match o.role {
-                    Plain | DepsDriver | DepsFile | DepsTarget => {}
-                    Local(reason) => return local(reason),
-                    Preprocess => {
-                        return Decision::Local(Local {
-                            reason: "-E: preprocessing only",
-                            cpp_slot: true,
-                        })
-                    }
-                    Compile => compile = true,
-                    CompileToAssembler => {
-                        compile = true;
-                        assemble_only = true;
-                    }
-                    Output => {
-                        if output.is_some() {
-                            return local("several outputs: called for link?");
-                        }
-                        output = Some(value.to_vec());
-                    }
-                    Language => {
-                        if !distributable_language(value) {
-                            return local("-x names a language distcc does not distribute");
-                        }
-                    }
-                    Preprocessor => {
-                        if value
-                            .split(|&c| c == b',')
-                            .any(preprocessor_option_is_local)
-                        {
-                            return local(DEPS_ONLY_REASON);
-                        }
-                    }
-                    Assembler => {
-                        if contains(argv[at].as_bytes(), b",-a") || contains(value, b"--MD") {
-                            return local("assembler listing or dependency output");
-                        }
-                    }
-                    AssemblerSeparate => {
-                        if value.starts_with(b"-a") || value.starts_with(b"--MD") {
-                            return local("assembler listing or dependency output");
-                        }
-                    }
-                }
-            }
+    let tokens = Tokens::of(argv);
+    if let Some(here) = first_local(argv, &tokens) {
+        return Decision::Local(here);
+    }
+    match options::compile_shape(argv, &tokens) {
+        Ok(shape) => job(argv.to_vec(), tokens, shape),
+        Err(why) => local(why),
+    }
+}
+
+/// The first reason to run `argv` here rather than on a server, if any.
+fn first_local(argv: &[OsString], tokens: &Tokens) -> Option<Local> {
+    if argv.iter().skip(1).any(|a| a.as_bytes().starts_with(b"@")) {
+        return Some(run_here("a response file that could not be read"));
+    }
+    tokens.iter().find_map(|token| token_is_local(argv, token))
+}
+
+/// Why one token keeps the command here: a word for standard input, an
+/// option missing its value, a row's own reason, or what a daemon would
+/// refuse in what the server is sent.
+fn token_is_local(argv: &[OsString], token: Token) -> Option<Local> {
+    let (at, o, v) = match token {
+        Token::Word(i) if argv[i] == "-" => {
+            return Some(run_here("the source is read from standard input"))
         }
-    }
-    if !compile {
-        return local("not a compile (no -c or -S)");
-    }
-    if object_word {
-        return local("an object file in a compile is an unused linker input");
-    }
-    let Some(input_index) = input else {
-        return local("no source file distcc distributes");
+        Token::Word(_) | Token::Unknown(_) => return None,
+        Token::Known(_, _, Value::Missing) => {
+            return Some(run_here("an option is missing its value"))
+        }
+        Token::Known(at, o, v) => (at, o, v),
     };
-    let input_name = argv[input_index].as_bytes();
-    let base = args::basename(input_name);
+    match o.role {
+        Role::Local(reason) => Some(run_here(reason)),
+        Role::Preprocess => Some(Local {
+            reason: "-E: preprocessing only".into(),
+            cpp_slot: true,
+        }),
+        Role::Preprocessor
+            if options::value_of(argv, at, o, v)
+                .split(|&c| c == b',')
+                .any(preprocessor_option_is_local) =>
+        {
+            Some(run_here(options::DEPS_ONLY))
+        }
+        _ if o.strip => None,
+        _ => options::refusal(argv, token).map(run_here),
+    }
+}
+
+/// The job for a command of this shape, with its output named (5.3); or a
+/// local run for an autoconf test, an object word or an output that cannot
+/// be named or is standard output.
+fn job(mut argv: Vec<OsString>, mut tokens: Tokens, shape: Compile) -> Decision {
+    let input_name = argv[shape.input].as_bytes().to_vec();
+    let base = filename::basename(&input_name);
     if base.starts_with(b"conftest.") || base.starts_with(b"tmp.conftest.") {
         return local("autoconf test");
     }
-    let output_added = output.is_none();
-    let output = match output {
-        Some(o) => o,
-        None => match args::default_output(input_name, assemble_only) {
+    let output = match shape.output {
+        Some(Output::Separate(j)) => argv[j].as_bytes().to_vec(),
+        Some(Output::Joined(at)) => argv[at].as_bytes()[2..].to_vec(),
+        Some(Output::Word(_)) => {
+            return local("an object file in a compile is an unused linker input")
+        }
+        None => match filename::default_output(&input_name, shape.assemble_only) {
             Some(o) => o,
             None => return local("cannot derive an output name"),
         },
@@ -477,22 +213,32 @@ pub fn scan(argv: &[OsString]) -> Decision {
     if output == b"-" {
         return local("output to standard output");
     }
-    let mut full = argv.to_vec();
+    let output_added = shape.output.is_none();
     if output_added {
-        full.push("-o".into());
-        full.push(OsString::from_vec(output.clone()));
+        let end = argv.len();
+        argv.push("-o".into());
+        argv.push(OsString::from_vec(output.clone()));
+        tokens.read(&argv, end);
     }
-    let preprocessed_ext = args::preprocessed_extension_str(input_name).unwrap_or(".i");
     Decision::Remote(Job {
-        argv: full,
-        input_index,
-        input: PathBuf::from(OsStr::from_bytes(input_name)),
+        argv,
+        tokens,
+        input_index: shape.input,
+        input: PathBuf::from(OsStr::from_bytes(&input_name)),
         output: PathBuf::from(OsString::from_vec(output)),
         output_added,
-        preprocessed: args::is_preprocessed(input_name),
-        preprocessed_ext,
-        assemble_only,
+        preprocessed: filename::is_preprocessed(&input_name),
+        preprocessed_ext: filename::preprocessed_extension(&input_name).unwrap_or(".i"),
+        assemble_only: shape.assemble_only,
     })
+}
+
+/// Pushes an option token's arguments (the option and its separate value).
+fn push_option(out: &mut Vec<OsString>, argv: &[OsString], at: usize, v: Value) {
+    out.push(argv[at].clone());
+    if let Value::Separate(j) = v {
+        out.push(argv[j].clone());
+    }
 }
 
 /// The command a v1/v2 server is sent (5.5): the job's argv without the
@@ -500,60 +246,35 @@ pub fn scan(argv: &[OsString]) -> Decision {
 /// input keeps its name (the server puts its own file there) and `-o OUTPUT`
 /// stays.
 pub fn remote_argv(job: &Job) -> Vec<OsString> {
-    let argv = &job.argv;
+    strip(&job.argv, &job.tokens)
+}
+
+/// `argv` (read into `tokens`) without the options marked `strip`.
+fn strip(argv: &[OsString], tokens: &Tokens) -> Vec<OsString> {
     let mut out = vec![argv[0].clone()];
-    for token in tokens(argv) {
+    for token in tokens.iter() {
         match token {
             Token::Word(i) | Token::Unknown(i) => out.push(argv[i].clone()),
             Token::Known(_, o, _) if o.strip => {}
-            Token::Known(at, _, v) => {
-                out.push(argv[at].clone());
-                if let Value::Separate(j) = v {
-                    out.push(argv[j].clone());
-                }
-            }
+            Token::Known(at, _, v) => push_option(&mut out, argv, at, v),
         }
     }
     out
 }
 
-/// The options of `argv` that change the format of the objects it makes
-/// (word size, byte order, ABI, target), with their values, in order: the
-/// object check's cache key and probe ([`super::objformat`]). `-march` and
-/// `-mcpu` are not among them (one machine, one `e_machine`), nor is
-/// `-flto` (see `objformat`). Values of other options are never taken for
-/// options.
-pub fn format_options(argv: &[OsString]) -> Vec<OsString> {
+/// The options of `argv` (read into `tokens`) that change the format of the
+/// objects it makes (word size, byte order, ABI, target: the table's
+/// [`Role::Format`] rows), with their values, in order: the object check's
+/// cache key and probe ([`super::objformat`]). `-march` and `-mcpu` are not
+/// among them (one machine, one `e_machine`), nor is `-flto` (see
+/// `objformat`). Values of other options are never taken for options.
+pub fn format_options(argv: &[OsString], tokens: &Tokens) -> Vec<OsString> {
     let mut out = Vec::new();
-    for token in tokens(argv) {
-        match token {
-            Token::Unknown(i) => {
-                let a = argv[i].as_bytes();
-                if matches!(
-                    a,
-                    b"-m16"
-                        | b"-m31"
-                        | b"-m32"
-                        | b"-m64"
-                        | b"-mx32"
-                        | b"-mbig-endian"
-                        | b"-mlittle-endian"
-                        | b"-mbig"
-                        | b"-mlittle"
-                        | b"-EB"
-                        | b"-EL"
-                ) || a.starts_with(b"-mabi=")
-                {
-                    out.push(argv[i].clone());
-                }
+    for token in tokens.iter() {
+        if let Token::Known(at, o, v) = token {
+            if o.role == Role::Format {
+                push_option(&mut out, argv, at, v);
             }
-            Token::Known(at, o, v) if matches!(o.name, "--target=" | "-target" | "-arch") => {
-                out.push(argv[at].clone());
-                if let Value::Separate(j) = v {
-                    out.push(argv[j].clone());
-                }
-            }
-            _ => {}
         }
     }
     out
@@ -562,7 +283,7 @@ pub fn format_options(argv: &[OsString]) -> Vec<OsString> {
 /// True if the compiler is clang, whose driver turns `-Wp,-MD,FILE` into its
 /// own `-MD -MF FILE` (gcc passes it to cc1 untouched).
 fn is_clang(compiler: &OsStr) -> bool {
-    contains(args::basename(compiler.as_bytes()), b"clang")
+    contains(filename::basename(compiler.as_bytes()), b"clang")
 }
 
 /// `-Wp,-MD,FILE` or `-Wp,-MMD,FILE`: the form clang's driver rewrites.
@@ -578,7 +299,7 @@ fn is_wp_deps(arg: &[u8]) -> bool {
 /// the output with the text from the last `.` of its basename replaced by
 /// `.d` (`obj/a.o` → `obj/a.d`, `obj/a` → `obj/a.d`, `obj/.x` → `obj/.d`).
 fn deps_file_for(output: &[u8]) -> Vec<u8> {
-    let base_at = output.len() - args::basename(output).len();
+    let base_at = output.len() - filename::basename(output).len();
     let stem_end = output[base_at..]
         .iter()
         .rposition(|&c| c == b'.')
@@ -604,29 +325,26 @@ pub fn cpp_argv(job: &Job) -> Vec<OsString> {
     let mut driver_deps = false;
     let mut deps_file = false;
     let mut deps_target = false;
-    for token in tokens(argv) {
+    for token in job.tokens.iter() {
         match token {
             Token::Word(i) | Token::Unknown(i) => out.push(argv[i].clone()),
             Token::Known(at, o, v) => {
                 match o.role {
-                    Output => continue,
-                    Compile | CompileToAssembler => {
+                    Role::Output => continue,
+                    Role::Compile | Role::CompileToAssembler => {
                         out.push("-E".into());
                         continue;
                     }
-                    DepsDriver => driver_deps = true,
-                    DepsFile => deps_file = true,
-                    DepsTarget => deps_target = true,
-                    Preprocessor if clang && is_wp_deps(argv[at].as_bytes()) => {
+                    Role::DepsDriver => driver_deps = true,
+                    Role::DepsFile => deps_file = true,
+                    Role::DepsTarget => deps_target = true,
+                    Role::Preprocessor if clang && is_wp_deps(argv[at].as_bytes()) => {
                         driver_deps = true;
                         deps_file = true;
                     }
                     _ => {}
                 }
-                out.push(argv[at].clone());
-                if let Value::Separate(j) = v {
-                    out.push(argv[j].clone());
-                }
+                push_option(&mut out, argv, at, v);
             }
         }
     }
@@ -785,74 +503,194 @@ mod tests {
 
     const LOCAL: Option<&str> = None;
 
-    #[test]
-    fn table_is_sorted_without_duplicates() {
-        for pair in OPTIONS.windows(2) {
-            assert!(
-                pair[0].name < pair[1].name,
-                "{} / {}",
-                pair[0].name,
-                pair[1].name
-            );
-        }
-    }
+    /// (rule, command, `Some("input output")` for a remote job or LOCAL).
+    type Case = (&'static str, &'static str, Option<&'static str>);
+
+    // rule                                command                                  remote: "input output"
+    #[rustfmt::skip]
+    const SECTION_5_2: &[Case] = &[
+        ("-MD -MMD -MG -MP fine",        "gcc -c x.c -MD -MMD -MG -MP",                 Some("x.c x.o")),
+        ("-MF -MT -MQ skip the next",    "gcc -c x.c -MF y.c -MT z.c -MQ w.o",          Some("x.c x.o")),
+        ("-MF… -MT… -MQ… joined",        "gcc -c x.c -MFx.d -MTx.o -MQq",              Some("x.c x.o")),
+        ("other -M: -M",                 "gcc -c x.c -M",                               LOCAL),
+        ("other -M: -MM",                "gcc -c x.c -MM",                              LOCAL),
+        ("other -M: -MJ",                "gcc -c x.c -MJ x.json",                       LOCAL),
+        ("-march=native",                "gcc -c x.c -march=native",                    LOCAL),
+        ("-mtune=native",                "gcc -c x.c -mtune=native",                    LOCAL),
+        ("-march=x86-64 is fine",        "gcc -c x.c -march=x86-64",                    Some("x.c x.o")),
+        ("-flto exactly",                "gcc -c x.c -flto",                            LOCAL),
+        ("-flto=auto",                   "gcc -c x.c -flto=auto",                       Some("x.c x.o")),
+        ("-Wa, with ,-a",                "gcc -c x.c -Wa,-alh=x.lst",                   LOCAL),
+        ("-Wa, with --MD",               "gcc -c x.c -Wa,--MD,x.d",                     LOCAL),
+        ("-Wa, other",                   "gcc -c x.c -Wa,--noexecstack",                Some("x.c x.o")),
+        ("-specs=",                      "gcc -c x.c -specs=foo",                       LOCAL),
+        ("-S compile only",              "gcc -S x.c",                                  Some("x.c x.s")),
+        ("-fprofile-arcs",               "gcc -c x.c -fprofile-arcs",                   LOCAL),
+        ("-ftest-coverage",              "gcc -c x.c -ftest-coverage",                  LOCAL),
+        ("--coverage",                   "gcc -c x.c --coverage",                       LOCAL),
+        ("-fprofile-correction",         "gcc -c x.c -fprofile-correction",             LOCAL),
+        ("-fprofile-generate…",          "gcc -c x.c -fprofile-generate=dir",           LOCAL),
+        ("-fprofile-use…",               "gcc -c x.c -fprofile-use",                    LOCAL),
+        ("-fauto-profile…",              "gcc -c x.c -fauto-profile=x.afdo",            LOCAL),
+        ("-frepo",                       "gcc -c x.c -frepo",                           LOCAL),
+        ("-x c",                         "gcc -x c -c x.c",                             Some("x.c x.o")),
+        ("-x c++",                       "gcc -x c++ -c x.cc",                          Some("x.cc x.o")),
+        ("-x c-header: no preprocessed form", "gcc -x c-header -c x.c",                 LOCAL),
+        ("-x cpp-output",                "gcc -x cpp-output -c x.i",                    Some("x.i x.o")),
+        ("-x objective-c++",             "gcc -x objective-c++ -c x.mm",                Some("x.mm x.o")),
+        ("-x assembler",                 "gcc -x assembler -c x.c",                     LOCAL),
+        ("-x none",                      "gcc -x none -c x.c",                          LOCAL),
+        ("-dr…",                         "gcc -c x.c -dr",                              LOCAL),
+        ("-c marks compile",             "gcc -c x.c",                                  Some("x.c x.o")),
+        ("-o FILE",                      "gcc -c x.c -o out/y.o",                       Some("x.c out/y.o")),
+        ("-oFILE",                       "gcc -c x.c -oout/y.o",                        Some("x.c out/y.o")),
+        ("other options ignored",        "gcc -O2 -g -Wall -c x.c",                     Some("x.c x.o")),
+        ("second input",                 "gcc -c x.c y.c",                              LOCAL),
+        ("second output",                "gcc -c x.c -o a.o -o b.o",                    LOCAL),
+        ("other non-options ignored",    "gcc -c x.c README",                           Some("x.c x.o")),
+        ("no -c or -S: link",            "gcc x.c -o x",                                LOCAL),
+        ("no input: .s",                 "gcc -c a.s",                                  LOCAL),
+        ("no input: .S",                 "gcc -c a.S",                                  LOCAL),
+        ("no input: .cu",                "gcc -c x.cu",                                 LOCAL),
+        ("no input: .CPP",               "gcc -c x.CPP",                                LOCAL),
+        ("no input at all",              "gcc -c",                                      LOCAL),
+        ("stdin -x c -",                 "gcc -x c -c -",                               LOCAL),
+        ("conftest.",                    "gcc -c conftest.c",                           LOCAL),
+        ("tmp.conftest.",                "gcc -c sub/tmp.conftest.c",                   LOCAL),
+        ("output -",                     "gcc -c x.c -o -",                             LOCAL),
+        ("-o without its value",         "gcc -c x.c -o",                               LOCAL),
+    ];
+
+    #[rustfmt::skip]
+    const SECTION_5_3: &[Case] = &[
+        ("-o given",                "gcc -c sub/x.c -o o/x.o",   Some("sub/x.c o/x.o")),
+        ("basename, .o for -c",     "gcc -c sub/foo.cpp",        Some("sub/foo.cpp foo.o")),
+        ("basename, .s for -S",     "gcc -S sub/foo.c",          Some("sub/foo.c foo.s")),
+        ("-S wins over -c",         "gcc -c -S x.c",             Some("x.c x.s")),
+        ("from the last dot",       "gcc -c a.b.c",              Some("a.b.c a.b.o")),
+        ("basename under 3 chars",  "gcc -c .c",                 LOCAL),
+    ];
+
+    #[rustfmt::skip]
+    const BETTER_THAN_3_4: &[Case] = &[
+        ("-include value is not an input",  "gcc -include foo.c -c x.c",     Some("x.c x.o")),
+        ("-imacros value",                  "gcc -imacros m.c -c x.c",       Some("x.c x.o")),
+        ("-MF value is not an input",       "gcc -c x.c -MD -MF y.c",        Some("x.c x.o")),
+        ("-o value is not an input",        "gcc -c x.c -o y.c",             Some("x.c y.c")),
+        ("-I value",                        "gcc -I a.c -c x.c",             Some("x.c x.o")),
+        ("-Xlinker value",                  "gcc -Xlinker y.c -c x.c",       Some("x.c x.o")),
+        ("-xc checks c itself",             "gcc -xc -c x.c",                Some("x.c x.o")),
+        ("-xassembler checks itself",       "gcc -xassembler -c x.c",        LOCAL),
+        ("-x go is local",                  "gcc -x go -c x.c",              LOCAL),
+        (".o word is a linker input",       "gcc -c x.c a.o",                LOCAL),
+        ("missing @file",                   "gcc @no-such-file -c x.c",      LOCAL),
+        ("-mcpu=native",                    "gcc -c x.c -mcpu=native",       LOCAL),
+        ("-fprofile-update=",               "gcc -c x.c -fprofile-update=atomic", LOCAL),
+        ("-fplugin=",                       "gcc -c x.c -fplugin=foo.so",    LOCAL),
+        ("-fpass-plugin=",                  "clang -c x.c -fpass-plugin=p.so", LOCAL),
+        ("--specs",                         "gcc -c x.c --specs=foo",        LOCAL),
+        ("-B",                              "gcc -c x.c -B/opt/bin",         LOCAL),
+        ("-B DIR",                          "gcc -c x.c -B /opt/bin",        LOCAL),
+        ("-wrapper",                        "gcc -c x.c -wrapper gdb",       LOCAL),
+        ("-aux-info",                       "gcc -c x.c -aux-info x.proto",  LOCAL),
+        ("-Xassembler -a",                  "gcc -c x.c -Xassembler -alh",   LOCAL),
+        ("-Wp,-M is -M",                    "gcc -c x.c -Wp,-M",             LOCAL),
+        ("-Wp,-MD,FILE is fine",            "gcc -c x.c -Wp,-MD,.x.o.d",     Some("x.c x.o")),
+        ("-MD value-less stays fine",       "gcc -c x.c -MD",                Some("x.c x.o")),
+        ("--target= is not an input",       "clang --target=x.c -c x.c",     Some("x.c x.o")),
+        ("@file as a value",                "gcc -c x.c -o @x.o",            LOCAL),
+    ];
+
+    /// Issue 9, bug 1: what a distcc-rs daemon refuses is local here, for
+    /// the daemon's reason; what it accepts is distributed.
+    #[rustfmt::skip]
+    const REFUSED_BY_THE_DAEMON: &[Case] = &[
+        ("-xc is accepted",                 "gcc -xc -c x.c",                Some("x.c x.o")),
+        ("-x c is accepted",                "gcc -x c -c x.c",               Some("x.c x.o")),
+        ("-xc++ is accepted",               "g++ -xc++ -c x.c",              Some("x.c x.o")),
+        ("-x c-header: precompiled header", "gcc -x c-header -c x.c",        LOCAL),
+        ("-xc-header",                      "gcc -xc-header -c x.c",         LOCAL),
+        ("-x c++-header",                   "g++ -x c++-header -c x.cc",     LOCAL),
+        ("-Xclang can load plugins",        "clang -Xclang -fno-pch-timestamp -c x.c", LOCAL),
+        ("-mllvm reaches LLVM",             "clang -mllvm -inline-threshold=9 -c x.c", LOCAL),
+        ("-Wa,-I reads server files",       "gcc -Wa,-Iinc -c x.c",          LOCAL),
+        ("-Wa,-I later in the list",        "gcc -Wa,--noexecstack,-I,inc -c x.c", LOCAL),
+        ("-Wa,-o",                          "gcc -Wa,-o,y.o -c x.c",         LOCAL),
+        ("-Wa,@file",                       "gcc -Wa,@opts -c x.c",          LOCAL),
+        ("-dumpdir",                        "gcc -dumpdir d/ -c x.c",        LOCAL),
+        ("-dumpbase",                       "gcc -dumpbase x -c x.c",        LOCAL),
+        ("-dumpbase-ext",                   "gcc -dumpbase-ext .c -c x.c",   LOCAL),
+        ("-include-pch",                    "clang -include-pch h.pch -c x.c", LOCAL),
+        ("-fdirectives-only",               "gcc -fdirectives-only -c x.c",  LOCAL),
+        ("-fNAME=/path",                    "gcc -fsanitize-ignorelist=/x/l.txt -c x.c", LOCAL),
+        ("-f…prefix-map=/path is fine",     "gcc -fmacro-prefix-map=/a=/b -c x.c", Some("x.c x.o")),
+        ("--include is stripped",           "gcc --include h.h -c x.c",      Some("x.c x.o")),
+        ("--include= is stripped",          "gcc --include=h.h -c x.c",      Some("x.c x.o")),
+        ("-include is stripped",            "gcc -include h.h -c x.c",       Some("x.c x.o")),
+        ("-Xpreprocessor is stripped",      "gcc -Xpreprocessor -DX -c x.c", Some("x.c x.o")),
+        ("-MF is stripped",                 "gcc -MD -MF x.d -c x.c",        Some("x.c x.o")),
+    ];
+
+    /// distcc 3.4's own scan (`dcc_scan_args`, section 5.2), which the
+    /// daemon ran until its reasons became this client's: (command, 3.4
+    /// distributes it, distcc-rs distributes it). They differ only where the
+    /// module doc says.
+    #[rustfmt::skip]
+    const SCAN_3_4: &[(&str, bool, bool)] = &[
+        ("gcc -c x.c -o x.o",                     true,  true),
+        ("gcc -c x.c",                            true,  true),
+        ("gcc -S x.c",                            true,  true),
+        ("gcc -E x.c",                            false, false),
+        ("gcc -c x.c -MD -MF x.d -MT x.o -MQ y",  true,  true),
+        ("gcc -c x.c -MFx.d -MTx.o",              true,  true),
+        ("gcc -c x.c -M",                         false, false),
+        ("gcc -c x.c -MM",                        false, false),
+        ("gcc -c x.c -march=native",              false, false),
+        ("gcc -c x.c -mtune=native",              false, false),
+        ("gcc -c x.c -flto",                      false, false),
+        ("gcc -c x.c -flto=auto",                 true,  true),
+        ("gcc -c x.c -Wa,-alh=x.lst",             false, false),
+        ("gcc -c x.c -Wa,--MD,x.d",               false, false),
+        ("gcc -c x.c -specs=foo",                 false, false),
+        ("gcc -c x.c -fprofile-arcs",             false, false),
+        ("gcc -c x.c -ftest-coverage",            false, false),
+        ("gcc -c x.c --coverage",                 false, false),
+        ("gcc -c x.c -fprofile-use=x",            false, false),
+        ("gcc -c x.c -fprofile-generate",         false, false),
+        ("gcc -c x.c -fauto-profile",             false, false),
+        ("gcc -c x.c -frepo",                     false, false),
+        ("gcc -x c -c x.c",                       true,  true),
+        ("gcc -x c++ -c x.cc",                    true,  true),
+        ("gcc -x objective-c++ -c x.mm",          true,  true),
+        ("gcc -x assembler -c x.c",               false, false),
+        ("gcc -x none -c x.c",                    false, false),
+        ("gcc -x c-header -c x.c",                true,  false),
+        ("gcc -x go -c x.c",                      true,  false),
+        ("gcc -xc -c x.c",                        false, true),
+        ("gcc -c x.c -dr",                        false, false),
+        ("gcc -c x.c y.c",                        false, false),
+        ("gcc x.c -o x",                          false, false),
+        ("gcc -c a.s",                            false, false),
+        ("gcc -c a.S",                            false, false),
+        ("gcc -c x.cu",                           false, false),
+        ("gcc -c x.CPP",                          false, false),
+        ("gcc -c conftest.c",                     false, false),
+        ("gcc -c tmp.conftest.c",                 false, false),
+        ("gcc -c x.c -o -",                       false, false),
+        ("gcc -c x.c -o a.o -o b.o",              false, false),
+        ("gcc -c x.c -oa.o",                      true,  true),
+        ("gcc -c x.c a.o",                        true,  false),
+        ("gcc -c x.c a.o b.o",                    false, false),
+        ("gcc -c",                                false, false),
+        ("gcc -c x.c -o",                         false, false),
+        ("gcc -c .c",                             false, false),
+    ];
 
     #[test]
     #[rustfmt::skip]
     fn section_5_2_rows() {
         // rule                                command                                  remote: "input output"
-        let cases: &[(&str, &str, Option<&str>)] = &[
-            ("-MD -MMD -MG -MP fine",        "gcc -c x.c -MD -MMD -MG -MP",                 Some("x.c x.o")),
-            ("-MF -MT -MQ skip the next",    "gcc -c x.c -MF y.c -MT z.c -MQ w.o",          Some("x.c x.o")),
-            ("-MF… -MT… -MQ… joined",        "gcc -c x.c -MFx.d -MTx.o -MQq",              Some("x.c x.o")),
-            ("other -M: -M",                 "gcc -c x.c -M",                               LOCAL),
-            ("other -M: -MM",                "gcc -c x.c -MM",                              LOCAL),
-            ("other -M: -MJ",                "gcc -c x.c -MJ x.json",                       LOCAL),
-            ("-march=native",                "gcc -c x.c -march=native",                    LOCAL),
-            ("-mtune=native",                "gcc -c x.c -mtune=native",                    LOCAL),
-            ("-march=x86-64 is fine",        "gcc -c x.c -march=x86-64",                    Some("x.c x.o")),
-            ("-flto exactly",                "gcc -c x.c -flto",                            LOCAL),
-            ("-flto=auto",                   "gcc -c x.c -flto=auto",                       Some("x.c x.o")),
-            ("-Wa, with ,-a",                "gcc -c x.c -Wa,-alh=x.lst",                   LOCAL),
-            ("-Wa, with --MD",               "gcc -c x.c -Wa,--MD,x.d",                     LOCAL),
-            ("-Wa, other",                   "gcc -c x.c -Wa,--noexecstack",                Some("x.c x.o")),
-            ("-specs=",                      "gcc -c x.c -specs=foo",                       LOCAL),
-            ("-S compile only",              "gcc -S x.c",                                  Some("x.c x.s")),
-            ("-fprofile-arcs",               "gcc -c x.c -fprofile-arcs",                   LOCAL),
-            ("-ftest-coverage",              "gcc -c x.c -ftest-coverage",                  LOCAL),
-            ("--coverage",                   "gcc -c x.c --coverage",                       LOCAL),
-            ("-fprofile-correction",         "gcc -c x.c -fprofile-correction",             LOCAL),
-            ("-fprofile-generate…",          "gcc -c x.c -fprofile-generate=dir",           LOCAL),
-            ("-fprofile-use…",               "gcc -c x.c -fprofile-use",                    LOCAL),
-            ("-fauto-profile…",              "gcc -c x.c -fauto-profile=x.afdo",            LOCAL),
-            ("-frepo",                       "gcc -c x.c -frepo",                           LOCAL),
-            ("-x c",                         "gcc -x c -c x.c",                             Some("x.c x.o")),
-            ("-x c++",                       "gcc -x c++ -c x.cc",                          Some("x.cc x.o")),
-            ("-x c-header",                  "gcc -x c-header -c x.c",                      Some("x.c x.o")),
-            ("-x cpp-output",                "gcc -x cpp-output -c x.i",                    Some("x.i x.o")),
-            ("-x objective-c++",             "gcc -x objective-c++ -c x.mm",                Some("x.mm x.o")),
-            ("-x assembler",                 "gcc -x assembler -c x.c",                     LOCAL),
-            ("-x none",                      "gcc -x none -c x.c",                          LOCAL),
-            ("-dr…",                         "gcc -c x.c -dr",                              LOCAL),
-            ("-c marks compile",             "gcc -c x.c",                                  Some("x.c x.o")),
-            ("-o FILE",                      "gcc -c x.c -o out/y.o",                       Some("x.c out/y.o")),
-            ("-oFILE",                       "gcc -c x.c -oout/y.o",                        Some("x.c out/y.o")),
-            ("other options ignored",        "gcc -O2 -g -Wall -c x.c",                     Some("x.c x.o")),
-            ("second input",                 "gcc -c x.c y.c",                              LOCAL),
-            ("second output",                "gcc -c x.c -o a.o -o b.o",                    LOCAL),
-            ("other non-options ignored",    "gcc -c x.c README",                           Some("x.c x.o")),
-            ("no -c or -S: link",            "gcc x.c -o x",                                LOCAL),
-            ("no input: .s",                 "gcc -c a.s",                                  LOCAL),
-            ("no input: .S",                 "gcc -c a.S",                                  LOCAL),
-            ("no input: .cu",                "gcc -c x.cu",                                 LOCAL),
-            ("no input: .CPP",               "gcc -c x.CPP",                                LOCAL),
-            ("no input at all",              "gcc -c",                                      LOCAL),
-            ("stdin -x c -",                 "gcc -x c -c -",                               LOCAL),
-            ("conftest.",                    "gcc -c conftest.c",                           LOCAL),
-            ("tmp.conftest.",                "gcc -c sub/tmp.conftest.c",                   LOCAL),
-            ("output -",                     "gcc -c x.c -o -",                             LOCAL),
-            ("-o without its value",         "gcc -c x.c -o",                               LOCAL),
-        ];
+        let cases = SECTION_5_2;
         for (rule, line, expected) in cases {
             assert_eq!(outcome(line).as_deref(), *expected, "{rule}: {line}");
         }
@@ -871,17 +709,8 @@ mod tests {
     }
 
     #[test]
-    #[rustfmt::skip]
     fn section_5_3_output_name() {
-        let cases: &[(&str, &str, Option<&str>)] = &[
-            ("-o given",                "gcc -c sub/x.c -o o/x.o",   Some("sub/x.c o/x.o")),
-            ("basename, .o for -c",     "gcc -c sub/foo.cpp",        Some("sub/foo.cpp foo.o")),
-            ("basename, .s for -S",     "gcc -S sub/foo.c",          Some("sub/foo.c foo.s")),
-            ("-S wins over -c",         "gcc -c -S x.c",             Some("x.c x.s")),
-            ("from the last dot",       "gcc -c a.b.c",              Some("a.b.c a.b.o")),
-            ("basename under 3 chars",  "gcc -c .c",                 LOCAL),
-        ];
-        for (rule, line, expected) in cases {
+        for (rule, line, expected) in SECTION_5_3 {
             assert_eq!(outcome(line).as_deref(), *expected, "{rule}: {line}");
         }
         let j = job("gcc -c sub/foo.c");
@@ -925,37 +754,40 @@ mod tests {
     }
 
     #[test]
-    #[rustfmt::skip]
     fn better_than_3_4() {
-        let cases: &[(&str, &str, Option<&str>)] = &[
-            ("-include value is not an input",  "gcc -include foo.c -c x.c",     Some("x.c x.o")),
-            ("-imacros value",                  "gcc -imacros m.c -c x.c",       Some("x.c x.o")),
-            ("-MF value is not an input",       "gcc -c x.c -MD -MF y.c",        Some("x.c x.o")),
-            ("-o value is not an input",        "gcc -c x.c -o y.c",             Some("x.c y.c")),
-            ("-I value",                        "gcc -I a.c -c x.c",             Some("x.c x.o")),
-            ("-Xclang value",                   "gcc -Xclang y.c -c x.c",        Some("x.c x.o")),
-            ("-xc checks c itself",             "gcc -xc -c x.c",                Some("x.c x.o")),
-            ("-xassembler checks itself",       "gcc -xassembler -c x.c",        LOCAL),
-            ("-x go is local",                  "gcc -x go -c x.c",              LOCAL),
-            (".o word is a linker input",       "gcc -c x.c a.o",                LOCAL),
-            ("missing @file",                   "gcc @no-such-file -c x.c",      LOCAL),
-            ("-mcpu=native",                    "gcc -c x.c -mcpu=native",       LOCAL),
-            ("-fprofile-update=",               "gcc -c x.c -fprofile-update=atomic", LOCAL),
-            ("-fplugin=",                       "gcc -c x.c -fplugin=foo.so",    LOCAL),
-            ("-fpass-plugin=",                  "clang -c x.c -fpass-plugin=p.so", LOCAL),
-            ("--specs",                         "gcc -c x.c --specs=foo",        LOCAL),
-            ("-B",                              "gcc -c x.c -B/opt/bin",         LOCAL),
-            ("-B DIR",                          "gcc -c x.c -B /opt/bin",        LOCAL),
-            ("-wrapper",                        "gcc -c x.c -wrapper gdb",       LOCAL),
-            ("-aux-info",                       "gcc -c x.c -aux-info x.proto",  LOCAL),
-            ("-Xassembler -a",                  "gcc -c x.c -Xassembler -alh",   LOCAL),
-            ("-Wp,-M is -M",                    "gcc -c x.c -Wp,-M",             LOCAL),
-            ("-Wp,-MD,FILE is fine",            "gcc -c x.c -Wp,-MD,.x.o.d",     Some("x.c x.o")),
-            ("-MD value-less stays fine",       "gcc -c x.c -MD",                Some("x.c x.o")),
-            ("--target= is not an input",       "clang --target=x.c -c x.c",     Some("x.c x.o")),
-        ];
-        for (rule, line, expected) in cases {
+        for (rule, line, expected) in BETTER_THAN_3_4 {
             assert_eq!(outcome(line).as_deref(), *expected, "{rule}: {line}");
+        }
+    }
+
+    #[test]
+    fn what_the_daemon_refuses_is_local_for_its_reason() {
+        for (rule, line, expected) in REFUSED_BY_THE_DAEMON {
+            assert_eq!(outcome(line).as_deref(), *expected, "{rule}: {line}");
+        }
+        let reason = |line: &str| match scan(&argv(line)) {
+            Decision::Local(l) => l.reason,
+            Decision::Remote(_) => panic!("{line} was distributed"),
+        };
+        assert_eq!(
+            reason("clang -c x.c -Xclang -load -Xclang p.so"),
+            "argument '-Xclang' passes options straight to the compiler proper, which can load plugins"
+        );
+        assert_eq!(
+            reason("gcc -c x.c -Wa,-Iinc"),
+            "assembler option in '-Wa,-Iinc' reads files from a directory"
+        );
+        assert_eq!(
+            reason("gcc -x c-header -c x.c"),
+            "language in '-x c-header' has no preprocessed form; compiling it would run \
+             the preprocessor on the server"
+        );
+    }
+
+    #[test]
+    fn section_5_2_as_distcc_3_4_scanned_it() {
+        for (line, _, ours) in SCAN_3_4 {
+            assert_eq!(outcome(line).is_some(), *ours, "{line}");
         }
     }
 
@@ -1009,6 +841,11 @@ mod tests {
             ("-imacros… (joined)",  "-imacrosm.h",                  ""),
             ("-idirafter… (joined)","-idirafterd",                  ""),
             ("-stdlib++-isystem X", "-stdlib++-isystem d",          ""),
+            ("--include X",         "--include h.h",                ""),
+            ("--include=X",         "--include=h.h",                ""),
+            ("--imacros X",         "--imacros m.h",                ""),
+            ("--include-directory X", "--include-directory d",      ""),
+            ("--include-directory=X", "--include-directory=d",      ""),
         ];
         for (rule, extra, sent) in cases {
             let j = job(&format!("gcc -c x.c -o x.o {extra}"));

@@ -9,9 +9,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::policy;
-use crate::args::{self, Compile, Output};
+use crate::filename;
 use crate::masquerade;
+use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
 
 /// A job's private directory under TMPDIR. Everything the job writes goes
 /// here, and the directory is removed when the job is dropped, unless
@@ -51,6 +51,8 @@ pub struct Job {
     pub argv: Vec<Vec<u8>>,
     /// The command to run, after `DISTCC_CMDLIST` rewriting.
     pub program: Vec<u8>,
+    /// `argv` read by the option table, once.
+    tokens: Tokens,
     compile: Compile,
     dir: JobDir,
 }
@@ -68,13 +70,15 @@ impl Job {
         version: u32,
         argv: Vec<Vec<u8>>,
         program: Vec<u8>,
-        compile: Compile,
+        accepted: (Tokens, Compile),
         dir: JobDir,
     ) -> Job {
+        let (tokens, compile) = accepted;
         Job {
             version,
             argv,
             program,
+            tokens,
             compile,
             dir,
         }
@@ -87,10 +91,8 @@ impl Job {
 
     /// Where the preprocessed source is stored: `input.i`, `input.ii`, ...
     pub fn input_path(&self) -> PathBuf {
-        let ext = args::preprocessed_extension(self.input_name()).unwrap_or(b".tmp");
-        let mut name = b"input".to_vec();
-        name.extend_from_slice(ext);
-        self.dir.path().join(OsStr::from_bytes(&name))
+        let ext = filename::preprocessed_extension(self.input_name()).unwrap_or(".tmp");
+        self.dir.path().join(format!("input{ext}"))
     }
 
     /// Where the body is received: the source itself, or its LZO form in version 2.
@@ -119,48 +121,48 @@ impl Job {
     }
 
     /// The compiler's arguments, with the source and output replaced by
-    /// this job's files.
+    /// this job's files, and each `-x LANG` by its preprocessed form (the
+    /// source is already preprocessed: `-x c` becomes `-x cpp-output`).
     fn arguments(&self) -> Vec<OsString> {
         let output = self.path_of("output.o").into_os_string();
-        let mut out = Vec::with_capacity(self.argv.len() + 2);
+        let argv = &self.argv;
+        let arg = |i: usize| OsString::from_vec(argv[i].clone());
+        let mut out = Vec::with_capacity(argv.len() + 3);
         let mut has_output = false;
-        let mut language_next = false;
-        for (i, arg) in self.argv.iter().enumerate().skip(1) {
-            if i == self.compile.input {
-                out.push(self.input_path().into_os_string());
-                continue;
-            }
-            // The source is already preprocessed: -x c becomes -x cpp-output.
-            if std::mem::take(&mut language_next) {
-                if let Some(lang) = policy::preprocessed_language(arg) {
-                    out.push(OsStr::from_bytes(lang).to_os_string());
-                    continue;
+        for token in self.tokens.iter() {
+            match token {
+                Token::Word(i) if i == self.compile.input => {
+                    out.push(self.input_path().into_os_string())
                 }
-            }
-            if arg == b"-x" {
-                language_next = true;
-            } else if let Some(lang) = arg
-                .strip_prefix(b"-x")
-                .and_then(policy::preprocessed_language)
-            {
-                let mut joined = b"-x".to_vec();
-                joined.extend_from_slice(lang);
-                out.push(OsString::from_vec(joined));
-                continue;
-            }
-            match self.compile.output {
-                Some(Output::Separate(o)) if o == i => {
-                    out.push(output.clone());
+                Token::Word(i) if self.compile.output == Some(Output::Word(i)) => {}
+                Token::Word(i) | Token::Unknown(i) => out.push(arg(i)),
+                Token::Known(_, o, v) if o.role == Role::Output => {
                     has_output = true;
+                    if let Value::Separate(_) = v {
+                        out.push("-o".into());
+                        out.push(output.clone());
+                    } else {
+                        let mut joined = OsString::from("-o");
+                        joined.push(&output);
+                        out.push(joined);
+                    }
                 }
-                Some(Output::Joined(o)) if o == i => {
-                    let mut joined = OsString::from("-o");
-                    joined.push(&output);
-                    out.push(joined);
-                    has_output = true;
+                Token::Known(at, o, v) if o.role == Role::Language => {
+                    let lang = options::value_of(argv, at, o, v);
+                    let lang = options::preprocessed_language(lang).unwrap_or(lang);
+                    if let Value::Separate(_) = v {
+                        out.push(arg(at));
+                        out.push(OsStr::from_bytes(lang).to_os_string());
+                    } else {
+                        out.push(OsString::from_vec([&b"-x"[..], lang].concat()));
+                    }
                 }
-                Some(Output::Word(o)) if o == i => {}
-                _ => out.push(OsString::from_vec(arg.clone())),
+                Token::Known(at, _, v) => {
+                    out.push(arg(at));
+                    if let Value::Separate(j) = v {
+                        out.push(arg(j));
+                    }
+                }
             }
         }
         if !has_output {
@@ -178,16 +180,12 @@ impl Job {
     /// `-pipe` lets the compiler proper and the assembler run side by side
     /// instead of through a temporary file; the object is the same.
     fn wants_pipe(&self) -> bool {
-        let name = args::basename(&self.program);
+        let name = filename::basename(&self.program);
         let family = [&b"gcc"[..], b"g++", b"clang", b"clang++", b"cc", b"c++"];
         let is_gcc_or_clang = name
             .split(|&c| c == b'-')
             .any(|part| family.contains(&part));
-        is_gcc_or_clang
-            && !self
-                .argv
-                .iter()
-                .any(|a| a == b"-pipe" || a.starts_with(b"-save-temps"))
+        is_gcc_or_clang && !self.tokens.has(Role::Pipe)
     }
 
     /// Starts the compiler in its own process group, in the job's directory,
@@ -296,13 +294,11 @@ fn child_safeguard(ours: Option<&OsStr>) -> String {
 mod tests {
     use super::*;
 
-    use crate::args::argv_of as argv;
-
     fn job(line: &str) -> Job {
-        let a = argv(line);
-        let compile = args::scan(&a).unwrap();
+        let a: Vec<Vec<u8>> = line.split_whitespace().map(|w| w.into()).collect();
+        let accepted = options::check_job(&a).unwrap();
         let dir = JobDir::create(&std::env::temp_dir(), false).unwrap();
-        Job::new(1, a, b"gcc".to_vec(), compile, dir)
+        Job::new(1, a, b"gcc".to_vec(), accepted, dir)
     }
 
     #[test]

@@ -21,7 +21,6 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::hint;
 use super::job::{self, Job, JobDir};
-use super::policy;
 use super::stats::{Outcome, RunningJob, Stats};
 use super::Config;
 use crate::exitcode::ExitCode;
@@ -945,27 +944,19 @@ impl<'a> Server<'a> {
     }
 }
 
-/// Checks a request's command against the scan, the whitelist and the
-/// argument rules, and makes its job directory.
+/// Checks a request's command against the option table (the job's shape
+/// and the arguments a daemon refuses) and the whitelist, and makes its job
+/// directory.
 fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<Job, String> {
-    let compile = crate::args::scan(&argv)
-        .map_err(|why| format!("not a distributable compile ({why}): {}", show_argv(&argv)))?;
+    let accepted = crate::options::check_job(&argv)?;
     let program = config.whitelist.check(&argv[0])?;
-    policy::check_arguments(&argv)?;
     let dir = JobDir::create(&config.tmpdir, config.save_temps).map_err(|e| {
         format!(
             "cannot make a job directory in {}: {e}",
             config.tmpdir.display()
         )
     })?;
-    Ok(Job::new(version, argv, program, compile, dir))
-}
-
-fn show_argv(argv: &[Vec<u8>]) -> String {
-    argv.iter()
-        .map(|a| String::from_utf8_lossy(a))
-        .collect::<Vec<_>>()
-        .join(" ")
+    Ok(Job::new(version, argv, program, accepted, dir))
 }
 
 /// Raw descriptor helper for callers that hand in listening sockets.
