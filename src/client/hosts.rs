@@ -55,8 +55,8 @@ pub struct Host {
     pub limit: u32,
     /// `,lzo`: compress the request and the reply.
     pub lzo: bool,
-    /// `,cpp`: pump mode, the server preprocesses.
-    pub cpp: bool,
+    /// `,cpp`: pump mode (the server preprocesses), protocol 3.
+    pub pump: bool,
     /// `,down`: never use this host.
     pub down: bool,
 }
@@ -64,7 +64,7 @@ pub struct Host {
 impl Host {
     /// The protocol version spoken to the host: 1 plain, 2 with `,lzo`, 3 with `,cpp`.
     pub fn protocol(&self) -> u32 {
-        if self.cpp {
+        if self.pump {
             3
         } else if self.lzo {
             2
@@ -280,7 +280,7 @@ fn parse_localhost(token: &str) -> Result<Host, TokenError> {
         kind: Kind::Local,
         limit,
         lzo: false,
-        cpp: false,
+        pump: false,
         down: false,
     })
 }
@@ -317,7 +317,7 @@ fn parse_ssh(token: &str) -> Result<Host, TokenError> {
         },
         limit,
         lzo: false,
-        cpp: false,
+        pump: false,
         down: false,
     };
     parse_options(token, pos, after, &mut host)?;
@@ -365,7 +365,7 @@ fn parse_tcp(token: &str) -> Result<Host, TokenError> {
         kind: Kind::Tcp { port },
         limit: limit.unwrap_or(DEFAULT_LIMIT),
         lzo: false,
-        cpp: false,
+        pump: false,
         down: false,
     };
     parse_options(token, pos, after, &mut host)?;
@@ -440,7 +440,7 @@ fn parse_options(
         let option = &token[start..end];
         match option {
             "lzo" => host.lzo = true,
-            "cpp" => host.cpp = true,
+            "cpp" => host.pump = true,
             "down" => host.down = true,
             _ if option == "auth" || option.starts_with("auth=") => log::warn!(
                 "ignoring \",{option}\" in host \"{token}\": distcc-rs has no GSS-API \
@@ -468,7 +468,7 @@ fn parse_options(
         after = "option";
     }
     expect_end(token, pos, after)?;
-    if host.cpp && !host.lzo {
+    if host.pump && !host.lzo {
         return Err((
             0,
             "\",cpp\" without \",lzo\": pump mode requires compression".to_string(),
@@ -628,7 +628,7 @@ mod tests {
             kind: Kind::Tcp { port },
             limit,
             lzo: false,
-            cpp: false,
+            pump: false,
             down: false,
         }
     }
@@ -679,7 +679,7 @@ mod tests {
         };
         let v6 = Host {
             lzo: true,
-            cpp: true,
+            pump: true,
             ..tcp("[::1]:3700/5,lzo,cpp", "::1", 3700, 5)
         };
         let g = Host {
@@ -745,7 +745,7 @@ mod tests {
         assert_eq!(one("[fe80::1]/7"), tcp("[fe80::1]/7", "fe80::1", 3632, 7));
         assert!(one("h,down").down);
         assert!(one("h,lzo,down").lzo);
-        assert!(one("h,cpp,lzo").cpp);
+        assert!(one("h,cpp,lzo").pump);
         assert_eq!(
             one("@big/16:/opt/bin/distccd,lzo").kind,
             Kind::Ssh {
@@ -755,7 +755,7 @@ mod tests {
         );
         assert_eq!(one("me@big:").kind, ssh("", Some("me"), "big", None).kind);
         assert_eq!(one("me@big/2").limit, 2);
-        assert!(one("@big,lzo,cpp").cpp);
+        assert!(one("@big,lzo,cpp").pump);
         // auth is accepted (with a warning) and changes nothing else.
         assert_eq!(one("h,auth"), tcp("h,auth", "h", 3632, 4));
         assert_eq!(one("h,auth=princ,lzo").protocol(), 2);

@@ -303,7 +303,7 @@ impl Client {
             let attempt = self.try_host(job, host, slot.slot, &mut cpp);
             match attempt {
                 Attempt::Finished(code) => {
-                    enjoy(&lock_dir, host, period);
+                    clear_backoff(&lock_dir, host, period);
                     return code;
                 }
                 Attempt::HostFailed(err) => {
@@ -312,7 +312,7 @@ impl Client {
                         job.input.display(),
                         host.hostdef
                     );
-                    dislike(&lock_dir, host, period);
+                    mark_backoff(&lock_dir, host, period);
                     excluded.push(slot.host);
                     drop(slot);
                 }
@@ -339,7 +339,7 @@ impl Client {
                 }
                 Attempt::WrongObject(why) => {
                     log::warn!("{why}; not using it, trying elsewhere");
-                    dislike(&lock_dir, host, period);
+                    mark_backoff(&lock_dir, host, period);
                     excluded.push(slot.host);
                     drop(slot);
                 }
@@ -361,7 +361,7 @@ impl Client {
     ) -> i32 {
         let period = env::backoff_period();
         if let Some((host, dir)) = host {
-            dislike(dir, host, period);
+            mark_backoff(dir, host, period);
         }
         if !fallback_enabled() {
             log::error!("failed to distribute and fallbacks are disabled");
@@ -382,7 +382,7 @@ impl Client {
         let local = self.run_locally(&job.argv, false, None);
         if let (Some((host, dir)), Some(remote)) = (host, remote) {
             if remote == local {
-                enjoy(dir, host, period);
+                clear_backoff(dir, host, period);
             }
         }
         local
@@ -493,7 +493,7 @@ impl Client {
             None => &job.input,
         };
         let version = if host.lzo { 2 } else { 1 };
-        if host.cpp {
+        if host.pump {
             warn_pump_once(host);
         }
         self.update_state(
@@ -614,15 +614,15 @@ impl Client {
 
 /// Marks `host` as failing for DISTCC_BACKOFF_PERIOD; a mark that cannot
 /// be written only costs the next job a retry.
-fn dislike(dir: &Path, host: &Host, period: Duration) {
-    if let Err(err) = lock::dislike(dir, host, period) {
-        log::debug!("cannot back off {}: {err}", host.hostdef);
+fn mark_backoff(dir: &Path, host: &Host, period: Duration) {
+    if let Err(err) = lock::mark_backoff(dir, host, period) {
+        log::debug!("cannot write the backoff mark of {}: {err}", host.hostdef);
     }
 }
 
 /// Clears `host`'s backoff mark.
-fn enjoy(dir: &Path, host: &Host, period: Duration) {
-    if let Err(err) = lock::enjoy(dir, host, period) {
+fn clear_backoff(dir: &Path, host: &Host, period: Duration) {
+    if let Err(err) = lock::clear_backoff(dir, host, period) {
         log::debug!("cannot clear the backoff mark of {}: {err}", host.hostdef);
     }
 }
