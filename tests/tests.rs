@@ -14,6 +14,7 @@ mod daemon_process;
 mod hostile;
 mod interop;
 mod lzo_reference;
+mod messages;
 mod monitor;
 mod refusals;
 mod service;

@@ -109,7 +109,7 @@ impl HostList {
 /// Why a host list could not be used, with the token and character at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostError {
-    /// Where the list came from: `DISTCC_HOSTS` or a file name.
+    /// Where the list came from: `$DISTCC_HOSTS` or a file name, as 3.4 names it.
     pub origin: String,
     /// The token at fault, verbatim; `None` when the whole list is at fault.
     pub token: Option<String>,
@@ -128,7 +128,8 @@ pub struct HostError {
 impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Some(token) = &self.token else {
-            return write!(f, "{}: {}", self.origin, self.problem);
+            // The whole list is at fault: 3.4's "SOURCE contained no hosts".
+            return write!(f, "{} {}", self.origin, self.problem);
         };
         let what = if token.starts_with(['-', '+']) {
             "entry"
@@ -159,7 +160,7 @@ type TokenError = (usize, String);
 /// Parses a host list read from `DISTCC_HOSTS`. The hosts stay in the order
 /// written, even with `--randomize` (see [`randomize`]).
 pub fn parse(text: &str) -> Result<HostList, HostError> {
-    parse_from(text, "DISTCC_HOSTS")
+    parse_from(text, "$DISTCC_HOSTS")
 }
 
 /// Parses a host list; `origin` (a variable or file name) starts error messages.
@@ -205,7 +206,12 @@ pub fn parse_from(text: &str, origin: &str) -> Result<HostList, HostError> {
         }
     }
     if list.hosts.is_empty() {
-        return Err(error(None, text.len(), 0, "contained no hosts".to_string()));
+        return Err(error(
+            None,
+            text.len(),
+            0,
+            "contained no hosts; can't distribute work".to_string(),
+        ));
     }
     Ok(list)
 }
@@ -535,7 +541,7 @@ impl fmt::Display for LoadError {
             LoadError::NoHosts => f.write_str("no hostlist is set; can't distribute work"),
             LoadError::Parse(e) => e.fmt(f),
             LoadError::File { path, error } => write!(f, "{}: {error}", path.display()),
-            LoadError::NotUnicode => f.write_str("DISTCC_HOSTS: not valid UTF-8"),
+            LoadError::NotUnicode => f.write_str("$DISTCC_HOSTS: not valid UTF-8"),
         }
     }
 }
@@ -782,137 +788,140 @@ mod tests {
         for (text, want) in [
             (
                 "b:40x0",
-                "DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5",
+                "$DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5",
             ),
             (
                 "a b:40x0",
-                "DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5 \
+                "$DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5 \
                  (line 1, column 7 of the list)",
             ),
             (
                 "a\n  c/0",
-                "DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\": the limit must be a \
+                "$DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\": the limit must be a \
                  number above 0 at column 2 (line 2, column 4 of the list)",
             ),
             (
                 "c/x:4000",
-                "DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\": the limit must be \
+                "$DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\": the limit must be \
                  a number above 0 at column 2",
             ),
             (
                 "localhost/",
-                "DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\": the limit must be \
+                "$DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\": the limit must be \
                  a number above 0 at column 10",
             ),
             (
                 ":4000",
-                "DISTCC_HOSTS: bad host \":4000\": empty hostname at column 1",
+                "$DISTCC_HOSTS: bad host \":4000\": empty hostname at column 1",
             ),
             (
                 "/4",
-                "DISTCC_HOSTS: bad host \"/4\": empty hostname at column 1",
+                "$DISTCC_HOSTS: bad host \"/4\": empty hostname at column 1",
             ),
             (
                 "[]:4000",
-                "DISTCC_HOSTS: bad host \"[]:4000\": empty hostname at column 2",
+                "$DISTCC_HOSTS: bad host \"[]:4000\": empty hostname at column 2",
             ),
             (
                 "me@",
-                "DISTCC_HOSTS: bad host \"me@\": empty hostname at column 4",
+                "$DISTCC_HOSTS: bad host \"me@\": empty hostname at column 4",
             ),
             (
                 "@/3",
-                "DISTCC_HOSTS: bad host \"@/3\": empty hostname at column 2",
+                "$DISTCC_HOSTS: bad host \"@/3\": empty hostname at column 2",
             ),
             (
                 "[::1:4000",
-                "DISTCC_HOSTS: bad host \"[::1:4000\": missing \"]\" after IPv6 address at \
+                "$DISTCC_HOSTS: bad host \"[::1:4000\": missing \"]\" after IPv6 address at \
                  column 10",
             ),
             (
                 "[::1]x",
-                "DISTCC_HOSTS: bad host \"[::1]x\": junk \"x\" after IPv6 address at column 6",
+                "$DISTCC_HOSTS: bad host \"[::1]x\": junk \"x\" after IPv6 address at column 6",
             ),
             (
                 "b:",
-                "DISTCC_HOSTS: bad host \"b:\": missing port number after \":\" at column 3",
+                "$DISTCC_HOSTS: bad host \"b:\": missing port number after \":\" at column 3",
             ),
             (
                 "b:0",
-                "DISTCC_HOSTS: bad host \"b:0\": port 0 out of range 1..65535 at column 3",
+                "$DISTCC_HOSTS: bad host \"b:0\": port 0 out of range 1..65535 at column 3",
             ),
             (
                 "b:65536",
-                "DISTCC_HOSTS: bad host \"b:65536\": port 65536 out of range 1..65535 at column 3",
+                "$DISTCC_HOSTS: bad host \"b:65536\": port 65536 out of range 1..65535 at column 3",
             ),
             (
                 "b:-1",
-                "DISTCC_HOSTS: bad host \"b:-1\": missing port number after \":\" at column 3",
+                "$DISTCC_HOSTS: bad host \"b:-1\": missing port number after \":\" at column 3",
             ),
             (
                 "b/2:4000/3",
-                "DISTCC_HOSTS: bad host \"b/2:4000/3\": a second limit at column 9",
+                "$DISTCC_HOSTS: bad host \"b/2:4000/3\": a second limit at column 9",
             ),
             (
                 "c/8x",
-                "DISTCC_HOSTS: bad host \"c/8x\": junk \"x\" after limit at column 4",
+                "$DISTCC_HOSTS: bad host \"c/8x\": junk \"x\" after limit at column 4",
             ),
             (
                 "localhost/2,lzo",
-                "DISTCC_HOSTS: bad host \"localhost/2,lzo\": junk \",lzo\" after limit at \
+                "$DISTCC_HOSTS: bad host \"localhost/2,lzo\": junk \",lzo\" after limit at \
                  column 12",
             ),
             (
                 "@e/3x:cmd",
-                "DISTCC_HOSTS: bad host \"@e/3x:cmd\": junk \"x:cmd\" after limit at column 5",
+                "$DISTCC_HOSTS: bad host \"@e/3x:cmd\": junk \"x:cmd\" after limit at column 5",
             ),
             (
                 "a@b@c",
-                "DISTCC_HOSTS: bad host \"a@b@c\": a second \"@\" in an ssh host at column 4",
+                "$DISTCC_HOSTS: bad host \"a@b@c\": a second \"@\" in an ssh host at column 4",
             ),
             (
                 "g,foo",
-                "DISTCC_HOSTS: bad host \"g,foo\": unknown option \"foo\" after \",\" at column 3",
+                "$DISTCC_HOSTS: bad host \"g,foo\": unknown option \"foo\" after \",\" at column 3",
             ),
             (
                 "g,lzo,",
-                "DISTCC_HOSTS: bad host \"g,lzo,\": unknown option \"\" after \",\" at column 7",
+                "$DISTCC_HOSTS: bad host \"g,lzo,\": unknown option \"\" after \",\" at column 7",
             ),
             (
                 "g,lzofoo,cpp",
-                "DISTCC_HOSTS: bad host \"g,lzofoo,cpp\": junk \"foo\" after option \"lzo\" at \
+                "$DISTCC_HOSTS: bad host \"g,lzofoo,cpp\": junk \"foo\" after option \"lzo\" at \
                  column 6",
             ),
             (
                 "g,cpp",
-                "DISTCC_HOSTS: bad host \"g,cpp\": \",cpp\" without \",lzo\": pump mode \
+                "$DISTCC_HOSTS: bad host \"g,cpp\": \",cpp\" without \",lzo\": pump mode \
                  requires compression at column 1",
             ),
             (
                 "--randomise a",
-                "DISTCC_HOSTS: bad entry \"--randomise\": unknown option \"--randomise\" at \
+                "$DISTCC_HOSTS: bad entry \"--randomise\": unknown option \"--randomise\" at \
                  column 1",
             ),
             (
                 "--localslots=0 a",
-                "DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\": the limit \
+                "$DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\": the limit \
                  must be a number above 0 at column 13",
             ),
             (
                 "--localslots_cpp=3x a",
-                "DISTCC_HOSTS: bad entry \"--localslots_cpp=3x\": junk \"x\" after number at \
+                "$DISTCC_HOSTS: bad entry \"--localslots_cpp=3x\": junk \"x\" after number at \
                  column 19",
             ),
             (
                 "a +zeroconf",
-                "DISTCC_HOSTS: bad entry \"+zeroconf\": zeroconf is not supported (distcc-rs \
+                "$DISTCC_HOSTS: bad entry \"+zeroconf\": zeroconf is not supported (distcc-rs \
                  has no Avahi browser): list the hosts instead at column 1 (line 1, column 3 \
                  of the list)",
             ),
-            ("", "DISTCC_HOSTS: contained no hosts"),
+            (
+                "",
+                "$DISTCC_HOSTS contained no hosts; can't distribute work",
+            ),
             (
                 " # only a comment\n--randomize",
-                "DISTCC_HOSTS: contained no hosts",
+                "$DISTCC_HOSTS contained no hosts; can't distribute work",
             ),
         ] {
             assert_eq!(error(text), want, "{text:?}");
@@ -964,7 +973,10 @@ mod tests {
         let err = load_from(None, &files).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("{}: contained no hosts", user.display())
+            format!(
+                "{} contained no hosts; can't distribute work",
+                user.display()
+            )
         );
 
         std::fs::write(&user, "u1\nu2:x\n").unwrap();
@@ -992,7 +1004,10 @@ mod tests {
             ("e1", Source::Env)
         );
         let err = load_from(Some(""), &files).unwrap_err();
-        assert_eq!(err.to_string(), "DISTCC_HOSTS: contained no hosts");
+        assert_eq!(
+            err.to_string(),
+            "$DISTCC_HOSTS contained no hosts; can't distribute work"
+        );
 
         // A file over 1 MiB is refused rather than half read.
         std::fs::write(&user, vec![b' '; MAX_FILE_SIZE as usize + 1]).unwrap();
