@@ -1,7 +1,7 @@
 //! The distcc client: pick a host, preprocess locally, send the job, write the object, or fall back to a local compile.
 //!
 //! The flow follows distcc 3.4's `dcc_build_somewhere` (sections 6.3 and 6.4
-//! of the compatibility notes), with four deliberate differences:
+//! of the compatibility notes), with five deliberate differences:
 //! - a host that failed is not picked again for the same job, so
 //!   `DISTCC_BACKOFF_PERIOD=0` never loops forever on a dead host;
 //! - the preprocessed source is kept across hosts: when the first host is
@@ -11,7 +11,18 @@
 //!   sees exactly the messages a local compile prints;
 //! - an object of another format than the local compiler makes (an x86-64
 //!   object for a powerpc job, distcc issue #440) is thrown away before it
-//!   replaces anything, and the host is treated as failed ([`objformat`]).
+//!   replaces anything, and the host is treated as failed ([`objformat`]);
+//! - a distcc-rs daemon that refuses a job says why (`DENY` in place of
+//!   `DONE`): the reason is shown as "HOST refused the job: REASON", the
+//!   host gets no backoff mark (the job, not the host, is at fault), and the
+//!   job goes to the next host or is compiled here. A send the daemon cut
+//!   short is followed by a read of its reply, which says more.
+//!
+//! For events 3.4 also reports, the messages are 3.4's words with our detail
+//! after them (docs/messages.md lists them): "failed to open logfile",
+//! "$DISTCC_HOSTS contained no hosts; can't distribute work", "failed to
+//! distribute FILE to HOST, running locally instead", "failed to distribute
+//! and fallbacks are disabled", "protocol derailment: expected token".
 
 pub mod compiler;
 pub mod hosts;
