@@ -8,6 +8,7 @@ mod client;
 mod client_build;
 mod client_failures;
 mod client_objformat;
+mod client_refused;
 mod cross;
 mod cross_build;
 mod daemon_process;

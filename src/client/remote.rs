@@ -66,20 +66,6 @@ impl std::fmt::Display for RemoteError {
     }
 }
 
-/// distcc-rs's refusal, standing where `DONE` would: `DENY`, the reason's
-/// length, the reason. (Stand-in until the shared protocol module has it.)
-const DENY: Token = *b"DENY";
-/// The longest reason a `DENY` may carry.
-const MAX_DENY_REASON: usize = 4096;
-
-/// A refusal's reason as text fit to show: control characters as spaces.
-fn deny_reason(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// distcc 3.4's words for an unexpected token, then what came instead.
 fn derailed(expected: &Token, header: &[u8; proto::HEADER_LEN]) -> RemoteError {
     RemoteError::Protocol(format!(
@@ -433,8 +419,10 @@ impl Connection {
     /// or distcc-rs's refusal, `DENY` and the reason, in place of `DONE`.
     pub fn read_reply(&mut self, version: u32) -> Result<Reply, RemoteError> {
         let (header, token, done) = self.read_header("waiting for the compile")?;
-        if token == DENY {
-            return self.read_refusal(done).map(Reply::Refused);
+        let refusal = proto::deny_length(&header)
+            .map_err(|e| RemoteError::Protocol(format!("protocol error: {e}")))?;
+        if let Some(len) = refusal {
+            return self.read_refusal(len).map(Reply::Refused);
         }
         if token != proto::DONE {
             return Err(derailed(&proto::DONE, &header));
@@ -456,16 +444,12 @@ impl Connection {
         }))
     }
 
-    /// Reads the `len` bytes of a `DENY`'s reason, as text fit to show.
-    fn read_refusal(&mut self, len: u32) -> Result<String, RemoteError> {
-        if len as usize > MAX_DENY_REASON {
-            return Err(RemoteError::Protocol(format!(
-                "protocol error: a DENY reason of {len} bytes is over the limit of {MAX_DENY_REASON}"
-            )));
-        }
-        let mut body = vec![0u8; len as usize];
+    /// Reads the `len` bytes of a `DENY`'s reason (already checked
+    /// against the limit), as text fit to show.
+    fn read_refusal(&mut self, len: usize) -> Result<String, RemoteError> {
+        let mut body = vec![0u8; len];
         self.read_exact(&mut body, "reading the refusal")?;
-        Ok(deny_reason(&body))
+        Ok(proto::deny_reason(&body))
     }
 
     /// Reads `DOTO` into `out` (after a status of 0).
