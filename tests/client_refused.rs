@@ -111,6 +111,23 @@ fn a_refused_job_is_built_here_and_the_host_is_not_backed_off() {
 }
 
 #[test]
+fn a_refused_job_is_built_here_even_without_local_retries() {
+    // DISTCC_SKIP_LOCAL_RETRY is about compile errors: a refusal is none.
+    let daemon = Daemon::start("refused-skip-retry", DaemonOptions::default());
+    let work = Work::new("refused-skip-retry-work");
+    let out = work.run(
+        &daemon.host(true),
+        &["mycc", "-c", "x.c"],
+        &[("DISTCC_SKIP_LOCAL_RETRY", "1")],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(REASON), "{stderr}");
+    assert!(work.object("x.o").exists());
+    assert_eq!(work.backoff_marks(), Vec::<String>::new());
+}
+
+#[test]
 fn a_refused_job_goes_to_the_next_host() {
     let refuses = Daemon::start("refused-first", DaemonOptions::default());
     let mut opts = DaemonOptions::default();
