@@ -67,6 +67,16 @@ fn assert_both_say(theirs: &str, ours: &str, level: &str, words: &str) {
     }
 }
 
+/// Asserts that both clients printed `words` somewhere.
+fn assert_both_contain(theirs: &str, ours: &str, words: &str) {
+    for (who, stderr) in [("distcc 3.4", theirs), ("distcc-rs", ours)] {
+        assert!(
+            stderr.contains(words),
+            "{who} did not say \"{words}\":\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn an_unopenable_distcc_log_is_a_failure_to_open_the_logfile() {
     let missing = std::env::temp_dir().join(format!(
@@ -152,4 +162,50 @@ fn a_dead_host_without_fallback_says_fallbacks_are_disabled() {
         );
         assert!(!cwd.join("x.o").exists(), "{program:?}");
     }
+}
+
+/// A server that answers each of `connections` jobs with `reply`, then
+/// reads until the client closes: a stand-in for a broken daemon.
+fn answering(reply: &'static [u8], connections: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            conn.write_all(reply).unwrap();
+            let _ = conn.read_to_end(&mut Vec::new());
+        }
+    });
+    (host, server)
+}
+
+#[test]
+fn another_token_is_a_protocol_derailment() {
+    let (host, server) = answering(b"XXXX00000000", 2);
+    let (_dir, theirs, ours) = both("msg-derailment", Some(&host), &[], |_| {});
+    server.join().unwrap();
+    // 3.4 logs the cause as an error of its own; ours is the detail of
+    // the warning that the host failed, since the job may go to another.
+    assert_both_contain(
+        &theirs,
+        &ours,
+        "protocol derailment: expected token \"DONE\"",
+    );
+}
+
+#[test]
+fn another_version_is_reported_as_3_4_does() {
+    let (host, server) = answering(b"DONE00000009", 2);
+    let (_dir, theirs, ours) = both("msg-version", Some(&host), &[], |_| {});
+    server.join().unwrap();
+    // 3.4 logs the cause as an error of its own; ours is the detail of
+    // the warning that the host failed, since the job may go to another.
+    assert_both_contain(
+        &theirs,
+        &ours,
+        "got version 9 not 1 in response from server",
+    );
 }
