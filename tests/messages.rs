@@ -209,3 +209,21 @@ fn another_version_is_reported_as_3_4_does() {
         "got version 9 not 1 in response from server",
     );
 }
+
+#[test]
+fn bad_host_entries_are_reported_in_3_4_words() {
+    for (entry, words) in [
+        ("h:x", "invalid tcp port specification in \"x\""),
+        ("h/0", "bad multiplier \"/0\" in host specification"),
+        ("h,foo", "unrecognized option in host specification: ,foo"),
+        ("h,cpp", "pump mode (',cpp') requires compression (',lzo')"),
+        (
+            ":4000",
+            "hostname is required in tcp host specification \":4000\"",
+        ),
+    ] {
+        let name = format!("msg-bad-host-{}", entry.replace([':', '/', ','], "_"));
+        let (_dir, theirs, ours) = both(&name, Some(entry), &[], |_| {});
+        assert_both_contain(&theirs, &ours, words);
+    }
+}

@@ -334,10 +334,13 @@ fn parse_ssh(token: &str) -> Result<Host, TokenError> {
 fn parse_tcp(token: &str) -> Result<Host, TokenError> {
     let (hostname, mut pos) = if let Some(inner) = token.strip_prefix('[') {
         let Some(close) = inner.find(']') else {
-            return Err((token.len(), "missing \"]\" after IPv6 address".to_string()));
+            return Err((
+                token.len(),
+                "IPv6 Hostname requires closing ']'".to_string(),
+            ));
         };
         if close == 0 {
-            return Err((1, "empty hostname".to_string()));
+            return Err((1, hostname_required(token)));
         }
         (&inner[..close], close + 2)
     } else {
@@ -378,13 +381,19 @@ fn parse_tcp(token: &str) -> Result<Host, TokenError> {
     Ok(host)
 }
 
+/// 3.4's words for a host entry without a host name.
+fn hostname_required(token: &str) -> String {
+    let kind = if token.contains('@') { "SSH" } else { "tcp" };
+    format!("hostname is required in {kind} host specification \"{token}\"")
+}
+
 /// The host name starting at `start`, up to `/`, `:` or `,`; it must not be empty.
 fn hostname_at(token: &str, start: usize) -> Result<(&str, usize), TokenError> {
     let end = token[start..]
         .find(['/', ':', ','])
         .map_or(token.len(), |i| start + i);
     if end == start {
-        return Err((start, "empty hostname".to_string()));
+        return Err((start, hostname_required(token)));
     }
     Ok((&token[start..end], end))
 }
@@ -404,7 +413,10 @@ fn parse_limit(token: &str, pos: usize) -> Result<(u32, usize), TokenError> {
                 .map_or(&token[pos..], |i| &token[pos..pos + i]);
             Err((
                 pos,
-                format!("bad multiplier \"{shown}\": the limit must be a number above 0"),
+                format!(
+                    "bad multiplier \"{shown}\" in host specification: the limit must be a \
+                     number above 0"
+                ),
             ))
         }
     }
@@ -417,18 +429,32 @@ fn parse_port(token: &str, start: usize) -> Result<(u16, usize), TokenError> {
         .find(|c: char| !c.is_ascii_digit())
         .map_or(token.len(), |i| start + i);
     let digits = &token[start..end];
+    // 3.4's words, then ours.
+    let invalid = |pos: usize, why: String| {
+        let spec = &token[start..];
+        (
+            pos,
+            format!("invalid tcp port specification in \"{spec}\": {why}"),
+        )
+    };
     if digits.is_empty() {
-        return Err((start, "missing port number after \":\"".to_string()));
+        return Err(invalid(
+            start,
+            "missing port number after \":\"".to_string(),
+        ));
     }
     let port = digits
         .parse::<u32>()
         .ok()
         .and_then(|n| u16::try_from(n).ok())
         .filter(|&n| n > 0)
-        .ok_or_else(|| (start, format!("port {digits} out of range 1..65535")))?;
+        .ok_or_else(|| invalid(start, format!("port {digits} out of range 1..65535")))?;
     match token.as_bytes().get(end) {
         None | Some(b'/' | b',') => Ok((port, end)),
-        Some(_) => Err((end, format!("junk \"{}\" after port", &token[end..]))),
+        Some(_) => Err(invalid(
+            end,
+            format!("junk \"{}\" after port", &token[end..]),
+        )),
     }
 }
 
@@ -440,6 +466,7 @@ fn parse_options(
     mut after: &str,
     host: &mut Host,
 ) -> Result<(), TokenError> {
+    let options_start = pos;
     while token[pos..].starts_with(',') {
         let start = pos + 1;
         let end = token[start..].find(',').map_or(token.len(), |i| start + i);
@@ -465,7 +492,14 @@ fn parse_options(
                                 &option[known.len()..]
                             ),
                         ),
-                        None => (start, format!("unknown option \"{option}\" after \",\"")),
+                        None => (
+                            start,
+                            format!(
+                                "unrecognized option in host specification: {}: unknown \
+                                 option \"{option}\" after \",\"",
+                                &token[options_start..]
+                            ),
+                        ),
                     },
                 );
             }
@@ -477,7 +511,7 @@ fn parse_options(
     if host.pump && !host.lzo {
         return Err((
             0,
-            "\",cpp\" without \",lzo\": pump mode requires compression".to_string(),
+            "pump mode (',cpp') requires compression (',lzo')".to_string(),
         ));
     }
     Ok(())
@@ -788,51 +822,57 @@ mod tests {
         for (text, want) in [
             (
                 "b:40x0",
-                "$DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5",
+                "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
+                 junk \"x0\" after port at column 5",
             ),
             (
                 "a b:40x0",
-                "$DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5 \
-                 (line 1, column 7 of the list)",
+                "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
+                 junk \"x0\" after port at column 5 (line 1, column 7 of the list)",
             ),
             (
                 "a\n  c/0",
-                "$DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\": the limit must be a \
-                 number above 0 at column 2 (line 2, column 4 of the list)",
+                "$DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\" in host specification: the \
+                 limit must be a number above 0 at column 2 (line 2, column 4 of the list)",
             ),
             (
                 "c/x:4000",
-                "$DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\": the limit must be \
-                 a number above 0 at column 2",
+                "$DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\" in host specification: the \
+                 limit must be a number above 0 at column 2",
             ),
             (
                 "localhost/",
-                "$DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\": the limit must be \
-                 a number above 0 at column 10",
+                "$DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\" in host specification: the \
+                 limit must be a number above 0 at column 10",
             ),
             (
                 ":4000",
-                "$DISTCC_HOSTS: bad host \":4000\": empty hostname at column 1",
+                "$DISTCC_HOSTS: bad host \":4000\": hostname is required in tcp host \
+                 specification \":4000\" at column 1",
             ),
             (
                 "/4",
-                "$DISTCC_HOSTS: bad host \"/4\": empty hostname at column 1",
+                "$DISTCC_HOSTS: bad host \"/4\": hostname is required in tcp host specification \
+                 \"/4\" at column 1",
             ),
             (
                 "[]:4000",
-                "$DISTCC_HOSTS: bad host \"[]:4000\": empty hostname at column 2",
+                "$DISTCC_HOSTS: bad host \"[]:4000\": hostname is required in tcp host \
+                 specification \"[]:4000\" at column 2",
             ),
             (
                 "me@",
-                "$DISTCC_HOSTS: bad host \"me@\": empty hostname at column 4",
+                "$DISTCC_HOSTS: bad host \"me@\": hostname is required in SSH host specification \
+                 \"me@\" at column 4",
             ),
             (
                 "@/3",
-                "$DISTCC_HOSTS: bad host \"@/3\": empty hostname at column 2",
+                "$DISTCC_HOSTS: bad host \"@/3\": hostname is required in SSH host specification \
+                 \"@/3\" at column 2",
             ),
             (
                 "[::1:4000",
-                "$DISTCC_HOSTS: bad host \"[::1:4000\": missing \"]\" after IPv6 address at \
+                "$DISTCC_HOSTS: bad host \"[::1:4000\": IPv6 Hostname requires closing ']' at \
                  column 10",
             ),
             (
@@ -841,19 +881,23 @@ mod tests {
             ),
             (
                 "b:",
-                "$DISTCC_HOSTS: bad host \"b:\": missing port number after \":\" at column 3",
+                "$DISTCC_HOSTS: bad host \"b:\": invalid tcp port specification in \"\": missing \
+                 port number after \":\" at column 3",
             ),
             (
                 "b:0",
-                "$DISTCC_HOSTS: bad host \"b:0\": port 0 out of range 1..65535 at column 3",
+                "$DISTCC_HOSTS: bad host \"b:0\": invalid tcp port specification in \"0\": port 0 \
+                 out of range 1..65535 at column 3",
             ),
             (
                 "b:65536",
-                "$DISTCC_HOSTS: bad host \"b:65536\": port 65536 out of range 1..65535 at column 3",
+                "$DISTCC_HOSTS: bad host \"b:65536\": invalid tcp port specification in \"65536\": \
+                 port 65536 out of range 1..65535 at column 3",
             ),
             (
                 "b:-1",
-                "$DISTCC_HOSTS: bad host \"b:-1\": missing port number after \":\" at column 3",
+                "$DISTCC_HOSTS: bad host \"b:-1\": invalid tcp port specification in \"-1\": \
+                 missing port number after \":\" at column 3",
             ),
             (
                 "b/2:4000/3",
@@ -878,11 +922,13 @@ mod tests {
             ),
             (
                 "g,foo",
-                "$DISTCC_HOSTS: bad host \"g,foo\": unknown option \"foo\" after \",\" at column 3",
+                "$DISTCC_HOSTS: bad host \"g,foo\": unrecognized option in host specification: ,foo: \
+                 unknown option \"foo\" after \",\" at column 3",
             ),
             (
                 "g,lzo,",
-                "$DISTCC_HOSTS: bad host \"g,lzo,\": unknown option \"\" after \",\" at column 7",
+                "$DISTCC_HOSTS: bad host \"g,lzo,\": unrecognized option in host specification: \
+                 ,lzo,: unknown option \"\" after \",\" at column 7",
             ),
             (
                 "g,lzofoo,cpp",
@@ -891,8 +937,8 @@ mod tests {
             ),
             (
                 "g,cpp",
-                "$DISTCC_HOSTS: bad host \"g,cpp\": \",cpp\" without \",lzo\": pump mode \
-                 requires compression at column 1",
+                "$DISTCC_HOSTS: bad host \"g,cpp\": pump mode (',cpp') requires compression \
+                 (',lzo') at column 1",
             ),
             (
                 "--randomise a",
@@ -901,8 +947,8 @@ mod tests {
             ),
             (
                 "--localslots=0 a",
-                "$DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\": the limit \
-                 must be a number above 0 at column 13",
+                "$DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\" in host \
+                 specification: the limit must be a number above 0 at column 13",
             ),
             (
                 "--localslots_cpp=3x a",
@@ -984,8 +1030,8 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}: bad host \"u2:x\": missing port number after \":\" at column 4 \
-                 (line 2, column 4 of the list)",
+                "{}: bad host \"u2:x\": invalid tcp port specification in \"x\": missing port \
+                 number after \":\" at column 4 (line 2, column 4 of the list)",
                 user.display()
             )
         );
