@@ -55,8 +55,8 @@ pub struct Host {
     pub limit: u32,
     /// `,lzo`: compress the request and the reply.
     pub lzo: bool,
-    /// `,cpp`: pump mode, the server preprocesses.
-    pub cpp: bool,
+    /// `,cpp`: pump mode (the server preprocesses), protocol 3.
+    pub pump: bool,
     /// `,down`: never use this host.
     pub down: bool,
 }
@@ -64,7 +64,7 @@ pub struct Host {
 impl Host {
     /// The protocol version spoken to the host: 1 plain, 2 with `,lzo`, 3 with `,cpp`.
     pub fn protocol(&self) -> u32 {
-        if self.cpp {
+        if self.pump {
             3
         } else if self.lzo {
             2
@@ -109,7 +109,7 @@ impl HostList {
 /// Why a host list could not be used, with the token and character at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostError {
-    /// Where the list came from: `DISTCC_HOSTS` or a file name.
+    /// Where the list came from: `$DISTCC_HOSTS` or a file name, as 3.4 names it.
     pub origin: String,
     /// The token at fault, verbatim; `None` when the whole list is at fault.
     pub token: Option<String>,
@@ -128,7 +128,8 @@ pub struct HostError {
 impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Some(token) = &self.token else {
-            return write!(f, "{}: {}", self.origin, self.problem);
+            // The whole list is at fault: 3.4's "SOURCE contained no hosts".
+            return write!(f, "{} {}", self.origin, self.problem);
         };
         let what = if token.starts_with(['-', '+']) {
             "entry"
@@ -159,7 +160,7 @@ type TokenError = (usize, String);
 /// Parses a host list read from `DISTCC_HOSTS`. The hosts stay in the order
 /// written, even with `--randomize` (see [`randomize`]).
 pub fn parse(text: &str) -> Result<HostList, HostError> {
-    parse_from(text, "DISTCC_HOSTS")
+    parse_from(text, "$DISTCC_HOSTS")
 }
 
 /// Parses a host list; `origin` (a variable or file name) starts error messages.
@@ -205,7 +206,12 @@ pub fn parse_from(text: &str, origin: &str) -> Result<HostList, HostError> {
         }
     }
     if list.hosts.is_empty() {
-        return Err(error(None, text.len(), 0, "contained no hosts".to_string()));
+        return Err(error(
+            None,
+            text.len(),
+            0,
+            "contained no hosts; can't distribute work".to_string(),
+        ));
     }
     Ok(list)
 }
@@ -280,7 +286,7 @@ fn parse_localhost(token: &str) -> Result<Host, TokenError> {
         kind: Kind::Local,
         limit,
         lzo: false,
-        cpp: false,
+        pump: false,
         down: false,
     })
 }
@@ -317,7 +323,7 @@ fn parse_ssh(token: &str) -> Result<Host, TokenError> {
         },
         limit,
         lzo: false,
-        cpp: false,
+        pump: false,
         down: false,
     };
     parse_options(token, pos, after, &mut host)?;
@@ -328,10 +334,13 @@ fn parse_ssh(token: &str) -> Result<Host, TokenError> {
 fn parse_tcp(token: &str) -> Result<Host, TokenError> {
     let (hostname, mut pos) = if let Some(inner) = token.strip_prefix('[') {
         let Some(close) = inner.find(']') else {
-            return Err((token.len(), "missing \"]\" after IPv6 address".to_string()));
+            return Err((
+                token.len(),
+                "IPv6 Hostname requires closing ']'".to_string(),
+            ));
         };
         if close == 0 {
-            return Err((1, "empty hostname".to_string()));
+            return Err((1, hostname_required(token)));
         }
         (&inner[..close], close + 2)
     } else {
@@ -365,11 +374,17 @@ fn parse_tcp(token: &str) -> Result<Host, TokenError> {
         kind: Kind::Tcp { port },
         limit: limit.unwrap_or(DEFAULT_LIMIT),
         lzo: false,
-        cpp: false,
+        pump: false,
         down: false,
     };
     parse_options(token, pos, after, &mut host)?;
     Ok(host)
+}
+
+/// 3.4's words for a host entry without a host name.
+fn hostname_required(token: &str) -> String {
+    let kind = if token.contains('@') { "SSH" } else { "tcp" };
+    format!("hostname is required in {kind} host specification \"{token}\"")
 }
 
 /// The host name starting at `start`, up to `/`, `:` or `,`; it must not be empty.
@@ -378,7 +393,7 @@ fn hostname_at(token: &str, start: usize) -> Result<(&str, usize), TokenError> {
         .find(['/', ':', ','])
         .map_or(token.len(), |i| start + i);
     if end == start {
-        return Err((start, "empty hostname".to_string()));
+        return Err((start, hostname_required(token)));
     }
     Ok((&token[start..end], end))
 }
@@ -398,7 +413,10 @@ fn parse_limit(token: &str, pos: usize) -> Result<(u32, usize), TokenError> {
                 .map_or(&token[pos..], |i| &token[pos..pos + i]);
             Err((
                 pos,
-                format!("bad multiplier \"{shown}\": the limit must be a number above 0"),
+                format!(
+                    "bad multiplier \"{shown}\" in host specification: the limit must be a \
+                     number above 0"
+                ),
             ))
         }
     }
@@ -411,18 +429,32 @@ fn parse_port(token: &str, start: usize) -> Result<(u16, usize), TokenError> {
         .find(|c: char| !c.is_ascii_digit())
         .map_or(token.len(), |i| start + i);
     let digits = &token[start..end];
+    // 3.4's words, then ours.
+    let invalid = |pos: usize, why: String| {
+        let spec = &token[start..];
+        (
+            pos,
+            format!("invalid tcp port specification in \"{spec}\": {why}"),
+        )
+    };
     if digits.is_empty() {
-        return Err((start, "missing port number after \":\"".to_string()));
+        return Err(invalid(
+            start,
+            "missing port number after \":\"".to_string(),
+        ));
     }
     let port = digits
         .parse::<u32>()
         .ok()
         .and_then(|n| u16::try_from(n).ok())
         .filter(|&n| n > 0)
-        .ok_or_else(|| (start, format!("port {digits} out of range 1..65535")))?;
+        .ok_or_else(|| invalid(start, format!("port {digits} out of range 1..65535")))?;
     match token.as_bytes().get(end) {
         None | Some(b'/' | b',') => Ok((port, end)),
-        Some(_) => Err((end, format!("junk \"{}\" after port", &token[end..]))),
+        Some(_) => Err(invalid(
+            end,
+            format!("junk \"{}\" after port", &token[end..]),
+        )),
     }
 }
 
@@ -434,13 +466,14 @@ fn parse_options(
     mut after: &str,
     host: &mut Host,
 ) -> Result<(), TokenError> {
+    let options_start = pos;
     while token[pos..].starts_with(',') {
         let start = pos + 1;
         let end = token[start..].find(',').map_or(token.len(), |i| start + i);
         let option = &token[start..end];
         match option {
             "lzo" => host.lzo = true,
-            "cpp" => host.cpp = true,
+            "cpp" => host.pump = true,
             "down" => host.down = true,
             _ if option == "auth" || option.starts_with("auth=") => log::warn!(
                 "ignoring \",{option}\" in host \"{token}\": distcc-rs has no GSS-API \
@@ -459,7 +492,14 @@ fn parse_options(
                                 &option[known.len()..]
                             ),
                         ),
-                        None => (start, format!("unknown option \"{option}\" after \",\"")),
+                        None => (
+                            start,
+                            format!(
+                                "unrecognized option in host specification: {}: unknown \
+                                 option \"{option}\" after \",\"",
+                                &token[options_start..]
+                            ),
+                        ),
                     },
                 );
             }
@@ -468,10 +508,10 @@ fn parse_options(
         after = "option";
     }
     expect_end(token, pos, after)?;
-    if host.cpp && !host.lzo {
+    if host.pump && !host.lzo {
         return Err((
             0,
-            "\",cpp\" without \",lzo\": pump mode requires compression".to_string(),
+            "pump mode (',cpp') requires compression (',lzo')".to_string(),
         ));
     }
     Ok(())
@@ -536,7 +576,7 @@ impl fmt::Display for LoadError {
             LoadError::NoHosts => f.write_str("no hostlist is set; can't distribute work"),
             LoadError::Parse(e) => e.fmt(f),
             LoadError::File { path, error } => write!(f, "{}: {error}", path.display()),
-            LoadError::NotUnicode => f.write_str("DISTCC_HOSTS: not valid UTF-8"),
+            LoadError::NotUnicode => f.write_str("$DISTCC_HOSTS: not valid UTF-8"),
         }
     }
 }
@@ -629,7 +669,7 @@ mod tests {
             kind: Kind::Tcp { port },
             limit,
             lzo: false,
-            cpp: false,
+            pump: false,
             down: false,
         }
     }
@@ -680,7 +720,7 @@ mod tests {
         };
         let v6 = Host {
             lzo: true,
-            cpp: true,
+            pump: true,
             ..tcp("[::1]:3700/5,lzo,cpp", "::1", 3700, 5)
         };
         let g = Host {
@@ -746,7 +786,7 @@ mod tests {
         assert_eq!(one("[fe80::1]/7"), tcp("[fe80::1]/7", "fe80::1", 3632, 7));
         assert!(one("h,down").down);
         assert!(one("h,lzo,down").lzo);
-        assert!(one("h,cpp,lzo").cpp);
+        assert!(one("h,cpp,lzo").pump);
         assert_eq!(
             one("@big/16:/opt/bin/distccd,lzo").kind,
             Kind::Ssh {
@@ -756,7 +796,7 @@ mod tests {
         );
         assert_eq!(one("me@big:").kind, ssh("", Some("me"), "big", None).kind);
         assert_eq!(one("me@big/2").limit, 2);
-        assert!(one("@big,lzo,cpp").cpp);
+        assert!(one("@big,lzo,cpp").pump);
         // auth is accepted (with a warning) and changes nothing else.
         assert_eq!(one("h,auth"), tcp("h,auth", "h", 3632, 4));
         assert_eq!(one("h,auth=princ,lzo").protocol(), 2);
@@ -783,137 +823,152 @@ mod tests {
         for (text, want) in [
             (
                 "b:40x0",
-                "DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5",
+                "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
+                 junk \"x0\" after port at column 5",
             ),
             (
                 "a b:40x0",
-                "DISTCC_HOSTS: bad host \"b:40x0\": junk \"x0\" after port at column 5 \
-                 (line 1, column 7 of the list)",
+                "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
+                 junk \"x0\" after port at column 5 (line 1, column 7 of the list)",
             ),
             (
                 "a\n  c/0",
-                "DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\": the limit must be a \
-                 number above 0 at column 2 (line 2, column 4 of the list)",
+                "$DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\" in host specification: the \
+                 limit must be a number above 0 at column 2 (line 2, column 4 of the list)",
             ),
             (
                 "c/x:4000",
-                "DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\": the limit must be \
-                 a number above 0 at column 2",
+                "$DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\" in host specification: the \
+                 limit must be a number above 0 at column 2",
             ),
             (
                 "localhost/",
-                "DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\": the limit must be \
-                 a number above 0 at column 10",
+                "$DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\" in host specification: the \
+                 limit must be a number above 0 at column 10",
             ),
             (
                 ":4000",
-                "DISTCC_HOSTS: bad host \":4000\": empty hostname at column 1",
+                "$DISTCC_HOSTS: bad host \":4000\": hostname is required in tcp host \
+                 specification \":4000\" at column 1",
             ),
             (
                 "/4",
-                "DISTCC_HOSTS: bad host \"/4\": empty hostname at column 1",
+                "$DISTCC_HOSTS: bad host \"/4\": hostname is required in tcp host specification \
+                 \"/4\" at column 1",
             ),
             (
                 "[]:4000",
-                "DISTCC_HOSTS: bad host \"[]:4000\": empty hostname at column 2",
+                "$DISTCC_HOSTS: bad host \"[]:4000\": hostname is required in tcp host \
+                 specification \"[]:4000\" at column 2",
             ),
             (
                 "me@",
-                "DISTCC_HOSTS: bad host \"me@\": empty hostname at column 4",
+                "$DISTCC_HOSTS: bad host \"me@\": hostname is required in SSH host specification \
+                 \"me@\" at column 4",
             ),
             (
                 "@/3",
-                "DISTCC_HOSTS: bad host \"@/3\": empty hostname at column 2",
+                "$DISTCC_HOSTS: bad host \"@/3\": hostname is required in SSH host specification \
+                 \"@/3\" at column 2",
             ),
             (
                 "[::1:4000",
-                "DISTCC_HOSTS: bad host \"[::1:4000\": missing \"]\" after IPv6 address at \
+                "$DISTCC_HOSTS: bad host \"[::1:4000\": IPv6 Hostname requires closing ']' at \
                  column 10",
             ),
             (
                 "[::1]x",
-                "DISTCC_HOSTS: bad host \"[::1]x\": junk \"x\" after IPv6 address at column 6",
+                "$DISTCC_HOSTS: bad host \"[::1]x\": junk \"x\" after IPv6 address at column 6",
             ),
             (
                 "b:",
-                "DISTCC_HOSTS: bad host \"b:\": missing port number after \":\" at column 3",
+                "$DISTCC_HOSTS: bad host \"b:\": invalid tcp port specification in \"\": missing \
+                 port number after \":\" at column 3",
             ),
             (
                 "b:0",
-                "DISTCC_HOSTS: bad host \"b:0\": port 0 out of range 1..65535 at column 3",
+                "$DISTCC_HOSTS: bad host \"b:0\": invalid tcp port specification in \"0\": port 0 \
+                 out of range 1..65535 at column 3",
             ),
             (
                 "b:65536",
-                "DISTCC_HOSTS: bad host \"b:65536\": port 65536 out of range 1..65535 at column 3",
+                "$DISTCC_HOSTS: bad host \"b:65536\": invalid tcp port specification in \"65536\": \
+                 port 65536 out of range 1..65535 at column 3",
             ),
             (
                 "b:-1",
-                "DISTCC_HOSTS: bad host \"b:-1\": missing port number after \":\" at column 3",
+                "$DISTCC_HOSTS: bad host \"b:-1\": invalid tcp port specification in \"-1\": \
+                 missing port number after \":\" at column 3",
             ),
             (
                 "b/2:4000/3",
-                "DISTCC_HOSTS: bad host \"b/2:4000/3\": a second limit at column 9",
+                "$DISTCC_HOSTS: bad host \"b/2:4000/3\": a second limit at column 9",
             ),
             (
                 "c/8x",
-                "DISTCC_HOSTS: bad host \"c/8x\": junk \"x\" after limit at column 4",
+                "$DISTCC_HOSTS: bad host \"c/8x\": junk \"x\" after limit at column 4",
             ),
             (
                 "localhost/2,lzo",
-                "DISTCC_HOSTS: bad host \"localhost/2,lzo\": junk \",lzo\" after limit at \
+                "$DISTCC_HOSTS: bad host \"localhost/2,lzo\": junk \",lzo\" after limit at \
                  column 12",
             ),
             (
                 "@e/3x:cmd",
-                "DISTCC_HOSTS: bad host \"@e/3x:cmd\": junk \"x:cmd\" after limit at column 5",
+                "$DISTCC_HOSTS: bad host \"@e/3x:cmd\": junk \"x:cmd\" after limit at column 5",
             ),
             (
                 "a@b@c",
-                "DISTCC_HOSTS: bad host \"a@b@c\": a second \"@\" in an ssh host at column 4",
+                "$DISTCC_HOSTS: bad host \"a@b@c\": a second \"@\" in an ssh host at column 4",
             ),
             (
                 "g,foo",
-                "DISTCC_HOSTS: bad host \"g,foo\": unknown option \"foo\" after \",\" at column 3",
+                "$DISTCC_HOSTS: bad host \"g,foo\": unrecognized option in host specification: ,foo: \
+                 unknown option \"foo\" after \",\" at column 3",
             ),
             (
                 "g,lzo,",
-                "DISTCC_HOSTS: bad host \"g,lzo,\": unknown option \"\" after \",\" at column 7",
+                "$DISTCC_HOSTS: bad host \"g,lzo,\": unrecognized option in host specification: \
+                 ,lzo,: unknown option \"\" after \",\" at column 7",
             ),
             (
                 "g,lzofoo,cpp",
-                "DISTCC_HOSTS: bad host \"g,lzofoo,cpp\": junk \"foo\" after option \"lzo\" at \
+                "$DISTCC_HOSTS: bad host \"g,lzofoo,cpp\": junk \"foo\" after option \"lzo\" at \
                  column 6",
             ),
             (
                 "g,cpp",
-                "DISTCC_HOSTS: bad host \"g,cpp\": \",cpp\" without \",lzo\": pump mode \
-                 requires compression at column 1",
+                "$DISTCC_HOSTS: bad host \"g,cpp\": pump mode (',cpp') requires compression \
+                 (',lzo') at column 1",
             ),
             (
                 "--randomise a",
-                "DISTCC_HOSTS: bad entry \"--randomise\": unknown option \"--randomise\" at \
+                "$DISTCC_HOSTS: bad entry \"--randomise\": unknown option \"--randomise\" at \
                  column 1",
             ),
             (
                 "--localslots=0 a",
-                "DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\": the limit \
-                 must be a number above 0 at column 13",
+                "$DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\" in host \
+                 specification: the limit must be a number above 0 at column 13",
             ),
             (
                 "--localslots_cpp=3x a",
-                "DISTCC_HOSTS: bad entry \"--localslots_cpp=3x\": junk \"x\" after number at \
+                "$DISTCC_HOSTS: bad entry \"--localslots_cpp=3x\": junk \"x\" after number at \
                  column 19",
             ),
             (
                 "a +zeroconf",
-                "DISTCC_HOSTS: bad entry \"+zeroconf\": zeroconf is not supported (distcc-rs \
+                "$DISTCC_HOSTS: bad entry \"+zeroconf\": zeroconf is not supported (distcc-rs \
                  has no Avahi browser): list the hosts instead at column 1 (line 1, column 3 \
                  of the list)",
             ),
-            ("", "DISTCC_HOSTS: contained no hosts"),
+            (
+                "",
+                "$DISTCC_HOSTS contained no hosts; can't distribute work",
+            ),
             (
                 " # only a comment\n--randomize",
-                "DISTCC_HOSTS: contained no hosts",
+                "$DISTCC_HOSTS contained no hosts; can't distribute work",
             ),
         ] {
             assert_eq!(error(text), want, "{text:?}");
@@ -965,7 +1020,10 @@ mod tests {
         let err = load_from(None, &files).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("{}: contained no hosts", user.display())
+            format!(
+                "{} contained no hosts; can't distribute work",
+                user.display()
+            )
         );
 
         std::fs::write(&user, "u1\nu2:x\n").unwrap();
@@ -973,8 +1031,8 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}: bad host \"u2:x\": missing port number after \":\" at column 4 \
-                 (line 2, column 4 of the list)",
+                "{}: bad host \"u2:x\": invalid tcp port specification in \"x\": missing port \
+                 number after \":\" at column 4 (line 2, column 4 of the list)",
                 user.display()
             )
         );
@@ -993,7 +1051,10 @@ mod tests {
             ("e1", Source::Env)
         );
         let err = load_from(Some(""), &files).unwrap_err();
-        assert_eq!(err.to_string(), "DISTCC_HOSTS: contained no hosts");
+        assert_eq!(
+            err.to_string(),
+            "$DISTCC_HOSTS contained no hosts; can't distribute work"
+        );
 
         // A file over 1 MiB is refused rather than half read.
         std::fs::write(&user, vec![b' '; MAX_FILE_SIZE as usize + 1]).unwrap();

@@ -4,7 +4,10 @@
 //! `fcntl(F_SETLK)` record lock on the whole file, as 3.4 takes it
 //! (`src/lock.c`). `flock()` locks would not be seen by real distcc clients
 //! sharing the directory, so they are never used. A backoff mark is the
-//! file `backoff_<lock name>_0`, whose mtime says when the host last failed.
+//! file `backoff_<lock name>_0`, whose mtime says when the host last failed:
+//! [`mark_backoff`] writes it and [`clear_backoff`] removes it (3.4's
+//! `dcc_disliked_host` and `dcc_enjoyed_host`); the format is 3.4's, so
+//! both clients honour each other's marks.
 
 use std::ffi::CString;
 use std::fmt;
@@ -124,7 +127,7 @@ fn backoff_path(lock_dir: &Path, host: &Host) -> PathBuf {
 
 /// Marks `host` as failed: writes `x` at offset 0 of its backoff file,
 /// which sets the file's mtime to now. Does nothing when `period` is zero.
-pub fn dislike(lock_dir: &Path, host: &Host, period: Duration) -> io::Result<()> {
+pub fn mark_backoff(lock_dir: &Path, host: &Host, period: Duration) -> io::Result<()> {
     if period.is_zero() {
         return Ok(());
     }
@@ -140,9 +143,10 @@ pub fn dislike(lock_dir: &Path, host: &Host, period: Duration) -> io::Result<()>
     Ok(())
 }
 
-/// Clears `host`'s backoff mark after a success. Does nothing when
+/// Clears `host`'s backoff mark after a success (or a local result equal
+/// to its remote one). Does nothing when
 /// `period` is zero.
-pub fn enjoy(lock_dir: &Path, host: &Host, period: Duration) -> io::Result<()> {
+pub fn clear_backoff(lock_dir: &Path, host: &Host, period: Duration) -> io::Result<()> {
     if period.is_zero() {
         return Ok(());
     }
@@ -290,11 +294,11 @@ mod tests {
         let mark = tmp.path().join("backoff_tcp_h_4000_0");
 
         assert!(!is_backed_off(tmp.path(), tcp, minute));
-        dislike(tmp.path(), tcp, Duration::ZERO).unwrap();
+        mark_backoff(tmp.path(), tcp, Duration::ZERO).unwrap();
         assert!(!mark.exists(), "a zero period writes no mark");
 
-        dislike(tmp.path(), tcp, minute).unwrap();
-        dislike(tmp.path(), tcp, minute).unwrap();
+        mark_backoff(tmp.path(), tcp, minute).unwrap();
+        mark_backoff(tmp.path(), tcp, minute).unwrap();
         assert_eq!(std::fs::read(&mark).unwrap(), b"x");
         assert!(is_backed_off(tmp.path(), tcp, minute));
         assert!(!is_backed_off(tmp.path(), tcp, Duration::ZERO));
@@ -310,13 +314,13 @@ mod tests {
         assert!(!is_backed_off(tmp.path(), tcp, minute));
         assert!(is_backed_off(tmp.path(), tcp, Duration::from_secs(120)));
 
-        enjoy(tmp.path(), tcp, Duration::ZERO).unwrap();
+        clear_backoff(tmp.path(), tcp, Duration::ZERO).unwrap();
         assert!(mark.exists(), "a zero period leaves marks alone");
-        enjoy(tmp.path(), tcp, minute).unwrap();
+        clear_backoff(tmp.path(), tcp, minute).unwrap();
         assert!(!mark.exists());
-        enjoy(tmp.path(), tcp, minute).unwrap();
+        clear_backoff(tmp.path(), tcp, minute).unwrap();
 
-        dislike(tmp.path(), ssh, minute).unwrap();
+        mark_backoff(tmp.path(), ssh, minute).unwrap();
         assert!(tmp.path().join("backoff_ssh_s_0").exists());
     }
 
@@ -354,7 +358,7 @@ mod tests {
         let tmp = TestDir::new("lock");
         let list = parse("a b c,down d").unwrap();
         let minute = Duration::from_secs(60);
-        dislike(tmp.path(), &list.hosts[0], minute).unwrap();
+        mark_backoff(tmp.path(), &list.hosts[0], minute).unwrap();
         let slot = pick(&list, tmp.path(), minute, Duration::ZERO, &[1]).unwrap();
         assert_eq!((slot.host, slot.slot), (3, 0));
         // With backoff off, the mark is not looked at.

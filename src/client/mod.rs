@@ -1,7 +1,7 @@
 //! The distcc client: pick a host, preprocess locally, send the job, write the object, or fall back to a local compile.
 //!
 //! The flow follows distcc 3.4's `dcc_build_somewhere` (sections 6.3 and 6.4
-//! of the compatibility notes), with four deliberate differences:
+//! of the compatibility notes), with five deliberate differences:
 //! - a host that failed is not picked again for the same job, so
 //!   `DISTCC_BACKOFF_PERIOD=0` never loops forever on a dead host;
 //! - the preprocessed source is kept across hosts: when the first host is
@@ -11,7 +11,18 @@
 //!   sees exactly the messages a local compile prints;
 //! - an object of another format than the local compiler makes (an x86-64
 //!   object for a powerpc job, distcc issue #440) is thrown away before it
-//!   replaces anything, and the host is treated as failed ([`objformat`]).
+//!   replaces anything, and the host is treated as failed ([`objformat`]);
+//! - a distcc-rs daemon that refuses a job says why (`DENY` in place of
+//!   `DONE`): the reason is shown as "HOST refused the job: REASON", the
+//!   host gets no backoff mark (the job, not the host, is at fault), and the
+//!   job goes to the next host or is compiled here. A send the daemon cut
+//!   short is followed by a read of its reply, which says more.
+//!
+//! For events 3.4 also reports, the messages are 3.4's words with our detail
+//! after them (docs/messages.md lists them): "failed to open logfile",
+//! "$DISTCC_HOSTS contained no hosts; can't distribute work", "failed to
+//! distribute FILE to HOST, running locally instead", "failed to distribute
+//! and fallbacks are disabled", "protocol derailment: expected token".
 
 pub mod compiler;
 pub mod hosts;
@@ -31,12 +42,12 @@ use std::time::Duration;
 use crate::env;
 use crate::exitcode::ExitCode;
 use crate::masquerade::{self, Safeguard};
-use crate::state::{Phase, State};
+use crate::state::{self, Phase};
 use hosts::{Host, HostList, Kind};
 use local::Launcher;
 use output::{ObjectFile, TempFile};
-use remote::{RemoteError, Target};
-use scan::{Decision, Job};
+use remote::{Connection, RemoteError, Reply, Target};
+use scan::Decision;
 
 /// How the client was reached, decided by the applet before anything runs.
 pub struct Invocation {
@@ -62,6 +73,7 @@ pub fn init_logging() {
         LevelFilter::Warn
     };
     let mut destination = Destination::Stderr;
+    let mut log_file_error = None;
     if let Some(path) = log_file {
         match std::fs::OpenOptions::new()
             .append(true)
@@ -74,10 +86,7 @@ pub fn init_logging() {
                     level = LevelFilter::Info;
                 }
             }
-            Err(err) => eprintln!(
-                "distcc: cannot open DISTCC_LOG {}: {err}",
-                Path::new(&path).display()
-            ),
+            Err(err) => log_file_error = Some((path, err)),
         }
     } else if let Some(fd) = std::env::var("UNCACHED_ERR_FD")
         .ok()
@@ -96,6 +105,13 @@ pub fn init_logging() {
     }
     logging::set_level(level);
     logging::set_destination(destination);
+    if let Some((path, err)) = log_file_error {
+        // 3.4's words; messages go to stderr instead.
+        log::error!(
+            "failed to open logfile {}: {err}",
+            Path::new(&path).display()
+        );
+    }
 }
 
 /// Runs one compiler command the distcc way and returns the exit code.
@@ -139,7 +155,7 @@ pub fn compile(invocation: Invocation) -> i32 {
         io_timeout,
         hosts: hosts::load().map(|(list, _)| list),
         lock_dir: env::distcc_subdir("lock").map_err(|err| err.to_string()),
-        state: State::new(),
+        state_file: state::State::new(),
         expected_format: None,
     };
     let mut argv = argv;
@@ -158,8 +174,11 @@ pub fn compile(invocation: Invocation) -> i32 {
 enum Attempt {
     /// The job is finished with this exit code.
     Finished(i32),
-    /// The host could not take the job: try another.
+    /// The host could not take the job: back it off and try another.
     HostFailed(RemoteError),
+    /// The daemon refused the job and said why (distcc-rs's `DENY`). The
+    /// host is alive and not to blame: try another without backing it off.
+    Refused(String),
     /// The compile (or the local preprocessor) failed.
     CompileFailed {
         code: i32,
@@ -183,13 +202,35 @@ struct Preprocessed {
     status: Option<i32>,
 }
 
+/// Why the job is compiled here after all, for the fallback's messages.
+struct Fallback<'a> {
+    /// The exit code when fallbacks are off.
+    code: i32,
+    /// The last host that failed or refused the job, named as 3.4 names
+    /// it in "failed to distribute FILE to HOST".
+    host: Option<&'a Host>,
+    /// Our detail, put after 3.4's words.
+    detail: Option<String>,
+}
+
+impl<'a> Fallback<'a> {
+    fn no_host(code: ExitCode, detail: Option<String>) -> Self {
+        Fallback {
+            code: code.into(),
+            host: None,
+            detail,
+        }
+    }
+}
+
 struct Client {
     launcher: Launcher,
     io_timeout: Duration,
     hosts: Result<HostList, hosts::LoadError>,
     /// `$DISTCC_DIR/lock`, or why it cannot be used.
     lock_dir: Result<PathBuf, String>,
-    state: Option<State>,
+    /// This process's entry in the monitor's state directory.
+    state_file: Option<state::State>,
     /// The object format the local compiler makes, once learned for this
     /// job (None inside: it could not be learned).
     expected_format: Option<Option<objformat::Format>>,
@@ -207,16 +248,33 @@ fn host_name(host: &Host) -> String {
     }
 }
 
+/// Where `host`'s jobs are sent.
+fn target(host: &Host) -> Target<'_> {
+    match &host.kind {
+        Kind::Tcp { port } => Target::Tcp {
+            host: &host.hostname,
+            port: *port,
+        },
+        Kind::Ssh { user, command } => Target::Ssh {
+            user: user.as_deref(),
+            host: &host.hostname,
+            command: command.as_deref(),
+        },
+        Kind::Local => unreachable!("local hosts never reach try_host"),
+    }
+}
+
 impl Client {
-    fn update_state(
+    /// Writes this job's phase to the state file the monitor reads.
+    fn note_state(
         &mut self,
         phase: Phase,
         file: Option<&[u8]>,
         host: Option<&str>,
         slot: Option<u32>,
     ) {
-        if let Some(state) = &mut self.state {
-            state.update(phase, file, host, slot);
+        if let Some(state_file) = &mut self.state_file {
+            state_file.update(phase, file, host, slot);
         }
     }
 
@@ -237,14 +295,14 @@ impl Client {
             (None, Ok(dir)) => match lock::local_slot(dir, limit, env::pause_time()) {
                 Ok(lock) => Some(lock),
                 Err(err) => {
-                    log::warn!("cannot take a local slot: {err}");
+                    log::warn!("failed to lock: {err}");
                     None
                 }
             },
             (None, Err(_)) => None,
         };
         let file = source_name(argv);
-        self.update_state(
+        self.note_state(
             Phase::Compile,
             file.as_deref().map(str::as_bytes),
             Some("localhost"),
@@ -255,30 +313,52 @@ impl Client {
         code
     }
 
-    fn build_somewhere(mut self, job: &Job) -> i32 {
+    /// The host list and the lock directory, or why the job cannot be
+    /// distributed at all: a problem with the list is its own warning, as
+    /// in 3.4; a missing lock directory is the fallback's detail.
+    fn distribution_setup(&self) -> Result<(HostList, PathBuf), Option<String>> {
         let list = match &self.hosts {
             Ok(list) => list.clone(),
             Err(err) => {
                 log::warn!("{err}");
-                return self.fall_back(job, ExitCode::NoHosts.into(), None, &[], None);
+                return Err(None);
             }
         };
-        let lock_dir = match self.lock_dir.clone() {
-            Ok(dir) => dir,
-            Err(err) => {
-                log::warn!("no lock directory ({err}); can't distribute work");
-                return self.fall_back(job, ExitCode::NoHosts.into(), None, &[], None);
+        match self.lock_dir.clone() {
+            Ok(dir) => Ok((list, dir)),
+            Err(err) => Err(Some(format!("no lock directory: {err}"))),
+        }
+    }
+
+    /// 3.4's `dcc_build_somewhere`: picks hosts until one compiles the job,
+    /// else compiles it here.
+    fn build_somewhere(mut self, job: &scan::Job) -> i32 {
+        let (list, lock_dir) = match self.distribution_setup() {
+            Ok(setup) => setup,
+            Err(detail) => {
+                return self.fall_back(job, Fallback::no_host(ExitCode::NoHosts, detail))
             }
         };
         let period = env::backoff_period();
+        // Hosts that failed or refused this job, and the last one's name
+        // and story for the fallback.
         let mut excluded = Vec::new();
+        let mut last: Option<(&Host, String)> = None;
         let mut cpp: Option<Preprocessed> = None;
         loop {
             let slot = match lock::pick(&list, &lock_dir, period, env::pause_time(), &excluded) {
                 Ok(slot) => slot,
                 Err(err) => {
-                    log::warn!("{err}");
-                    return self.fall_back(job, ExitCode::NoHosts.into(), None, &[], None);
+                    let (host, detail) = match last {
+                        Some((host, why)) => (Some(host), why),
+                        None => (None, err.to_string()),
+                    };
+                    let fallback = Fallback {
+                        code: ExitCode::NoHosts.into(),
+                        host,
+                        detail: Some(detail),
+                    };
+                    return self.fall_back(job, fallback);
                 }
             };
             let host = &list.hosts[slot.host];
@@ -293,101 +373,144 @@ impl Client {
                 return self.run_locally(&job.argv, false, Some(lock));
             }
             let attempt = self.try_host(job, host, slot.slot, &mut cpp);
-            match attempt {
-                Attempt::Finished(code) => {
-                    enjoy(&lock_dir, host, period);
-                    return code;
-                }
-                Attempt::HostFailed(err) => {
-                    log::warn!(
-                        "failed to compile {} on {}: {err}",
-                        job.input.display(),
-                        host.hostdef
-                    );
-                    dislike(&lock_dir, host, period);
+            drop(slot.lock);
+            match self.after_attempt(job, host, &lock_dir, attempt) {
+                Ok(code) => return code,
+                Err(why) => {
                     excluded.push(slot.host);
-                    drop(slot);
-                }
-                Attempt::CompileFailed {
-                    code,
-                    stderr,
-                    stdout,
-                } => {
-                    drop(slot);
-                    if std::env::var_os("DISTCC_SKIP_LOCAL_RETRY").is_some() && code < 128 {
-                        let _ = std::io::stdout().write_all(&stdout);
-                        let _ = std::io::stderr().write_all(&stderr);
-                        return code;
-                    }
-                    log::info!(
-                        "remote compilation of '{}' failed, retrying locally",
-                        job.input.display()
-                    );
-                    return self.fall_back(job, code, Some((host, &lock_dir)), &stderr, Some(code));
-                }
-                Attempt::LocalTrouble(code) => {
-                    drop(slot);
-                    return self.fall_back(job, code.into(), None, &[], None);
-                }
-                Attempt::WrongObject(why) => {
-                    log::warn!("{why}; not using it, trying elsewhere");
-                    dislike(&lock_dir, host, period);
-                    excluded.push(slot.host);
-                    drop(slot);
+                    last = Some((host, why));
                 }
             }
         }
     }
 
-    /// distcc's fallback: compile the whole command here, unless
-    /// DISTCC_FALLBACK=0, in which case the saved server stderr is shown and
-    /// `code` is returned. After a remote compile error (`remote`), a local
-    /// result equal to the remote one clears the host's backoff mark.
-    fn fall_back(
+    /// Settles an attempt on `host`: the job's exit code, or why the host
+    /// is passed over for this job (after backing it off if it failed).
+    fn after_attempt(
         &mut self,
-        job: &Job,
-        code: i32,
-        host: Option<(&Host, &Path)>,
-        server_stderr: &[u8],
-        remote: Option<i32>,
-    ) -> i32 {
+        job: &scan::Job,
+        host: &Host,
+        lock_dir: &Path,
+        attempt: Attempt,
+    ) -> Result<i32, String> {
         let period = env::backoff_period();
-        if let Some((host, dir)) = host {
-            dislike(dir, host, period);
-        }
-        if !fallback_enabled() {
-            log::error!("failed to distribute and fallbacks are disabled");
-            let _ = std::io::stderr().write_all(server_stderr);
+        let why = match attempt {
+            Attempt::Finished(code) => {
+                clear_backoff(lock_dir, host, period);
+                return Ok(code);
+            }
+            Attempt::HostFailed(err) => {
+                log::warn!(
+                    "failed to distribute {} to {}: {err}",
+                    job.input.display(),
+                    host.hostdef
+                );
+                mark_backoff(lock_dir, host, period);
+                format!("{}: {err}", host.hostdef)
+            }
+            Attempt::Refused(reason) => {
+                // Not the host's fault: no backoff mark.
+                let why = format!("{} refused the job: {reason}", host.hostdef);
+                log::warn!("{why}");
+                why
+            }
+            Attempt::WrongObject(why) => {
+                log::warn!("{why}; not using it, trying elsewhere");
+                mark_backoff(lock_dir, host, period);
+                why
+            }
+            Attempt::CompileFailed {
+                code,
+                stderr,
+                stdout,
+            } => return Ok(self.compile_failed(job, host, lock_dir, code, (stdout, stderr))),
+            Attempt::LocalTrouble(code) => {
+                let fallback = Fallback {
+                    code: code.into(),
+                    host: Some(host),
+                    detail: None,
+                };
+                return Ok(self.fall_back(job, fallback));
+            }
+        };
+        Err(why)
+    }
+
+    /// After the compile failed on `host`: as 3.4, shows the server's
+    /// output and returns its code with DISTCC_SKIP_LOCAL_RETRY, else
+    /// backs the host off and retries here; a local result equal to the
+    /// remote one clears the mark again.
+    fn compile_failed(
+        &mut self,
+        job: &scan::Job,
+        host: &Host,
+        lock_dir: &Path,
+        code: i32,
+        (stdout, stderr): (Vec<u8>, Vec<u8>),
+    ) -> i32 {
+        if std::env::var_os("DISTCC_SKIP_LOCAL_RETRY").is_some() && code < 128 {
+            let _ = std::io::stdout().write_all(&stdout);
+            let _ = std::io::stderr().write_all(&stderr);
             return code;
         }
-        if remote.is_none() {
-            log::warn!(
-                "failed to distribute {}, running locally instead",
-                job.input.display()
-            );
+        log::info!(
+            "remote compilation of '{}' failed, retrying locally",
+            job.input.display()
+        );
+        let period = env::backoff_period();
+        mark_backoff(lock_dir, host, period);
+        if !fallback_enabled() {
+            log::error!("failed to distribute and fallbacks are disabled");
+            let _ = std::io::stderr().write_all(&stderr);
+            return code;
         }
+        let local = self.compile_here(job);
+        if local == code {
+            clear_backoff(lock_dir, host, period);
+        }
+        local
+    }
+
+    /// distcc's fallback: compile the whole command here, unless
+    /// DISTCC_FALLBACK=0, in which case `why.code` is returned.
+    fn fall_back(&mut self, job: &scan::Job, why: Fallback) -> i32 {
+        let detail = why.detail.map(|d| format!(": {d}")).unwrap_or_default();
+        if !fallback_enabled() {
+            log::error!("failed to distribute and fallbacks are disabled{detail}");
+            return why.code;
+        }
+        match why.host {
+            Some(host) => log::warn!(
+                "failed to distribute {} to {}, running locally instead",
+                job.input.display(),
+                host.hostdef
+            ),
+            None => log::warn!(
+                "failed to distribute, running locally instead: {}{detail}",
+                job.input.display()
+            ),
+        }
+        self.compile_here(job)
+    }
+
+    /// Runs the whole command here, after a failure to distribute it.
+    fn compile_here(&mut self, job: &scan::Job) -> i32 {
         // A remote compile would have created the object's directory; a
         // build must not fail only because a host was down.
         if let Some(dir) = job.output.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let local = self.run_locally(&job.argv, false, None);
-        if let (Some((host, dir)), Some(remote)) = (host, remote) {
-            if remote == local {
-                enjoy(dir, host, period);
-            }
-        }
-        local
+        self.run_locally(&job.argv, false, None)
     }
 
     /// Starts the preprocessor for `job` (once), into a temporary file.
-    fn start_cpp(&mut self, job: &Job) -> Result<Preprocessed, Attempt> {
+    fn start_cpp(&mut self, job: &scan::Job) -> Result<Preprocessed, Attempt> {
         let (_, cpp_slots) = self.local_limits();
         let lock = match &self.lock_dir {
             Ok(dir) => lock::local_slot(dir, cpp_slots, env::pause_time()).ok(),
             Err(_) => None,
         };
-        self.update_state(
+        self.note_state(
             Phase::Preprocess,
             None,
             Some("localhost"),
@@ -397,7 +520,7 @@ impl Client {
         let (temp, file) =
             TempFile::create(&tmpdir, "distcc_", job.preprocessed_ext).map_err(|err| {
                 log::warn!(
-                    "cannot create a temporary file in {}: {err}",
+                    "failed to create a temporary file in {}: {err}",
                     tmpdir.display()
                 );
                 Attempt::LocalTrouble(ExitCode::IoError)
@@ -418,15 +541,43 @@ impl Client {
         }
     }
 
+    /// Waits for the preprocessor (the first time) and frees its slot; an
+    /// error if it failed, which is the job's result.
+    fn finish_cpp(&mut self, pre: &mut Preprocessed) -> Result<(), Attempt> {
+        if let Some(child) = pre.child.take() {
+            self.note_state(
+                Phase::Preprocess,
+                None,
+                Some("localhost"),
+                pre.lock.as_ref().map(|l| l.slot()),
+            );
+            pre.status = Some(local::wait_cpp(child).unwrap_or(ExitCode::CompilerMissing.into()));
+            pre.lock = None;
+            if env::save_temps() {
+                pre.temp.keep();
+            }
+        }
+        if pre.status == Some(0) {
+            return Ok(());
+        }
+        Err(Attempt::CompileFailed {
+            code: pre.status.unwrap_or(ExitCode::DistccFailed.into()),
+            stderr: Vec::new(),
+            stdout: Vec::new(),
+        })
+    }
+
+    /// One attempt on `host`: preprocess (once, while connecting), send
+    /// the job, read the daemon's reply, then the object.
     fn try_host(
         &mut self,
-        job: &Job,
+        job: &scan::Job,
         host: &Host,
         slot: u32,
         cpp: &mut Option<Preprocessed>,
     ) -> Attempt {
         let file = local::display_name(job.input.as_os_str());
-        self.update_state(
+        self.note_state(
             Phase::Connect,
             Some(file.as_bytes()),
             Some(&host.hostname),
@@ -438,78 +589,26 @@ impl Client {
                 Err(attempt) => return attempt,
             }
         }
-        let target = match &host.kind {
-            Kind::Tcp { port } => Target::Tcp {
-                host: &host.hostname,
-                port: *port,
-            },
-            Kind::Ssh { user, command } => Target::Ssh {
-                user: user.as_deref(),
-                host: &host.hostname,
-                command: command.as_deref(),
-            },
-            Kind::Local => unreachable!("local hosts never reach try_host"),
-        };
-        let connection = remote::connect(&target, env::connect_timeout(), self.io_timeout);
+        let connection = remote::connect(&target(host), env::connect_timeout(), self.io_timeout);
         // Finish the preprocessor whatever the connect did: its result is
         // kept for the next host.
         if let Some(pre) = cpp.as_mut() {
-            if let Some(child) = pre.child.take() {
-                self.update_state(
-                    Phase::Preprocess,
-                    None,
-                    Some("localhost"),
-                    pre.lock.as_ref().map(|l| l.slot()),
-                );
-                pre.status =
-                    Some(local::wait_cpp(child).unwrap_or(ExitCode::CompilerMissing.into()));
-                pre.lock = None;
-                if env::save_temps() {
-                    pre.temp.keep();
-                }
-            }
-            if pre.status != Some(0) {
-                return Attempt::CompileFailed {
-                    code: pre.status.unwrap_or(ExitCode::DistccFailed.into()),
-                    stderr: Vec::new(),
-                    stdout: Vec::new(),
-                };
+            if let Err(attempt) = self.finish_cpp(pre) {
+                return attempt;
             }
         }
         let mut connection = match connection {
             Ok(connection) => connection,
             Err(err) => return Attempt::HostFailed(err),
         };
-        let input: &Path = match cpp.as_ref() {
-            Some(pre) => pre.temp.path(),
-            None => &job.input,
-        };
-        let version = if host.lzo { 2 } else { 1 };
-        if host.cpp {
-            warn_pump_once(host);
-        }
-        self.update_state(
-            Phase::Send,
-            Some(file.as_bytes()),
-            Some(&host.hostname),
-            Some(slot),
-        );
-        let argv = scan::remote_argv(job);
-        log::debug!("sending to {} (protocol {version}): {argv:?}", host.hostdef);
-        if let Err(err) = connection.send_request(version, &argv, input) {
-            return Attempt::HostFailed(err);
-        }
-        self.update_state(
-            Phase::Compile,
-            Some(file.as_bytes()),
-            Some(&host.hostname),
-            Some(slot),
-        );
-        let outcome = match connection.read_outcome(version) {
+        let input = cpp
+            .as_ref()
+            .map_or(job.input.as_path(), |pre| pre.temp.path());
+        let outcome = match self.send_job(&mut connection, job, host, slot, input) {
             Ok(outcome) => outcome,
-            Err(err) => return Attempt::HostFailed(err),
+            Err(attempt) => return attempt,
         };
-        self.update_state(
+        self.note_state(
             Phase::Receive,
             Some(file.as_bytes()),
             Some(&host.hostname),
@@ -522,10 +621,70 @@ impl Client {
                 stdout: outcome.stdout,
             };
         }
+        self.receive_object(job, host, connection, outcome)
+    }
+
+    /// Sends the job (its preprocessed source is `input`) and reads the
+    /// daemon's reply up to the object. A daemon that refuses a job may
+    /// stop reading it, so a send cut short by the peer is followed by a
+    /// read: a refusal says more than the broken pipe.
+    fn send_job(
+        &mut self,
+        connection: &mut Connection,
+        job: &scan::Job,
+        host: &Host,
+        slot: u32,
+        input: &Path,
+    ) -> Result<remote::Outcome, Attempt> {
+        let file = local::display_name(job.input.as_os_str());
+        let version = if host.lzo { 2 } else { 1 };
+        if host.pump {
+            warn_pump_once(host);
+        }
+        self.note_state(
+            Phase::Send,
+            Some(file.as_bytes()),
+            Some(&host.hostname),
+            Some(slot),
+        );
+        let argv = scan::remote_argv(job);
+        log::debug!("sending to {} (protocol {version}): {argv:?}", host.hostdef);
+        let sent = connection.send_request(version, &argv, input);
+        match &sent {
+            Err(err) if !err.peer_stopped_reading() => {
+                return Err(Attempt::HostFailed(sent.unwrap_err()))
+            }
+            Err(err) => log::debug!("{}: {err}; reading its reply anyway", host.hostdef),
+            Ok(()) => {}
+        }
+        self.note_state(
+            Phase::Compile,
+            Some(file.as_bytes()),
+            Some(&host.hostname),
+            Some(slot),
+        );
+        match (connection.read_reply(version), sent) {
+            (Ok(Reply::Refused(reason)), _) => Err(Attempt::Refused(reason)),
+            (Ok(Reply::Done(outcome)), Ok(())) => Ok(outcome),
+            // A result for a job that was not all sent is not to be trusted.
+            (_, Err(err)) | (Err(err), Ok(())) => Err(Attempt::HostFailed(err)),
+        }
+    }
+
+    /// Reads the object into place (after a status of 0), checks its
+    /// format and shows the compiler's output.
+    fn receive_object(
+        &mut self,
+        job: &scan::Job,
+        host: &Host,
+        mut connection: Connection,
+        outcome: remote::Outcome,
+    ) -> Attempt {
+        let version = if host.lzo { 2 } else { 1 };
         let mut object = match ObjectFile::create(&job.output) {
             Ok(object) => object,
             Err(err) => {
-                log::warn!("cannot write {}: {err}", job.output.display());
+                log::warn!("failed to create {}: {err}", job.output.display());
                 return Attempt::LocalTrouble(ExitCode::IoError);
             }
         };
@@ -540,19 +699,23 @@ impl Client {
             return Attempt::WrongObject(why);
         }
         if let Err(err) = object.commit() {
-            log::warn!("cannot write {}: {err}", job.output.display());
+            log::warn!("failed to create {}: {err}", job.output.display());
             return Attempt::LocalTrouble(ExitCode::IoError);
         }
         let _ = std::io::stdout().write_all(&outcome.stdout);
         let _ = std::io::stderr().write_all(&outcome.stderr);
         Attempt::Finished(0)
     }
-
     /// The object check (see [`objformat`]): None if the object `host`
     /// returned may be used, else why not. Objects of `-S` jobs, objects
     /// written in place and jobs whose compiler's format cannot be learned
     /// are not checked; nor is anything with DISTCC_RS_OBJECT_CHECK=0.
-    fn check_object(&mut self, job: &Job, object: &ObjectFile, host: &Host) -> Option<String> {
+    fn check_object(
+        &mut self,
+        job: &scan::Job,
+        object: &ObjectFile,
+        host: &Host,
+    ) -> Option<String> {
         if job.assemble_only || !objformat::enabled() {
             return None;
         }
@@ -602,15 +765,15 @@ impl Client {
 
 /// Marks `host` as failing for DISTCC_BACKOFF_PERIOD; a mark that cannot
 /// be written only costs the next job a retry.
-fn dislike(dir: &Path, host: &Host, period: Duration) {
-    if let Err(err) = lock::dislike(dir, host, period) {
-        log::debug!("cannot back off {}: {err}", host.hostdef);
+fn mark_backoff(dir: &Path, host: &Host, period: Duration) {
+    if let Err(err) = lock::mark_backoff(dir, host, period) {
+        log::debug!("cannot write the backoff mark of {}: {err}", host.hostdef);
     }
 }
 
 /// Clears `host`'s backoff mark.
-fn enjoy(dir: &Path, host: &Host, period: Duration) {
-    if let Err(err) = lock::enjoy(dir, host, period) {
+fn clear_backoff(dir: &Path, host: &Host, period: Duration) {
+    if let Err(err) = lock::clear_backoff(dir, host, period) {
         log::debug!("cannot clear the backoff mark of {}: {err}", host.hostdef);
     }
 }

@@ -37,6 +37,12 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
+    /// True when a write failed because the peer stopped reading (EPIPE,
+    /// ECONNRESET): its reply may still be there to read.
+    pub fn peer_stopped_reading(&self) -> bool {
+        matches!(self, RemoteError::Truncated(_))
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self {
             RemoteError::Connect(_) => ExitCode::ConnectFailed,
@@ -60,9 +66,18 @@ impl std::fmt::Display for RemoteError {
             RemoteError::Io(why) => write!(f, "i/o error: {why}"),
             RemoteError::Timeout(what) => write!(f, "timed out while {what}"),
             RemoteError::Truncated(what) => write!(f, "server closed the connection while {what}"),
-            RemoteError::Protocol(why) => write!(f, "protocol error: {why}"),
+            RemoteError::Protocol(why) => f.write_str(why),
         }
     }
+}
+
+/// distcc 3.4's words for an unexpected token, then what came instead.
+fn derailed(expected: &Token, header: &[u8; proto::HEADER_LEN]) -> RemoteError {
+    RemoteError::Protocol(format!(
+        "protocol derailment: expected token \"{}\", got \"{}\"",
+        String::from_utf8_lossy(expected),
+        String::from_utf8_lossy(header).escape_debug()
+    ))
 }
 
 /// The most a server may send for stderr or stdout.
@@ -80,6 +95,14 @@ pub struct Connection {
     write: Option<OwnedFd>,
     ssh: Option<Child>,
     io_timeout: Duration,
+}
+
+/// What the daemon answered to a job, before any object.
+pub enum Reply {
+    /// It compiled the job (`DONE`): the object follows if the status is 0.
+    Done(Outcome),
+    /// A distcc-rs daemon refused the job (`DENY`), for this reason.
+    Refused(String),
 }
 
 /// What the server said about the compile, before the object.
@@ -330,18 +353,27 @@ impl Connection {
         Ok(())
     }
 
-    /// Reads one packet header, which must carry `token`, and returns its parameter.
-    fn expect(&mut self, token: &Token, what: &'static str) -> Result<u32, RemoteError> {
+    /// Reads one packet header: its token and parameter.
+    fn read_header(
+        &mut self,
+        what: &'static str,
+    ) -> Result<([u8; proto::HEADER_LEN], Token, u32), RemoteError> {
         let mut header = [0u8; proto::HEADER_LEN];
         self.read_exact(&mut header, what)?;
-        let (got, value) =
-            proto::parse_header(&header).map_err(|e| RemoteError::Protocol(format!("{e:?}")))?;
+        let (token, value) = proto::parse_header(&header).map_err(|e| {
+            RemoteError::Protocol(format!(
+                "failed to parse parameter of token \"{}\": {e}",
+                String::from_utf8_lossy(&header[..4]).escape_debug()
+            ))
+        })?;
+        Ok((header, token, value))
+    }
+
+    /// Reads one packet header, which must carry `token`, and returns its parameter.
+    fn expect(&mut self, token: &Token, what: &'static str) -> Result<u32, RemoteError> {
+        let (header, got, value) = self.read_header(what)?;
         if &got != token {
-            return Err(RemoteError::Protocol(format!(
-                "expected {} but got {:?}",
-                String::from_utf8_lossy(token),
-                String::from_utf8_lossy(&header)
-            )));
+            return Err(derailed(token, &header));
         }
         Ok(value)
     }
@@ -356,24 +388,33 @@ impl Connection {
     ) -> Result<Vec<u8>, RemoteError> {
         if len as usize > limit {
             return Err(RemoteError::Protocol(format!(
-                "{what}: {len} bytes is over the limit"
+                "protocol error: {what}: {len} bytes is over the limit"
             )));
         }
         let mut body = vec![0u8; len as usize];
         self.read_exact(&mut body, what)?;
         if version >= 2 && !body.is_empty() {
             body = crate::lzo::decompress(&body, limit)
-                .map_err(|e| RemoteError::Protocol(format!("{what}: {e:?}")))?;
+                .map_err(|e| RemoteError::Protocol(format!("protocol error: {what}: {e:?}")))?;
         }
         Ok(body)
     }
 
-    /// Reads `DONE STAT SERR SOUT`.
-    pub fn read_outcome(&mut self, version: u32) -> Result<Outcome, RemoteError> {
-        let done = self.expect(&proto::DONE, "waiting for the compile")?;
+    /// Reads the daemon's reply up to the object: `DONE STAT SERR SOUT`,
+    /// or distcc-rs's refusal, `DENY` and the reason, in place of `DONE`.
+    pub fn read_reply(&mut self, version: u32) -> Result<Reply, RemoteError> {
+        let (header, token, done) = self.read_header("waiting for the compile")?;
+        let refusal = proto::deny_length(&header)
+            .map_err(|e| RemoteError::Protocol(format!("protocol error: {e}")))?;
+        if let Some(len) = refusal {
+            return self.read_refusal(len).map(Reply::Refused);
+        }
+        if token != proto::DONE {
+            return Err(derailed(&proto::DONE, &header));
+        }
         if done != version {
             return Err(RemoteError::Protocol(format!(
-                "server answered version {done} to version {version}"
+                "got version {done} not {version} in response from server"
             )));
         }
         let status = self.expect(&proto::STAT, "reading the status")?;
@@ -381,11 +422,19 @@ impl Connection {
         let stderr = self.read_bulk(version, len, MAX_TEXT as usize, "reading stderr")?;
         let len = self.expect(&proto::SOUT, "reading stdout")?;
         let stdout = self.read_bulk(version, len, MAX_TEXT as usize, "reading stdout")?;
-        Ok(Outcome {
+        Ok(Reply::Done(Outcome {
             status,
             stderr,
             stdout,
-        })
+        }))
+    }
+
+    /// Reads the `len` bytes of a `DENY`'s reason (already checked
+    /// against the limit), as text fit to show.
+    fn read_refusal(&mut self, len: usize) -> Result<String, RemoteError> {
+        let mut body = vec![0u8; len];
+        self.read_exact(&mut body, "reading the refusal")?;
+        Ok(proto::deny_reason(&body))
     }
 
     /// Reads `DOTO` into `out` (after a status of 0).
