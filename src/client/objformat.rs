@@ -19,10 +19,10 @@
 //! - LLVM bitcode (raw `BC\xC0\xDE` or the `0x0B17C0DE` wrapper) carries its
 //!   target triple deep in the bitstream, which this module does not read.
 //!   Bitcode is therefore accepted unchecked when the command asks for it
-//!   (`-flto…`, `-emit-llvm`), and is a mismatch when it does not and the
-//!   local compiler makes something else. `-flto` is not part of the
-//!   cache key: gcc's LTO objects are ELF of the same machine, and clang's
-//!   are bitcode, which is never compared.
+//!   (`-flto…`, `-emit-llvm`: [`options::asks_for_bitcode`]), and is a
+//!   mismatch when it does not and the local compiler makes something else.
+//!   `-flto` is not part of the cache key: gcc's LTO objects are ELF of the
+//!   same machine, and clang's are bitcode, which is never compared.
 //! - A file in no format known here (a precompiled header, an empty file
 //!   from `-fsyntax-only`) is accepted, as before the check existed: the
 //!   check catches wrong machines, not every strange output.
@@ -57,6 +57,7 @@ use std::time::Instant;
 
 use super::local::Launcher;
 use super::output::TempFile;
+use crate::options::{self, Tokens};
 
 /// The variable that turns the check off with `0`.
 pub const CHECK_VAR: &str = "DISTCC_RS_OBJECT_CHECK";
@@ -433,15 +434,6 @@ pub fn enabled() -> bool {
     crate::env::bool_var(CHECK_VAR, true)
 }
 
-/// True if the command asks for LLVM bitcode (`-flto…`, `-emit-llvm`),
-/// whose target this module cannot read.
-pub fn asks_for_bitcode(argv: &[OsString]) -> bool {
-    argv.iter().skip(1).any(|a| {
-        let a = a.as_bytes();
-        a == b"-emit-llvm" || a.starts_with(b"-flto") && a != b"-flto=none"
-    })
-}
-
 /// The verdict on a received object.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -453,8 +445,9 @@ pub enum Verdict {
     Wrong { got: Format },
 }
 
-/// Compares the first bytes of a received object with the expected format.
-pub fn judge(head: &[u8], expected: &Format, argv: &[OsString]) -> Verdict {
+/// Compares the first bytes of a received object with the expected format,
+/// for the command `argv` (read into `tokens`).
+pub fn judge(head: &[u8], expected: &Format, argv: &[OsString], tokens: &Tokens) -> Verdict {
     if head.is_empty() {
         return Verdict::Unchecked("the object is empty");
     }
@@ -464,7 +457,7 @@ pub fn judge(head: &[u8], expected: &Format, argv: &[OsString]) -> Verdict {
     };
     if &got == expected {
         Verdict::Fine
-    } else if got == Format::Bitcode && asks_for_bitcode(argv) {
+    } else if got == Format::Bitcode && options::asks_for_bitcode(argv, tokens) {
         Verdict::Unchecked("LLVM bitcode for -flto or -emit-llvm")
     } else {
         Verdict::Wrong { got }
@@ -813,6 +806,9 @@ mod tests {
             .map(OsString::from)
             .collect();
         let ppc = parse(&POWERPC).unwrap();
+        let judge = |head: &[u8], expected: &Format, argv: &[OsString]| {
+            super::judge(head, expected, argv, &Tokens::of(argv))
+        };
         assert_eq!(judge(&POWERPC, &ppc, &argv), Verdict::Fine);
         assert_eq!(
             judge(&X86_64, &ppc, &argv),
@@ -834,6 +830,15 @@ mod tests {
         assert!(matches!(judge(&BITCODE, &ppc, &lto), Verdict::Unchecked(_)));
         // But an ELF object for -flto is still compared.
         assert!(matches!(judge(&X86_64, &ppc, &lto), Verdict::Wrong { .. }));
+        // An output named like an option does not ask for bitcode.
+        let mut named = argv.clone();
+        named.extend(["-o".into(), "-flto.o".into()]);
+        assert_eq!(
+            judge(&BITCODE, &ppc, &named),
+            Verdict::Wrong {
+                got: Format::Bitcode
+            }
+        );
     }
 
     #[test]
@@ -941,7 +946,7 @@ mod tests {
     fn bitcode_requests() {
         let has = |args: &[&str]| {
             let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
-            asks_for_bitcode(&argv)
+            options::asks_for_bitcode(&argv, &Tokens::of(&argv))
         };
         assert!(has(&["clang", "-flto=thin", "-c", "x.c"]));
         assert!(has(&["clang", "-flto", "-c", "x.c"]));
