@@ -12,7 +12,11 @@
 //!   refusal of [`refusal`] on what it would send, with the daemon's words;
 //!   it builds the preprocessor and server command lines from the roles and
 //!   the `strip` column, and the object-format options from
-//!   [`Role::Format`];
+//!   [`Role::Format`] and [`Role::Target`];
+//! * the client's compiler-name rewriting adds clang a target unless a
+//!   [`Role::Target`] option is there; its object check takes bitcode from
+//!   a command that [`asks_for_bitcode`]; the monitor names a job by its
+//!   [`Tokens::first_source`];
 //! * the daemon ([`check_job`]) reads the job's shape ([`compile_shape`]:
 //!   one source, one output, `-c` or `-S`), refuses what [`refusal`] names
 //!   in any token (options that load code, read files on the server or
@@ -100,9 +104,16 @@ pub enum Role {
     /// Any other `-f…`: `-fNAME=PATH` with a `/` names a file on the server
     /// (the `…prefix-map` options only rewrite names).
     Flag,
-    /// Changes the format of the objects made (word size, byte order, ABI,
-    /// target): the object check's options.
+    /// Changes the format of the objects made (word size, byte order, ABI):
+    /// the object check's options.
     Format,
+    /// Names clang's target (`-target T`, `--target=T`; also `--target` and
+    /// `-target=T`, which clang refuses): the compiler-name rewriting adds
+    /// none of its own. Also an object check option, as it changes the
+    /// format.
+    Target,
+    /// `-emit-llvm`: the object is LLVM bitcode (see [`asks_for_bitcode`]).
+    Bitcode,
     /// `-pipe`, `-save-temps`: the daemon adds `-pipe` only without them.
     Pipe,
     /// The client runs the command locally, for this reason (3.4's scan);
@@ -197,7 +208,8 @@ pub static OPTIONS: &[Opt] = &[
     opt("--specs", JoinedOrSeparate, Plain).refuse(SPECS),
     opt("--sysroot", Separate, Plain),
     opt("--sysroot=", Joined, Plain),
-    opt("--target=", Joined, Format),
+    opt("--target", Nothing, Target),
+    opt("--target=", Joined, Target),
     opt("-A", JoinedOrSeparate, Plain),
     opt("-B", JoinedOrSeparate, Plain).refuse(PROGRAMS),
     opt("-D", JoinedOrSeparate, Plain).stripped(),
@@ -234,6 +246,7 @@ pub static OPTIONS: &[Opt] = &[
     opt("-dumpbase-ext", Separate, Plain).refuse(AUX_DIR),
     opt("-dumpdir", Separate, Plain).refuse(AUX_DIR),
     opt("-e", JoinedOrSeparate, Plain),
+    opt("-emit-llvm", Nothing, Bitcode),
     opt("-f", Joined, Flag),
     opt("-fauto-profile", Joined, Plain).refuse(PROFILE),
     opt("-fdirectives-only", Nothing, Plain).refuse("makes the compiler read #include files on the server"),
@@ -277,7 +290,8 @@ pub static OPTIONS: &[Opt] = &[
     opt("-specs", Joined, Plain).refuse(SPECS),
     opt("-stdlib", Joined, Plain).stripped(),
     opt("-stdlib++-isystem", JoinedOrSeparate, Plain).stripped(),
-    opt("-target", Separate, Format),
+    opt("-target", Separate, Target),
+    opt("-target=", Joined, Target),
     opt("-u", JoinedOrSeparate, Plain),
     opt("-undef", Nothing, Plain).stripped(),
     opt("-wrapper", Separate, Plain).refuse(WRAPPER),
@@ -361,9 +375,15 @@ impl Tokens {
         tokens
     }
 
-    /// Reads `argv[from..]`, arguments appended after the last token.
+    /// Reads `argv[from..]`, arguments appended after the last token. An
+    /// option that was missing its value takes the first of them, so the
+    /// tokens are those of one reading of the whole command.
     pub fn read<A: Arg>(&mut self, argv: &[A], from: usize) {
         let mut i = from;
+        if let Some(&Token::Known(at, _, Value::Missing)) = self.0.last() {
+            self.0.pop();
+            i = at;
+        }
         while i < argv.len() {
             let a = argv[i].bytes();
             let at = i;
@@ -398,6 +418,30 @@ impl Tokens {
         self.iter()
             .any(|t| matches!(t, Token::Known(_, o, _) if o.role == role))
     }
+
+    /// The index of the first source file among the words (never the value
+    /// of an option, such as `-include y.c` or `-o x.c`).
+    pub fn first_source<A: Arg>(&self, argv: &[A]) -> Option<usize> {
+        self.iter().find_map(|t| match t {
+            Token::Word(i) if filename::is_source(argv[i].bytes()) => Some(i),
+            _ => None,
+        })
+    }
+}
+
+/// True if the command asks for LLVM bitcode, whose target the object check
+/// cannot read: a [`Role::Bitcode`] option (`-emit-llvm`) or any `-flto…`
+/// option but `-flto=none` (clang writes bitcode for them; gcc's LTO objects
+/// are ELF and compare as usual). The `-flto…` options are the `-flto` row
+/// and the `-f` row's. Only options count: in `-o -flto.o` or `-D -emit-llvm`
+/// the word is a value (so is `-Xclang -emit-llvm`'s, but `-Xclang` keeps a
+/// job local, and local objects are not checked).
+pub fn asks_for_bitcode<A: Arg>(argv: &[A], tokens: &Tokens) -> bool {
+    let lto = |arg: &[u8]| arg.starts_with(b"-flto") && arg != b"-flto=none";
+    tokens.iter().any(|t| match t {
+        Token::Known(at, o, _) => o.role == Bitcode || lto(argv[at].bytes()),
+        Token::Word(_) | Token::Unknown(_) => false,
+    })
 }
 
 /// The bytes of an option's value.
@@ -809,5 +853,101 @@ mod tests {
         );
         assert!(!tokens.has(Pipe));
         assert!(Tokens::of(&argv("gcc -save-temps=obj")).has(Pipe));
+    }
+
+    /// Arguments appended to a command (the scan's `-o`, the rewriting's
+    /// `-target`) are read as if the whole command were read at once, also
+    /// after an option that was missing its value.
+    #[test]
+    fn appended_arguments_read_as_one_reading() {
+        for (line, appended) in [
+            ("gcc -c x.c", "-o x.o"),
+            ("clang -c x.c -o", "-target x86_64-pc-linux-gnu"),
+            ("clang -c x.c -I", "-target x86_64-pc-linux-gnu"),
+            ("clang -c x.c -Xassembler", "-o x.o"),
+            ("gcc", "-c x.c"),
+        ] {
+            let mut a = argv(line);
+            let mut tokens = Tokens::of(&a);
+            let end = a.len();
+            a.extend(argv(appended));
+            tokens.read(&a, end);
+            assert_eq!(tokens, Tokens::of(&a), "{line} + {appended}");
+        }
+    }
+
+    /// A target is given by a target option, never by the value of another.
+    #[test]
+    #[rustfmt::skip]
+    fn target_options_are_options_not_values() {
+        // command                                   a target given
+        let cases: &[(&str, bool)] = &[
+            ("clang -target arm-linux-gnueabihf -c x.c", true),
+            ("clang --target=arm-linux-gnueabihf -c x.c", true),
+            ("clang -target=arm -c x.c",                 true),
+            ("clang --target arm -c x.c",                true),
+            ("clang -c x.c -target",                     true),
+            ("clang -c x.c",                             false),
+            ("clang -D-target -c x.c",                   false),
+            ("clang -D -target -c x.c",                  false),
+            ("clang -I -target=x -c x.c",                false),
+            ("clang -c x.c -o --target=x.o",             false),
+            ("clang -MT --target -c x.c",                false),
+            ("clang -targetx -c x.c",                    false),
+            ("clang --targets -c x.c",                   false),
+            ("-target -c x.c",                           false),
+        ];
+        for (line, given) in cases {
+            assert_eq!(Tokens::of(&argv(line)).has(Target), *given, "{line}");
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn bitcode_requests_are_options_not_values() {
+        // command                                   asks for bitcode
+        let cases: &[(&str, bool)] = &[
+            ("clang -flto -c x.c",                       true),
+            ("clang -flto=thin -c x.c",                  true),
+            ("gcc -flto=auto -c x.c",                    true),
+            ("gcc -flto-partition=one -c x.c",           true),
+            ("clang -emit-llvm -c x.c",                  true),
+            ("clang -fno-lto -flto -c x.c",              true),
+            ("clang -c x.c",                             false),
+            ("clang -fno-lto -c x.c",                    false),
+            ("clang -flto=none -c x.c",                  false),
+            ("clang -emit-llvm=x -c x.c",                false),
+            ("clang -c x.c -o -flto.o",                  false),
+            ("clang -c x.c -MF -emit-llvm",              false),
+            ("clang -D-flto -c x.c",                     false),
+            ("clang -D -emit-llvm -c x.c",               false),
+            ("clang -include -flto -c x.c",              false),
+            ("clang -Xclang -emit-llvm -c x.c",          false),
+            ("-flto -c x.c",                             false),
+        ];
+        for (line, asks) in cases {
+            let a = argv(line);
+            assert_eq!(asks_for_bitcode(&a, &Tokens::of(&a)), *asks, "{line}");
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_first_source_is_a_word() {
+        // command                                   index of the first source
+        let cases: &[(&str, Option<usize>)] = &[
+            ("gcc -c x.c -o x.o",                        Some(2)),
+            ("gcc -c x.c y.cc",                          Some(2)),
+            ("gcc -include y.c -c x.c",                  Some(4)),
+            ("gcc -o x.c -c y.c",                        Some(4)),
+            ("gcc -MF a.c -MT b.c -c",                   None),
+            ("gcc -c -",                                 None),
+            ("gcc -Dx.c -c a.s",                         None),
+            ("x.c -c",                                   None),
+        ];
+        for (line, first) in cases {
+            let a = argv(line);
+            assert_eq!(Tokens::of(&a).first_source(&a), *first, "{line}");
+        }
     }
 }

@@ -5,9 +5,11 @@
 //!
 //! Deliberate differences from distcc 3.4: compiler-name rewriting skips
 //! masquerade entries (as [`crate::masquerade`] defines them) and empty PATH
-//! entries (3.4 stops there). Only `-target`, `-target=…`, `--target` and
-//! `--target=…` count as "target given" for clang, so a user's `--target=`
-//! is never overridden (3.4 only knows `-target`).
+//! entries (3.4 stops there). The option table's target options
+//! ([`Role::Target`]: `-target`, `-target=…`, `--target` and `--target=…`)
+//! count as "target given" for clang, so a user's `--target=` is never
+//! overridden (3.4 only knows `-target`); the value of another option
+//! (`-D -target`) is none.
 //!
 //! The GNU host triple is not the triple this binary was built for (a static
 //! musl build would say `x86_64-unknown-linux-musl`): it is derived from the
@@ -19,6 +21,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use crate::masquerade;
+use crate::options::{Role, Tokens};
 
 /// Turns off compiler-name rewriting (5.8).
 pub const NO_REWRITE_CROSS_VAR: &str = "DISTCC_NO_REWRITE_CROSS";
@@ -55,19 +58,27 @@ fn gcc_triple(host: &str) -> String {
     host.replacen("-pc-", "-", 1)
 }
 
-/// distcc 3.4's compiler-name rewriting (5.8), applied after the scan and for
-/// local runs too, unless [`NO_REWRITE_CROSS_VAR`] is set.
-pub fn rewrite_compiler(argv: &mut Vec<OsString>, path: &OsStr) {
+/// distcc 3.4's compiler-name rewriting (5.8) of `argv`, read into `tokens`,
+/// applied before the scan and so for local runs too, unless
+/// [`NO_REWRITE_CROSS_VAR`] is set. Arguments it appends are read into
+/// `tokens`.
+pub fn rewrite_compiler(argv: &mut Vec<OsString>, tokens: &mut Tokens, path: &OsStr) {
     if std::env::var_os(NO_REWRITE_CROSS_VAR).is_some() {
         return;
     }
     let me = masquerade::self_exe().unwrap_or_default();
-    rewrite_names(argv, path, &me, &gnu_host());
+    rewrite_names(argv, tokens, path, &me, &gnu_host());
 }
 
 /// [`rewrite_compiler`] with the executable to skip and the host triple
 /// given.
-fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: &str) {
+fn rewrite_names(
+    argv: &mut Vec<OsString>,
+    tokens: &mut Tokens,
+    path: &OsStr,
+    self_exe: &Path,
+    host: &str,
+) {
     let Some(first) = argv.first() else {
         return;
     };
@@ -101,16 +112,11 @@ fn rewrite_names(argv: &mut Vec<OsString>, path: &OsStr, self_exe: &Path, host: 
         || name.starts_with(b"clang-")
         || name.starts_with(b"clang++-");
     if is_clang {
-        let target_given = argv.iter().skip(1).any(|a| {
-            let a = a.as_bytes();
-            a == b"-target"
-                || a == b"--target"
-                || a.starts_with(b"-target=")
-                || a.starts_with(b"--target=")
-        });
-        if !target_given {
+        if !tokens.has(Role::Target) {
+            let end = argv.len();
             argv.push("-target".into());
             argv.push(host.into());
+            tokens.read(argv, end);
         }
         return;
     }
@@ -157,6 +163,14 @@ mod tests {
 
     fn argv(line: &str) -> Vec<OsString> {
         line.split_whitespace().map(OsString::from).collect()
+    }
+
+    /// [`rewrite_names`] on a command read into tokens, whose tokens after
+    /// it are those of the rewritten command.
+    fn rewrite(argv: &mut Vec<OsString>, path: &OsStr, me: &Path, host: &str) {
+        let mut tokens = Tokens::of(argv);
+        rewrite_names(argv, &mut tokens, path, me, host);
+        assert_eq!(tokens, Tokens::of(argv), "{argv:?}");
     }
 
     #[test]
@@ -242,8 +256,31 @@ mod tests {
         ];
         for (rule, path, line, want) in cases {
             let mut a = argv(line);
-            rewrite_names(&mut a, path, &me, host);
+            rewrite(&mut a, path, &me, host);
             assert_eq!(a, argv(want), "{rule}");
+        }
+    }
+
+    /// Only an option names a target: the value of another (`-D -target`,
+    /// `-o --target=x.o`) does not, and clang gets the host's.
+    #[test]
+    #[rustfmt::skip]
+    fn a_target_is_an_option_not_a_value() {
+        let me = Path::new("/nonexistent/distcc");
+        let host = "x86_64-pc-linux-gnu";
+        // command                                  rewritten
+        let cases: &[(&str, &str)] = &[
+            ("clang -D -target -c x.c",               "clang -D -target -c x.c -target x86_64-pc-linux-gnu"),
+            ("clang -c x.c -o --target=x.o",          "clang -c x.c -o --target=x.o -target x86_64-pc-linux-gnu"),
+            ("clang -D-target -c x.c",                "clang -D-target -c x.c -target x86_64-pc-linux-gnu"),
+            ("clang --target arm -c x.c",             "clang --target arm -c x.c"),
+            ("clang -c x.c -target",                  "clang -c x.c -target"),
+            ("clang -c x.c -o",                       "clang -c x.c -o -target x86_64-pc-linux-gnu"),
+        ];
+        for (line, want) in cases {
+            let mut a = argv(line);
+            rewrite(&mut a, OsStr::new(""), me, host);
+            assert_eq!(a, argv(want), "{line}");
         }
     }
 
@@ -260,11 +297,11 @@ mod tests {
         let me = self_exe().unwrap();
         for first in ["gcc", "cc"] {
             let mut a = argv(&format!("{first} -c x.c"));
-            rewrite_names(&mut a, OsStr::new("/usr/bin"), &me, &gnu_host());
+            rewrite(&mut a, OsStr::new("/usr/bin"), &me, &gnu_host());
             assert_eq!(a[0], OsString::from(&triple_gcc), "{first}");
         }
         let mut a = argv("c++ -c x.cc");
-        rewrite_names(&mut a, OsStr::new("/usr/bin"), &me, &gnu_host());
+        rewrite(&mut a, OsStr::new("/usr/bin"), &me, &gnu_host());
         assert_eq!(
             a[0],
             OsString::from(format!("{}-g++", gcc_triple(&gnu_host())))

@@ -818,160 +818,187 @@ mod tests {
         assert_eq!(names, ["g,lzo", "j", "l"]);
     }
 
+    /// Bad ports, and where in the list the entry stands.
+    const PORT_ERRORS: &[(&str, &str)] = &[
+        (
+            "b:40x0",
+            "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
+             junk \"x0\" after port at column 5",
+        ),
+        (
+            "a b:40x0",
+            "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
+             junk \"x0\" after port at column 5 (line 1, column 7 of the list)",
+        ),
+        (
+            "b:",
+            "$DISTCC_HOSTS: bad host \"b:\": invalid tcp port specification in \"\": missing \
+             port number after \":\" at column 3",
+        ),
+        (
+            "b:0",
+            "$DISTCC_HOSTS: bad host \"b:0\": invalid tcp port specification in \"0\": port 0 \
+             out of range 1..65535 at column 3",
+        ),
+        (
+            "b:65536",
+            "$DISTCC_HOSTS: bad host \"b:65536\": invalid tcp port specification in \"65536\": \
+             port 65536 out of range 1..65535 at column 3",
+        ),
+        (
+            "b:-1",
+            "$DISTCC_HOSTS: bad host \"b:-1\": invalid tcp port specification in \"-1\": \
+             missing port number after \":\" at column 3",
+        ),
+    ];
+
+    /// Bad limits (`/N`).
+    const LIMIT_ERRORS: &[(&str, &str)] = &[
+        (
+            "a\n  c/0",
+            "$DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\" in host specification: the \
+             limit must be a number above 0 at column 2 (line 2, column 4 of the list)",
+        ),
+        (
+            "c/x:4000",
+            "$DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\" in host specification: the \
+             limit must be a number above 0 at column 2",
+        ),
+        (
+            "localhost/",
+            "$DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\" in host specification: the \
+             limit must be a number above 0 at column 10",
+        ),
+        (
+            "b/2:4000/3",
+            "$DISTCC_HOSTS: bad host \"b/2:4000/3\": a second limit at column 9",
+        ),
+        (
+            "c/8x",
+            "$DISTCC_HOSTS: bad host \"c/8x\": junk \"x\" after limit at column 4",
+        ),
+        (
+            "localhost/2,lzo",
+            "$DISTCC_HOSTS: bad host \"localhost/2,lzo\": junk \",lzo\" after limit at \
+             column 12",
+        ),
+        (
+            "@e/3x:cmd",
+            "$DISTCC_HOSTS: bad host \"@e/3x:cmd\": junk \"x:cmd\" after limit at column 5",
+        ),
+    ];
+
+    /// Missing host names, IPv6 brackets and ssh users.
+    const NAME_ERRORS: &[(&str, &str)] = &[
+        (
+            ":4000",
+            "$DISTCC_HOSTS: bad host \":4000\": hostname is required in tcp host \
+             specification \":4000\" at column 1",
+        ),
+        (
+            "/4",
+            "$DISTCC_HOSTS: bad host \"/4\": hostname is required in tcp host specification \
+             \"/4\" at column 1",
+        ),
+        (
+            "[]:4000",
+            "$DISTCC_HOSTS: bad host \"[]:4000\": hostname is required in tcp host \
+             specification \"[]:4000\" at column 2",
+        ),
+        (
+            "me@",
+            "$DISTCC_HOSTS: bad host \"me@\": hostname is required in SSH host specification \
+             \"me@\" at column 4",
+        ),
+        (
+            "@/3",
+            "$DISTCC_HOSTS: bad host \"@/3\": hostname is required in SSH host specification \
+             \"@/3\" at column 2",
+        ),
+        (
+            "[::1:4000",
+            "$DISTCC_HOSTS: bad host \"[::1:4000\": IPv6 Hostname requires closing ']' at \
+             column 10",
+        ),
+        (
+            "[::1]x",
+            "$DISTCC_HOSTS: bad host \"[::1]x\": junk \"x\" after IPv6 address at column 6",
+        ),
+        (
+            "a@b@c",
+            "$DISTCC_HOSTS: bad host \"a@b@c\": a second \"@\" in an ssh host at column 4",
+        ),
+    ];
+
+    /// Bad host options (`,lzo`, `,cpp`).
+    const OPTION_ERRORS: &[(&str, &str)] = &[
+        (
+            "g,foo",
+            "$DISTCC_HOSTS: bad host \"g,foo\": unrecognized option in host specification: ,foo: \
+             unknown option \"foo\" after \",\" at column 3",
+        ),
+        (
+            "g,lzo,",
+            "$DISTCC_HOSTS: bad host \"g,lzo,\": unrecognized option in host specification: \
+             ,lzo,: unknown option \"\" after \",\" at column 7",
+        ),
+        (
+            "g,lzofoo,cpp",
+            "$DISTCC_HOSTS: bad host \"g,lzofoo,cpp\": junk \"foo\" after option \"lzo\" at \
+             column 6",
+        ),
+        (
+            "g,cpp",
+            "$DISTCC_HOSTS: bad host \"g,cpp\": pump mode (',cpp') requires compression \
+             (',lzo') at column 1",
+        ),
+    ];
+
+    /// Bad list options and entries, and lists without hosts.
+    const LIST_ERRORS: &[(&str, &str)] = &[
+        (
+            "--randomise a",
+            "$DISTCC_HOSTS: bad entry \"--randomise\": unknown option \"--randomise\" at \
+             column 1",
+        ),
+        (
+            "--localslots=0 a",
+            "$DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\" in host \
+             specification: the limit must be a number above 0 at column 13",
+        ),
+        (
+            "--localslots_cpp=3x a",
+            "$DISTCC_HOSTS: bad entry \"--localslots_cpp=3x\": junk \"x\" after number at \
+             column 19",
+        ),
+        (
+            "a +zeroconf",
+            "$DISTCC_HOSTS: bad entry \"+zeroconf\": zeroconf is not supported (distcc-rs \
+             has no Avahi browser): list the hosts instead at column 1 (line 1, column 3 \
+             of the list)",
+        ),
+        (
+            "",
+            "$DISTCC_HOSTS contained no hosts; can't distribute work",
+        ),
+        (
+            " # only a comment\n--randomize",
+            "$DISTCC_HOSTS contained no hosts; can't distribute work",
+        ),
+    ];
+
     #[test]
     fn errors_name_the_token_and_column() {
-        for (text, want) in [
-            (
-                "b:40x0",
-                "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
-                 junk \"x0\" after port at column 5",
-            ),
-            (
-                "a b:40x0",
-                "$DISTCC_HOSTS: bad host \"b:40x0\": invalid tcp port specification in \"40x0\": \
-                 junk \"x0\" after port at column 5 (line 1, column 7 of the list)",
-            ),
-            (
-                "a\n  c/0",
-                "$DISTCC_HOSTS: bad host \"c/0\": bad multiplier \"/0\" in host specification: the \
-                 limit must be a number above 0 at column 2 (line 2, column 4 of the list)",
-            ),
-            (
-                "c/x:4000",
-                "$DISTCC_HOSTS: bad host \"c/x:4000\": bad multiplier \"/x\" in host specification: the \
-                 limit must be a number above 0 at column 2",
-            ),
-            (
-                "localhost/",
-                "$DISTCC_HOSTS: bad host \"localhost/\": bad multiplier \"/\" in host specification: the \
-                 limit must be a number above 0 at column 10",
-            ),
-            (
-                ":4000",
-                "$DISTCC_HOSTS: bad host \":4000\": hostname is required in tcp host \
-                 specification \":4000\" at column 1",
-            ),
-            (
-                "/4",
-                "$DISTCC_HOSTS: bad host \"/4\": hostname is required in tcp host specification \
-                 \"/4\" at column 1",
-            ),
-            (
-                "[]:4000",
-                "$DISTCC_HOSTS: bad host \"[]:4000\": hostname is required in tcp host \
-                 specification \"[]:4000\" at column 2",
-            ),
-            (
-                "me@",
-                "$DISTCC_HOSTS: bad host \"me@\": hostname is required in SSH host specification \
-                 \"me@\" at column 4",
-            ),
-            (
-                "@/3",
-                "$DISTCC_HOSTS: bad host \"@/3\": hostname is required in SSH host specification \
-                 \"@/3\" at column 2",
-            ),
-            (
-                "[::1:4000",
-                "$DISTCC_HOSTS: bad host \"[::1:4000\": IPv6 Hostname requires closing ']' at \
-                 column 10",
-            ),
-            (
-                "[::1]x",
-                "$DISTCC_HOSTS: bad host \"[::1]x\": junk \"x\" after IPv6 address at column 6",
-            ),
-            (
-                "b:",
-                "$DISTCC_HOSTS: bad host \"b:\": invalid tcp port specification in \"\": missing \
-                 port number after \":\" at column 3",
-            ),
-            (
-                "b:0",
-                "$DISTCC_HOSTS: bad host \"b:0\": invalid tcp port specification in \"0\": port 0 \
-                 out of range 1..65535 at column 3",
-            ),
-            (
-                "b:65536",
-                "$DISTCC_HOSTS: bad host \"b:65536\": invalid tcp port specification in \"65536\": \
-                 port 65536 out of range 1..65535 at column 3",
-            ),
-            (
-                "b:-1",
-                "$DISTCC_HOSTS: bad host \"b:-1\": invalid tcp port specification in \"-1\": \
-                 missing port number after \":\" at column 3",
-            ),
-            (
-                "b/2:4000/3",
-                "$DISTCC_HOSTS: bad host \"b/2:4000/3\": a second limit at column 9",
-            ),
-            (
-                "c/8x",
-                "$DISTCC_HOSTS: bad host \"c/8x\": junk \"x\" after limit at column 4",
-            ),
-            (
-                "localhost/2,lzo",
-                "$DISTCC_HOSTS: bad host \"localhost/2,lzo\": junk \",lzo\" after limit at \
-                 column 12",
-            ),
-            (
-                "@e/3x:cmd",
-                "$DISTCC_HOSTS: bad host \"@e/3x:cmd\": junk \"x:cmd\" after limit at column 5",
-            ),
-            (
-                "a@b@c",
-                "$DISTCC_HOSTS: bad host \"a@b@c\": a second \"@\" in an ssh host at column 4",
-            ),
-            (
-                "g,foo",
-                "$DISTCC_HOSTS: bad host \"g,foo\": unrecognized option in host specification: ,foo: \
-                 unknown option \"foo\" after \",\" at column 3",
-            ),
-            (
-                "g,lzo,",
-                "$DISTCC_HOSTS: bad host \"g,lzo,\": unrecognized option in host specification: \
-                 ,lzo,: unknown option \"\" after \",\" at column 7",
-            ),
-            (
-                "g,lzofoo,cpp",
-                "$DISTCC_HOSTS: bad host \"g,lzofoo,cpp\": junk \"foo\" after option \"lzo\" at \
-                 column 6",
-            ),
-            (
-                "g,cpp",
-                "$DISTCC_HOSTS: bad host \"g,cpp\": pump mode (',cpp') requires compression \
-                 (',lzo') at column 1",
-            ),
-            (
-                "--randomise a",
-                "$DISTCC_HOSTS: bad entry \"--randomise\": unknown option \"--randomise\" at \
-                 column 1",
-            ),
-            (
-                "--localslots=0 a",
-                "$DISTCC_HOSTS: bad entry \"--localslots=0\": bad multiplier \"=0\" in host \
-                 specification: the limit must be a number above 0 at column 13",
-            ),
-            (
-                "--localslots_cpp=3x a",
-                "$DISTCC_HOSTS: bad entry \"--localslots_cpp=3x\": junk \"x\" after number at \
-                 column 19",
-            ),
-            (
-                "a +zeroconf",
-                "$DISTCC_HOSTS: bad entry \"+zeroconf\": zeroconf is not supported (distcc-rs \
-                 has no Avahi browser): list the hosts instead at column 1 (line 1, column 3 \
-                 of the list)",
-            ),
-            (
-                "",
-                "$DISTCC_HOSTS contained no hosts; can't distribute work",
-            ),
-            (
-                " # only a comment\n--randomize",
-                "$DISTCC_HOSTS contained no hosts; can't distribute work",
-            ),
+        for cases in [
+            PORT_ERRORS,
+            LIMIT_ERRORS,
+            NAME_ERRORS,
+            OPTION_ERRORS,
+            LIST_ERRORS,
         ] {
-            assert_eq!(error(text), want, "{text:?}");
+            for (text, want) in cases {
+                assert_eq!(error(text), *want, "{text:?}");
+            }
         }
     }
 

@@ -42,6 +42,7 @@ use std::time::Duration;
 use crate::env;
 use crate::exitcode::ExitCode;
 use crate::masquerade::{self, Safeguard};
+use crate::options::Tokens;
 use crate::state::{self, Phase};
 use hosts::{Host, HostList, Kind};
 use local::Launcher;
@@ -159,12 +160,13 @@ pub fn compile(invocation: Invocation) -> i32 {
         expected_format: None,
     };
     let mut argv = argv;
-    compiler::rewrite_compiler(&mut argv, &path);
-    match scan::scan(&argv) {
+    let mut tokens = Tokens::of(&argv);
+    compiler::rewrite_compiler(&mut argv, &mut tokens, &path);
+    match scan::scan(&argv, &tokens) {
         Decision::Local(local) => {
             log::debug!("running locally: {}", local.reason);
             let mut client = client;
-            client.run_locally(&argv, local.cpp_slot, None)
+            client.run_locally(&argv, &tokens, local.cpp_slot, None)
         }
         Decision::Remote(job) => client.build_somewhere(&job),
     }
@@ -285,9 +287,16 @@ impl Client {
         }
     }
 
-    /// Runs `argv` here, holding a local slot (`--localslots`, or
-    /// `--localslots_cpp` for `-E`) unless `held` is one already.
-    fn run_locally(&mut self, argv: &[OsString], cpp_slot: bool, held: Option<lock::Lock>) -> i32 {
+    /// Runs `argv` (read into `tokens`) here, holding a local slot
+    /// (`--localslots`, or `--localslots_cpp` for `-E`) unless `held` is one
+    /// already.
+    fn run_locally(
+        &mut self,
+        argv: &[OsString],
+        tokens: &Tokens,
+        cpp_slot: bool,
+        held: Option<lock::Lock>,
+    ) -> i32 {
         let (slots, cpp_slots) = self.local_limits();
         let limit = if cpp_slot { cpp_slots } else { slots };
         let lock = match (held, &self.lock_dir) {
@@ -301,7 +310,7 @@ impl Client {
             },
             (None, Err(_)) => None,
         };
-        let file = source_name(argv);
+        let file = source_name(argv, tokens);
         self.note_state(
             Phase::Compile,
             file.as_deref().map(str::as_bytes),
@@ -370,7 +379,7 @@ impl Client {
             );
             if let Kind::Local = host.kind {
                 let lock::Slot { lock, .. } = slot;
-                return self.run_locally(&job.argv, false, Some(lock));
+                return self.run_locally(&job.argv, &job.tokens, false, Some(lock));
             }
             let attempt = self.try_host(job, host, slot.slot, &mut cpp);
             drop(slot.lock);
@@ -500,7 +509,7 @@ impl Client {
         if let Some(dir) = job.output.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        self.run_locally(&job.argv, false, None)
+        self.run_locally(&job.argv, &job.tokens, false, None)
     }
 
     /// Starts the preprocessor for `job` (once), into a temporary file.
@@ -743,7 +752,7 @@ impl Client {
                 learned
             }
         }?;
-        match objformat::judge(&head, &expected, &job.argv) {
+        match objformat::judge(&head, &expected, &job.argv, &job.tokens) {
             objformat::Verdict::Fine => None,
             objformat::Verdict::Unchecked(why) => {
                 log::debug!(
@@ -778,13 +787,12 @@ fn clear_backoff(dir: &Path, host: &Host, period: Duration) {
     }
 }
 
-/// The basename of the first source file in `argv`, for the monitor.
-fn source_name(argv: &[OsString]) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    argv.iter()
-        .skip(1)
-        .find(|arg| !arg.as_bytes().starts_with(b"-") && crate::filename::is_source(arg.as_bytes()))
-        .map(|arg| local::display_name(arg))
+/// The basename of the first source file in `argv` (read into `tokens`),
+/// for the monitor.
+fn source_name(argv: &[OsString], tokens: &Tokens) -> Option<String> {
+    tokens
+        .first_source(argv)
+        .map(|i| local::display_name(&argv[i]))
 }
 
 /// Pump mode (`,cpp`) is not built yet: such hosts get plain preprocessed

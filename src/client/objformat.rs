@@ -19,10 +19,10 @@
 //! - LLVM bitcode (raw `BC\xC0\xDE` or the `0x0B17C0DE` wrapper) carries its
 //!   target triple deep in the bitstream, which this module does not read.
 //!   Bitcode is therefore accepted unchecked when the command asks for it
-//!   (`-flto…`, `-emit-llvm`), and is a mismatch when it does not and the
-//!   local compiler makes something else. `-flto` is not part of the
-//!   cache key: gcc's LTO objects are ELF of the same machine, and clang's
-//!   are bitcode, which is never compared.
+//!   (`-flto…`, `-emit-llvm`: [`options::asks_for_bitcode`]), and is a
+//!   mismatch when it does not and the local compiler makes something else.
+//!   `-flto` is not part of the cache key: gcc's LTO objects are ELF of the
+//!   same machine, and clang's are bitcode, which is never compared.
 //! - A file in no format known here (a precompiled header, an empty file
 //!   from `-fsyntax-only`) is accepted, as before the check existed: the
 //!   check catches wrong machines, not every strange output.
@@ -57,6 +57,7 @@ use std::time::Instant;
 
 use super::local::Launcher;
 use super::output::TempFile;
+use crate::options::{self, Tokens};
 
 /// The variable that turns the check off with `0`.
 pub const CHECK_VAR: &str = "DISTCC_RS_OBJECT_CHECK";
@@ -153,95 +154,120 @@ const MAGICS: &[&[u8]] = &[
 
 /// Reads the format from the first bytes of a file.
 pub fn parse(b: &[u8]) -> Result<Format, HeaderError> {
-    use HeaderError::*;
     if b.len() < 4 {
-        return if !b.is_empty() && MAGICS.iter().any(|m| m.starts_with(b)) {
-            Err(Truncated)
-        } else {
-            Err(Unrecognised)
-        };
+        return Err(short_header(b));
     }
     let magic = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     match magic {
-        0x7f45_4c46 => {
-            let bits = match *b.get(4).ok_or(Truncated)? {
-                1 => 32,
-                2 => 64,
-                _ => return Err(Unrecognised),
-            };
-            let big_endian = match *b.get(5).ok_or(Truncated)? {
-                1 => false,
-                2 => true,
-                _ => return Err(Unrecognised),
-            };
-            Ok(Format::Elf {
-                bits,
-                big_endian,
-                kind: u16_at(b, 16, big_endian).ok_or(Truncated)?,
-                machine: u16_at(b, 18, big_endian).ok_or(Truncated)?,
-            })
-        }
+        0x7f45_4c46 => parse_elf(b),
         0x4243_c0de | 0xdec0_170b => Ok(Format::Bitcode),
-        0xfeed_face | 0xfeed_facf | 0xcefa_edfe | 0xcffa_edfe => {
-            let big_endian = matches!(magic, 0xfeed_face | 0xfeed_facf);
-            let bits = if matches!(magic, 0xfeed_facf | 0xcffa_edfe) {
-                64
-            } else {
-                32
-            };
-            Ok(Format::MachO {
-                bits,
-                big_endian,
-                cpu: u32_at(b, 4, big_endian).ok_or(Truncated)?,
-                kind: u32_at(b, 12, big_endian).ok_or(Truncated)?,
-            })
-        }
-        0xcafe_babe | 0xcafe_babf => {
-            // Java class files share 0xcafebabe; their next word (the
-            // version, 45 or more) is never a plausible count of CPUs.
-            let count = u32_at(b, 4, true).ok_or(Truncated)? as usize;
-            if count == 0 || count > 20 {
-                return Err(Unrecognised);
-            }
-            let size = if magic == 0xcafe_babe { 20 } else { 32 };
-            let mut cpus = (0..count)
-                .map(|i| u32_at(b, 8 + i * size, true).ok_or(Truncated))
-                .collect::<Result<Vec<u32>, HeaderError>>()?;
-            cpus.sort_unstable();
-            Ok(Format::Universal { cpus })
-        }
-        _ if b.starts_with(b"MZ") => {
-            let pe = u32_at(b, 0x3c, false).ok_or(Truncated)? as usize;
-            match b.get(pe..pe.saturating_add(6)) {
-                None => Err(Truncated),
-                Some(h) if h.starts_with(b"PE\0\0") => Ok(Format::Pe {
-                    machine: u16::from_le_bytes([h[4], h[5]]),
-                }),
-                Some(_) => Err(Unrecognised),
-            }
-        }
-        // bigobj: an "anonymous object" header, sig1 0, sig2 0xffff, version 2+.
-        0x0000_ffff => {
-            let version = u16_at(b, 4, false).ok_or(Truncated)?;
-            let machine = u16_at(b, 6, false).ok_or(Truncated)?;
-            if version >= 2 && coff_machine_name(machine).is_some() {
-                Ok(Format::Coff { machine })
-            } else {
-                Err(Unrecognised)
-            }
-        }
-        _ => {
-            let machine = u16::from_le_bytes([b[0], b[1]]);
-            if coff_machine_name(machine).is_none() {
-                return Err(Unrecognised);
-            }
-            // An object has no optional header.
-            match u16_at(b, 16, false) {
-                Some(0) => Ok(Format::Coff { machine }),
-                Some(_) => Err(Unrecognised),
-                None => Err(Truncated),
-            }
-        }
+        0xfeed_face | 0xfeed_facf | 0xcefa_edfe | 0xcffa_edfe => parse_macho(b, magic),
+        0xcafe_babe | 0xcafe_babf => parse_universal(b, magic),
+        _ if b.starts_with(b"MZ") => parse_pe(b),
+        0x0000_ffff => parse_bigobj(b),
+        _ => parse_coff(b),
+    }
+}
+
+/// Fewer than 4 bytes: the start of a known magic number is a header cut
+/// short, anything else no format.
+fn short_header(b: &[u8]) -> HeaderError {
+    if !b.is_empty() && MAGICS.iter().any(|m| m.starts_with(b)) {
+        HeaderError::Truncated
+    } else {
+        HeaderError::Unrecognised
+    }
+}
+
+/// ELF: the class and byte order from `e_ident`, then `e_type` and
+/// `e_machine`.
+fn parse_elf(b: &[u8]) -> Result<Format, HeaderError> {
+    use HeaderError::*;
+    let bits = match *b.get(4).ok_or(Truncated)? {
+        1 => 32,
+        2 => 64,
+        _ => return Err(Unrecognised),
+    };
+    let big_endian = match *b.get(5).ok_or(Truncated)? {
+        1 => false,
+        2 => true,
+        _ => return Err(Unrecognised),
+    };
+    Ok(Format::Elf {
+        bits,
+        big_endian,
+        kind: u16_at(b, 16, big_endian).ok_or(Truncated)?,
+        machine: u16_at(b, 18, big_endian).ok_or(Truncated)?,
+    })
+}
+
+/// Mach-O: the magic number tells the word size and byte order.
+fn parse_macho(b: &[u8], magic: u32) -> Result<Format, HeaderError> {
+    let big_endian = matches!(magic, 0xfeed_face | 0xfeed_facf);
+    let bits = if matches!(magic, 0xfeed_facf | 0xcffa_edfe) {
+        64
+    } else {
+        32
+    };
+    Ok(Format::MachO {
+        bits,
+        big_endian,
+        cpu: u32_at(b, 4, big_endian).ok_or(HeaderError::Truncated)?,
+        kind: u32_at(b, 12, big_endian).ok_or(HeaderError::Truncated)?,
+    })
+}
+
+/// A Mach-O universal file: the CPU type of each of its `fat_arch` (or
+/// `fat_arch_64`) entries.
+fn parse_universal(b: &[u8], magic: u32) -> Result<Format, HeaderError> {
+    use HeaderError::*;
+    // Java class files share 0xcafebabe; their next word (the version, 45
+    // or more) is never a plausible count of CPUs.
+    let count = u32_at(b, 4, true).ok_or(Truncated)? as usize;
+    if count == 0 || count > 20 {
+        return Err(Unrecognised);
+    }
+    let size = if magic == 0xcafe_babe { 20 } else { 32 };
+    let mut cpus = (0..count)
+        .map(|i| u32_at(b, 8 + i * size, true).ok_or(Truncated))
+        .collect::<Result<Vec<u32>, HeaderError>>()?;
+    cpus.sort_unstable();
+    Ok(Format::Universal { cpus })
+}
+
+/// A PE image: the DOS header points to the PE header and its machine.
+fn parse_pe(b: &[u8]) -> Result<Format, HeaderError> {
+    let pe = u32_at(b, 0x3c, false).ok_or(HeaderError::Truncated)? as usize;
+    match b.get(pe..pe.saturating_add(6)) {
+        None => Err(HeaderError::Truncated),
+        Some(h) if h.starts_with(b"PE\0\0") => Ok(Format::Pe {
+            machine: u16::from_le_bytes([h[4], h[5]]),
+        }),
+        Some(_) => Err(HeaderError::Unrecognised),
+    }
+}
+
+/// bigobj: an "anonymous object" header, sig1 0, sig2 0xffff, version 2+.
+fn parse_bigobj(b: &[u8]) -> Result<Format, HeaderError> {
+    let version = u16_at(b, 4, false).ok_or(HeaderError::Truncated)?;
+    let machine = u16_at(b, 6, false).ok_or(HeaderError::Truncated)?;
+    if version >= 2 && coff_machine_name(machine).is_some() {
+        Ok(Format::Coff { machine })
+    } else {
+        Err(HeaderError::Unrecognised)
+    }
+}
+
+/// A COFF object: a known machine first, and no optional header.
+fn parse_coff(b: &[u8]) -> Result<Format, HeaderError> {
+    let machine = u16::from_le_bytes([b[0], b[1]]);
+    if coff_machine_name(machine).is_none() {
+        return Err(HeaderError::Unrecognised);
+    }
+    match u16_at(b, 16, false) {
+        Some(0) => Ok(Format::Coff { machine }),
+        Some(_) => Err(HeaderError::Unrecognised),
+        None => Err(HeaderError::Truncated),
     }
 }
 
@@ -433,15 +459,6 @@ pub fn enabled() -> bool {
     crate::env::bool_var(CHECK_VAR, true)
 }
 
-/// True if the command asks for LLVM bitcode (`-flto…`, `-emit-llvm`),
-/// whose target this module cannot read.
-pub fn asks_for_bitcode(argv: &[OsString]) -> bool {
-    argv.iter().skip(1).any(|a| {
-        let a = a.as_bytes();
-        a == b"-emit-llvm" || a.starts_with(b"-flto") && a != b"-flto=none"
-    })
-}
-
 /// The verdict on a received object.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -453,8 +470,9 @@ pub enum Verdict {
     Wrong { got: Format },
 }
 
-/// Compares the first bytes of a received object with the expected format.
-pub fn judge(head: &[u8], expected: &Format, argv: &[OsString]) -> Verdict {
+/// Compares the first bytes of a received object with the expected format,
+/// for the command `argv` (read into `tokens`).
+pub fn judge(head: &[u8], expected: &Format, argv: &[OsString], tokens: &Tokens) -> Verdict {
     if head.is_empty() {
         return Verdict::Unchecked("the object is empty");
     }
@@ -464,7 +482,7 @@ pub fn judge(head: &[u8], expected: &Format, argv: &[OsString]) -> Verdict {
     };
     if &got == expected {
         Verdict::Fine
-    } else if got == Format::Bitcode && asks_for_bitcode(argv) {
+    } else if got == Format::Bitcode && options::asks_for_bitcode(argv, tokens) {
         Verdict::Unchecked("LLVM bitcode for -flto or -emit-llvm")
     } else {
         Verdict::Wrong { got }
@@ -813,6 +831,9 @@ mod tests {
             .map(OsString::from)
             .collect();
         let ppc = parse(&POWERPC).unwrap();
+        let judge = |head: &[u8], expected: &Format, argv: &[OsString]| {
+            super::judge(head, expected, argv, &Tokens::of(argv))
+        };
         assert_eq!(judge(&POWERPC, &ppc, &argv), Verdict::Fine);
         assert_eq!(
             judge(&X86_64, &ppc, &argv),
@@ -834,6 +855,15 @@ mod tests {
         assert!(matches!(judge(&BITCODE, &ppc, &lto), Verdict::Unchecked(_)));
         // But an ELF object for -flto is still compared.
         assert!(matches!(judge(&X86_64, &ppc, &lto), Verdict::Wrong { .. }));
+        // An output named like an option does not ask for bitcode.
+        let mut named = argv.clone();
+        named.extend(["-o".into(), "-flto.o".into()]);
+        assert_eq!(
+            judge(&BITCODE, &ppc, &named),
+            Verdict::Wrong {
+                got: Format::Bitcode
+            }
+        );
     }
 
     #[test]
@@ -941,7 +971,7 @@ mod tests {
     fn bitcode_requests() {
         let has = |args: &[&str]| {
             let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
-            asks_for_bitcode(&argv)
+            options::asks_for_bitcode(&argv, &Tokens::of(&argv))
         };
         assert!(has(&["clang", "-flto=thin", "-c", "x.c"]));
         assert!(has(&["clang", "-flto", "-c", "x.c"]));

@@ -136,16 +136,15 @@ fn preprocessor_option_is_local(part: &[u8]) -> bool {
 
 /// Decides whether `argv` (compiler first; after [`expand_response_files`] and
 /// [`expand_preprocessor_options`]) is a job for a server, following
-/// sections 5.2 and 5.3 with the differences listed in the module doc: read
-/// the command once, look for a reason to run it here, read the job's shape
-/// as a daemon does, then name its output.
-pub fn scan(argv: &[OsString]) -> Decision {
-    let tokens = Tokens::of(argv);
-    if let Some(here) = first_local(argv, &tokens) {
+/// sections 5.2 and 5.3 with the differences listed in the module doc: look
+/// in the command (read into `tokens` once, by the caller) for a reason to
+/// run it here, read the job's shape as a daemon does, then name its output.
+pub fn scan(argv: &[OsString], tokens: &Tokens) -> Decision {
+    if let Some(here) = first_local(argv, tokens) {
         return Decision::Local(here);
     }
-    match options::compile_shape(argv, &tokens) {
-        Ok(shape) => job(argv.to_vec(), tokens, shape),
+    match options::compile_shape(argv, tokens) {
+        Ok(shape) => job(argv.to_vec(), tokens.clone(), shape),
         Err(why) => local(why),
     }
 }
@@ -264,15 +263,16 @@ fn strip(argv: &[OsString], tokens: &Tokens) -> Vec<OsString> {
 
 /// The options of `argv` (read into `tokens`) that change the format of the
 /// objects it makes (word size, byte order, ABI, target: the table's
-/// [`Role::Format`] rows), with their values, in order: the object check's
-/// cache key and probe ([`super::objformat`]). `-march` and `-mcpu` are not
-/// among them (one machine, one `e_machine`), nor is `-flto` (see
-/// `objformat`). Values of other options are never taken for options.
+/// [`Role::Format`] and [`Role::Target`] rows), with their values, in order:
+/// the object check's cache key and probe ([`super::objformat`]). `-march`
+/// and `-mcpu` are not among them (one machine, one `e_machine`), nor is
+/// `-flto` (see `objformat`). Values of other options are never taken for
+/// options.
 pub fn format_options(argv: &[OsString], tokens: &Tokens) -> Vec<OsString> {
     let mut out = Vec::new();
     for token in tokens.iter() {
         if let Token::Known(at, o, v) = token {
-            if o.role == Role::Format {
+            if matches!(o.role, Role::Format | Role::Target) {
                 push_option(&mut out, argv, at, v);
             }
         }
@@ -486,8 +486,13 @@ mod tests {
             .join(" ")
     }
 
+    fn scan_line(line: &str) -> Decision {
+        let a = argv(line);
+        scan(&a, &Tokens::of(&a))
+    }
+
     fn job(line: &str) -> Job {
-        match scan(&argv(line)) {
+        match scan_line(line) {
             Decision::Remote(job) => job,
             Decision::Local(l) => panic!("{line}: local ({})", l.reason),
         }
@@ -495,7 +500,7 @@ mod tests {
 
     /// `Some("input output")` for a remote job, `None` for a local run.
     fn outcome(line: &str) -> Option<String> {
-        match scan(&argv(line)) {
+        match scan_line(line) {
             Decision::Remote(j) => Some(format!("{} {}", j.input.display(), j.output.display())),
             Decision::Local(_) => None,
         }
@@ -698,11 +703,11 @@ mod tests {
 
     #[test]
     fn minus_e_takes_a_preprocessing_slot() {
-        let Decision::Local(l) = scan(&argv("gcc -E x.c")) else {
+        let Decision::Local(l) = scan_line("gcc -E x.c") else {
             panic!("-E is local")
         };
         assert!(l.cpp_slot);
-        let Decision::Local(l) = scan(&argv("gcc x.c -o x")) else {
+        let Decision::Local(l) = scan_line("gcc x.c -o x") else {
             panic!("link is local")
         };
         assert!(!l.cpp_slot);
@@ -765,7 +770,7 @@ mod tests {
         for (rule, line, expected) in REFUSED_BY_THE_DAEMON {
             assert_eq!(outcome(line).as_deref(), *expected, "{rule}: {line}");
         }
-        let reason = |line: &str| match scan(&argv(line)) {
+        let reason = |line: &str| match scan_line(line) {
             Decision::Local(l) => l.reason,
             Decision::Remote(_) => panic!("{line} was distributed"),
         };
