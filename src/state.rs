@@ -1,4 +1,4 @@
-//! Monitor state files ($DISTCC_DIR/state/binstate_<pid>) in distcc 3.4's binary layout: the client writes them, the monitor reads them.
+//! Monitor state files ($DISTCC_DIR/state/binstate_PID) in distcc 3.4's binary layout: the client writes them, the monitor reads them.
 //!
 //! The file is `struct dcc_task_state` (`src/state.h`) in the machine's own
 //! byte order and C layout, so `distccmon-text` built for the same word

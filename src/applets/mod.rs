@@ -1,13 +1,13 @@
-//! The applet table and the multicall dispatcher: argv[0] (or argv[1]) picks the applet.
+//! The applet table and the multicall dispatcher: `argv[0]` (or `argv[1]`) picks the applet.
 //!
 //! One table drives dispatch, `--list` and `--install`, as in busybox. The
-//! basename of argv[0], with any leading `-` removed, is matched against the
+//! basename of `argv[0]`, with any leading `-` removed, is matched against the
 //! applet names and link names; the longest match wins, where a match is the
 //! whole name or a suffix that follows a `-` (so `x86_64-linux-gnu-distccd`
 //! reaches `distccd`). Called by its own name, the binary takes the applet
-//! from argv[1]; an argv[1] that names no applet (a compiler, or an option
+//! from `argv[1]`; an `argv[1]` that names no applet (a compiler, or an option
 //! such as `-c`) goes to the client, as `distcc gcc -c x.c` does. Any other
-//! argv[0] is a masquerade shim: the client, compiling with the compiler of
+//! `argv[0]` is a masquerade shim: the client, compiling with the compiler of
 //! that name.
 
 use std::ffi::{OsStr, OsString};

@@ -87,7 +87,7 @@ impl Host {
 /// A parsed host list with its `--` options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostList {
-    /// The hosts in the order written (or shuffled, see [`randomize`]).
+    /// The hosts in the order written (or shuffled, see `randomize`).
     pub hosts: Vec<Host>,
     /// `--randomize` was given.
     pub randomize: bool,
@@ -158,7 +158,7 @@ impl std::error::Error for HostError {}
 type TokenError = (usize, String);
 
 /// Parses a host list read from `DISTCC_HOSTS`. The hosts stay in the order
-/// written, even with `--randomize` (see [`randomize`]).
+/// written, even with `--randomize` (see `randomize`).
 pub fn parse(text: &str) -> Result<HostList, HostError> {
     parse_from(text, "$DISTCC_HOSTS")
 }

@@ -199,7 +199,7 @@ fn put_entry(out: &mut Vec<u8>, entry: &Entry) {
 }
 
 /// The lines of one poll as distccmon-text prints them: a line per job,
-/// then (with `summary`) the [`put_summary`] table, then one empty line.
+/// then (with `summary`) the `put_summary` table, then one empty line.
 pub fn render(entries: &[Entry], summary: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(80 * (entries.len() + 1));
     for entry in entries {
