@@ -67,6 +67,19 @@ fn assert_both_say(theirs: &str, ours: &str, level: &str, words: &str) {
     }
 }
 
+/// Asserts that both clients printed `words` on a line at `level`
+/// ("Warning" or "ERROR"), perhaps after words of their own.
+fn assert_both_say_at(theirs: &str, ours: &str, level: &str, words: &str) {
+    for (who, stderr) in [("distcc 3.4", theirs), ("distcc-rs", ours)] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!(" {level}: ")) && l.contains(words)),
+            "{who} did not say \"{words}\" at {level} level:\n{stderr}"
+        );
+    }
+}
+
 /// Asserts that both clients printed `words` somewhere.
 fn assert_both_contain(theirs: &str, ours: &str, words: &str) {
     for (who, stderr) in [("distcc 3.4", theirs), ("distcc-rs", ours)] {
@@ -225,6 +238,7 @@ fn bad_host_entries_are_reported_in_3_4_words() {
         let name = format!("msg-bad-host-{}", entry.replace([':', '/', ','], "_"));
         let (_dir, theirs, ours) = both(&name, Some(entry), &[], |_| {});
         assert_both_contain(&theirs, &ours, words);
+        assert_both_say_at(&theirs, &ours, "ERROR", words);
     }
 }
 

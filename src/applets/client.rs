@@ -128,7 +128,7 @@ fn self_exe() -> PathBuf {
 fn show_hosts(sum: bool) -> Outcome {
     match hosts::load() {
         Ok((list, _)) => stdout::print(listing(&list, sum))?,
-        Err(err) => log::warn!("{err}"),
+        Err(err) => log::log!(err.level(), "{err}"),
     }
     Ok(Status::OK)
 }

@@ -320,7 +320,7 @@ impl Client {
         let list = match &self.hosts {
             Ok(list) => list.clone(),
             Err(err) => {
-                log::warn!("{err}");
+                log::log!(err.level(), "{err}");
                 return Err(None);
             }
         };
