@@ -54,15 +54,18 @@ fn both(
     (dir, text(&theirs.stderr), text(&ours.stderr))
 }
 
-/// Asserts that both clients printed `words` at `level` ("Warning" or
-/// "ERROR", as 3.4 writes them) on one line.
+/// Asserts that both clients printed `words` at `level` ("Warning",
+/// "ERROR" or "CRITICAL!", as 3.4 writes them) on one line.
 fn assert_both_say(theirs: &str, ours: &str, level: &str, words: &str) {
+    let said = if level.ends_with('!') {
+        format!("{level} {words}")
+    } else {
+        format!("{level}: {words}")
+    };
     for (who, stderr) in [("distcc 3.4", theirs), ("distcc-rs", ours)] {
         assert!(
-            stderr
-                .lines()
-                .any(|l| l.contains(&format!("{level}: {words}"))),
-            "{who} did not say \"{level}: {words}\":\n{stderr}"
+            stderr.lines().any(|l| l.contains(&said)),
+            "{who} did not say \"{said}\":\n{stderr}"
         );
     }
 }
@@ -420,4 +423,55 @@ fn a_bad_io_timeout_is_reported_in_3_4_words() {
             &format!("Bad DISTCC_IO_TIMEOUT value: {value}"),
         );
     }
+}
+
+#[test]
+fn a_set_safeguard_is_a_critical_recursion() {
+    let dir = TestDir::new("msg-recursion");
+    let mut stderr = Vec::new();
+    for program in [need("distcc", "distcc"), bin().into()] {
+        let cwd = dir.join(&format!("{}", program.display()).replace('/', "_"));
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::write(cwd.join("x.c"), "int x = 1;\n").unwrap();
+        let out = client_command(&program, &cwd, "", &[("_DISTCC_SAFEGUARD", "1")])
+            .args(["gcc", "-c", "x.c"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(111), "{program:?}: {out:?}");
+        stderr.push(text(&out.stderr));
+    }
+    assert_both_say(
+        &stderr[0],
+        &stderr[1],
+        "CRITICAL!",
+        "distcc seems to have invoked itself recursively!",
+    );
+}
+
+#[test]
+fn a_masquerade_link_with_no_real_compiler_is_a_recursion() {
+    let dir = TestDir::new("msg-masquerade-alone");
+    let mut stderr = Vec::new();
+    for (case, program) in [("real", need("distcc", "distcc")), ("ours", bin().into())] {
+        // The link is the only gcc on PATH.
+        let links = dir.join(&format!("{case}-links"));
+        std::fs::create_dir_all(&links).unwrap();
+        std::os::unix::fs::symlink(&program, links.join("gcc")).unwrap();
+        let cwd = dir.join(case);
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::write(cwd.join("x.c"), "int x = 1;\n").unwrap();
+        let out = client_command(&links.join("gcc"), &cwd, "", &[])
+            .env("PATH", &links)
+            .args(["-c", "x.c"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{case}: {out:?}");
+        stderr.push(text(&out.stderr));
+    }
+    // 3.4 runs itself again and says so from there; ours knows beforehand.
+    assert_both_contain(
+        &stderr[0],
+        &stderr[1],
+        "distcc seems to have invoked itself recursively!",
+    );
 }

@@ -124,7 +124,10 @@ pub fn compile(invocation: Invocation) -> i32 {
     };
     match masquerade::safeguard(level, invocation.tweaked) {
         Safeguard::Recursion => {
-            log::error!("distcc seems to have invoked itself recursively!");
+            log::error!(
+                target: crate::logging::CRITICAL,
+                "distcc seems to have invoked itself recursively!"
+            );
             return ExitCode::Recursion.into();
         }
         Safeguard::RunLocally => return launcher.run(&invocation.argv),
