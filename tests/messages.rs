@@ -426,6 +426,21 @@ fn a_bad_io_timeout_is_reported_in_3_4_words() {
 }
 
 #[test]
+fn an_ssh_that_cannot_be_run_is_a_failure_to_exec_it() {
+    let missing = std::env::temp_dir().join(format!(
+        "distcc-rs-test-no-such-dir-{}/ssh",
+        std::process::id()
+    ));
+    let ssh = missing.to_str().unwrap();
+    let (_dir, theirs, ours) = both("msg-no-ssh", Some("@h"), &[("DISTCC_SSH", ssh)], |_| {});
+    assert_both_contain(
+        &theirs,
+        &ours,
+        &format!("failed to exec {ssh}: No such file or directory"),
+    );
+}
+
+#[test]
 fn a_set_safeguard_is_a_critical_recursion() {
     let dir = TestDir::new("msg-recursion");
     let mut stderr = Vec::new();
