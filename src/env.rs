@@ -179,12 +179,17 @@ pub fn io_timeout() -> Result<Duration, String> {
     io_timeout_from(std::env::var("DISTCC_IO_TIMEOUT").ok().as_deref())
 }
 
+/// What a bad `DISTCC_IO_TIMEOUT` is told it should be, after 3.4's words.
+const IO_TIMEOUT_WANTED: &str = "want a whole number of seconds above 0";
+
 fn io_timeout_from(value: Option<&str>) -> Result<Duration, String> {
     match value {
         None => Ok(Duration::from_secs(DEFAULT_IO_SECS)),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
-            _ => Err(format!("bad DISTCC_IO_TIMEOUT value: '{v}'")),
+            _ => Err(format!(
+                "Bad DISTCC_IO_TIMEOUT value: {v}: {IO_TIMEOUT_WANTED}"
+            )),
         },
     }
 }
@@ -304,7 +309,9 @@ mod tests {
         for bad in ["", "0", "-1", "ten", "10s", " 10"] {
             assert_eq!(
                 io_timeout_from(Some(bad)),
-                Err(format!("bad DISTCC_IO_TIMEOUT value: '{bad}'")),
+                Err(format!(
+                    "Bad DISTCC_IO_TIMEOUT value: {bad}: want a whole number of seconds above 0"
+                )),
                 "{bad:?}"
             );
         }

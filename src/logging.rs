@@ -1,7 +1,9 @@
 //! The one logger: distccd-style lines to syslog, a log file or stderr.
 //!
 //! Lines look like distccd's: `distccd[PID] (module) LEVEL: text`, where
-//! LEVEL is empty for notices, `ERROR` for errors and `Warning` for warnings.
+//! LEVEL is empty for notices, `ERROR` for errors and `Warning` for warnings;
+//! an error logged with the target [`CRITICAL`] reads `CRITICAL!`, as
+//! distcc's `rs_log_crit` does.
 //! distccd's syslog levels map onto `log`'s: emerg to err are `Error`,
 //! warning is `Warn`, notice is `Info`, info is `Debug`, debug is `Trace`.
 
@@ -10,6 +12,10 @@ use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// The target for an error distcc logs as critical:
+/// `log::error!(target: logging::CRITICAL, ...)` prints `CRITICAL! text`.
+pub const CRITICAL: &str = "distcc_rs::critical";
 
 /// Where log lines go.
 pub enum Destination {
@@ -81,16 +87,18 @@ pub fn set_destination(destination: Destination) {
     }
 }
 
-fn level_word(level: Level) -> &'static str {
+fn level_word(level: Level, target: &str) -> &'static str {
     match level {
+        Level::Error if target == CRITICAL => "CRITICAL! ",
         Level::Error => "ERROR: ",
         Level::Warn => "Warning: ",
         _ => "",
     }
 }
 
-fn syslog_priority(level: Level) -> libc::c_int {
+fn syslog_priority(level: Level, target: &str) -> libc::c_int {
     match level {
+        Level::Error if target == CRITICAL => libc::LOG_CRIT,
         Level::Error => libc::LOG_ERR,
         Level::Warn => libc::LOG_WARNING,
         Level::Info => libc::LOG_NOTICE,
@@ -120,7 +128,11 @@ impl Log for Logger {
             .module_path()
             .and_then(|m| m.rsplit("::").next())
             .unwrap_or("distcc");
-        let text = format!("({module}) {}{}", level_word(record.level()), record.args());
+        let text = format!(
+            "({module}) {}{}",
+            level_word(record.level(), record.target()),
+            record.args()
+        );
         let Ok(mut destination) = self.destination.lock() else {
             return;
         };
@@ -130,7 +142,7 @@ impl Log for Logger {
                 // SAFETY: both strings are NUL-terminated; "%s" takes one.
                 unsafe {
                     libc::syslog(
-                        libc::LOG_DAEMON | syslog_priority(record.level()),
+                        libc::LOG_DAEMON | syslog_priority(record.level(), record.target()),
                         c"%s".as_ptr(),
                         line.as_ptr(),
                     )
@@ -161,5 +173,14 @@ mod tests {
         assert_eq!(parse_level("warn"), Some(LevelFilter::Warn));
         assert_eq!(parse_level("debug"), Some(LevelFilter::Trace));
         assert_eq!(parse_level("loud"), None);
+    }
+
+    #[test]
+    fn levels_are_worded_as_distcc_words_them() {
+        assert_eq!(level_word(Level::Error, "distcc_rs::client"), "ERROR: ");
+        assert_eq!(level_word(Level::Error, CRITICAL), "CRITICAL! ");
+        assert_eq!(level_word(Level::Warn, CRITICAL), "Warning: ");
+        assert_eq!(level_word(Level::Info, "distcc_rs::client"), "");
+        assert_eq!(syslog_priority(Level::Error, CRITICAL), libc::LOG_CRIT);
     }
 }

@@ -4,26 +4,56 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// Why no connection was made.
+/// Why no connection was made. Each says it in distcc 3.4's words
+/// (`dcc_connect_by_name`, `dcc_connect_by_addr`), then ours.
 #[derive(Debug)]
 pub enum ConnectError {
     /// The host name did not resolve.
-    Resolve { host: String, why: std::io::Error },
+    Resolve {
+        host: String,
+        port: u16,
+        why: std::io::Error,
+    },
     /// It resolved to no address at all.
     NoAddress { host: String },
-    /// Every address failed or timed out; this is the last one's error.
-    Failed {
+    /// No socket could be made for the address.
+    Socket {
         addr: SocketAddr,
         why: std::io::Error,
     },
+    /// `connect` itself failed at once.
+    Connect {
+        addr: SocketAddr,
+        why: std::io::Error,
+    },
+    /// The connect was started and the peer, or the network, refused it.
+    Nonblocking {
+        addr: SocketAddr,
+        why: std::io::Error,
+    },
+    /// The connect did not finish within the timeout.
+    Timeout { addr: SocketAddr, after: Duration },
 }
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::Resolve { host, why } => write!(f, "cannot resolve {host}: {why}"),
+            ConnectError::Resolve { host, port, why } => {
+                write!(f, "failed to resolve host {host} port {port}: {why}")
+            }
             ConnectError::NoAddress { host } => write!(f, "no address for {host}"),
-            ConnectError::Failed { addr, why } => write!(f, "{addr}: {why}"),
+            ConnectError::Socket { addr, why } => {
+                write!(f, "failed to create socket: {why} (connecting to {addr})")
+            }
+            ConnectError::Connect { addr, why } => write!(f, "failed to connect to {addr}: {why}"),
+            ConnectError::Nonblocking { addr, why } => {
+                write!(f, "nonblocking connect to {addr} failed: {why}")
+            }
+            ConnectError::Timeout { addr, after } => write!(
+                f,
+                "timeout while connecting to {addr} (timed out after {} s)",
+                after.as_secs_f32()
+            ),
         }
     }
 }
@@ -31,12 +61,14 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// A TCP connection to the first address of `host` that answers within
-/// `timeout` (per address, tried in the resolver's order).
+/// `timeout` (per address, tried in the resolver's order). When all fail,
+/// the last address's error.
 pub fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|why| ConnectError::Resolve {
             host: host.to_string(),
+            port,
             why,
         })?
         .collect();
@@ -44,12 +76,76 @@ pub fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream
         host: host.to_string(),
     };
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        match connect_addr(addr, timeout) {
             Ok(stream) => return Ok(stream),
-            Err(why) => last = ConnectError::Failed { addr, why },
+            Err(err) => last = err,
         }
     }
     Err(last)
+}
+
+/// 3.4's nonblocking connect to one address: start it, wait up to
+/// `timeout` for the socket to be writable, then read its error. The
+/// stream is returned blocking.
+fn connect_addr(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+        .map_err(|why| ConnectError::Socket { addr, why })?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(why) if why.raw_os_error() == Some(libc::EINPROGRESS) => {
+            wait_writable(&socket, addr, timeout)?;
+            if let Some(why) = socket
+                .take_error()
+                .map_err(|why| ConnectError::Nonblocking { addr, why })?
+            {
+                return Err(ConnectError::Nonblocking { addr, why });
+            }
+        }
+        Err(why) => return Err(ConnectError::Connect { addr, why }),
+    }
+    socket
+        .set_nonblocking(false)
+        .map_err(|why| ConnectError::Connect { addr, why })?;
+    Ok(socket.into())
+}
+
+/// Waits until a connecting `socket` is writable (connected or failed),
+/// or `timeout` has passed.
+fn wait_writable(
+    socket: &socket2::Socket,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), ConnectError> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(ConnectError::Timeout {
+                addr,
+                after: timeout,
+            });
+        }
+        let mut pfd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            n if n > 0 => return Ok(()),
+            0 => {}
+            _ => {
+                let why = std::io::Error::last_os_error();
+                if why.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(ConnectError::Nonblocking { addr, why });
+                }
+            }
+        }
+    }
 }
 
 /// One allowed network.
@@ -165,12 +261,47 @@ mod tests {
         drop(listener);
         let err = connect_tcp("127.0.0.1", port, Duration::from_secs(4)).unwrap_err();
         assert!(
-            matches!(&err, ConnectError::Failed { addr, why }
+            matches!(&err, ConnectError::Nonblocking { addr, why }
                 if addr.port() == port && why.kind() == std::io::ErrorKind::ConnectionRefused),
             "{err:?}"
         );
+        // distcc 3.4's words.
         assert!(
-            err.to_string().starts_with(&format!("127.0.0.1:{port}: ")),
+            err.to_string()
+                .starts_with(&format!("nonblocking connect to 127.0.0.1:{port} failed: ")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_connect_nobody_answers_times_out() {
+        // A listener that never accepts, with its queue full: further
+        // SYNs are dropped and the connect hangs.
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let mut queued = Vec::new();
+        let started = std::time::Instant::now();
+        let err = loop {
+            assert!(queued.len() < 16, "the listener's queue never filled");
+            match connect_tcp("127.0.0.1", addr.port(), Duration::from_millis(300)) {
+                Ok(stream) => queued.push(stream),
+                Err(err) => break err,
+            }
+        };
+        assert!(
+            matches!(err, ConnectError::Timeout { addr: a, .. } if a == addr),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // distcc 3.4's words.
+        assert!(
+            err.to_string()
+                .starts_with(&format!("timeout while connecting to {addr} ")),
             "{err}"
         );
     }
@@ -181,6 +312,6 @@ mod tests {
         assert!(matches!(err, ConnectError::Resolve { .. }), "{err:?}");
         assert!(err
             .to_string()
-            .starts_with("cannot resolve no-such-host.invalid: "));
+            .starts_with("failed to resolve host no-such-host.invalid port 1: "));
     }
 }

@@ -439,6 +439,12 @@ fn a_host_that_never_answers_the_connect_times_out() {
         "{}",
         text(&out.stderr)
     );
+    // distcc 3.4's words.
+    assert!(
+        text(&out.stderr).contains(&format!("timeout while connecting to {addr}")),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(
         took < Duration::from_secs(3),
         "the connect was not bounded by 1 s: {took:?}"

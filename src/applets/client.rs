@@ -100,10 +100,12 @@ fn masquerade_mode(args: Vec<OsString>) -> Outcome {
         .to_os_string();
     let path = std::env::var_os("PATH").unwrap_or_default();
     let Some(real) = masquerade::find_real_compiler(&name, &path, &self_exe()) else {
+        // 3.4 would run itself again and say so from there.
         return Err(Error::exit(
             ExitCode::CompilerMissing,
             format!(
-                "cannot find the real {} on PATH: every entry named so is a link to distcc-rs",
+                "distcc seems to have invoked itself recursively! (cannot find the real {} \
+                 on PATH: every entry named so is a link to distcc-rs)",
                 name.to_string_lossy()
             ),
         ));
@@ -128,7 +130,7 @@ fn self_exe() -> PathBuf {
 fn show_hosts(sum: bool) -> Outcome {
     match hosts::load() {
         Ok((list, _)) => stdout::print(listing(&list, sum))?,
-        Err(err) => log::warn!("{err}"),
+        Err(err) => log::log!(err.level(), "{err}"),
     }
     Ok(Status::OK)
 }

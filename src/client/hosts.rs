@@ -583,6 +583,17 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+impl LoadError {
+    /// The level distcc 3.4 reports this at: a bad host entry is an error,
+    /// a missing or empty list a warning.
+    pub fn level(&self) -> log::Level {
+        match self {
+            LoadError::Parse(HostError { token: Some(_), .. }) => log::Level::Error,
+            _ => log::Level::Warn,
+        }
+    }
+}
+
 /// Reads the host list as 3.4 does: `$DISTCC_HOSTS` if set at all, else
 /// `$DISTCC_DIR/hosts`, else `/etc/distcc/hosts`; shuffled if it says
 /// `--randomize`.

@@ -125,7 +125,10 @@ pub fn compile(invocation: Invocation) -> i32 {
     };
     match masquerade::safeguard(level, invocation.tweaked) {
         Safeguard::Recursion => {
-            log::error!("distcc seems to have invoked itself recursively!");
+            log::error!(
+                target: crate::logging::CRITICAL,
+                "distcc seems to have invoked itself recursively!"
+            );
             return ExitCode::Recursion.into();
         }
         Safeguard::RunLocally => return launcher.run(&invocation.argv),
@@ -329,7 +332,7 @@ impl Client {
         let list = match &self.hosts {
             Ok(list) => list.clone(),
             Err(err) => {
-                log::warn!("{err}");
+                log::log!(err.level(), "{err}");
                 return Err(None);
             }
         };

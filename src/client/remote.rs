@@ -26,13 +26,16 @@ pub enum Target<'a> {
     },
 }
 
-/// Why talking to a server failed; each maps to distcc's exit code.
+/// Why talking to a server failed; each maps to distcc's exit code and
+/// carries its message, distcc 3.4's words first.
 #[derive(Debug)]
 pub enum RemoteError {
     Connect(String),
     Io(String),
-    Timeout(&'static str),
-    Truncated(&'static str),
+    /// No progress within DISTCC_IO_TIMEOUT.
+    Timeout(String),
+    /// The server closed the connection or reset it.
+    Truncated(String),
     Protocol(String),
 }
 
@@ -41,6 +44,18 @@ impl RemoteError {
     /// ECONNRESET): its reply may still be there to read.
     pub fn peer_stopped_reading(&self) -> bool {
         matches!(self, RemoteError::Truncated(_))
+    }
+
+    /// The same error with `words` after its message.
+    fn followed_by(self, words: &str) -> RemoteError {
+        let add = |why: String| format!("{why}; {words}");
+        match self {
+            RemoteError::Connect(why) => RemoteError::Connect(add(why)),
+            RemoteError::Io(why) => RemoteError::Io(add(why)),
+            RemoteError::Timeout(why) => RemoteError::Timeout(add(why)),
+            RemoteError::Truncated(why) => RemoteError::Truncated(add(why)),
+            RemoteError::Protocol(why) => RemoteError::Protocol(add(why)),
+        }
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -62,11 +77,41 @@ impl From<crate::net::ConnectError> for RemoteError {
 impl std::fmt::Display for RemoteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RemoteError::Connect(why) => write!(f, "connect failed: {why}"),
-            RemoteError::Io(why) => write!(f, "i/o error: {why}"),
-            RemoteError::Timeout(what) => write!(f, "timed out while {what}"),
-            RemoteError::Truncated(what) => write!(f, "server closed the connection while {what}"),
-            RemoteError::Protocol(why) => f.write_str(why),
+            RemoteError::Connect(why)
+            | RemoteError::Io(why)
+            | RemoteError::Timeout(why)
+            | RemoteError::Truncated(why)
+            | RemoteError::Protocol(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What distcc 3.4 adds when the reply does not begin with `DONE`.
+const NO_ANSWER: &str = "server provided no answer. Is the server configured to allow access \
+     from your IP address? Is the server performing authentication and your client isn't? \
+     Does the server have the compiler installed? Is the server configured to access the \
+     compiler?";
+
+/// What a read or write was for, so that its failure is told as 3.4 tells it.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Reading a packet header that must carry this token.
+    Token(&'static Token),
+    /// Any other transfer, in our words ("sending the source").
+    Doing(&'static str),
+}
+
+impl Step {
+    /// `failure` (3.4's words for what went wrong, e.g. `IO timeout`)
+    /// during this step: after 3.4's `read failed while waiting for token
+    /// "T"` for a header, else followed by what was being done.
+    fn says(self, failure: impl std::fmt::Display) -> String {
+        match self {
+            Step::Token(token) => format!(
+                "read failed while waiting for token \"{}\": {failure}",
+                String::from_utf8_lossy(token)
+            ),
+            Step::Doing(what) => format!("{failure} while {what}"),
         }
     }
 }
@@ -141,10 +186,10 @@ pub fn connect(
             let stream = crate::net::connect_tcp(host, *port, connect_timeout)?;
             stream
                 .set_nodelay(true)
-                .map_err(|e| RemoteError::Connect(e.to_string()))?;
+                .map_err(|e| RemoteError::Connect(format!("connect failed: {e}")))?;
             let write: OwnedFd = stream
                 .try_clone()
-                .map_err(|e| RemoteError::Connect(e.to_string()))?
+                .map_err(|e| RemoteError::Connect(format!("connect failed: {e}")))?
                 .into();
             let read: OwnedFd = stream.into();
             set_nonblocking(&read)?;
@@ -173,7 +218,7 @@ pub fn connect(
                 .stdout(Stdio::piped());
             let mut child = cmd
                 .spawn()
-                .map_err(|e| RemoteError::Connect(format!("cannot run {}: {e}", words[0])))?;
+                .map_err(|e| RemoteError::Connect(format!("failed to exec {}: {e}", words[0])))?;
             let write: OwnedFd = child.stdin.take().expect("piped stdin").into();
             let read: OwnedFd = child.stdout.take().expect("piped stdout").into();
             set_nonblocking(&read)?;
@@ -190,20 +235,24 @@ pub fn connect(
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), RemoteError> {
     crate::sys::set_nonblocking(fd.as_raw_fd(), true)
-        .map_err(|e| RemoteError::Connect(e.to_string()))
+        .map_err(|e| RemoteError::Connect(format!("connect failed: {e}")))
 }
 
-/// Waits until `fd` is ready for `events` or `deadline` passes.
+/// Waits until `fd` is ready for `events`, at most `timeout`.
 fn wait(
     fd: RawFd,
     events: libc::c_short,
-    deadline: Instant,
-    what: &'static str,
+    timeout: Duration,
+    step: Step,
 ) -> Result<(), RemoteError> {
+    let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(RemoteError::Timeout(what));
+            let secs = timeout.as_secs_f32();
+            return Err(RemoteError::Timeout(
+                step.says(format_args!("IO timeout (no progress in {secs} s)")),
+            ));
         }
         let mut pfd = libc::pollfd {
             fd,
@@ -219,7 +268,9 @@ fn wait(
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
-                return Err(RemoteError::Io(err.to_string()));
+                return Err(RemoteError::Io(
+                    step.says(format_args!("poll failed: {err}")),
+                ));
             }
         }
     }
@@ -235,7 +286,7 @@ impl Connection {
     }
 
     /// Writes all of `buf`, waiting at most the I/O timeout for each step of progress.
-    fn write_all(&mut self, mut buf: &[u8], what: &'static str) -> Result<(), RemoteError> {
+    fn write_all(&mut self, mut buf: &[u8], step: Step) -> Result<(), RemoteError> {
         while !buf.is_empty() {
             // SAFETY: buf is valid for buf.len() bytes.
             let n = unsafe { libc::write(self.write_fd(), buf.as_ptr().cast(), buf.len()) };
@@ -245,24 +296,27 @@ impl Connection {
             }
             let err = io::Error::last_os_error();
             match err.kind() {
-                io::ErrorKind::WouldBlock => wait(
-                    self.write_fd(),
-                    libc::POLLOUT,
-                    Instant::now() + self.io_timeout,
-                    what,
-                )?,
+                io::ErrorKind::WouldBlock => {
+                    wait(self.write_fd(), libc::POLLOUT, self.io_timeout, step)?
+                }
                 io::ErrorKind::Interrupted => {}
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
-                    return Err(RemoteError::Truncated(what))
+                    return Err(RemoteError::Truncated(
+                        step.says(format_args!("failed to write: {err}")),
+                    ))
                 }
-                _ => return Err(RemoteError::Io(format!("{what}: {err}"))),
+                _ => {
+                    return Err(RemoteError::Io(
+                        step.says(format_args!("failed to write: {err}")),
+                    ))
+                }
             }
         }
         Ok(())
     }
 
     /// Reads some bytes into `buf` (at least one), or fails on EOF.
-    fn read_some(&mut self, buf: &mut [u8], what: &'static str) -> Result<usize, RemoteError> {
+    fn read_some(&mut self, buf: &mut [u8], step: Step) -> Result<usize, RemoteError> {
         loop {
             // SAFETY: buf is valid for buf.len() bytes.
             let n = unsafe { libc::read(self.read_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -270,26 +324,34 @@ impl Connection {
                 return Ok(n as usize);
             }
             if n == 0 {
-                return Err(RemoteError::Truncated(what));
+                let fd = self.read_fd();
+                return Err(RemoteError::Truncated(
+                    step.says(format_args!("unexpected eof on fd{fd}")),
+                ));
             }
             let err = io::Error::last_os_error();
             match err.kind() {
-                io::ErrorKind::WouldBlock => wait(
-                    self.read_fd(),
-                    libc::POLLIN,
-                    Instant::now() + self.io_timeout,
-                    what,
-                )?,
+                io::ErrorKind::WouldBlock => {
+                    wait(self.read_fd(), libc::POLLIN, self.io_timeout, step)?
+                }
                 io::ErrorKind::Interrupted => {}
-                io::ErrorKind::ConnectionReset => return Err(RemoteError::Truncated(what)),
-                _ => return Err(RemoteError::Io(format!("{what}: {err}"))),
+                io::ErrorKind::ConnectionReset => {
+                    return Err(RemoteError::Truncated(
+                        step.says(format_args!("failed to read: {err}")),
+                    ))
+                }
+                _ => {
+                    return Err(RemoteError::Io(
+                        step.says(format_args!("failed to read: {err}")),
+                    ))
+                }
             }
         }
     }
 
-    fn read_exact(&mut self, mut buf: &mut [u8], what: &'static str) -> Result<(), RemoteError> {
+    fn read_exact(&mut self, mut buf: &mut [u8], step: Step) -> Result<(), RemoteError> {
         while !buf.is_empty() {
-            let n = self.read_some(buf, what)?;
+            let n = self.read_some(buf, step)?;
             buf = &mut buf[n..];
         }
         Ok(())
@@ -323,8 +385,8 @@ impl Connection {
             };
             drop(source);
             proto::put_header(&mut head, &proto::DOTI, body.len() as u32);
-            self.write_all(&head, "sending the request")?;
-            return self.write_all(&body, "sending the source");
+            self.write_all(&head, Step::Doing("sending the request"))?;
+            return self.write_all(&body, Step::Doing("sending the source"));
         }
         let len = file
             .metadata()
@@ -333,7 +395,7 @@ impl Connection {
         let len = u32::try_from(len)
             .map_err(|_| RemoteError::Io(format!("{} is over 4 GiB", input.display())))?;
         proto::put_header(&mut head, &proto::DOTI, len);
-        self.write_all(&head, "sending the request")?;
+        self.write_all(&head, Step::Doing("sending the request"))?;
         let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
         let mut left = len as usize;
         while left > 0 {
@@ -347,19 +409,20 @@ impl Connection {
                     input.display()
                 )));
             }
-            self.write_all(&buf[..n], "sending the source")?;
+            self.write_all(&buf[..n], Step::Doing("sending the source"))?;
             left -= n;
         }
         Ok(())
     }
 
-    /// Reads one packet header: its token and parameter.
+    /// Reads one packet header, expected to carry `token`: its token and
+    /// parameter.
     fn read_header(
         &mut self,
-        what: &'static str,
+        token: &'static Token,
     ) -> Result<([u8; proto::HEADER_LEN], Token, u32), RemoteError> {
         let mut header = [0u8; proto::HEADER_LEN];
-        self.read_exact(&mut header, what)?;
+        self.read_exact(&mut header, Step::Token(token))?;
         let (token, value) = proto::parse_header(&header).map_err(|e| {
             RemoteError::Protocol(format!(
                 "failed to parse parameter of token \"{}\": {e}",
@@ -370,8 +433,8 @@ impl Connection {
     }
 
     /// Reads one packet header, which must carry `token`, and returns its parameter.
-    fn expect(&mut self, token: &Token, what: &'static str) -> Result<u32, RemoteError> {
-        let (header, got, value) = self.read_header(what)?;
+    fn expect(&mut self, token: &'static Token) -> Result<u32, RemoteError> {
+        let (header, got, value) = self.read_header(token)?;
         if &got != token {
             return Err(derailed(token, &header));
         }
@@ -392,7 +455,7 @@ impl Connection {
             )));
         }
         let mut body = vec![0u8; len as usize];
-        self.read_exact(&mut body, what)?;
+        self.read_exact(&mut body, Step::Doing(what))?;
         if version >= 2 && !body.is_empty() {
             body = crate::lzo::decompress(&body, limit)
                 .map_err(|e| RemoteError::Protocol(format!("protocol error: {what}: {e:?}")))?;
@@ -403,24 +466,26 @@ impl Connection {
     /// Reads the daemon's reply up to the object: `DONE STAT SERR SOUT`,
     /// or distcc-rs's refusal, `DENY` and the reason, in place of `DONE`.
     pub fn read_reply(&mut self, version: u32) -> Result<Reply, RemoteError> {
-        let (header, token, done) = self.read_header("waiting for the compile")?;
+        let (header, token, done) = self
+            .read_header(&proto::DONE)
+            .map_err(|e| e.followed_by(NO_ANSWER))?;
         let refusal = proto::deny_length(&header)
             .map_err(|e| RemoteError::Protocol(format!("protocol error: {e}")))?;
         if let Some(len) = refusal {
             return self.read_refusal(len).map(Reply::Refused);
         }
         if token != proto::DONE {
-            return Err(derailed(&proto::DONE, &header));
+            return Err(derailed(&proto::DONE, &header).followed_by(NO_ANSWER));
         }
         if done != version {
             return Err(RemoteError::Protocol(format!(
                 "got version {done} not {version} in response from server"
             )));
         }
-        let status = self.expect(&proto::STAT, "reading the status")?;
-        let len = self.expect(&proto::SERR, "reading stderr")?;
+        let status = self.expect(&proto::STAT)?;
+        let len = self.expect(&proto::SERR)?;
         let stderr = self.read_bulk(version, len, MAX_TEXT as usize, "reading stderr")?;
-        let len = self.expect(&proto::SOUT, "reading stdout")?;
+        let len = self.expect(&proto::SOUT)?;
         let stdout = self.read_bulk(version, len, MAX_TEXT as usize, "reading stdout")?;
         Ok(Reply::Done(Outcome {
             status,
@@ -433,13 +498,13 @@ impl Connection {
     /// against the limit), as text fit to show.
     fn read_refusal(&mut self, len: usize) -> Result<String, RemoteError> {
         let mut body = vec![0u8; len];
-        self.read_exact(&mut body, "reading the refusal")?;
+        self.read_exact(&mut body, Step::Doing("reading the refusal"))?;
         Ok(proto::deny_reason(&body))
     }
 
     /// Reads `DOTO` into `out` (after a status of 0).
     pub fn read_object(&mut self, version: u32, out: &mut File) -> Result<(), RemoteError> {
-        let len = self.expect(&proto::DOTO, "reading the object")?;
+        let len = self.expect(&proto::DOTO)?;
         let write_err = |e: io::Error| RemoteError::Io(format!("writing the object: {e}"));
         if version >= 2 {
             if len > 0 {
@@ -452,7 +517,7 @@ impl Connection {
         let mut left = len as usize;
         while left > 0 {
             let want = left.min(buf.len());
-            let n = self.read_some(&mut buf[..want], "reading the object")?;
+            let n = self.read_some(&mut buf[..want], Step::Doing("reading the object"))?;
             out.write_all(&buf[..n]).map_err(write_err)?;
             left -= n;
         }
