@@ -28,6 +28,15 @@ pub const STAT: Token = *b"STAT";
 pub const SERR: Token = *b"SERR";
 pub const SOUT: Token = *b"SOUT";
 pub const DOTO: Token = *b"DOTO";
+/// distcc-rs's refusal: the daemon will not run this job, and says why. Not
+/// in distcc 3.4. It stands where `DONE` would, with the length of a UTF-8
+/// reason (at most [`MAX_DENY_REASON`] bytes, never compressed) as its
+/// parameter. A 3.4 client reading it reports a protocol derailment, which it
+/// handles as it handles a closed connection: it backs the host off and
+/// compiles locally.
+pub const DENY: Token = *b"DENY";
+/// The longest reason a `DENY` may carry, in bytes.
+pub const MAX_DENY_REASON: usize = 4096;
 
 /// The highest protocol version distcc defines (3 is pump mode).
 pub const MAX_KNOWN_VERSION: u32 = 3;
@@ -369,6 +378,45 @@ pub fn encode_request(version: u32, argv: &[&[u8]], input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Encodes `DENY` with `reason`, cut on a character boundary to at most
+/// [`MAX_DENY_REASON`] bytes.
+pub fn encode_deny(reason: &str) -> Vec<u8> {
+    let mut end = reason.len().min(MAX_DENY_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + end);
+    put_body(&mut out, &DENY, &reason.as_bytes()[..end]);
+    out
+}
+
+/// For a client that read `header` where it expected `DONE`: the length of
+/// the reason that follows if it is a `DENY`, `None` if it is some other
+/// token. A claimed length over [`MAX_DENY_REASON`] is a protocol error.
+pub fn deny_length(header: &[u8; HEADER_LEN]) -> Result<Option<usize>, ProtoError> {
+    let (token, len) = parse_header(header)?;
+    if token != DENY {
+        return Ok(None);
+    }
+    if len as usize > MAX_DENY_REASON {
+        return Err(ProtoError::TooLarge {
+            what: "DENY reason",
+            claimed: len.into(),
+            limit: MAX_DENY_REASON as u64,
+        });
+    }
+    Ok(Some(len as usize))
+}
+
+/// A `DENY` body as text to show a user: invalid UTF-8 replaced, control
+/// characters (a daemon's terminal escapes, line breaks) shown as spaces.
+pub fn deny_reason(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// The compiler's results as the daemon sends them back.
 pub struct Response<'a> {
     pub version: u32,
@@ -576,5 +624,28 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
             failed.encode(),
             b"DONE00000002STAT00000300SERR0000000e\x1bto-stderr\n\x11\x00\x00SOUT0000000e\x1bto-stdout\n\x11\x00\x00DOTO00000000".to_vec()
         );
+    }
+
+    #[test]
+    fn deny_round_trips_and_is_bounded() {
+        let wire = encode_deny("compiler 'cc1' is not allowed");
+        assert_eq!(wire, b"DENY0000001dcompiler 'cc1' is not allowed");
+        let header: [u8; HEADER_LEN] = wire[..HEADER_LEN].try_into().unwrap();
+        assert_eq!(deny_length(&header).unwrap(), Some(29));
+        assert_eq!(
+            deny_reason(&wire[HEADER_LEN..]),
+            "compiler 'cc1' is not allowed"
+        );
+        assert_eq!(deny_length(b"DONE00000001").unwrap(), None);
+        assert!(matches!(
+            deny_length(b"DENY00001001"),
+            Err(ProtoError::TooLarge { .. })
+        ));
+        // Cut to the limit on a character boundary: 'a' and 2047 'é'.
+        let long = format!("a{}", "é".repeat(MAX_DENY_REASON));
+        let wire = encode_deny(&long);
+        assert_eq!(&wire[..HEADER_LEN], b"DENY00000fff");
+        assert!(std::str::from_utf8(&wire[HEADER_LEN..]).is_ok());
+        assert_eq!(deny_reason(b"a\x1b[2Jb\nc\xff"), "a [2Jb c\u{fffd}");
     }
 }

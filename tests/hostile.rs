@@ -107,6 +107,18 @@ fn hit(daemon: &Daemon, bytes: &[u8], half_close: bool) -> Vec<u8> {
     reply
 }
 
+/// Sends `bytes` that reach a job and checks that the daemon refuses it with
+/// one `DENY` packet and closes.
+fn denied(daemon: &Daemon, bytes: &[u8]) {
+    let reply = hit(daemon, bytes, false);
+    assert!(
+        common::deny_reason(&reply).is_some(),
+        "daemon did not deny a hostile request ({:?}...): {:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(40)]),
+        String::from_utf8_lossy(&reply[..reply.len().min(80)])
+    );
+}
+
 /// Sends `bytes` and checks that the daemon closes without a single byte.
 fn refused(daemon: &Daemon, bytes: &[u8], half_close: bool) {
     let reply = hit(daemon, bytes, half_close);
@@ -249,7 +261,7 @@ fn hostile_series_leaves_the_daemon_serving_in_bounded_memory() {
         }
         let mut extra_argv = command_part(1);
         extra_argv.extend_from_slice(b"ARGV00000002-g");
-        refused(d, &extra_argv, false);
+        denied(d, &extra_argv);
         // Pump mode and unknown versions are refused too.
         refused(d, b"DIST00000003CDIR00000001/", false);
         refused(d, b"DISTffffffff", false);
@@ -271,12 +283,12 @@ fn hostile_series_leaves_the_daemon_serving_in_bounded_memory() {
             let mut bytes = command_part(version);
             bytes.extend_from_slice(b"DOTIffffffff");
             bytes.extend_from_slice(&[b'x'; 64 * 1024]);
-            refused(d, &bytes, false);
+            denied(d, &bytes);
         }
         // Just over the configured limit is refused as well.
         let mut bytes = command_part(1);
         bytes.extend_from_slice(format!("DOTI{:08x}", MAX_INPUT + 1).as_bytes());
-        refused(d, &bytes, false);
+        denied(d, &bytes);
     });
 
     case(&mut daemon, &mut prober, "LZO bomb", |d| {
@@ -286,18 +298,18 @@ fn hostile_series_leaves_the_daemon_serving_in_bounded_memory() {
         let mut bytes = command_part(2);
         proto::put_body(&mut bytes, &proto::DOTI, &bomb);
         let before = d.log().matches("cannot decompress").count();
-        refused(d, &bytes, false);
+        denied(d, &bytes);
         d.wait_for_log("expands beyond the size limit", Duration::from_secs(5));
         assert_eq!(d.log().matches("cannot decompress").count(), before + 1);
         // The same stream cut short, and with bytes after its end marker.
         let mut cut = command_part(2);
         proto::put_body(&mut cut, &proto::DOTI, &bomb[..bomb.len() / 2]);
-        refused(d, &cut, false);
+        denied(d, &cut);
         let mut trailing = bomb.clone();
         trailing.extend_from_slice(b"junk");
         let mut bytes = command_part(2);
         proto::put_body(&mut bytes, &proto::DOTI, &trailing);
-        refused(d, &bytes, false);
+        denied(d, &bytes);
     });
 
     case(&mut daemon, &mut prober, "random bytes", |d| {
@@ -323,7 +335,11 @@ fn hostile_series_leaves_the_daemon_serving_in_bounded_memory() {
                 // The junk may happen to complete the DOTI body, making a
                 // request for a compile of junk that is then answered.
                 let reply = hit(d, &bytes, true);
-                assert!(reply.is_empty() || reply.starts_with(b"DONE00000001"));
+                assert!(
+                    reply.is_empty()
+                        || reply.starts_with(b"DONE00000001")
+                        || common::deny_reason(&reply).is_some()
+                );
             } else {
                 refused(d, &bytes, true);
             }
@@ -338,7 +354,9 @@ fn hostile_series_leaves_the_daemon_serving_in_bounded_memory() {
             }
             let reply = hit(d, &bytes, true);
             assert!(
-                reply.is_empty() || reply.starts_with(b"DONE0000000"),
+                reply.is_empty()
+                    || reply.starts_with(b"DONE0000000")
+                    || common::deny_reason(&reply).is_some(),
                 "daemon sent {:?}",
                 String::from_utf8_lossy(&reply[..reply.len().min(80)])
             );

@@ -13,8 +13,10 @@ use crate::common;
 use common::daemon::{distcc, need, Daemon, DaemonOptions, TestDir};
 use common::text;
 use distcc_rs::proto::encode_request;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 /// A server-side compiler script: marks `$MARKS/<its own name>`, then runs
 /// the real compiler.
@@ -440,9 +442,10 @@ fn forbidden_arguments_the_client_strips_are_refused_in_raw_requests() {
         for (extra, why) in cases {
             let logged = daemon.log().len();
             let reply = raw(&daemon, version, extra);
+            let reason = common::deny_reason(&reply);
             assert!(
-                reply.is_empty(),
-                "v{version} {extra:?}: got {:?}",
+                reason.as_deref().is_some_and(|r| r.contains(why)),
+                "v{version} {extra:?}: no DENY naming {why:?}: {:?}",
                 text(&reply[..reply.len().min(64)])
             );
             assert!(daemon.marks().is_empty(), "v{version} {extra:?} ran");
@@ -502,7 +505,11 @@ fn an_unreadable_cmdlist_refuses_every_job() {
             &[&why],
         );
     }
-    assert!(raw(&daemon, 1, &[]).is_empty());
+    let reason = common::deny_reason(&raw(&daemon, 1, &[]));
+    assert!(
+        reason.as_deref().is_some_and(|r| r.contains(&why)),
+        "{reason:?}"
+    );
     assert!(daemon.marks().is_empty());
 }
 
@@ -586,7 +593,131 @@ fn a_language_option_never_reruns_the_preprocessor_on_the_server() {
         argv.extend(refused.iter().map(|a| a.as_bytes()));
         argv.extend([&b"-c"[..], b"x.c", b"-o", b"x.o"]);
         let reply = daemon.exchange(&encode_request(1, &argv, source));
-        assert!(reply.is_empty(), "{refused:?} was served: {}", text(&reply));
+        assert!(
+            common::deny_reason(&reply).is_some(),
+            "{refused:?} was served: {}",
+            text(&reply)
+        );
     }
     assert!(daemon.log().contains("refusing job"), "{}", daemon.log());
+}
+
+/// A refused job's request: `markcc` (not whitelisted here) with a source of
+/// `source_len` bytes, much more than the socket buffers hold.
+fn big_refused_request(version: u32, source_len: usize) -> Vec<u8> {
+    let argv: [&[u8]; 5] = [b"markcc", b"-c", b"x.c", b"-o", b"x.o"];
+    let mut source = Vec::with_capacity(source_len + 64);
+    while source.len() < source_len {
+        source.extend_from_slice(format!("int v{};\n", source.len()).as_bytes());
+    }
+    encode_request(version, &argv, &source)
+}
+
+/// Bug 6: a refused job must not look like a dead host. The daemon answers
+/// `DENY` with its reason, and then reads (and throws away) the rest of the
+/// request instead of closing under the client: a client that writes its
+/// whole request before it reads, as 3.4's and ours do, would otherwise
+/// have its write reset and never see the reason.
+#[test]
+fn a_refused_job_gets_deny_and_its_reason_even_while_the_client_writes() {
+    let daemon = Daemon::start("refuse-deny-raw", options(&[], &[]));
+    for version in [1, 2] {
+        let request = big_refused_request(version, 8 << 20);
+        let mut s = daemon.connect();
+        let writer = {
+            let mut s = s.try_clone().unwrap();
+            std::thread::spawn(move || s.write_all(&request))
+        };
+        let mut reply = Vec::new();
+        let read = s.read_to_end(&mut reply);
+        let written = writer.join().unwrap();
+        assert!(
+            written.is_ok(),
+            "v{version}: the daemon reset a client still writing: {written:?}\n{}",
+            daemon.log()
+        );
+        assert!(read.is_ok(), "v{version}: {read:?}");
+        let reason = common::deny_reason(&reply).unwrap_or_default();
+        assert!(
+            reason.starts_with("compiler 'markcc' is not in the masquerade whitelist"),
+            "v{version}: {:?}",
+            text(&reply[..reply.len().min(80)])
+        );
+    }
+    daemon.wait_for_log("refusing job from 127.0.0.1:", Duration::from_secs(5));
+    assert!(daemon.log().contains("not in the masquerade whitelist"));
+    assert!(daemon.leftovers().is_empty(), "{:?}", daemon.leftovers());
+    // The daemon still serves: the drains took no compile slot.
+    let control = Daemon::start("refuse-deny-raw-control", options(&["markcc"], &[]));
+    let reply = control.exchange(&big_refused_request(2, 1000));
+    assert!(reply.starts_with(b"DONE00000002"), "{}", text(&reply));
+}
+
+/// Runs `cmd` and waits at most `limit` for it; panics if it hangs.
+fn output_within(mut cmd: std::process::Command, limit: Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung for {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Bug 6 with the real 3.4 client: `DENY` reads to it as a protocol
+/// derailment, which it handles as a closed connection: it compiles
+/// locally, also with DISTCC_SKIP_LOCAL_RETRY (which would fail the build
+/// for a `STAT` other than 0), and never hangs, also on a source larger
+/// than the socket buffers.
+#[test]
+fn the_3_4_client_builds_a_denied_job_locally_without_hanging() {
+    let mut client = Client::new("refuse-deny-real-client");
+    let daemon = Daemon::start("refuse-deny-real", options(&[], &[]));
+    let distcc = need("distcc", "distcc");
+    let big: String = (0..200_000).map(|i| format!("int v{i};\n")).collect();
+    for (env, source) in [
+        (&[][..], None),
+        (&[("DISTCC_SKIP_LOCAL_RETRY", "1")][..], None),
+        (&[][..], Some(&big)),
+    ] {
+        let cwd = client.case();
+        if let Some(source) = source {
+            std::fs::write(cwd.join("x.c"), source).unwrap();
+        }
+        let logged = daemon.log().len();
+        let mut cmd = common::daemon::client_command(&distcc, &cwd, &daemon.host(false), env);
+        cmd.args(["markcc", "-c", "x.c", "-o", "x.o"])
+            .env("PATH", &client.path)
+            .env("MARKS", "");
+        let out = output_within(cmd, Duration::from_secs(60));
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{env:?}: {stderr}");
+        let object = std::fs::read(cwd.join("x.o")).unwrap();
+        assert!(object.starts_with(b"\x7fELF"), "{env:?}");
+        assert!(
+            stderr.contains("running locally instead"),
+            "{env:?}: {stderr}"
+        );
+        let logged_refusal = || {
+            daemon.log()[logged..].lines().any(|l| {
+                l.contains("refusing job from 127.0.0.1:")
+                    && l.contains("not in the masquerade whitelist")
+            })
+        };
+        let start = Instant::now();
+        while !logged_refusal() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(logged_refusal(), "{env:?}: {}", daemon.log());
+    }
+    assert!(daemon.marks().is_empty());
 }

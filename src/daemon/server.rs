@@ -36,6 +36,11 @@ const STATS_WAIT: Duration = Duration::from_millis(200);
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long running jobs may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long a refused client may go on sending its request after `DENY`.
+const DENY_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How long, and how much, a stats client may send after its reply.
+const STATS_DRAIN_TIME: Duration = Duration::from_secs(1);
+const STATS_DRAIN_BYTES: u64 = 64 * 1024;
 
 /// What a listening socket serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,15 +83,32 @@ enum State {
     Writing {
         out: Vec<u8>,
         pos: usize,
+        then: AfterWrite,
+    },
+    /// The reply is out and the write side shut: what the peer still sends
+    /// is read and thrown away, up to `left` bytes and the deadline, so that
+    /// closing with unread input does not reset the connection under a
+    /// client still writing its request (the reset would discard the reply).
+    Draining {
+        left: u64,
     },
     /// A stats client: reply once its request is read or after a short wait,
     /// then drain until it closes.
-    Stats {
-        replied: bool,
-    },
+    Stats,
     /// The job has been taken out to move it to its next state; no event
     /// sees this, because the next state is set before the handler returns.
     Taken,
+}
+
+/// What a connection does once its output is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterWrite {
+    Close,
+    /// Shut the write side and drain the peer's input, up to `bytes` and `time`.
+    Drain {
+        bytes: u64,
+        time: Duration,
+    },
 }
 
 impl State {
@@ -295,7 +317,7 @@ impl<'a> Server<'a> {
         for idx in 0..self.conns.len() {
             let idle = matches!(
                 self.conns[idx].as_ref().map(|c| &c.state),
-                Some(State::Reading { .. } | State::Stats { .. })
+                Some(State::Reading { .. } | State::Stats | State::Draining { .. })
             );
             if idle {
                 self.close(idx);
@@ -352,7 +374,7 @@ impl<'a> Server<'a> {
             };
             let state = match service {
                 Service::Compile => State::reading(&self.config.limits),
-                Service::Stats => State::Stats { replied: false },
+                Service::Stats => State::Stats,
             };
             log::debug!("connection from {addr}");
             if let Err(err) = self.add_conn(io, addr.to_string(), state) {
@@ -417,7 +439,7 @@ impl<'a> Server<'a> {
         }
         let now = Instant::now();
         let deadline = match state {
-            State::Stats { .. } => now + STATS_WAIT,
+            State::Stats => now + STATS_WAIT,
             _ => now + self.config.io_timeout,
         };
         self.conns[idx] = Some(Conn {
@@ -515,7 +537,10 @@ impl<'a> Server<'a> {
                 self.stats.record(Outcome::Disconnect, None);
                 self.close(idx);
             }
-            State::Writing { .. } | State::Stats { .. } | State::Taken => self.close(idx),
+            // The peer may only have shut its write side: the reply still
+            // goes out, until a write fails or the deadline passes.
+            State::Writing { .. } => {}
+            State::Draining { .. } | State::Stats | State::Taken => self.close(idx),
         }
     }
 
@@ -531,11 +556,22 @@ impl<'a> Server<'a> {
         };
         match conn.state {
             State::Reading { .. } => {}
-            State::Stats { replied: false } => {
+            State::Stats => {
                 self.reply_stats(idx);
                 return true;
             }
-            State::Stats { replied: true } => return true,
+            State::Draining { ref mut left } => {
+                *left = left.saturating_sub(data.len() as u64);
+                if *left == 0 {
+                    log::debug!(
+                        "client {} sent too much after a refusal; closing",
+                        conn.peer
+                    );
+                    self.close(idx);
+                    return false;
+                }
+                return true;
+            }
             _ => {
                 // Debug level: a client that floods must not flood the log.
                 log::debug!(
@@ -565,8 +601,12 @@ impl<'a> Server<'a> {
                 Ok(Some(item)) => item,
                 Ok(None) => return true,
                 Err(err) => {
-                    self.refuse(idx, Outcome::BadRequest, &err.to_string());
-                    return false;
+                    if job.is_some() {
+                        self.refuse(idx, Outcome::BadRequest, &err.to_string());
+                    } else {
+                        self.drop_bad_request(idx, &err.to_string());
+                    }
+                    return true;
                 }
             };
             match item {
@@ -574,7 +614,7 @@ impl<'a> Server<'a> {
                     Ok(accepted) => *job = Some(accepted),
                     Err(why) => {
                         self.refuse(idx, Outcome::Other, &why);
-                        return false;
+                        return true;
                     }
                 },
                 Item::InputStart(len) => {
@@ -587,7 +627,7 @@ impl<'a> Server<'a> {
                         Err(err) => {
                             let why = format!("cannot store the source: {err}");
                             self.refuse(idx, Outcome::Other, &why);
-                            return false;
+                            return true;
                         }
                     }
                 }
@@ -595,7 +635,7 @@ impl<'a> Server<'a> {
                     if let Some(Err(err)) = body.as_mut().map(|f| f.write_all(chunk)) {
                         let why = format!("cannot store the source: {err}");
                         self.refuse(idx, Outcome::Other, &why);
-                        return false;
+                        return true;
                     }
                 }
                 Item::End => {
@@ -606,7 +646,7 @@ impl<'a> Server<'a> {
                     if was_compressed {
                         if let Err(why) = j.unpack_input(config.limits.max_input as usize) {
                             self.refuse(idx, Outcome::BadRequest, &why);
-                            return false;
+                            return true;
                         }
                     }
                     if !input.is_empty() {
@@ -625,13 +665,30 @@ impl<'a> Server<'a> {
         }
     }
 
-    /// Refuses a job the way distccd 3.4 does: close without a response, so
-    /// the client falls back to compiling locally.
+    /// Refuses a job with `DENY` and the reason, then drains what the
+    /// client still sends. A 3.4 client takes it as a failed host and
+    /// compiles locally; ours shows the reason and keeps the host.
     fn refuse(&mut self, idx: usize, outcome: Outcome, why: &str) {
+        let Some(conn) = self.conns.get(idx).and_then(Option::as_ref) else {
+            return;
+        };
+        log::warn!("refusing job from {}: {why}", conn.peer);
+        self.stats.record(outcome, None);
+        let drain = AfterWrite::Drain {
+            bytes: drain_budget(&self.config.limits),
+            time: DENY_DRAIN_TIME,
+        };
+        self.start_writing(idx, crate::proto::encode_deny(why), drain);
+    }
+
+    /// Closes a connection whose bytes are no distcc request (garbage, a
+    /// protocol version not served, a claimed size over the limits) before
+    /// any job was made, as distccd 3.4 does: no reply.
+    fn drop_bad_request(&mut self, idx: usize, why: &str) {
         if let Some(conn) = self.conns.get(idx).and_then(Option::as_ref) {
             log::warn!("refusing job from {}: {why}", conn.peer);
         }
-        self.stats.record(outcome, None);
+        self.stats.record(Outcome::BadRequest, None);
         self.close(idx);
     }
 
@@ -697,7 +754,7 @@ impl<'a> Server<'a> {
                     .encode();
                     self.stats.record(Outcome::CompileError, None);
                     self.summary(idx, &job, "COMPILER_MISSING", status);
-                    self.start_writing(idx, out);
+                    self.start_writing(idx, out, AfterWrite::Close);
                 }
             }
         }
@@ -765,7 +822,7 @@ impl<'a> Server<'a> {
                 .encode();
                 self.stats.record(Outcome::Timeout, None);
                 self.summary(idx, &job, "COMPILE_TIMEOUT", status);
-                self.start_writing(idx, out);
+                self.start_writing(idx, out, AfterWrite::Close);
             }
             None => {
                 let raw = status.into_raw() as u32;
@@ -808,7 +865,7 @@ impl<'a> Server<'a> {
                     .then(|| (job.input_name(), job.program.as_slice(), took));
                 self.stats.record(outcome, timing);
                 self.summary(idx, &job, word, raw);
-                self.start_writing(idx, out);
+                self.start_writing(idx, out, AfterWrite::Close);
             }
         }
     }
@@ -830,11 +887,11 @@ impl<'a> Server<'a> {
         );
     }
 
-    fn start_writing(&mut self, idx: usize, out: Vec<u8>) {
+    fn start_writing(&mut self, idx: usize, out: Vec<u8>, then: AfterWrite) {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        conn.state = State::Writing { out, pos: 0 };
+        conn.state = State::Writing { out, pos: 0, then };
         conn.deadline = Some(Instant::now() + self.config.io_timeout);
         self.on_writable(idx);
     }
@@ -844,9 +901,10 @@ impl<'a> Server<'a> {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        let State::Writing { out, pos } = &mut conn.state else {
+        let State::Writing { out, pos, then } = &mut conn.state else {
             return;
         };
+        let then = *then;
         while *pos < out.len() {
             match conn.io.writer().write(&out[*pos..]) {
                 Ok(0) => break,
@@ -858,11 +916,37 @@ impl<'a> Server<'a> {
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
                     log::warn!("cannot send the result to {}: {err}", conn.peer);
-                    break;
+                    self.close(idx);
+                    return;
                 }
             }
         }
-        self.close(idx);
+        match then {
+            AfterWrite::Close => self.close(idx),
+            AfterWrite::Drain { bytes, time } => self.start_draining(idx, bytes, time),
+        }
+    }
+
+    /// Shuts the connection's write side, so the peer sees the end of the
+    /// reply, and reads what it still sends until it closes.
+    fn start_draining(&mut self, idx: usize, bytes: u64, time: Duration) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        match conn.io.write.take() {
+            Some(w) => {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&w.as_raw_fd()));
+                let _ = socket2::SockRef::from(&w).shutdown(std::net::Shutdown::Write);
+            }
+            None => {
+                let _ = socket2::SockRef::from(&conn.io.read).shutdown(std::net::Shutdown::Write);
+            }
+        }
+        conn.state = State::Draining { left: bytes };
+        conn.deadline = Some(Instant::now() + time);
     }
 
     fn reply_stats(&mut self, idx: usize) {
@@ -881,15 +965,11 @@ impl<'a> Server<'a> {
             })
             .collect();
         let text = self.stats.render(&self.config.tmpdir, &running);
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-            return;
+        let drain = AfterWrite::Drain {
+            bytes: STATS_DRAIN_BYTES,
+            time: STATS_DRAIN_TIME,
         };
-        // The reply is small enough for an empty socket buffer.
-        let _ = conn.io.writer().write_all(text.as_bytes());
-        let sock = socket2::SockRef::from(&conn.io.read);
-        let _ = sock.shutdown(std::net::Shutdown::Write);
-        conn.state = State::Stats { replied: true };
-        conn.deadline = Some(Instant::now() + Duration::from_secs(1));
+        self.start_writing(idx, text.into_bytes(), drain);
     }
 
     fn check_deadlines(&mut self, now: Instant) {
@@ -925,7 +1005,7 @@ impl<'a> Server<'a> {
                 continue;
             }
             match conn.state {
-                State::Stats { replied: false } => self.reply_stats(idx),
+                State::Stats => self.reply_stats(idx),
                 State::Reading { .. } => {
                     log::warn!(
                         "client {} sent no whole request within {}s; closing",
@@ -959,6 +1039,12 @@ fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<J
         )
     })?;
     Ok(Job::new(version, argv, program, compile, dir))
+}
+
+/// The most a refused client may still send: the largest request the limits allow.
+fn drain_budget(limits: &Limits) -> u64 {
+    let headers = (u64::from(limits.max_argc) + 4) * crate::proto::HEADER_LEN as u64;
+    headers + limits.max_args_total as u64 + u64::from(limits.max_input)
 }
 
 fn show_argv(argv: &[Vec<u8>]) -> String {

@@ -29,6 +29,16 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The reason of a daemon's reply that is exactly one `DENY` packet and
+/// nothing after it; `None` for any other reply.
+pub fn deny_reason(reply: &[u8]) -> Option<String> {
+    use distcc_rs::proto;
+    let header: &[u8; proto::HEADER_LEN] = reply.get(..proto::HEADER_LEN)?.try_into().ok()?;
+    let len = proto::deny_length(header).ok()??;
+    let body = &reply[proto::HEADER_LEN..];
+    (body.len() == len && len > 0).then(|| proto::deny_reason(body))
+}
+
 /// Runs a command (the compiler first) here, with the local compiler, in `cwd`.
 pub fn local(cwd: &Path, args: &[&str]) -> Output {
     Command::new(args[0])
