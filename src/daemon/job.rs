@@ -42,9 +42,10 @@ impl Drop for JobDir {
     }
 }
 
-/// A request whose command has been accepted; the source arrives into it.
+/// A job on the server: a request whose command has been accepted; the
+/// source arrives into it. (The client's side of a job is `client::scan::Job`.)
 #[derive(Debug)]
-pub struct Job {
+pub struct ServerJob {
     pub version: u32,
     /// The arguments as the client sent them.
     pub argv: Vec<Vec<u8>>,
@@ -62,15 +63,15 @@ pub struct Results {
     pub object: Option<Vec<u8>>,
 }
 
-impl Job {
+impl ServerJob {
     pub fn new(
         version: u32,
         argv: Vec<Vec<u8>>,
         program: Vec<u8>,
         compile: Compile,
         dir: JobDir,
-    ) -> Job {
-        Job {
+    ) -> ServerJob {
+        ServerJob {
             version,
             argv,
             program,
@@ -301,11 +302,11 @@ mod tests {
 
     use crate::args::argv_of as argv;
 
-    fn job(line: &str) -> Job {
+    fn job(line: &str) -> ServerJob {
         let a = argv(line);
         let compile = args::scan(&a).unwrap();
         let dir = JobDir::create(&std::env::temp_dir(), false).unwrap();
-        Job::new(1, a, b"gcc".to_vec(), compile, dir)
+        ServerJob::new(1, a, b"gcc".to_vec(), compile, dir)
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! the event loop is in `server`.
 
 pub mod access;
+mod conn;
 pub mod hint;
 pub mod job;
 pub mod policy;
 pub mod server;
+mod spawner;
 pub mod stats;
 
 use std::io;
