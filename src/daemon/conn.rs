@@ -5,14 +5,16 @@
 //! source is stored in the job's directory), `Queued` (complete, waiting for
 //! one of the `--jobs` slots), `Starting` (the spawner thread is starting its
 //! compiler), `Compiling` (the compiler runs in its own process group) and
-//! `Writing` (the response goes out), then closes, or drains after a `DENY`.
+//! `Writing` (the response goes out), then closes, or drains after a `DENY`. A job that is starting or compiling
+//! is with a worker thread (`workers`).
 
 use std::fs::File;
-use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::job::ServerJob;
 use super::stats::Outcome;
+use super::workers::Compiler;
 use crate::proto::{Limits, RequestDecoder};
 
 /// A connection's two directions: one socket, or (inetd over ssh) two pipes.
@@ -38,11 +40,16 @@ pub enum ConnState {
     Queued {
         job: ServerJob,
     },
-    /// The job is with the spawner thread; it holds a slot.
-    Starting,
+    /// The job is with a worker, which starts its compiler; it holds a slot.
+    Starting {
+        label: JobLabel,
+        /// The client went away meanwhile.
+        gone: bool,
+    },
+    /// The compiler runs; the job comes back from the worker when it has exited.
     Compiling {
-        job: ServerJob,
-        child: Child,
+        label: JobLabel,
+        compiler: Arc<Compiler>,
         /// SIGKILL time for a compiler that was sent SIGTERM.
         kill_at: Option<Instant>,
         /// Why it was stopped, if it was.
@@ -67,6 +74,22 @@ pub enum ConnState {
     /// The job has been taken out to move it to its next state; no event
     /// sees this, because the next state is set before the handler returns.
     Taken,
+}
+
+/// A job's compiler and source names, for logs and the stats page while the
+/// job is with a worker.
+pub struct JobLabel {
+    pub program: Vec<u8>,
+    pub input: Vec<u8>,
+}
+
+impl JobLabel {
+    pub fn of(job: &ServerJob) -> JobLabel {
+        JobLabel {
+            program: job.program.clone(),
+            input: job.input_name().to_vec(),
+        }
+    }
 }
 
 /// What a connection does once its output is written.

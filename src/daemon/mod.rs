@@ -8,8 +8,8 @@ pub mod hint;
 pub mod job;
 pub mod policy;
 pub mod server;
-mod spawner;
 pub mod stats;
+mod workers;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,17 +1,16 @@
 //! The daemon's event loop: every connection's I/O on one mio poll, compile
-//! slots handed out only to complete requests, compilers started by the
-//! spawner thread and reaped on SIGCHLD.
+//! slots handed out only to complete requests, compilers run by the workers.
 //!
 //! Connections and their states are in `conn`. Slow or idle peers only ever
 //! hold a file descriptor, never a slot, and the read deadline closes them in
-//! the end. Nothing here blocks: sockets are non-blocking, fork and exec run
-//! on the spawner thread, and compilers are reaped without waiting.
+//! the end. Nothing here blocks: sockets are non-blocking, and the compiler
+//! search, fork, exec and waitpid happen on the worker threads (`workers`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,14 +20,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Waker};
 
 use super::conn::{
-    conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, FIRST_LISTENER, MAX_CONN_ID,
-    MAX_LISTENERS, SIGNALS, WAKER,
+    conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
+    MAX_CONN_ID, MAX_LISTENERS, SIGNALS, WAKER,
 };
 use super::hint;
-use super::job::{self, JobDir, ServerJob};
+use super::job::{self, JobDir, Results, ServerJob};
 use super::policy;
-use super::spawner::{Spawner, Started};
 use super::stats::{Outcome, RunningJob, Stats};
+use super::workers::{Compiler, Report, Workers};
 use super::Config;
 use crate::exitcode::ExitCode;
 use crate::proto::{Item, Limits, Response};
@@ -71,16 +70,14 @@ pub struct Server<'a> {
     next_id: ConnId,
     max_conns: usize,
     queue: VecDeque<ConnId>,
-    /// Slots in use: jobs starting or compiling.
+    /// Slots in use: jobs with a worker, until it reports them finished.
     running: usize,
     stats: Stats,
     scratch: Vec<u8>,
     stopping: Option<Instant>,
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
-    spawner: Spawner,
-    /// Compilers killed with their connection, not yet reaped.
-    orphans: Vec<Child>,
+    workers: Workers,
 }
 
 impl<'a> Server<'a> {
@@ -95,8 +92,7 @@ impl<'a> Server<'a> {
             ));
         }
         let poll = Poll::new()?;
-        let signals =
-            crate::sys::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD])?;
+        let signals = crate::sys::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
         poll.registry().register(
             &mut SourceFd(&signals.as_raw_fd()),
             SIGNALS,
@@ -112,7 +108,7 @@ impl<'a> Server<'a> {
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let compilers = job::CompilerSearch::new(config.masquerade_dirs());
-        let spawner = Spawner::new(compilers, waker)?;
+        let workers = Workers::new(config.jobs, compilers, waker);
         let nofile = crate::sys::raise_nofile_limit();
         Ok(Server {
             config,
@@ -128,8 +124,7 @@ impl<'a> Server<'a> {
             scratch: vec![0; 64 * 1024],
             stopping: None,
             single: false,
-            spawner,
-            orphans: Vec::new(),
+            workers,
         })
     }
 
@@ -172,11 +167,8 @@ impl<'a> Server<'a> {
                 }
                 return Err(err);
             }
-            let mut reap = self.dispatch(&events);
-            reap |= self.take_started();
-            if reap {
-                self.reap();
-            }
+            self.dispatch(&events);
+            self.take_reports();
             let now = Instant::now();
             self.check_lifetime(now, lifetime_end);
             self.check_deadlines(now);
@@ -189,13 +181,11 @@ impl<'a> Server<'a> {
     }
 
     /// Hands each event to its connection, listener or the signal pipe.
-    /// Returns true if children may need reaping.
-    fn dispatch(&mut self, events: &Events) -> bool {
-        let mut reap = false;
+    fn dispatch(&mut self, events: &Events) {
         for event in events.iter() {
             match event.token() {
-                SIGNALS => reap |= self.on_signals(),
-                // The spawner's results are taken after every batch.
+                SIGNALS => self.on_signals(),
+                // The workers' reports are taken after every batch.
                 WAKER => {}
                 token => match conn_of(token) {
                     Some(id) => self.on_conn_event(id, event),
@@ -203,7 +193,6 @@ impl<'a> Server<'a> {
                 },
             }
         }
-        reap
     }
 
     /// An event for a connection that has been closed meanwhile finds no
@@ -256,18 +245,13 @@ impl<'a> Server<'a> {
         Some(next.map_or(cap, |t| t.saturating_duration_since(now).min(cap)))
     }
 
-    /// Handles pending signals; returns true if children may need reaping.
-    fn on_signals(&mut self) -> bool {
-        let mut reap = false;
+    fn on_signals(&mut self) {
         for sig in crate::sys::drain_signals(&self.signals) {
-            if sig == libc::SIGCHLD {
-                reap = true;
-            } else if self.stopping.is_none() {
+            if self.stopping.is_none() {
                 log::info!("signal {sig} received, stopping");
                 self.stop();
             }
         }
-        reap
     }
 
     fn ids(&self) -> Vec<ConnId> {
@@ -293,19 +277,20 @@ impl<'a> Server<'a> {
 
     /// At the end of the shutdown grace: kill what still runs and close everything.
     fn abandon_jobs(&mut self) {
-        for started in self.spawner.stop() {
-            self.take_one_started(started);
-        }
         for id in self.ids() {
-            if let Some(ConnState::Compiling { child, .. }) = self.conns.get(&id).map(|c| &c.state)
+            if let Some(ConnState::Compiling { compiler, .. }) =
+                self.conns.get(&id).map(|c| &c.state)
             {
-                log::warn!("killing compiler {} at shutdown", child.id());
+                log::warn!("killing compiler {} at shutdown", compiler.pid);
             }
             self.close(id);
         }
-        // The loop is over: waiting for the killed compilers blocks no one.
-        for mut child in self.orphans.drain(..) {
-            let _ = child.wait();
+        // The loop is over: the workers reap the killed compilers, and
+        // anything started meanwhile is killed too.
+        for report in self.workers.stop() {
+            if let Report::Started { compiler, .. } = report {
+                compiler.signal(libc::SIGKILL);
+            }
         }
     }
 
@@ -412,8 +397,9 @@ impl<'a> Server<'a> {
     }
 
     /// Closes a connection: deregisters it and drops its job, which removes
-    /// the job's directory. A compiler still running is killed, and reaped
-    /// later. A job with the spawner is killed when it comes back.
+    /// the job's directory. A compiler still running is killed (its worker
+    /// reaps it and removes the directory); one still starting is killed
+    /// when its worker reports it started.
     fn close(&mut self, id: ConnId) {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
@@ -424,11 +410,7 @@ impl<'a> Server<'a> {
             let _ = registry.deregister(&mut SourceFd(&w.as_raw_fd()));
         }
         match std::mem::replace(&mut conn.state, ConnState::Taken) {
-            ConnState::Compiling { child, .. } => {
-                crate::sys::kill_group(child.id(), libc::SIGKILL);
-                self.orphans.push(child);
-                self.running -= 1;
-            }
+            ConnState::Compiling { compiler, .. } => compiler.signal(libc::SIGKILL),
             ConnState::Queued { .. } => self.queue.retain(|&q| q != id),
             _ => {}
         }
@@ -473,7 +455,7 @@ impl<'a> Server<'a> {
                 self.close(id);
             }
             ConnState::Compiling {
-                child,
+                compiler,
                 kill_at,
                 stopped,
                 ..
@@ -482,14 +464,16 @@ impl<'a> Server<'a> {
                     log::warn!(
                         "client {} disconnected, killing compiler {}",
                         conn.peer,
-                        child.id()
+                        compiler.pid
                     );
-                    crate::sys::kill_group(child.id(), libc::SIGTERM);
+                    compiler.signal(libc::SIGTERM);
                     *kill_at = Some(Instant::now() + KILL_GRACE);
                     *stopped = Some(Outcome::Disconnect);
                 }
             }
-            ConnState::Queued { .. } | ConnState::Starting => {
+            // Its compiler may be starting: it is stopped once it has.
+            ConnState::Starting { gone, .. } => *gone = true,
+            ConnState::Queued { .. } => {
                 log::warn!("client {} disconnected while its job waited", conn.peer);
                 self.stats.record(Outcome::Disconnect, None);
                 self.close(id);
@@ -676,76 +660,107 @@ impl<'a> Server<'a> {
 
     /// Hands queued jobs to the spawner while slots are free.
     fn start_jobs(&mut self) {
-        while self.running < self.config.jobs {
+        while self.running < self.config.jobs && !self.queue.is_empty() {
+            if !self.workers.make_room(self.running) {
+                return;
+            }
             let Some(id) = self.queue.pop_front() else {
                 return;
             };
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
-            let ConnState::Queued { job } = std::mem::replace(&mut conn.state, ConnState::Starting)
+            let ConnState::Queued { job } = std::mem::replace(&mut conn.state, ConnState::Taken)
             else {
                 continue;
             };
+            conn.state = ConnState::Starting {
+                label: JobLabel::of(&job),
+                gone: false,
+            };
             self.running += 1;
-            self.spawner.start(id, job);
+            self.workers.start(id, job);
         }
     }
 
-    /// Takes the jobs the spawner has started; returns true if it started
-    /// any compiler, which may have exited before its SIGCHLD could find it.
-    fn take_started(&mut self) -> bool {
-        let mut any = false;
-        for started in self.spawner.started() {
-            any |= self.take_one_started(started);
+    /// Takes the workers' reports: compilers started, jobs finished.
+    fn take_reports(&mut self) {
+        for report in self.workers.reports() {
+            match report {
+                Report::Started { conn, compiler } => self.on_started(conn, compiler),
+                Report::Finished { conn, job, ended } => self.on_finished(conn, job, ended),
+            }
         }
-        any
     }
 
-    fn take_one_started(&mut self, started: Started) -> bool {
-        let Started {
-            conn: id,
-            job,
-            child,
-        } = started;
-        let conn = self
-            .conns
-            .get_mut(&id)
-            .filter(|c| matches!(c.state, ConnState::Starting));
-        match (conn, child) {
-            (None, Ok(child)) => {
-                // Its client went away meanwhile.
-                crate::sys::kill_group(child.id(), libc::SIGKILL);
-                self.orphans.push(child);
-                self.running -= 1;
-                true
+    fn on_started(&mut self, id: ConnId, compiler: Arc<Compiler>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            // Its client went away meanwhile.
+            compiler.signal(libc::SIGKILL);
+            return;
+        };
+        let ConnState::Starting { label, gone } =
+            std::mem::replace(&mut conn.state, ConnState::Taken)
+        else {
+            compiler.signal(libc::SIGKILL);
+            return;
+        };
+        log::debug!(
+            "compiling {} for {} with {} (pid {})",
+            String::from_utf8_lossy(&label.input),
+            conn.peer,
+            String::from_utf8_lossy(&label.program),
+            compiler.pid
+        );
+        let (mut kill_at, mut stopped) = (None, None);
+        if gone {
+            log::warn!(
+                "client {} disconnected, killing compiler {}",
+                conn.peer,
+                compiler.pid
+            );
+            compiler.signal(libc::SIGTERM);
+            kill_at = Some(Instant::now() + KILL_GRACE);
+            stopped = Some(Outcome::Disconnect);
+        }
+        conn.state = ConnState::Compiling {
+            label,
+            compiler,
+            kill_at,
+            stopped,
+            lifetime_ends: self.config.job_lifetime.map(|d| Instant::now() + d),
+        };
+    }
+
+    /// A worker is done with a job: its slot is free, and the job's
+    /// connection, if it is still there, gets its response.
+    fn on_finished(
+        &mut self,
+        id: ConnId,
+        job: ServerJob,
+        ended: io::Result<(ExitStatus, Results)>,
+    ) {
+        self.running -= 1;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let stopped = match std::mem::replace(&mut conn.state, ConnState::Taken) {
+            ConnState::Compiling { stopped, .. } => stopped,
+            ConnState::Starting { gone: true, .. } => {
+                log::warn!("client {} disconnected while its job waited", conn.peer);
+                self.stats.record(Outcome::Disconnect, None);
+                self.close(id);
+                return;
             }
-            (None, Err(_)) => {
-                self.running -= 1;
-                false
+            ConnState::Starting { .. } => None,
+            other => {
+                conn.state = other;
+                return;
             }
-            (Some(conn), Ok(child)) => {
-                log::debug!(
-                    "compiling {} for {} with {} (pid {})",
-                    String::from_utf8_lossy(job.input_name()),
-                    conn.peer,
-                    String::from_utf8_lossy(&job.program),
-                    child.id()
-                );
-                conn.state = ConnState::Compiling {
-                    job,
-                    child,
-                    kill_at: None,
-                    stopped: None,
-                    lifetime_ends: self.config.job_lifetime.map(|d| Instant::now() + d),
-                };
-                true
-            }
-            (Some(_), Err(err)) => {
-                self.running -= 1;
-                self.compiler_missing(id, &job, &err);
-                false
-            }
+        };
+        match ended {
+            Err(err) => self.compiler_missing(id, &job, &err),
+            Ok((status, results)) => self.finish(id, &job, stopped, status, results),
         }
     }
 
@@ -768,57 +783,31 @@ impl<'a> Server<'a> {
         self.start_writing(id, out, AfterWrite::Close);
     }
 
-    /// Reaps finished compilers and turns their results into responses,
-    /// and reaps killed ones. Never waits.
-    fn reap(&mut self) {
-        self.orphans
-            .retain_mut(|child| matches!(child.try_wait(), Ok(None)));
-        for id in self.ids() {
-            let Some(ConnState::Compiling { child, .. }) =
-                self.conns.get_mut(&id).map(|c| &mut c.state)
-            else {
-                continue;
-            };
-            let status = match child.try_wait() {
-                Ok(Some(status)) => status,
-                Ok(None) => continue,
-                Err(err) => {
-                    log::error!("waitpid for {} failed: {err}", child.id());
-                    continue;
-                }
-            };
-            self.running -= 1;
-            self.finish(id, status);
-        }
-    }
-
     /// Turns a finished compiler into the job's response.
-    fn finish(&mut self, id: ConnId, status: ExitStatus) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let ConnState::Compiling { job, stopped, .. } =
-            std::mem::replace(&mut conn.state, ConnState::Taken)
-        else {
-            return;
-        };
+    fn finish(
+        &mut self,
+        id: ConnId,
+        job: &ServerJob,
+        stopped: Option<Outcome>,
+        status: ExitStatus,
+        results: Results,
+    ) {
         match stopped {
             Some(Outcome::Disconnect) => {
                 self.stats.record(Outcome::Disconnect, None);
                 let status = ExitCode::IoError.as_wait_status();
-                self.summary(id, &job, "CLI_DISCONNECT", status);
+                self.summary(id, job, "CLI_DISCONNECT", status);
                 self.close(id);
             }
-            Some(_) => self.finish_timed_out(id, &job),
-            None => self.finish_compiled(id, &job, status),
+            Some(_) => self.finish_timed_out(id, job, results),
+            None => self.finish_compiled(id, job, status, results),
         }
     }
 
     /// The response to a compiler killed at `--job-lifetime`.
-    fn finish_timed_out(&mut self, id: ConnId, job: &ServerJob) {
+    fn finish_timed_out(&mut self, id: ConnId, job: &ServerJob, results: Results) {
         let status = ExitCode::Timeout.as_wait_status();
         let message = serr_line("dcc_collect_child", "Compilation takes too long, timeout.");
-        let results = job.results(false);
         let mut stderr = results.stderr;
         stderr.extend_from_slice(message.as_bytes());
         let out = Response {
@@ -835,10 +824,15 @@ impl<'a> Server<'a> {
     }
 
     /// The response to a compiler that exited on its own.
-    fn finish_compiled(&mut self, id: ConnId, job: &ServerJob, status: ExitStatus) {
+    fn finish_compiled(
+        &mut self,
+        id: ConnId,
+        job: &ServerJob,
+        status: ExitStatus,
+        results: Results,
+    ) {
         use std::os::unix::process::ExitStatusExt;
         let raw = status.into_raw() as u32;
-        let results = job.results(raw == 0);
         let mut out = Response {
             version: job.version,
             status: raw,
@@ -1014,12 +1008,15 @@ impl<'a> Server<'a> {
             .conns
             .values()
             .filter_map(|c| match &c.state {
-                ConnState::Compiling { job, .. } => Some(RunningJob {
-                    client: c.peer.clone(),
-                    compiler: &job.program,
-                    input: job.input_name(),
-                    elapsed: c.started.elapsed(),
-                }),
+                // A job whose compiler is starting is as good as running.
+                ConnState::Starting { label, .. } | ConnState::Compiling { label, .. } => {
+                    Some(RunningJob {
+                        client: c.peer.clone(),
+                        compiler: &label.program,
+                        input: &label.input,
+                        elapsed: c.started.elapsed(),
+                    })
+                }
                 _ => None,
             })
             .collect();
@@ -1077,7 +1074,7 @@ type StepResult = Result<(), (Outcome, String)>;
 /// `--job-lifetime`: SIGTERM to a compiler that ran past it, SIGKILL after the grace.
 fn check_compiler_deadlines(conn: &mut Conn, now: Instant) {
     let ConnState::Compiling {
-        child,
+        compiler,
         kill_at,
         stopped,
         lifetime_ends,
@@ -1089,15 +1086,15 @@ fn check_compiler_deadlines(conn: &mut Conn, now: Instant) {
     if lifetime_ends.is_some_and(|t| now >= t) && stopped.is_none() {
         log::warn!(
             "compiler {} for {} ran past --job-lifetime; killing it",
-            child.id(),
+            compiler.pid,
             conn.peer
         );
-        crate::sys::kill_group(child.id(), libc::SIGTERM);
+        compiler.signal(libc::SIGTERM);
         *stopped = Some(Outcome::Timeout);
         *kill_at = Some(now + KILL_GRACE);
         *lifetime_ends = None;
     } else if kill_at.is_some_and(|t| now >= t) {
-        crate::sys::kill_group(child.id(), libc::SIGKILL);
+        compiler.signal(libc::SIGKILL);
         *kill_at = None;
     }
 }
