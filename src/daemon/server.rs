@@ -687,13 +687,13 @@ impl<'a> Server<'a> {
     fn take_reports(&mut self) {
         for report in self.workers.reports() {
             match report {
-                Report::Started { conn, compiler } => self.on_started(conn, compiler),
+                Report::Started { conn, compiler, at } => self.on_started(conn, compiler, at),
                 Report::Finished { conn, job, ended } => self.on_finished(conn, job, ended),
             }
         }
     }
 
-    fn on_started(&mut self, id: ConnId, compiler: Arc<Compiler>) {
+    fn on_started(&mut self, id: ConnId, compiler: Arc<Compiler>, at: Instant) {
         let Some(conn) = self.conns.get_mut(&id) else {
             // Its client went away meanwhile.
             compiler.signal(libc::SIGKILL);
@@ -728,7 +728,7 @@ impl<'a> Server<'a> {
             compiler,
             kill_at,
             stopped,
-            lifetime_ends: self.config.job_lifetime.map(|d| Instant::now() + d),
+            lifetime_ends: self.config.job_lifetime.map(|d| at + d),
         };
     }
 
@@ -1029,7 +1029,13 @@ impl<'a> Server<'a> {
     }
 
     fn check_deadlines(&mut self, now: Instant) {
-        for id in self.ids() {
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| is_due(c, now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
@@ -1070,6 +1076,19 @@ type ReadingJob<'a> = (
 
 /// A step of reading a request: refused with this outcome and reason.
 type StepResult = Result<(), (Outcome, String)>;
+
+/// True if one of the connection's deadlines has come.
+fn is_due(conn: &Conn, now: Instant) -> bool {
+    let reached = |t: &Option<Instant>| t.is_some_and(|t| now >= t);
+    match &conn.state {
+        ConnState::Compiling {
+            kill_at,
+            lifetime_ends,
+            ..
+        } => reached(kill_at) || reached(lifetime_ends),
+        _ => reached(&conn.deadline),
+    }
+}
 
 /// `--job-lifetime`: SIGTERM to a compiler that ran past it, SIGKILL after the grace.
 fn check_compiler_deadlines(conn: &mut Conn, now: Instant) {

@@ -5,7 +5,7 @@
 //! The loop hands a job over with [`Workers::start`]. The worker reports
 //! [`Report::Started`] with a handle to signal the compiler's process group,
 //! then [`Report::Finished`] with the job, its exit status and its results,
-//! and wakes the loop's poll after each. Workers are started as jobs need
+//! and wakes the loop's poll after the second. Workers are started as jobs need
 //! them, up to one per compile slot.
 
 use std::io;
@@ -13,6 +13,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use mio::Waker;
 
@@ -25,6 +26,7 @@ pub enum Report {
     Started {
         conn: ConnId,
         compiler: Arc<Compiler>,
+        at: Instant,
     },
     /// The compiler has exited and been reaped, or could not be started.
     Finished {
@@ -154,6 +156,11 @@ fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, wake
             let _ = waker.wake();
             sent
         };
+        // Not worth a wake-up of its own: the loop takes it with its next
+        // event, the job's end at the latest, or within its one-second tick.
+        let report_quietly = |report: Report| {
+            let _ = outbox.send(report);
+        };
         let child = match start_compiler(compilers, &job) {
             Ok(child) => child,
             Err(err) => {
@@ -166,9 +173,10 @@ fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, wake
             pid: child.id(),
             exited: Mutex::new(false),
         });
-        report(Report::Started {
+        report_quietly(Report::Started {
             conn,
             compiler: compiler.clone(),
+            at: Instant::now(),
         });
         let ended = wait_for(child, &compiler).map(|status| {
             use std::os::unix::process::ExitStatusExt;
