@@ -286,12 +286,8 @@ impl<'a> Server<'a> {
             self.close(id);
         }
         // The loop is over: the workers reap the killed compilers, and
-        // anything started meanwhile is killed too.
-        for report in self.workers.stop() {
-            if let Report::Started { compiler, .. } = report {
-                compiler.signal(libc::SIGKILL);
-            }
-        }
+        // kill any started meanwhile.
+        self.workers.stop();
     }
 
     fn accept(&mut self, listener: usize) {

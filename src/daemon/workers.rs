@@ -10,10 +10,10 @@
 
 use std::io;
 use std::process::{Child, ExitStatus};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
@@ -127,20 +127,27 @@ impl Workers {
         self.reports.try_iter().collect()
     }
 
-    /// Ends the workers once their jobs are done (kill those first), and
-    /// returns the reports no one took.
-    pub fn stop(&mut self) -> Vec<Report> {
+    /// Ends the workers, for the end of the loop: a compiler the loop has
+    /// not heard of yet is killed (no one is left to answer), so that no
+    /// worker waits on it; the loop has killed those it knew.
+    pub fn stop(&mut self) {
         self.requests = None;
+        while self.threads.iter().any(|t| !t.is_finished()) {
+            match self.reports.recv_timeout(Duration::from_millis(50)) {
+                Ok(Report::Started { compiler, .. }) => compiler.signal(libc::SIGKILL),
+                Ok(Report::Finished { .. }) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        self.reports()
     }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        let _ = self.stop();
+        self.stop();
     }
 }
 
