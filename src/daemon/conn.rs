@@ -3,10 +3,10 @@
 //!
 //! A compile connection moves through `Reading` (the request arrives, the
 //! source is stored in the job's directory), `Queued` (complete, waiting for
-//! one of the `--jobs` slots), `Starting` (the spawner thread is starting its
+//! one of the `--jobs` slots), `Starting` (a worker thread is starting its
 //! compiler), `Compiling` (the compiler runs in its own process group) and
-//! `Writing` (the response goes out), then closes, or drains after a `DENY`. A job that is starting or compiling
-//! is with a worker thread (`workers`).
+//! `Writing` (the response goes out), then closes, or drains after a `DENY`.
+//! A job that is starting or compiling is with a worker thread (`workers`).
 
 use std::fs::File;
 use std::sync::Arc;
@@ -126,7 +126,7 @@ pub struct Conn {
     pub write_armed: bool,
 }
 
-/// The poll tokens below connections: the signal pipe, the spawner's waker,
+/// The poll tokens below connections: the signal pipe, the workers' waker,
 /// then one per listening socket.
 pub const SIGNALS: mio::Token = mio::Token(0);
 pub const WAKER: mio::Token = mio::Token(1);
@@ -151,4 +151,27 @@ pub fn conn_token(id: ConnId, write_side: bool) -> mio::Token {
 /// The connection a poll token names, if it names one.
 pub fn conn_of(token: mio::Token) -> Option<ConnId> {
     token.0.checked_sub(FIRST_CONN).map(|t| t / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_connection_and_side_and_never_overflow() {
+        for id in [0, 1, 7, 1000, MAX_CONN_ID] {
+            for side in [false, true] {
+                assert_eq!(conn_of(conn_token(id, side)), Some(id));
+            }
+            assert_ne!(conn_token(id, false), conn_token(id, true));
+        }
+        assert_eq!(conn_token(MAX_CONN_ID, true).0 / 2, (usize::MAX - 1) / 2);
+        for below in [
+            SIGNALS,
+            WAKER,
+            mio::Token(FIRST_LISTENER + MAX_LISTENERS - 1),
+        ] {
+            assert_eq!(conn_of(below), None);
+        }
+    }
 }

@@ -654,7 +654,7 @@ impl<'a> Server<'a> {
         self.close(id);
     }
 
-    /// Hands queued jobs to the spawner while slots are free.
+    /// Hands queued jobs to the workers while slots are free.
     fn start_jobs(&mut self) {
         while self.running < self.config.jobs && !self.queue.is_empty() {
             if !self.workers.make_room(self.running) {
