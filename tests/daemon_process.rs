@@ -961,3 +961,46 @@ fn a_stats_reply_larger_than_the_socket_buffer_arrives_whole() {
         );
     }
 }
+
+/// The poll's token space below connections holds 62 listening sockets:
+/// 32 addresses with `--stats` make 64, which the daemon refuses at start-up
+/// with a clear error instead of giving two sockets one token.
+#[test]
+fn more_listening_sockets_than_tokens_is_an_error() {
+    let dir = TestDir::new("process-listeners");
+    let tmp = dir.shared_dir("tmp");
+    let (port, stats_port) = (common::free_port(), common::free_port());
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "daemon",
+        "--no-detach",
+        "--log-stderr",
+        "--enable-tcp-insecure",
+    ])
+    .args(["--allow", "127.0.0.0/8", "--stats"])
+    .args(["--port", &port.to_string()])
+    .args(["--stats-port", &stats_port.to_string()])
+    .env("TMPDIR", &tmp)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    for i in 1..=32 {
+        cmd.args(["--listen", &format!("127.0.0.{i}")]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the daemon served 64 listening sockets");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(100), "{log}");
+    assert!(
+        log.contains("64 listening sockets; at most 62 are served"),
+        "{log}"
+    );
+}
