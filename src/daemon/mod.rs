@@ -7,6 +7,7 @@ mod conn;
 pub mod hint;
 pub mod job;
 pub mod policy;
+mod response;
 pub mod server;
 pub mod stats;
 mod workers;

@@ -23,14 +23,14 @@ use super::conn::{
     conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
     MAX_CONN_ID, MAX_LISTENERS, SIGNALS, WAKER,
 };
-use super::hint;
 use super::job::{self, JobDir, Results, ServerJob};
 use super::policy;
+use super::response::{self, Answer};
 use super::stats::{Outcome, RunningJob, Stats};
 use super::workers::{Compiler, Report, Workers};
 use super::Config;
 use crate::exitcode::ExitCode;
-use crate::proto::{Item, Limits, Response};
+use crate::proto::{Item, Limits};
 
 /// How long a stats client may take to send its request before it gets the reply anyway.
 const STATS_WAIT: Duration = Duration::from_millis(200);
@@ -49,15 +49,6 @@ const STATS_DRAIN_BYTES: u64 = 64 * 1024;
 pub enum Service {
     Compile,
     Stats,
-}
-
-/// A line of the daemon's own in a job's SERR, in distccd's format, so a
-/// client shows it as it would show distccd's.
-fn serr_line(function: &str, text: &str) -> String {
-    format!(
-        "distccd[{}] ({function}) ERROR: {text}\n",
-        std::process::id()
-    )
 }
 
 /// The event loop and everything it owns.
@@ -755,28 +746,9 @@ impl<'a> Server<'a> {
             }
         };
         match ended {
-            Err(err) => self.compiler_missing(id, &job, &err),
+            Err(err) => self.answer(id, &job, response::compiler_missing(&job, &err)),
             Ok((status, results)) => self.finish(id, &job, stopped, status, results),
         }
-    }
-
-    /// Answers a job whose compiler could not be run, as distccd does.
-    fn compiler_missing(&mut self, id: ConnId, job: &ServerJob, err: &io::Error) {
-        let program = String::from_utf8_lossy(&job.program);
-        let message = serr_line("dcc_execvp", &format!("failed to exec {program}: {err}"));
-        log::error!("failed to exec {program}: {err}");
-        let status = ExitCode::CompilerMissing.as_wait_status();
-        let out = Response {
-            version: job.version,
-            status,
-            stderr: message.as_bytes(),
-            stdout: b"",
-            object: None,
-        }
-        .encode();
-        self.stats.record(Outcome::CompileError, None);
-        self.summary(id, job, "COMPILER_MISSING", status);
-        self.start_writing(id, out, AfterWrite::Close);
     }
 
     /// Turns a finished compiler into the job's response.
@@ -788,95 +760,32 @@ impl<'a> Server<'a> {
         status: ExitStatus,
         results: Results,
     ) {
-        match stopped {
+        let answer = match stopped {
             Some(Outcome::Disconnect) => {
                 self.stats.record(Outcome::Disconnect, None);
                 let status = ExitCode::IoError.as_wait_status();
                 self.summary(id, job, "CLI_DISCONNECT", status);
                 self.close(id);
+                return;
             }
-            Some(_) => self.finish_timed_out(id, job, results),
-            None => self.finish_compiled(id, job, status, results),
-        }
-    }
-
-    /// The response to a compiler killed at `--job-lifetime`.
-    fn finish_timed_out(&mut self, id: ConnId, job: &ServerJob, results: Results) {
-        let status = ExitCode::Timeout.as_wait_status();
-        let message = serr_line("dcc_collect_child", "Compilation takes too long, timeout.");
-        let mut stderr = results.stderr;
-        stderr.extend_from_slice(message.as_bytes());
-        let out = Response {
-            version: job.version,
-            status,
-            stderr: &stderr,
-            stdout: &results.stdout,
-            object: None,
-        }
-        .encode();
-        self.stats.record(Outcome::Timeout, None);
-        self.summary(id, job, "COMPILE_TIMEOUT", status);
-        self.start_writing(id, out, AfterWrite::Close);
-    }
-
-    /// The response to a compiler that exited on its own.
-    fn finish_compiled(
-        &mut self,
-        id: ConnId,
-        job: &ServerJob,
-        status: ExitStatus,
-        results: Results,
-    ) {
-        use std::os::unix::process::ExitStatusExt;
-        let raw = status.into_raw() as u32;
-        let mut out = Response {
-            version: job.version,
-            status: raw,
-            stderr: &results.stderr,
-            stdout: &results.stdout,
-            object: results.object.as_deref(),
-        }
-        .encode();
-        let (outcome, word) = match (raw, &results.object) {
-            (0, Some(_)) => (Outcome::Ok, "COMPILE_OK"),
-            (0, None) => {
-                // distccd 3.4 stops after SOUT when the compiler left no
-                // output; the client sees a truncated response.
-                log::error!(
-                    "compiler succeeded but wrote no output for {}",
-                    String::from_utf8_lossy(job.input_name())
-                );
-                out.truncate(out.len() - crate::proto::HEADER_LEN);
-                (Outcome::CompileError, "COMPILE_NO_OUTPUT")
-            }
-            _ => {
-                self.log_hint(id, job, &results.stderr);
-                (Outcome::CompileError, "COMPILE_ERROR")
+            Some(_) => response::timed_out(job, results),
+            None => {
+                let peer = self.conns.get(&id).map_or("", |c| c.peer.as_str());
+                response::compiled(job, status, &results, peer)
             }
         };
+        self.answer(id, job, answer);
+    }
+
+    /// Counts the job, logs its summary and sends its response.
+    fn answer(&mut self, id: ConnId, job: &ServerJob, answer: Answer) {
         let took = self.conns.get(&id).map(|c| c.started.elapsed());
         let timing = took
-            .filter(|_| outcome == Outcome::Ok)
+            .filter(|_| answer.outcome == Outcome::Ok)
             .map(|took| (job.input_name(), job.program.as_slice(), took));
-        self.stats.record(outcome, timing);
-        self.summary(id, job, word, raw);
-        self.start_writing(id, out, AfterWrite::Close);
-    }
-
-    /// Logs why gcc may have failed on clang's input, if that is the likely cause.
-    fn log_hint(&self, id: ConnId, job: &ServerJob, stderr: &[u8]) {
-        let Some(conn) = self.conns.get(&id) else {
-            return;
-        };
-        let hint = hint::gcc_input_to_clang(
-            &conn.peer,
-            &String::from_utf8_lossy(&job.argv[0]),
-            &job.input_path(),
-            stderr,
-        );
-        if let Some(hint) = hint {
-            log::warn!("{hint}");
-        }
+        self.stats.record(answer.outcome, timing);
+        self.summary(id, job, answer.word, answer.status);
+        self.start_writing(id, answer.out, AfterWrite::Close);
     }
 
     /// One log line per job, as distccd's `dcc_job_summary` writes.
