@@ -5,6 +5,8 @@
 //! hold a file descriptor, never a slot, and the read deadline closes them in
 //! the end. Nothing here blocks: sockets are non-blocking, and the compiler
 //! search, fork, exec and waitpid happen on the worker threads (`workers`).
+//! Reading a request is in `server/request.rs`, building a finished job's
+//! response in `response.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -23,14 +25,14 @@ use super::conn::{
     conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
     MAX_CONN_ID, MAX_LISTENERS, SIGNALS, WAKER,
 };
-use super::job::{self, JobDir, Results, ServerJob};
-use super::policy;
+use super::job::{self, Results, ServerJob};
 use super::response::{self, Answer};
 use super::stats::{Outcome, RunningJob, Stats};
 use super::workers::{Compiler, Report, Workers};
 use super::Config;
 use crate::exitcode::ExitCode;
-use crate::proto::{Item, Limits};
+
+mod request;
 
 /// How long a stats client may take to send its request before it gets the reply anyway.
 const STATS_WAIT: Duration = Duration::from_millis(200);
@@ -38,8 +40,6 @@ const STATS_WAIT: Duration = Duration::from_millis(200);
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long running jobs may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// How long a refused client may go on sending its request after `DENY`.
-const DENY_DRAIN_TIME: Duration = Duration::from_secs(5);
 /// How long, and how much, a stats client may send after its reply.
 const STATS_DRAIN_TIME: Duration = Duration::from_secs(1);
 const STATS_DRAIN_BYTES: u64 = 64 * 1024;
@@ -512,139 +512,6 @@ impl<'a> Server<'a> {
         }
     }
 
-    /// Decodes request bytes into the job: its command, then its source.
-    fn on_request_bytes(&mut self, id: ConnId, mut input: &[u8]) -> bool {
-        loop {
-            let Some(ConnState::Reading { decoder, job, .. }) =
-                self.conns.get_mut(&id).map(|c| &mut c.state)
-            else {
-                return false;
-            };
-            let has_job = job.is_some();
-            let item = match decoder.next(&mut input) {
-                Ok(Some(item)) => item,
-                Ok(None) => return true,
-                Err(err) if has_job => {
-                    self.refuse(id, Outcome::BadRequest, &err.to_string());
-                    return true;
-                }
-                Err(err) => {
-                    self.drop_bad_request(id, &err.to_string());
-                    return true;
-                }
-            };
-            let step = match item {
-                Item::Command { version, argv } => self.on_command(id, version, argv),
-                Item::InputStart(len) => self.on_input_start(id, len),
-                Item::Input(chunk) => self.on_input(id, chunk),
-                Item::End => return self.on_request_end(id, input.len()),
-            };
-            if let Err((outcome, why)) = step {
-                self.refuse(id, outcome, &why);
-                return true;
-            }
-        }
-    }
-
-    /// The job and source file of a connection that is reading its request.
-    fn reading(&mut self, id: ConnId) -> Option<ReadingJob<'_>> {
-        match self.conns.get_mut(&id).map(|c| &mut c.state) {
-            Some(ConnState::Reading {
-                job,
-                body,
-                compressed,
-                ..
-            }) => Some((job, body, compressed)),
-            _ => None,
-        }
-    }
-
-    fn on_command(&mut self, id: ConnId, version: u32, argv: Vec<Vec<u8>>) -> StepResult {
-        let accepted =
-            accept_command(self.config, version, argv).map_err(|e| (Outcome::Other, e))?;
-        if let Some((job, ..)) = self.reading(id) {
-            *job = Some(accepted);
-        }
-        Ok(())
-    }
-
-    fn on_input_start(&mut self, id: ConnId, len: u32) -> StepResult {
-        let Some((Some(job), body, compressed)) = self.reading(id) else {
-            return Ok(());
-        };
-        *compressed = job.version >= 2 && len > 0;
-        let file = File::create(job.body_path(*compressed))
-            .map_err(|e| (Outcome::Other, format!("cannot store the source: {e}")))?;
-        *body = Some(file);
-        Ok(())
-    }
-
-    fn on_input(&mut self, id: ConnId, chunk: &[u8]) -> StepResult {
-        if let Some((_, Some(body), _)) = self.reading(id) {
-            body.write_all(chunk)
-                .map_err(|e| (Outcome::Other, format!("cannot store the source: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// The whole request is in: unpack a compressed source and queue the job.
-    fn on_request_end(&mut self, id: ConnId, trailing: usize) -> bool {
-        let max_input = self.config.limits.max_input as usize;
-        let Some((job, body, compressed)) = self.reading(id) else {
-            return false;
-        };
-        *body = None;
-        let (Some(job), was_compressed) = (job.take(), *compressed) else {
-            return false;
-        };
-        if was_compressed {
-            if let Err(why) = job.unpack_input(max_input) {
-                self.refuse(id, Outcome::BadRequest, &why);
-                return true;
-            }
-        }
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return false;
-        };
-        if trailing > 0 {
-            log::warn!(
-                "client {} sent {trailing} bytes after its request; ignored",
-                conn.peer
-            );
-        }
-        conn.state = ConnState::Queued { job };
-        conn.deadline = None;
-        self.queue.push_back(id);
-        true
-    }
-
-    /// Refuses a job with `DENY` and the reason, then drains what the
-    /// client still sends. A 3.4 client takes it as a failed host and
-    /// compiles locally; ours shows the reason and keeps the host.
-    fn refuse(&mut self, id: ConnId, outcome: Outcome, why: &str) {
-        let Some(conn) = self.conns.get(&id) else {
-            return;
-        };
-        log::warn!("refusing job from {}: {why}", conn.peer);
-        self.stats.record(outcome, None);
-        let drain = AfterWrite::Drain {
-            bytes: drain_budget(&self.config.limits),
-            time: DENY_DRAIN_TIME,
-        };
-        self.start_writing(id, crate::proto::encode_deny(why), drain);
-    }
-
-    /// Closes a connection whose bytes are no distcc request (garbage, a
-    /// protocol version not served, a claimed size over the limits) before
-    /// any job was made, as distccd 3.4 does: no reply.
-    fn drop_bad_request(&mut self, id: ConnId, why: &str) {
-        if let Some(conn) = self.conns.get(&id) {
-            log::warn!("refusing job from {}: {why}", conn.peer);
-        }
-        self.stats.record(Outcome::BadRequest, None);
-        self.close(id);
-    }
-
     /// Hands queued jobs to the workers while slots are free.
     fn start_jobs(&mut self) {
         while self.running < self.config.jobs && !self.queue.is_empty() {
@@ -972,16 +839,6 @@ impl<'a> Server<'a> {
     }
 }
 
-/// The job, source file and compression flag of a connection reading its request.
-type ReadingJob<'a> = (
-    &'a mut Option<ServerJob>,
-    &'a mut Option<File>,
-    &'a mut bool,
-);
-
-/// A step of reading a request: refused with this outcome and reason.
-type StepResult = Result<(), (Outcome, String)>;
-
 /// True if one of the connection's deadlines has come.
 fn is_due(conn: &Conn, now: Instant) -> bool {
     let reached = |t: &Option<Instant>| t.is_some_and(|t| now >= t);
@@ -1021,35 +878,6 @@ fn check_compiler_deadlines(conn: &mut Conn, now: Instant) {
         compiler.signal(libc::SIGKILL);
         *kill_at = None;
     }
-}
-
-/// Checks a request's command against the scan, the whitelist and the
-/// argument rules, and makes its job directory.
-fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<ServerJob, String> {
-    let compile = crate::args::scan(&argv)
-        .map_err(|why| format!("not a distributable compile ({why}): {}", show_argv(&argv)))?;
-    let program = config.whitelist.check(&argv[0])?;
-    policy::check_arguments(&argv)?;
-    let dir = JobDir::create(&config.tmpdir, config.save_temps).map_err(|e| {
-        format!(
-            "cannot make a job directory in {}: {e}",
-            config.tmpdir.display()
-        )
-    })?;
-    Ok(ServerJob::new(version, argv, program, compile, dir))
-}
-
-/// The most a refused client may still send: the largest request the limits allow.
-fn drain_budget(limits: &Limits) -> u64 {
-    let headers = (u64::from(limits.max_argc) + 4) * crate::proto::HEADER_LEN as u64;
-    headers + limits.max_args_total as u64 + u64::from(limits.max_input)
-}
-
-fn show_argv(argv: &[Vec<u8>]) -> String {
-    argv.iter()
-        .map(|a| String::from_utf8_lossy(a))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Raw descriptor helper for callers that hand in listening sockets.
