@@ -437,4 +437,10 @@ row "binary size (bytes)" "$size_rs" "$size_d" "$(ratio "$size_rs" "$size_d")" \
     "<= $GOAL_SIZE" "$(meets "$size_rs" '<=' "$GOAL_SIZE")"
 row "  distccd with shared libraries" "" "$size_d_libs" "$(ratio "$size_rs" "$size_d_libs")" \
     "" ""
+# The headline figure of the daemon's event loop: both daemons, this run.
+f="$work/trivial-8"
+r=$(ratio_of "$f" 1 5)
+echo "8-client throughput (trivcc), both daemons in this run: distcc-rs" \
+    "$(median_of "$f" 1) jobs/s, distccd $(median_of "$f" 5) jobs/s, ratio ${r}x" \
+    "(goal >= ${GOAL_THROUGHPUT}x: $(meets "$r" '>=' "$GOAL_THROUGHPUT"))"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -916,3 +916,128 @@ fn drops_root_and_writes_only_inside_the_job_directory() {
     assert!(!work.join("stray.txt").exists());
     assert!(daemon.terminate().success());
 }
+
+/// Regression: the stats reply was one write on a non-blocking socket, so
+/// whatever did not fit in the socket buffers was dropped. 72 running jobs
+/// with 62 KiB source names make a reply of about 4.4 MiB, more than
+/// loopback's largest send buffer (4 MiB) and the client's small receive
+/// buffer together; it must arrive whole.
+#[test]
+fn a_stats_reply_larger_than_the_socket_buffer_arrives_whole() {
+    const JOBS: usize = 72;
+    let mut opts = DaemonOptions {
+        args: vec!["--stats".into(), "--jobs".into(), JOBS.to_string()],
+        stats_listener: true,
+        ..DaemonOptions::default()
+    };
+    opts.masquerade.push("waitcc".into());
+    // Waits until the test leaves `go` (at most 30 s), then writes an object.
+    opts.scripts.push((
+        "waitcc".into(),
+        "touch \"$MARKS/started.$$\"\ni=0\nwhile [ ! -e \"$MARKS/../go\" ] && [ $i -lt 150 ]; do \
+         sleep 0.2; i=$((i + 1)); done\nwhile [ $# -gt 1 ]; do [ \"$1\" = -o ] && echo obj > \"$2\"; \
+         shift; done"
+            .into(),
+    ));
+    let daemon = Daemon::start("process-stats-big", opts);
+    let names: Vec<String> = (0..JOBS)
+        .map(|i| format!("{}{i}.c", "n".repeat(62 * 1024)))
+        .collect();
+    let clients: Vec<TcpStream> = names
+        .iter()
+        .map(|name| {
+            let argv: [&[u8]; 5] = [b"waitcc", b"-c", name.as_bytes(), b"-o", b"x.o"];
+            let mut s = daemon.connect();
+            s.write_all(&encode_request(1, &argv, b"int x;\n")).unwrap();
+            s
+        })
+        .collect();
+    let start = Instant::now();
+    while daemon.marks().len() < JOBS {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the compilers did not start: {} of {JOBS}\n{}",
+            daemon.marks().len(),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A small receive buffer: the client takes the reply a few KiB at a time.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], daemon.stats_port.unwrap()).into();
+    sock.connect(&addr.into()).unwrap();
+    let mut s = TcpStream::from(sock);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    std::fs::write(daemon.marks.join("../go"), "").unwrap();
+    assert!(
+        reply.len() > JOBS * 62 * 1024 && reply.ends_with("</distccjobs>\n"),
+        "{} bytes, ending {:?}",
+        reply.len(),
+        &reply[reply.len().saturating_sub(80)..]
+    );
+    let jobs = reply.split_once("<distccjobs>\n").unwrap().1;
+    for name in &names {
+        assert!(
+            jobs.lines()
+                .any(|l| l.starts_with("dcc_job 127.0.0.1:") && l.contains(name.as_str())),
+            "no job line for {}…",
+            &name[name.len() - 8..]
+        );
+    }
+    for mut s in clients {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert!(
+            out.starts_with(b"DONE00000001STAT00000000"),
+            "{}",
+            common::text(&out[..out.len().min(80)])
+        );
+    }
+}
+
+/// The poll's token space below connections holds 62 listening sockets:
+/// 32 addresses with `--stats` make 64, which the daemon refuses at start-up
+/// with a clear error instead of giving two sockets one token.
+#[test]
+fn more_listening_sockets_than_tokens_is_an_error() {
+    let dir = TestDir::new("process-listeners");
+    let tmp = dir.shared_dir("tmp");
+    let (port, stats_port) = (common::free_port(), common::free_port());
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "daemon",
+        "--no-detach",
+        "--log-stderr",
+        "--enable-tcp-insecure",
+    ])
+    .args(["--allow", "127.0.0.0/8", "--stats"])
+    .args(["--port", &port.to_string()])
+    .args(["--stats-port", &stats_port.to_string()])
+    .env("TMPDIR", &tmp)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    for i in 1..=32 {
+        cmd.args(["--listen", &format!("127.0.0.{i}")]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the daemon served 64 listening sockets");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(100), "{log}");
+    assert!(
+        log.contains("64 listening sockets; at most 62 are served"),
+        "{log}"
+    );
+}

@@ -603,10 +603,10 @@ fn a_language_option_never_reruns_the_preprocessor_on_the_server() {
     assert!(daemon.log().contains("refusing job"), "{}", daemon.log());
 }
 
-/// A refused job's request: `markcc` (not whitelisted here) with a source of
-/// `source_len` bytes, much more than the socket buffers hold.
-fn big_refused_request(version: u32, source_len: usize) -> Vec<u8> {
-    let argv: [&[u8]; 5] = [b"markcc", b"-c", b"x.c", b"-o", b"x.o"];
+/// A request for `compiler -c x.c -o x.o` with a source of `source_len`
+/// bytes (8 MiB is much more than the socket buffers hold).
+fn big_request(compiler: &str, version: u32, source_len: usize) -> Vec<u8> {
+    let argv: [&[u8]; 5] = [compiler.as_bytes(), b"-c", b"x.c", b"-o", b"x.o"];
     let mut source = Vec::with_capacity(source_len + 64);
     while source.len() < source_len {
         source.extend_from_slice(format!("int v{};\n", source.len()).as_bytes());
@@ -621,9 +621,12 @@ fn big_refused_request(version: u32, source_len: usize) -> Vec<u8> {
 /// have its write reset and never see the reason.
 #[test]
 fn a_refused_job_gets_deny_and_its_reason_even_while_the_client_writes() {
-    let daemon = Daemon::start("refuse-deny-raw", options(&[], &[]));
+    let mut opts = options(&["markcc"], &[("markcc", "/usr/bin/gcc")]);
+    opts.args = vec!["--jobs".into(), "1".into()];
+    let daemon = Daemon::start("refuse-deny-raw", opts);
+    let why = "compiler 'othercc' is not in the masquerade whitelist";
     for version in [1, 2] {
-        let request = big_refused_request(version, 8 << 20);
+        let request = big_request("othercc", version, 8 << 20);
         let mut s = daemon.connect();
         let writer = {
             let mut s = s.try_clone().unwrap();
@@ -640,18 +643,36 @@ fn a_refused_job_gets_deny_and_its_reason_even_while_the_client_writes() {
         assert!(read.is_ok(), "v{version}: {read:?}");
         let reason = common::deny_reason(&reply).unwrap_or_default();
         assert!(
-            reason.starts_with("compiler 'markcc' is not in the masquerade whitelist"),
+            reason.starts_with(why),
             "v{version}: {:?}",
             text(&reply[..reply.len().min(80)])
         );
     }
     daemon.wait_for_log("refusing job from 127.0.0.1:", Duration::from_secs(5));
-    assert!(daemon.log().contains("not in the masquerade whitelist"));
+    assert!(daemon.log().contains(why));
     assert!(daemon.leftovers().is_empty(), "{:?}", daemon.leftovers());
-    // The daemon still serves: the drains took no compile slot.
-    let control = Daemon::start("refuse-deny-raw-control", options(&["markcc"], &[]));
-    let reply = control.exchange(&big_refused_request(2, 1000));
-    assert!(reply.starts_with(b"DONE00000002"), "{}", text(&reply));
+    // A refused client that is still being drained holds no compile slot:
+    // with --jobs 1, a job compiles meanwhile, long before the drain ends.
+    let mut draining = daemon.connect();
+    let request = big_request("othercc", 1, 8 << 20);
+    draining.write_all(&request[..request.len() / 2]).unwrap();
+    let mut header = [0u8; 12];
+    draining.read_exact(&mut header).unwrap();
+    assert_eq!(&header[..4], b"DENY");
+    let start = Instant::now();
+    let reply = daemon.exchange(&big_request("markcc", 2, 1000));
+    assert!(
+        reply.starts_with(b"DONE00000002STAT00000000"),
+        "{}",
+        text(&reply[..reply.len().min(80)])
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(daemon.marks(), vec!["markcc".to_string()]);
+    drop(draining);
 }
 
 /// Runs `cmd` and waits at most `limit` for it; panics if it hangs.

@@ -43,9 +43,10 @@ impl Drop for JobDir {
     }
 }
 
-/// A request whose command has been accepted; the source arrives into it.
+/// A job on the server: a request whose command has been accepted; the
+/// source arrives into it. (The client's side of a job is `client::scan::Job`.)
 #[derive(Debug)]
-pub struct Job {
+pub struct ServerJob {
     pub version: u32,
     /// The arguments as the client sent them.
     pub argv: Vec<Vec<u8>>,
@@ -65,16 +66,16 @@ pub struct Results {
     pub object: Option<Vec<u8>>,
 }
 
-impl Job {
+impl ServerJob {
     pub fn new(
         version: u32,
         argv: Vec<Vec<u8>>,
         program: Vec<u8>,
         accepted: (Tokens, Compile),
         dir: JobDir,
-    ) -> Job {
+    ) -> ServerJob {
         let (tokens, compile) = accepted;
-        Job {
+        ServerJob {
             version,
             argv,
             program,
@@ -294,11 +295,11 @@ fn child_safeguard(ours: Option<&OsStr>) -> String {
 mod tests {
     use super::*;
 
-    fn job(line: &str) -> Job {
+    fn job(line: &str) -> ServerJob {
         let a: Vec<Vec<u8>> = line.split_whitespace().map(|w| w.into()).collect();
         let accepted = options::check_job(&a).unwrap();
         let dir = JobDir::create(&std::env::temp_dir(), false).unwrap();
-        Job::new(1, a, b"gcc".to_vec(), accepted, dir)
+        ServerJob::new(1, a, b"gcc".to_vec(), accepted, dir)
     }
 
     #[test]

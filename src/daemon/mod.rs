@@ -3,11 +3,14 @@
 //! the event loop is in `server`.
 
 pub mod access;
+mod conn;
 pub mod hint;
 pub mod job;
 pub mod policy;
+mod response;
 pub mod server;
 pub mod stats;
+mod workers;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -209,28 +212,50 @@ fn write_pid_file(path: &PathBuf, pid: u32) {
 /// Runs the daemon and returns its exit code. Start-up follows distccd:
 /// nice, bind, drop root, open the log, check the whitelist, detach, serve.
 pub fn run(config: Config) -> i32 {
+    match start_and_serve(&config) {
+        Ok(()) => {
+            log::info!("exiting");
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// The steps of [`run`]; an error is the exit code, already logged.
+fn start_and_serve(config: &Config) -> Result<(), i32> {
     if let Err(err) = crate::sys::nice(config.nice) {
         log::warn!("nice({}) failed: {err}", config.nice);
     }
     let listeners = match config.mode {
         Mode::Inetd => Vec::new(),
-        Mode::Daemon => match open_listeners(&config) {
-            Ok(l) => l,
-            Err(err) => {
-                log::error!("cannot listen: {err}");
-                return ExitCode::BindFailed.into();
-            }
-        },
+        Mode::Daemon => open_listeners(config).map_err(|err| {
+            log::error!("cannot listen: {err}");
+            i32::from(ExitCode::BindFailed)
+        })?,
     };
-    if let Err(code) = drop_root(&config) {
-        return code;
-    }
-    set_up_logging(&config);
+    drop_root(config)?;
+    set_up_logging(config);
     job::set_safeguard();
     if let Err(err) = std::env::set_current_dir(&config.tmpdir) {
         log::error!("cannot chdir to {}: {err}", config.tmpdir.display());
-        return ExitCode::NoSuchFile.into();
+        return Err(ExitCode::NoSuchFile.into());
     }
+    check_whitelist(config)?;
+    log::info!("allowing access from: {}", config.access);
+    if config.mode == Mode::Daemon {
+        detach(config)?;
+    }
+    let result = serve(config, listeners);
+    if let Some(path) = &config.pid_file {
+        if config.mode == Mode::Daemon {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result
+}
+
+/// Logs the compilers the whitelist allows; fails if it can allow none.
+fn check_whitelist(config: &Config) -> Result<(), i32> {
     match &config.whitelist {
         Whitelist::Masquerade(dirs) => {
             if !dirs.iter().any(|d| d.is_dir()) {
@@ -239,7 +264,7 @@ pub fn run(config: Config) -> i32 {
                      distcc-rs, set DISTCC_CMDLIST, or use --enable-tcp-insecure",
                     policy::show_dirs(dirs.iter())
                 );
-                return ExitCode::CompilerMissing.into();
+                return Err(ExitCode::CompilerMissing.into());
             }
             log::info!(
                 "compilers allowed by the masquerade directories: {}",
@@ -252,33 +277,37 @@ pub fn run(config: Config) -> i32 {
             log::warn!("--enable-tcp-insecure: any compiler a client names will be run")
         }
     }
-    log::info!("allowing access from: {}", config.access);
-    if config.mode == Mode::Daemon {
-        if config.detach {
-            let detached = crate::sys::detach(|child| {
-                if let Some(path) = &config.pid_file {
-                    write_pid_file(path, child);
-                }
-                0
-            });
-            if let Err(err) = detached {
-                log::error!("cannot fork: {err}");
-                return ExitCode::OutOfMemory.into();
-            }
-        } else {
-            crate::sys::new_process_group();
-            if let Some(path) = &config.pid_file {
-                write_pid_file(path, std::process::id());
-            }
+    Ok(())
+}
+
+/// Goes into the background (`--detach`, the default) or leads a process
+/// group of its own, and writes the pid file.
+fn detach(config: &Config) -> Result<(), i32> {
+    if !config.detach {
+        crate::sys::new_process_group();
+        if let Some(path) = &config.pid_file {
+            write_pid_file(path, std::process::id());
         }
+        return Ok(());
     }
-    let mut server = match Server::new(&config, listeners) {
-        Ok(s) => s,
-        Err(err) => {
-            log::error!("cannot start the event loop: {err}");
-            return ExitCode::DistccFailed.into();
+    let detached = crate::sys::detach(|child| {
+        if let Some(path) = &config.pid_file {
+            write_pid_file(path, child);
         }
-    };
+        0
+    });
+    detached.map_err(|err| {
+        log::error!("cannot fork: {err}");
+        i32::from(ExitCode::OutOfMemory)
+    })
+}
+
+/// Runs the event loop until it ends.
+fn serve(config: &Config, listeners: Vec<(TcpListener, Service)>) -> Result<(), i32> {
+    let mut server = Server::new(config, listeners).map_err(|err| {
+        log::error!("cannot start the event loop: {err}");
+        i32::from(ExitCode::DistccFailed)
+    })?;
     let result = match config.mode {
         Mode::Inetd => server.serve_inetd(),
         Mode::Daemon => {
@@ -290,19 +319,8 @@ pub fn run(config: Config) -> i32 {
             server.run()
         }
     };
-    if let Some(path) = &config.pid_file {
-        if config.mode == Mode::Daemon {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-    match result {
-        Ok(()) => {
-            log::info!("exiting");
-            0
-        }
-        Err(err) => {
-            log::error!("event loop failed: {err}");
-            ExitCode::DistccFailed.into()
-        }
-    }
+    result.map_err(|err| {
+        log::error!("event loop failed: {err}");
+        i32::from(ExitCode::DistccFailed)
+    })
 }

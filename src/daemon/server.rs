@@ -1,42 +1,45 @@
 //! The daemon's event loop: every connection's I/O on one mio poll, compile
-//! slots handed out only to complete requests, compilers reaped on SIGCHLD.
+//! slots handed out only to complete requests, compilers run by the workers.
 //!
-//! A connection moves through `Reading` (the request arrives, the source is
-//! stored in the job's directory), `Queued` (complete, waiting for one of the
-//! `--jobs` slots), `Compiling` (the compiler runs in its own process group)
-//! and `Writing` (the response goes out). Slow or idle peers therefore only
-//! ever hold a file descriptor, never a slot, and the read deadline closes
-//! them in the end.
+//! Connections and their states are in `conn`. Slow or idle peers only ever
+//! hold a file descriptor, never a slot, and the read deadline closes them in
+//! the end. Nothing here blocks: sockets are non-blocking, and the compiler
+//! search, fork, exec and waitpid happen on the worker threads (`workers`).
+//! Reading a request is in `server/request.rs`, building a finished job's
+//! response in `response.rs`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::Child;
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Waker};
 
-use super::hint;
-use super::job::{self, Job, JobDir};
+use super::conn::{
+    conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
+    MAX_CONN_ID, MAX_LISTENERS, SIGNALS, WAKER,
+};
+use super::job::{self, Results, ServerJob};
+use super::response::{self, Answer};
 use super::stats::{Outcome, RunningJob, Stats};
+use super::workers::{Compiler, Report, Workers};
 use super::Config;
 use crate::exitcode::ExitCode;
-use crate::proto::{Item, Limits, RequestDecoder, Response};
 
-const SIGNALS: Token = Token(0);
-const FIRST_LISTENER: usize = 1;
-const FIRST_CONN: usize = 64;
+mod request;
+
 /// How long a stats client may take to send its request before it gets the reply anyway.
 const STATS_WAIT: Duration = Duration::from_millis(200);
 /// Grace between SIGTERM and SIGKILL for a compiler being stopped.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long running jobs may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// How long a refused client may go on sending its request after `DENY`.
-const DENY_DRAIN_TIME: Duration = Duration::from_secs(5);
 /// How long, and how much, a stats client may send after its reply.
 const STATS_DRAIN_TIME: Duration = Duration::from_secs(1);
 const STATS_DRAIN_BYTES: u64 = 64 * 1024;
@@ -48,126 +51,39 @@ pub enum Service {
     Stats,
 }
 
-/// A connection's two directions: one socket, or (inetd over ssh) two pipes.
-struct Io {
-    read: File,
-    write: Option<File>,
-}
-
-impl Io {
-    fn writer(&self) -> &File {
-        self.write.as_ref().unwrap_or(&self.read)
-    }
-}
-
-enum State {
-    Reading {
-        decoder: RequestDecoder,
-        job: Option<Job>,
-        body: Option<File>,
-        compressed: bool,
-    },
-    Queued {
-        job: Job,
-    },
-    Compiling {
-        job: Job,
-        child: Child,
-        /// SIGKILL time for a compiler that was sent SIGTERM.
-        kill_at: Option<Instant>,
-        /// Why it was stopped, if it was.
-        stopped: Option<Outcome>,
-        lifetime_ends: Option<Instant>,
-    },
-    Writing {
-        out: Vec<u8>,
-        pos: usize,
-        then: AfterWrite,
-    },
-    /// The reply is out and the write side shut: what the peer still sends
-    /// is read and thrown away, up to `left` bytes and the deadline, so that
-    /// closing with unread input does not reset the connection under a
-    /// client still writing its request (the reset would discard the reply).
-    Draining {
-        left: u64,
-    },
-    /// A stats client: reply once its request is read or after a short wait,
-    /// then drain until it closes.
-    Stats,
-    /// The job has been taken out to move it to its next state; no event
-    /// sees this, because the next state is set before the handler returns.
-    Taken,
-}
-
-/// What a connection does once its output is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AfterWrite {
-    Close,
-    /// Shut the write side and drain the peer's input, up to `bytes` and `time`.
-    Drain {
-        bytes: u64,
-        time: Duration,
-    },
-}
-
-impl State {
-    /// A new compile connection, waiting for its request.
-    fn reading(limits: &Limits) -> State {
-        State::Reading {
-            decoder: RequestDecoder::new(limits.clone()),
-            job: None,
-            body: None,
-            compressed: false,
-        }
-    }
-}
-
-/// A line of the daemon's own in a job's SERR, in distccd's format, so a
-/// client shows it as it would show distccd's.
-fn serr_line(function: &str, text: &str) -> String {
-    format!(
-        "distccd[{}] ({function}) ERROR: {text}\n",
-        std::process::id()
-    )
-}
-
-struct Conn {
-    io: Io,
-    peer: String,
-    started: Instant,
-    deadline: Option<Instant>,
-    state: State,
-}
-
 /// The event loop and everything it owns.
 pub struct Server<'a> {
     config: &'a Config,
     poll: Poll,
     signals: OwnedFd,
     listeners: Vec<(TcpListener, Service)>,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    open: usize,
+    conns: HashMap<ConnId, Conn>,
+    next_id: ConnId,
     max_conns: usize,
-    queue: VecDeque<usize>,
+    queue: VecDeque<ConnId>,
+    /// Slots in use: jobs with a worker, until it reports them finished.
     running: usize,
     stats: Stats,
     scratch: Vec<u8>,
     stopping: Option<Instant>,
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
-    compilers: job::CompilerSearch,
-}
-
-fn conn_token(idx: usize, write_side: bool) -> Token {
-    Token(FIRST_CONN + idx * 2 + usize::from(write_side))
+    workers: Workers,
 }
 
 impl<'a> Server<'a> {
     pub fn new(config: &'a Config, listeners: Vec<(TcpListener, Service)>) -> io::Result<Self> {
+        if listeners.len() > MAX_LISTENERS {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} listening sockets; at most {MAX_LISTENERS} are served",
+                    listeners.len()
+                ),
+            ));
+        }
         let poll = Poll::new()?;
-        let signals =
-            crate::sys::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD])?;
+        let signals = crate::sys::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
         poll.registry().register(
             &mut SourceFd(&signals.as_raw_fd()),
             SIGNALS,
@@ -175,18 +91,23 @@ impl<'a> Server<'a> {
         )?;
         let mut listeners = listeners;
         for (i, (listener, _)) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(listener, Token(FIRST_LISTENER + i), Interest::READABLE)?;
+            poll.registry().register(
+                listener,
+                mio::Token(FIRST_LISTENER + i),
+                Interest::READABLE,
+            )?;
         }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let compilers = job::CompilerSearch::new(config.masquerade_dirs());
+        let workers = Workers::new(config.jobs, compilers, waker);
         let nofile = crate::sys::raise_nofile_limit();
         Ok(Server {
             config,
             poll,
             signals,
             listeners,
-            conns: Vec::new(),
-            free: Vec::new(),
-            open: 0,
+            conns: HashMap::new(),
+            next_id: 0,
             max_conns: (nofile.saturating_sub(64) / 2).clamp(16, 8192) as usize,
             queue: VecDeque::new(),
             running: 0,
@@ -194,7 +115,7 @@ impl<'a> Server<'a> {
             scratch: vec![0; 64 * 1024],
             stopping: None,
             single: false,
-            compilers: job::CompilerSearch::new(config.masquerade_dirs()),
+            workers,
         })
     }
 
@@ -220,7 +141,7 @@ impl<'a> Server<'a> {
         };
         let peer = peer_addr.map_or_else(|| "NOTSOCKET".to_string(), |a| a.to_string());
         self.single = true;
-        self.add_conn(io, peer, State::reading(&self.config.limits))?;
+        self.add_conn(io, peer, ConnState::reading(&self.config.limits))?;
         self.run()
     }
 
@@ -237,49 +158,71 @@ impl<'a> Server<'a> {
                 }
                 return Err(err);
             }
-            let mut reap = false;
-            for event in events.iter() {
-                match event.token() {
-                    SIGNALS => reap |= self.on_signals(),
-                    Token(t) if t >= FIRST_CONN => {
-                        let idx = (t - FIRST_CONN) / 2;
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(idx);
-                        }
-                        if event.is_writable() || event.is_write_closed() {
-                            self.on_writable(idx);
-                        }
-                    }
-                    Token(t) => self.accept(t - FIRST_LISTENER),
-                }
-            }
-            if reap {
-                self.reap();
-            }
+            self.dispatch(&events);
+            self.take_reports();
             let now = Instant::now();
-            if lifetime_end.is_some_and(|end| now >= end) && self.stopping.is_none() {
-                log::info!("--lifetime expired, stopping");
-                self.stop();
-            }
+            self.check_lifetime(now, lifetime_end);
             self.check_deadlines(now);
             self.start_jobs();
             self.stats.sample_kids(self.running);
-            if (self.stopping.is_some() || self.single) && self.open == 0 {
-                return Ok(());
-            }
-            if self.stopping.is_some_and(|end| now >= end) {
-                self.abandon_jobs();
+            if self.finished(now) {
                 return Ok(());
             }
         }
     }
 
+    /// Hands each event to its connection, listener or the signal pipe.
+    fn dispatch(&mut self, events: &Events) {
+        for event in events.iter() {
+            match event.token() {
+                SIGNALS => self.on_signals(),
+                // The workers' reports are taken after every batch.
+                WAKER => {}
+                token => match conn_of(token) {
+                    Some(id) => self.on_conn_event(id, event),
+                    None => self.accept(token.0 - FIRST_LISTENER),
+                },
+            }
+        }
+    }
+
+    /// An event for a connection that has been closed meanwhile finds no
+    /// connection: ids are never reused while their events can be pending.
+    fn on_conn_event(&mut self, id: ConnId, event: &Event) {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.on_readable(id);
+        }
+        if event.is_writable() || event.is_write_closed() {
+            self.on_writable(id);
+        }
+    }
+
+    fn check_lifetime(&mut self, now: Instant, lifetime_end: Option<Instant>) {
+        if lifetime_end.is_some_and(|end| now >= end) && self.stopping.is_none() {
+            log::info!("--lifetime expired, stopping");
+            self.stop();
+        }
+    }
+
+    /// True when the loop is done: stopping (or inetd) and nothing open, or
+    /// the shutdown grace is over, which kills what still runs.
+    fn finished(&mut self, now: Instant) -> bool {
+        if (self.stopping.is_some() || self.single) && self.conns.is_empty() && self.running == 0 {
+            return true;
+        }
+        if self.stopping.is_some_and(|end| now >= end) {
+            self.abandon_jobs();
+            return true;
+        }
+        false
+    }
+
     fn next_timeout(&self, lifetime_end: Option<Instant>) -> Option<Duration> {
         let now = Instant::now();
         let mut next = lifetime_end.into_iter().chain(self.stopping).min();
-        for conn in self.conns.iter().flatten() {
+        for conn in self.conns.values() {
             next = next.into_iter().chain(conn.deadline).min();
-            if let State::Compiling {
+            if let ConnState::Compiling {
                 kill_at,
                 lifetime_ends,
                 ..
@@ -293,18 +236,17 @@ impl<'a> Server<'a> {
         Some(next.map_or(cap, |t| t.saturating_duration_since(now).min(cap)))
     }
 
-    /// Handles pending signals; returns true if children may need reaping.
-    fn on_signals(&mut self) -> bool {
-        let mut reap = false;
+    fn on_signals(&mut self) {
         for sig in crate::sys::drain_signals(&self.signals) {
-            if sig == libc::SIGCHLD {
-                reap = true;
-            } else if self.stopping.is_none() {
+            if self.stopping.is_none() {
                 log::info!("signal {sig} received, stopping");
                 self.stop();
             }
         }
-        reap
+    }
+
+    fn ids(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
     }
 
     /// Stops accepting and drops connections that have no complete request.
@@ -313,31 +255,30 @@ impl<'a> Server<'a> {
         for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        for idx in 0..self.conns.len() {
+        for id in self.ids() {
             let idle = matches!(
-                self.conns[idx].as_ref().map(|c| &c.state),
-                Some(State::Reading { .. } | State::Stats | State::Draining { .. })
+                self.conns.get(&id).map(|c| &c.state),
+                Some(ConnState::Reading { .. } | ConnState::Stats | ConnState::Draining { .. })
             );
             if idle {
-                self.close(idx);
+                self.close(id);
             }
         }
     }
 
     /// At the end of the shutdown grace: kill what still runs and close everything.
     fn abandon_jobs(&mut self) {
-        for idx in 0..self.conns.len() {
-            if let Some(Conn {
-                state: State::Compiling { child, .. },
-                ..
-            }) = self.conns[idx].as_mut()
+        for id in self.ids() {
+            if let Some(ConnState::Compiling { compiler, .. }) =
+                self.conns.get(&id).map(|c| &c.state)
             {
-                log::warn!("killing compiler {} at shutdown", child.id());
-                crate::sys::kill_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
+                log::warn!("killing compiler {} at shutdown", compiler.pid);
             }
-            self.close(idx);
+            self.close(id);
         }
+        // The loop is over: the workers reap the killed compilers, and
+        // kill any started meanwhile.
+        self.workers.stop();
     }
 
     fn accept(&mut self, listener: usize) {
@@ -358,11 +299,12 @@ impl<'a> Server<'a> {
             if service == Service::Compile {
                 self.stats.tcp_accept += 1;
             }
+            // Closed without a byte, as distccd 3.4 does (docs/refusals.md).
             if !self.config.access.allows(addr.ip()) {
                 log::warn!("connection from client '{addr}' denied by access list");
                 continue;
             }
-            if self.open >= self.max_conns && !self.evict_idle() {
+            if self.conns.len() >= self.max_conns && !self.evict_idle() {
                 log::warn!("too many connections; dropping client '{addr}'");
                 continue;
             }
@@ -372,8 +314,8 @@ impl<'a> Server<'a> {
                 write: None,
             };
             let state = match service {
-                Service::Compile => State::reading(&self.config.limits),
-                Service::Stats => State::Stats,
+                Service::Compile => ConnState::reading(&self.config.limits),
+                Service::Stats => ConnState::Stats,
             };
             log::debug!("connection from {addr}");
             if let Err(err) = self.add_conn(io, addr.to_string(), state) {
@@ -388,97 +330,82 @@ impl<'a> Server<'a> {
         let oldest = self
             .conns
             .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
-            .filter(|(_, c)| matches!(c.state, State::Reading { .. }))
+            .filter(|(_, c)| matches!(c.state, ConnState::Reading { .. }))
             .min_by_key(|(_, c)| c.started)
-            .map(|(i, _)| i);
+            .map(|(id, c)| (*id, c.peer.clone()));
         match oldest {
-            Some(idx) => {
-                if let Some(conn) = &self.conns[idx] {
-                    log::warn!("too many connections; dropping idle client {}", conn.peer);
-                }
-                self.close(idx);
+            Some((id, peer)) => {
+                log::warn!("too many connections; dropping idle client {peer}");
+                self.close(id);
                 true
             }
             None => false,
         }
     }
 
-    fn add_conn(&mut self, io: Io, peer: String, state: State) -> io::Result<()> {
-        let idx = self.free.pop().unwrap_or_else(|| {
-            self.conns.push(None);
-            self.conns.len() - 1
-        });
-        let registry = self.poll.registry();
-        let read_fd = io.read.as_raw_fd();
-        let result = match &io.write {
-            None => registry.register(
-                &mut SourceFd(&read_fd),
-                conn_token(idx, false),
-                Interest::READABLE | Interest::WRITABLE,
-            ),
-            Some(w) => registry
-                .register(
-                    &mut SourceFd(&read_fd),
-                    conn_token(idx, false),
-                    Interest::READABLE,
-                )
-                .and_then(|_| {
-                    registry.register(
-                        &mut SourceFd(&w.as_raw_fd()),
-                        conn_token(idx, true),
-                        Interest::WRITABLE,
-                    )
-                }),
-        };
-        if let Err(err) = result {
-            self.free.push(idx);
-            return Err(err);
+    /// The next free connection id, counting up and wrapping only past ids
+    /// that are still in use.
+    fn new_id(&mut self) -> ConnId {
+        loop {
+            let id = self.next_id;
+            self.next_id = if id >= MAX_CONN_ID { 0 } else { id + 1 };
+            if !self.conns.contains_key(&id) {
+                return id;
+            }
         }
+    }
+
+    /// Watches a new connection for input; output is watched only once a
+    /// write would block.
+    fn add_conn(&mut self, io: Io, peer: String, state: ConnState) -> io::Result<()> {
+        let id = self.new_id();
+        self.poll.registry().register(
+            &mut SourceFd(&io.read.as_raw_fd()),
+            conn_token(id, false),
+            Interest::READABLE,
+        )?;
         let now = Instant::now();
         let deadline = match state {
-            State::Stats => now + STATS_WAIT,
+            ConnState::Stats => now + STATS_WAIT,
             _ => now + self.config.io_timeout,
         };
-        self.conns[idx] = Some(Conn {
-            io,
-            peer,
-            started: now,
-            deadline: Some(deadline),
-            state,
-        });
-        self.open += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                io,
+                peer,
+                started: now,
+                deadline: Some(deadline),
+                state,
+                write_armed: false,
+            },
+        );
         Ok(())
     }
 
     /// Closes a connection: deregisters it and drops its job, which removes
-    /// the job's directory. A compiler still running is killed.
-    fn close(&mut self, idx: usize) {
-        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+    /// the job's directory. A compiler still running is killed (its worker
+    /// reaps it and removes the directory); one still starting is killed
+    /// when its worker reports it started.
+    fn close(&mut self, id: ConnId) {
+        let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut SourceFd(&conn.io.read.as_raw_fd()));
-        if let Some(w) = &conn.io.write {
+        if let (Some(w), true) = (&conn.io.write, conn.write_armed) {
             let _ = registry.deregister(&mut SourceFd(&w.as_raw_fd()));
         }
-        match &mut conn.state {
-            State::Compiling { child, .. } => {
-                crate::sys::kill_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
-                self.running -= 1;
-            }
-            State::Queued { .. } => self.queue.retain(|&q| q != idx),
+        match std::mem::replace(&mut conn.state, ConnState::Taken) {
+            ConnState::Compiling { compiler, .. } => compiler.signal(libc::SIGKILL),
+            ConnState::Queued { .. } => self.queue.retain(|&q| q != id),
             _ => {}
         }
-        self.free.push(idx);
-        self.open -= 1;
     }
 
-    fn on_readable(&mut self, idx: usize) {
+    fn on_readable(&mut self, id: ConnId) {
         loop {
-            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            let Some(conn) = self.conns.get_mut(&id) else {
                 return;
             };
             let n = match (&conn.io.read).read(&mut self.scratch) {
@@ -487,16 +414,16 @@ impl<'a> Server<'a> {
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
                     log::warn!("read from {} failed: {err}", conn.peer);
-                    self.client_gone(idx);
+                    self.client_gone(id);
                     return;
                 }
             };
             if n == 0 {
-                self.client_gone(idx);
+                self.client_gone(id);
                 return;
             }
             let data = std::mem::take(&mut self.scratch);
-            let keep_going = self.on_data(idx, &data[..n]);
+            let keep_going = self.on_data(id, &data[..n]);
             self.scratch = data;
             if !keep_going {
                 return;
@@ -505,17 +432,17 @@ impl<'a> Server<'a> {
     }
 
     /// The peer closed or reset its end.
-    fn client_gone(&mut self, idx: usize) {
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+    fn client_gone(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         match &mut conn.state {
-            State::Reading { .. } => {
+            ConnState::Reading { .. } => {
                 log::debug!("client {} closed before sending a whole request", conn.peer);
-                self.close(idx);
+                self.close(id);
             }
-            State::Compiling {
-                child,
+            ConnState::Compiling {
+                compiler,
                 kill_at,
                 stopped,
                 ..
@@ -524,22 +451,24 @@ impl<'a> Server<'a> {
                     log::warn!(
                         "client {} disconnected, killing compiler {}",
                         conn.peer,
-                        child.id()
+                        compiler.pid
                     );
-                    crate::sys::kill_group(child.id(), libc::SIGTERM);
+                    compiler.signal(libc::SIGTERM);
                     *kill_at = Some(Instant::now() + KILL_GRACE);
                     *stopped = Some(Outcome::Disconnect);
                 }
             }
-            State::Queued { .. } => {
+            // Its compiler may be starting: it is stopped once it has.
+            ConnState::Starting { gone, .. } => *gone = true,
+            ConnState::Queued { .. } => {
                 log::warn!("client {} disconnected while its job waited", conn.peer);
                 self.stats.record(Outcome::Disconnect, None);
-                self.close(idx);
+                self.close(id);
             }
             // The peer may only have shut its write side: the reply still
             // goes out, until a write fails or the deadline passes.
-            State::Writing { .. } => {}
-            State::Draining { .. } | State::Stats | State::Taken => self.close(idx),
+            ConnState::Writing { .. } => {}
+            ConnState::Draining { .. } | ConnState::Stats | ConnState::Taken => self.close(id),
         }
     }
 
@@ -549,27 +478,27 @@ impl<'a> Server<'a> {
     /// readiness is edge-triggered, and an end of file that arrived with the
     /// request would otherwise never be seen, leaving the compiler of a
     /// client that has gone to run on and its result to be sent to no one.
-    fn on_data(&mut self, idx: usize, data: &[u8]) -> bool {
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+    fn on_data(&mut self, id: ConnId, data: &[u8]) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
             return false;
         };
-        match conn.state {
-            State::Reading { .. } => {}
-            State::Stats => {
-                self.reply_stats(idx);
-                return true;
+        match &mut conn.state {
+            ConnState::Reading { .. } => self.on_request_bytes(id, data),
+            ConnState::Stats => {
+                self.reply_stats(id);
+                true
             }
-            State::Draining { ref mut left } => {
+            ConnState::Draining { left } => {
                 *left = left.saturating_sub(data.len() as u64);
-                if *left == 0 {
-                    log::debug!(
-                        "client {} sent too much after a refusal; closing",
-                        conn.peer
-                    );
-                    self.close(idx);
-                    return false;
+                if *left > 0 {
+                    return true;
                 }
-                return true;
+                log::debug!(
+                    "client {} sent too much after a refusal; closing",
+                    conn.peer
+                );
+                self.close(id);
+                false
             }
             _ => {
                 // Debug level: a client that floods must not flood the log.
@@ -578,300 +507,157 @@ impl<'a> Server<'a> {
                     conn.peer,
                     data.len()
                 );
-                return true;
-            }
-        }
-        let config = self.config;
-        let mut input = data;
-        loop {
-            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-                return false;
-            };
-            let State::Reading {
-                decoder,
-                job,
-                body,
-                compressed,
-            } = &mut conn.state
-            else {
-                return false;
-            };
-            let item = match decoder.next(&mut input) {
-                Ok(Some(item)) => item,
-                Ok(None) => return true,
-                Err(err) => {
-                    if job.is_some() {
-                        self.refuse(idx, Outcome::BadRequest, &err.to_string());
-                    } else {
-                        self.drop_bad_request(idx, &err.to_string());
-                    }
-                    return true;
-                }
-            };
-            match item {
-                Item::Command { version, argv } => match accept_command(config, version, argv) {
-                    Ok(accepted) => *job = Some(accepted),
-                    Err(why) => {
-                        self.refuse(idx, Outcome::Other, &why);
-                        return true;
-                    }
-                },
-                Item::InputStart(len) => {
-                    let Some(j) = job.as_ref() else {
-                        return false;
-                    };
-                    *compressed = j.version >= 2 && len > 0;
-                    match File::create(j.body_path(*compressed)) {
-                        Ok(file) => *body = Some(file),
-                        Err(err) => {
-                            let why = format!("cannot store the source: {err}");
-                            self.refuse(idx, Outcome::Other, &why);
-                            return true;
-                        }
-                    }
-                }
-                Item::Input(chunk) => {
-                    if let Some(Err(err)) = body.as_mut().map(|f| f.write_all(chunk)) {
-                        let why = format!("cannot store the source: {err}");
-                        self.refuse(idx, Outcome::Other, &why);
-                        return true;
-                    }
-                }
-                Item::End => {
-                    *body = None;
-                    let (Some(j), was_compressed) = (job.take(), *compressed) else {
-                        return false;
-                    };
-                    if was_compressed {
-                        if let Err(why) = j.unpack_input(config.limits.max_input as usize) {
-                            self.refuse(idx, Outcome::BadRequest, &why);
-                            return true;
-                        }
-                    }
-                    if !input.is_empty() {
-                        log::warn!(
-                            "client {} sent {} bytes after its request; ignored",
-                            conn.peer,
-                            input.len()
-                        );
-                    }
-                    conn.state = State::Queued { job: j };
-                    conn.deadline = None;
-                    self.queue.push_back(idx);
-                    return true;
-                }
+                true
             }
         }
     }
 
-    /// Refuses a job with `DENY` and the reason, then drains what the
-    /// client still sends. A 3.4 client takes it as a failed host and
-    /// compiles locally; ours shows the reason and keeps the host.
-    fn refuse(&mut self, idx: usize, outcome: Outcome, why: &str) {
-        let Some(conn) = self.conns.get(idx).and_then(Option::as_ref) else {
-            return;
-        };
-        log::warn!("refusing job from {}: {why}", conn.peer);
-        self.stats.record(outcome, None);
-        let drain = AfterWrite::Drain {
-            bytes: drain_budget(&self.config.limits),
-            time: DENY_DRAIN_TIME,
-        };
-        self.start_writing(idx, crate::proto::encode_deny(why), drain);
-    }
-
-    /// Closes a connection whose bytes are no distcc request (garbage, a
-    /// protocol version not served, a claimed size over the limits) before
-    /// any job was made, as distccd 3.4 does: no reply.
-    fn drop_bad_request(&mut self, idx: usize, why: &str) {
-        if let Some(conn) = self.conns.get(idx).and_then(Option::as_ref) {
-            log::warn!("refusing job from {}: {why}", conn.peer);
-        }
-        self.stats.record(Outcome::BadRequest, None);
-        self.close(idx);
-    }
-
+    /// Hands queued jobs to the workers while slots are free.
     fn start_jobs(&mut self) {
-        while self.running < self.config.jobs {
-            let Some(idx) = self.queue.pop_front() else {
+        while self.running < self.config.jobs && !self.queue.is_empty() {
+            if !self.workers.make_room(self.running) {
+                return;
+            }
+            let Some(id) = self.queue.pop_front() else {
                 return;
             };
-            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if !matches!(conn.state, State::Queued { .. }) {
-                continue;
-            }
-            let State::Queued { job } = std::mem::replace(&mut conn.state, State::Taken) else {
-                continue;
-            };
-            let spawned = match self.compilers.find(&job.program) {
-                Some(path) => job.spawn(&path),
-                None => Err(io::Error::new(
-                    ErrorKind::NotFound,
-                    "not found on the server's PATH",
-                )),
-            };
-            match spawned {
-                Ok(child) => {
-                    log::debug!(
-                        "compiling {} for {} with {} (pid {})",
-                        String::from_utf8_lossy(job.input_name()),
-                        conn.peer,
-                        String::from_utf8_lossy(&job.program),
-                        child.id()
-                    );
-                    conn.state = State::Compiling {
-                        job,
-                        child,
-                        kill_at: None,
-                        stopped: None,
-                        lifetime_ends: self.config.job_lifetime.map(|d| Instant::now() + d),
-                    };
-                    self.running += 1;
-                }
-                Err(err) => {
-                    let message = serr_line(
-                        "dcc_execvp",
-                        &format!(
-                            "failed to exec {}: {err}",
-                            String::from_utf8_lossy(&job.program)
-                        ),
-                    );
-                    log::error!(
-                        "failed to exec {}: {err}",
-                        String::from_utf8_lossy(&job.program)
-                    );
-                    let status = ExitCode::CompilerMissing.as_wait_status();
-                    let out = Response {
-                        version: job.version,
-                        status,
-                        stderr: message.as_bytes(),
-                        stdout: b"",
-                        object: None,
-                    }
-                    .encode();
-                    self.stats.record(Outcome::CompileError, None);
-                    self.summary(idx, &job, "COMPILER_MISSING", status);
-                    self.start_writing(idx, out, AfterWrite::Close);
-                }
-            }
-        }
-    }
-
-    /// Reaps finished compilers and turns their results into responses.
-    fn reap(&mut self) {
-        for idx in 0..self.conns.len() {
-            let Some(Conn {
-                state: State::Compiling { child, .. },
-                ..
-            }) = self.conns[idx].as_mut()
+            let ConnState::Queued { job } = std::mem::replace(&mut conn.state, ConnState::Taken)
             else {
                 continue;
             };
-            let status = match child.try_wait() {
-                Ok(Some(status)) => status,
-                Ok(None) => continue,
-                Err(err) => {
-                    log::error!("waitpid for {} failed: {err}", child.id());
-                    continue;
-                }
+            conn.state = ConnState::Starting {
+                label: JobLabel::of(&job),
+                gone: false,
             };
-            self.running -= 1;
-            self.finish(idx, status);
+            self.running += 1;
+            self.workers.start(id, job);
         }
     }
 
-    fn finish(&mut self, idx: usize, status: std::process::ExitStatus) {
-        use std::os::unix::process::ExitStatusExt;
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-            return;
-        };
-        let State::Compiling { job, stopped, .. } =
-            std::mem::replace(&mut conn.state, State::Taken)
-        else {
-            return;
-        };
-        let took = conn.started.elapsed();
-        match stopped {
-            Some(Outcome::Disconnect) => {
-                self.stats.record(Outcome::Disconnect, None);
-                self.summary(
-                    idx,
-                    &job,
-                    "CLI_DISCONNECT",
-                    ExitCode::IoError.as_wait_status(),
-                );
-                self.close(idx);
-            }
-            Some(_) => {
-                let status = ExitCode::Timeout.as_wait_status();
-                let message =
-                    serr_line("dcc_collect_child", "Compilation takes too long, timeout.");
-                let results = job.results(false);
-                let mut stderr = results.stderr;
-                stderr.extend_from_slice(message.as_bytes());
-                let out = Response {
-                    version: job.version,
-                    status,
-                    stderr: &stderr,
-                    stdout: &results.stdout,
-                    object: None,
-                }
-                .encode();
-                self.stats.record(Outcome::Timeout, None);
-                self.summary(idx, &job, "COMPILE_TIMEOUT", status);
-                self.start_writing(idx, out, AfterWrite::Close);
-            }
-            None => {
-                let raw = status.into_raw() as u32;
-                let results = job.results(raw == 0);
-                let mut out = Response {
-                    version: job.version,
-                    status: raw,
-                    stderr: &results.stderr,
-                    stdout: &results.stdout,
-                    object: results.object.as_deref(),
-                }
-                .encode();
-                let (outcome, word) = match (raw, &results.object) {
-                    (0, Some(_)) => (Outcome::Ok, "COMPILE_OK"),
-                    (0, None) => {
-                        // distccd 3.4 stops after SOUT when the compiler left
-                        // no output; the client sees a truncated response.
-                        log::error!(
-                            "compiler succeeded but wrote no output for {}",
-                            String::from_utf8_lossy(job.input_name())
-                        );
-                        let doto_header = crate::proto::HEADER_LEN;
-                        out.truncate(out.len() - doto_header);
-                        (Outcome::CompileError, "COMPILE_NO_OUTPUT")
-                    }
-                    _ => {
-                        let hint = hint::gcc_input_to_clang(
-                            &conn.peer,
-                            &String::from_utf8_lossy(&job.argv[0]),
-                            &job.input_path(),
-                            &results.stderr,
-                        );
-                        if let Some(hint) = hint {
-                            log::warn!("{hint}");
-                        }
-                        (Outcome::CompileError, "COMPILE_ERROR")
-                    }
-                };
-                let timing = (outcome == Outcome::Ok)
-                    .then(|| (job.input_name(), job.program.as_slice(), took));
-                self.stats.record(outcome, timing);
-                self.summary(idx, &job, word, raw);
-                self.start_writing(idx, out, AfterWrite::Close);
+    /// Takes the workers' reports: compilers started, jobs finished.
+    fn take_reports(&mut self) {
+        for report in self.workers.reports() {
+            match report {
+                Report::Started { conn, compiler, at } => self.on_started(conn, compiler, at),
+                Report::Finished { conn, job, ended } => self.on_finished(conn, job, ended),
             }
         }
+    }
+
+    fn on_started(&mut self, id: ConnId, compiler: Arc<Compiler>, at: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            // Its client went away meanwhile.
+            compiler.signal(libc::SIGKILL);
+            return;
+        };
+        let ConnState::Starting { label, gone } =
+            std::mem::replace(&mut conn.state, ConnState::Taken)
+        else {
+            compiler.signal(libc::SIGKILL);
+            return;
+        };
+        log::debug!(
+            "compiling {} for {} with {} (pid {})",
+            String::from_utf8_lossy(&label.input),
+            conn.peer,
+            String::from_utf8_lossy(&label.program),
+            compiler.pid
+        );
+        let (mut kill_at, mut stopped) = (None, None);
+        if gone {
+            log::warn!(
+                "client {} disconnected, killing compiler {}",
+                conn.peer,
+                compiler.pid
+            );
+            compiler.signal(libc::SIGTERM);
+            kill_at = Some(Instant::now() + KILL_GRACE);
+            stopped = Some(Outcome::Disconnect);
+        }
+        conn.state = ConnState::Compiling {
+            label,
+            compiler,
+            kill_at,
+            stopped,
+            lifetime_ends: self.config.job_lifetime.map(|d| at + d),
+        };
+    }
+
+    /// A worker is done with a job: its slot is free, and the job's
+    /// connection, if it is still there, gets its response.
+    fn on_finished(
+        &mut self,
+        id: ConnId,
+        job: ServerJob,
+        ended: io::Result<(ExitStatus, Results)>,
+    ) {
+        self.running -= 1;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let stopped = match std::mem::replace(&mut conn.state, ConnState::Taken) {
+            ConnState::Compiling { stopped, .. } => stopped,
+            ConnState::Starting { gone: true, .. } => {
+                log::warn!("client {} disconnected while its job waited", conn.peer);
+                self.stats.record(Outcome::Disconnect, None);
+                self.close(id);
+                return;
+            }
+            ConnState::Starting { .. } => None,
+            other => {
+                conn.state = other;
+                return;
+            }
+        };
+        match ended {
+            Err(err) => self.answer(id, &job, response::compiler_missing(&job, &err)),
+            Ok((status, results)) => self.finish(id, &job, stopped, status, results),
+        }
+    }
+
+    /// Turns a finished compiler into the job's response.
+    fn finish(
+        &mut self,
+        id: ConnId,
+        job: &ServerJob,
+        stopped: Option<Outcome>,
+        status: ExitStatus,
+        results: Results,
+    ) {
+        let answer = match stopped {
+            Some(Outcome::Disconnect) => {
+                self.stats.record(Outcome::Disconnect, None);
+                let status = ExitCode::IoError.as_wait_status();
+                self.summary(id, job, "CLI_DISCONNECT", status);
+                self.close(id);
+                return;
+            }
+            Some(_) => response::timed_out(job, results),
+            None => {
+                let peer = self.conns.get(&id).map_or("", |c| c.peer.as_str());
+                response::compiled(job, status, &results, peer)
+            }
+        };
+        self.answer(id, job, answer);
+    }
+
+    /// Counts the job, logs its summary and sends its response.
+    fn answer(&mut self, id: ConnId, job: &ServerJob, answer: Answer) {
+        let took = self.conns.get(&id).map(|c| c.started.elapsed());
+        let timing = took
+            .filter(|_| answer.outcome == Outcome::Ok)
+            .map(|took| (job.input_name(), job.program.as_slice(), took));
+        self.stats.record(answer.outcome, timing);
+        self.summary(id, job, answer.word, answer.status);
+        self.start_writing(id, answer.out, AfterWrite::Close);
     }
 
     /// One log line per job, as distccd's `dcc_job_summary` writes.
-    fn summary(&self, idx: usize, job: &Job, word: &str, status: u32) {
-        let Some(conn) = self.conns.get(idx).and_then(Option::as_ref) else {
+    fn summary(&self, id: ConnId, job: &ServerJob, word: &str, status: u32) {
+        let Some(conn) = self.conns.get(&id) else {
             return;
         };
         log::info!(
@@ -886,21 +672,23 @@ impl<'a> Server<'a> {
         );
     }
 
-    fn start_writing(&mut self, idx: usize, out: Vec<u8>, then: AfterWrite) {
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+    fn start_writing(&mut self, id: ConnId, out: Vec<u8>, then: AfterWrite) {
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        conn.state = State::Writing { out, pos: 0, then };
+        conn.state = ConnState::Writing { out, pos: 0, then };
         conn.deadline = Some(Instant::now() + self.config.io_timeout);
-        self.on_writable(idx);
+        self.on_writable(id);
     }
 
-    fn on_writable(&mut self, idx: usize) {
+    /// Writes what the socket takes; watches for writability only while
+    /// output is left that would have blocked.
+    fn on_writable(&mut self, id: ConnId) {
         let io_timeout = self.config.io_timeout;
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let State::Writing { out, pos, then } = &mut conn.state else {
+        let ConnState::Writing { out, pos, then } = &mut conn.state else {
             return;
         };
         let then = *then;
@@ -911,55 +699,96 @@ impl<'a> Server<'a> {
                     *pos += n;
                     conn.deadline = Some(Instant::now() + io_timeout);
                 }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    self.watch_output(id, true);
+                    return;
+                }
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
                     log::warn!("cannot send the result to {}: {err}", conn.peer);
-                    self.close(idx);
+                    self.close(id);
                     return;
                 }
             }
         }
+        self.watch_output(id, false);
         match then {
-            AfterWrite::Close => self.close(idx),
-            AfterWrite::Drain { bytes, time } => self.start_draining(idx, bytes, time),
+            AfterWrite::Close => self.close(id),
+            AfterWrite::Drain { bytes, time } => self.start_draining(id, bytes, time),
+        }
+    }
+
+    /// Starts or stops watching a connection for writability.
+    fn watch_output(&mut self, id: ConnId, on: bool) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.write_armed == on {
+            return;
+        }
+        let registry = self.poll.registry();
+        let result = match (&conn.io.write, on) {
+            (Some(w), true) => registry.register(
+                &mut SourceFd(&w.as_raw_fd()),
+                conn_token(id, true),
+                Interest::WRITABLE,
+            ),
+            (Some(w), false) => registry.deregister(&mut SourceFd(&w.as_raw_fd())),
+            (None, on) => {
+                let interest = if on {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                registry.reregister(
+                    &mut SourceFd(&conn.io.read.as_raw_fd()),
+                    conn_token(id, false),
+                    interest,
+                )
+            }
+        };
+        match result {
+            Ok(()) => conn.write_armed = on,
+            Err(err) => {
+                log::error!("cannot watch the connection to {}: {err}", conn.peer);
+                self.close(id);
+            }
         }
     }
 
     /// Shuts the connection's write side, so the peer sees the end of the
     /// reply, and reads what it still sends until it closes.
-    fn start_draining(&mut self, idx: usize, bytes: u64, time: Duration) {
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+    fn start_draining(&mut self, id: ConnId, bytes: u64, time: Duration) {
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         match conn.io.write.take() {
+            // A pipe (inetd over ssh): closing it is the end of the reply.
             Some(w) => {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&w.as_raw_fd()));
                 let _ = socket2::SockRef::from(&w).shutdown(std::net::Shutdown::Write);
             }
             None => {
                 let _ = socket2::SockRef::from(&conn.io.read).shutdown(std::net::Shutdown::Write);
             }
         }
-        conn.state = State::Draining { left: bytes };
+        conn.state = ConnState::Draining { left: bytes };
         conn.deadline = Some(Instant::now() + time);
     }
 
-    fn reply_stats(&mut self, idx: usize) {
+    fn reply_stats(&mut self, id: ConnId) {
         let running: Vec<RunningJob> = self
             .conns
-            .iter()
-            .flatten()
+            .values()
             .filter_map(|c| match &c.state {
-                State::Compiling { job, .. } => Some(RunningJob {
-                    client: c.peer.clone(),
-                    compiler: &job.program,
-                    input: job.input_name(),
-                    elapsed: c.started.elapsed(),
-                }),
+                // A job whose compiler is starting is as good as running.
+                ConnState::Starting { label, .. } | ConnState::Compiling { label, .. } => {
+                    Some(RunningJob {
+                        client: c.peer.clone(),
+                        compiler: &label.program,
+                        input: &label.input,
+                        elapsed: c.started.elapsed(),
+                    })
+                }
                 _ => None,
             })
             .collect();
@@ -968,81 +797,87 @@ impl<'a> Server<'a> {
             bytes: STATS_DRAIN_BYTES,
             time: STATS_DRAIN_TIME,
         };
-        self.start_writing(idx, text.into_bytes(), drain);
+        self.start_writing(id, text.into_bytes(), drain);
     }
 
     fn check_deadlines(&mut self, now: Instant) {
-        for idx in 0..self.conns.len() {
-            let Some(conn) = self.conns[idx].as_mut() else {
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| is_due(c, now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if let State::Compiling {
-                child,
-                kill_at,
-                stopped,
-                lifetime_ends,
-                ..
-            } = &mut conn.state
-            {
-                if lifetime_ends.is_some_and(|t| now >= t) && stopped.is_none() {
-                    log::warn!(
-                        "compiler {} for {} ran past --job-lifetime; killing it",
-                        child.id(),
-                        conn.peer
-                    );
-                    crate::sys::kill_group(child.id(), libc::SIGTERM);
-                    *stopped = Some(Outcome::Timeout);
-                    *kill_at = Some(now + KILL_GRACE);
-                    *lifetime_ends = None;
-                } else if kill_at.is_some_and(|t| now >= t) {
-                    crate::sys::kill_group(child.id(), libc::SIGKILL);
-                    *kill_at = None;
-                }
+            if let ConnState::Compiling { .. } = conn.state {
+                check_compiler_deadlines(conn, now);
                 continue;
             }
             if conn.deadline.is_none_or(|t| now < t) {
                 continue;
             }
             match conn.state {
-                State::Stats => self.reply_stats(idx),
-                State::Reading { .. } => {
+                ConnState::Stats => self.reply_stats(id),
+                ConnState::Reading { .. } => {
                     log::warn!(
                         "client {} sent no whole request within {}s; closing",
                         conn.peer,
                         self.config.io_timeout.as_secs()
                     );
                     self.stats.record(Outcome::BadRequest, None);
-                    self.close(idx);
+                    self.close(id);
                 }
-                State::Writing { .. } => {
+                ConnState::Writing { .. } => {
                     log::warn!("client {} stopped reading its result; closing", conn.peer);
-                    self.close(idx);
+                    self.close(id);
                 }
-                _ => self.close(idx),
+                _ => self.close(id),
             }
         }
     }
 }
 
-/// Checks a request's command against the option table (the job's shape
-/// and the arguments a daemon refuses) and the whitelist, and makes its job
-/// directory.
-fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<Job, String> {
-    let accepted = crate::options::check_job(&argv)?;
-    let program = config.whitelist.check(&argv[0])?;
-    let dir = JobDir::create(&config.tmpdir, config.save_temps).map_err(|e| {
-        format!(
-            "cannot make a job directory in {}: {e}",
-            config.tmpdir.display()
-        )
-    })?;
-    Ok(Job::new(version, argv, program, accepted, dir))
+/// True if one of the connection's deadlines has come.
+fn is_due(conn: &Conn, now: Instant) -> bool {
+    let reached = |t: &Option<Instant>| t.is_some_and(|t| now >= t);
+    match &conn.state {
+        ConnState::Compiling {
+            kill_at,
+            lifetime_ends,
+            ..
+        } => reached(kill_at) || reached(lifetime_ends),
+        _ => reached(&conn.deadline),
+    }
 }
 
-/// The most a refused client may still send: the largest request the limits allow.
-fn drain_budget(limits: &Limits) -> u64 {
-    let headers = (u64::from(limits.max_argc) + 4) * crate::proto::HEADER_LEN as u64;
-    headers + limits.max_args_total as u64 + u64::from(limits.max_input)
+/// `--job-lifetime`: SIGTERM to a compiler that ran past it, SIGKILL after the grace.
+fn check_compiler_deadlines(conn: &mut Conn, now: Instant) {
+    let ConnState::Compiling {
+        compiler,
+        kill_at,
+        stopped,
+        lifetime_ends,
+        ..
+    } = &mut conn.state
+    else {
+        return;
+    };
+    if lifetime_ends.is_some_and(|t| now >= t) && stopped.is_none() {
+        log::warn!(
+            "compiler {} for {} ran past --job-lifetime; killing it",
+            compiler.pid,
+            conn.peer
+        );
+        compiler.signal(libc::SIGTERM);
+        *stopped = Some(Outcome::Timeout);
+        *kill_at = Some(now + KILL_GRACE);
+        *lifetime_ends = None;
+    } else if kill_at.is_some_and(|t| now >= t) {
+        compiler.signal(libc::SIGKILL);
+        *kill_at = None;
+    }
 }
 
 /// Raw descriptor helper for callers that hand in listening sockets.

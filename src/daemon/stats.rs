@@ -177,6 +177,27 @@ impl Stats {
         let argv0 = std::env::args().next().unwrap_or_else(|| "distccd".into());
         let _ = writeln!(s, "argv /{argv0}");
         s.push_str("<distccstats>\n");
+        for (name, value) in self.fields(tmpdir) {
+            let _ = writeln!(s, "{name} {value}");
+        }
+        s.push_str("</distccstats>\n");
+        s.push_str("<distccjobs>\n");
+        for job in running {
+            let _ = writeln!(
+                s,
+                "dcc_job {} {} {} {}",
+                job_field(job.client.as_bytes()),
+                job_field(job.compiler),
+                job_field(job.input),
+                job.elapsed.as_millis()
+            );
+        }
+        s.push_str("</distccjobs>\n");
+        s
+    }
+
+    /// The `<distccstats>` lines, in distccd's order.
+    fn fields(&self, tmpdir: &Path) -> Vec<(&'static str, String)> {
         let (job, compiler, ms) = match &self.longest {
             Some((j, c, ms)) => (j.as_str(), c.as_str(), *ms as i64),
             None => ("none", "none", -1),
@@ -184,7 +205,7 @@ impl Stats {
         let loads = crate::sys::load_average().unwrap_or([0.0; 3]);
         let procs = proc_stats();
         let (rss, rss_name) = max_rss(&procs);
-        let lines: Vec<(&str, String)> = vec![
+        vec![
             ("dcc_tcp_accept", self.tcp_accept.to_string()),
             ("dcc_rej_bad_req", self.rej_bad_req.to_string()),
             ("dcc_rej_overload", "0".into()),
@@ -232,24 +253,7 @@ impl Stats {
                         .unwrap_or(-1)
                 ),
             ),
-        ];
-        for (name, value) in &lines {
-            let _ = writeln!(s, "{name} {value}");
-        }
-        s.push_str("</distccstats>\n");
-        s.push_str("<distccjobs>\n");
-        for job in running {
-            let _ = writeln!(
-                s,
-                "dcc_job {} {} {} {}",
-                job_field(job.client.as_bytes()),
-                job_field(job.compiler),
-                job_field(job.input),
-                job.elapsed.as_millis()
-            );
-        }
-        s.push_str("</distccjobs>\n");
-        s
+        ]
     }
 }
 

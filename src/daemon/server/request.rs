@@ -1,0 +1,182 @@
+//! Reading a job's request on the event loop: the command is checked as
+//! soon as it has arrived, the source is stored in the job's directory as it
+//! arrives, and a refused job gets `DENY` (docs/refusals.md).
+
+use std::fs::File;
+use std::io::Write;
+use std::time::Duration;
+
+use super::{AfterWrite, ConnId, ConnState, Server};
+use crate::daemon::job::{JobDir, ServerJob};
+use crate::daemon::stats::Outcome;
+use crate::daemon::Config;
+use crate::proto::{Item, Limits};
+
+/// How long a refused client may go on sending its request after `DENY`.
+const DENY_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The job, source file and compression flag of a connection reading its request.
+type ReadingJob<'a> = (
+    &'a mut Option<ServerJob>,
+    &'a mut Option<File>,
+    &'a mut bool,
+);
+
+/// A step of reading a request: refused with this outcome and reason.
+type StepResult = Result<(), (Outcome, String)>;
+
+impl Server<'_> {
+    /// Decodes request bytes into the job: its command, then its source.
+    pub(super) fn on_request_bytes(&mut self, id: ConnId, mut input: &[u8]) -> bool {
+        loop {
+            let Some(ConnState::Reading { decoder, job, .. }) =
+                self.conns.get_mut(&id).map(|c| &mut c.state)
+            else {
+                return false;
+            };
+            let has_job = job.is_some();
+            let item = match decoder.next(&mut input) {
+                Ok(Some(item)) => item,
+                Ok(None) => return true,
+                Err(err) if has_job => {
+                    self.refuse(id, Outcome::BadRequest, &err.to_string());
+                    return true;
+                }
+                Err(err) => {
+                    self.drop_bad_request(id, &err.to_string());
+                    return true;
+                }
+            };
+            let step = match item {
+                Item::Command { version, argv } => self.on_command(id, version, argv),
+                Item::InputStart(len) => self.on_input_start(id, len),
+                Item::Input(chunk) => self.on_input(id, chunk),
+                Item::End => return self.on_request_end(id, input.len()),
+            };
+            if let Err((outcome, why)) = step {
+                self.refuse(id, outcome, &why);
+                return true;
+            }
+        }
+    }
+
+    /// The job and source file of a connection that is reading its request.
+    fn reading(&mut self, id: ConnId) -> Option<ReadingJob<'_>> {
+        match self.conns.get_mut(&id).map(|c| &mut c.state) {
+            Some(ConnState::Reading {
+                job,
+                body,
+                compressed,
+                ..
+            }) => Some((job, body, compressed)),
+            _ => None,
+        }
+    }
+
+    fn on_command(&mut self, id: ConnId, version: u32, argv: Vec<Vec<u8>>) -> StepResult {
+        let accepted =
+            accept_command(self.config, version, argv).map_err(|e| (Outcome::Other, e))?;
+        if let Some((job, ..)) = self.reading(id) {
+            *job = Some(accepted);
+        }
+        Ok(())
+    }
+
+    fn on_input_start(&mut self, id: ConnId, len: u32) -> StepResult {
+        let Some((Some(job), body, compressed)) = self.reading(id) else {
+            return Ok(());
+        };
+        *compressed = job.version >= 2 && len > 0;
+        let file = File::create(job.body_path(*compressed))
+            .map_err(|e| (Outcome::Other, format!("cannot store the source: {e}")))?;
+        *body = Some(file);
+        Ok(())
+    }
+
+    fn on_input(&mut self, id: ConnId, chunk: &[u8]) -> StepResult {
+        if let Some((_, Some(body), _)) = self.reading(id) {
+            body.write_all(chunk)
+                .map_err(|e| (Outcome::Other, format!("cannot store the source: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The whole request is in: unpack a compressed source and queue the job.
+    fn on_request_end(&mut self, id: ConnId, trailing: usize) -> bool {
+        let max_input = self.config.limits.max_input as usize;
+        let Some((job, body, compressed)) = self.reading(id) else {
+            return false;
+        };
+        *body = None;
+        let (Some(job), was_compressed) = (job.take(), *compressed) else {
+            return false;
+        };
+        if was_compressed {
+            if let Err(why) = job.unpack_input(max_input) {
+                self.refuse(id, Outcome::BadRequest, &why);
+                return true;
+            }
+        }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if trailing > 0 {
+            log::warn!(
+                "client {} sent {trailing} bytes after its request; ignored",
+                conn.peer
+            );
+        }
+        conn.state = ConnState::Queued { job };
+        conn.deadline = None;
+        self.queue.push_back(id);
+        true
+    }
+
+    /// Refuses a job with `DENY` and the reason, then drains what the
+    /// client still sends. A 3.4 client takes it as a failed host and
+    /// compiles locally; ours shows the reason and keeps the host.
+    pub(super) fn refuse(&mut self, id: ConnId, outcome: Outcome, why: &str) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        log::warn!("refusing job from {}: {why}", conn.peer);
+        self.stats.record(outcome, None);
+        let drain = AfterWrite::Drain {
+            bytes: drain_budget(&self.config.limits),
+            time: DENY_DRAIN_TIME,
+        };
+        self.start_writing(id, crate::proto::encode_deny(why), drain);
+    }
+
+    /// Closes a connection whose bytes are no distcc request (garbage, a
+    /// protocol version not served, a claimed size over the limits) before
+    /// any job was made, as distccd 3.4 does: no reply.
+    fn drop_bad_request(&mut self, id: ConnId, why: &str) {
+        if let Some(conn) = self.conns.get(&id) {
+            log::warn!("refusing job from {}: {why}", conn.peer);
+        }
+        self.stats.record(Outcome::BadRequest, None);
+        self.close(id);
+    }
+}
+
+/// Checks a request's command against the option table (the job's shape
+/// and the arguments a daemon refuses) and the whitelist, and makes its job
+/// directory.
+fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<ServerJob, String> {
+    let accepted = crate::options::check_job(&argv)?;
+    let program = config.whitelist.check(&argv[0])?;
+    let dir = JobDir::create(&config.tmpdir, config.save_temps).map_err(|e| {
+        format!(
+            "cannot make a job directory in {}: {e}",
+            config.tmpdir.display()
+        )
+    })?;
+    Ok(ServerJob::new(version, argv, program, accepted, dir))
+}
+
+/// The most a refused client may still send: the largest request the limits allow.
+fn drain_budget(limits: &Limits) -> u64 {
+    let headers = (u64::from(limits.max_argc) + 4) * crate::proto::HEADER_LEN as u64;
+    headers + limits.max_args_total as u64 + u64::from(limits.max_input)
+}
