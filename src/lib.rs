@@ -20,6 +20,7 @@ pub mod net;
 pub mod options;
 pub mod proto;
 pub mod state;
+pub mod stats_page;
 pub mod sys;
 #[cfg(test)]
 mod testing;

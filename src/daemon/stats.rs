@@ -8,6 +8,7 @@
 //! (`<distccjobs>`), the load averages (getloadavg) and the counters come
 //! from the daemon itself and need no `/proc`.
 
+use crate::stats_page::escape_job_field;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -186,9 +187,9 @@ impl Stats {
             let _ = writeln!(
                 s,
                 "dcc_job {} {} {} {}",
-                job_field(job.client.as_bytes()),
-                job_field(job.compiler),
-                job_field(job.input),
+                escape_job_field(job.client.as_bytes()),
+                escape_job_field(job.compiler),
+                escape_job_field(job.input),
                 job.elapsed.as_millis()
             );
         }
@@ -255,30 +256,6 @@ impl Stats {
             ),
         ]
     }
-}
-
-/// One field of a `dcc_job` line: the bytes as they are, except that `%`,
-/// spaces, control characters and bytes that are not UTF-8 become `%XX`, so
-/// that a line is always five space-separated words and names with spaces
-/// or odd bytes survive. Plain names read the same as before this escaping.
-pub fn job_field(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '%' || c == ' ' || c.is_control() {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "%{b:02X}");
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// The "running" count from /proc/loadavg, or -1.

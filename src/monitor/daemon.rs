@@ -2,10 +2,11 @@
 //!
 //! The page is distccd's (section 8) plus our own section of
 //! `dcc_job CLIENT COMPILER INPUT MSECS` lines, one per running job, whose
-//! fields are escaped by `daemon::stats::job_field`. A Debian distccd has no
+//! fields are escaped as `stats_page` says. A Debian distccd has no
 //! such section; that is reported as such rather than shown as an idle
 //! daemon. Reading is bounded in size and time.
 
+use crate::stats_page::unescape_job_field;
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
@@ -267,33 +268,11 @@ fn parse_job(line: &[u8]) -> Option<Job> {
         .parse()
         .ok()?;
     Some(Job {
-        client: unescape(words[1]),
-        compiler: unescape(words[2]),
-        input: unescape(&words[3..words.len() - 1].join(&b' ')),
+        client: unescape_job_field(words[1]),
+        compiler: unescape_job_field(words[2]),
+        input: unescape_job_field(&words[3..words.len() - 1].join(&b' ')),
         msecs,
     })
-}
-
-/// Undoes `%XX`; a `%` not followed by two hex digits stays as it is.
-fn unescape(word: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(word.len());
-    let mut i = 0;
-    while i < word.len() {
-        if word[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (
-                word.get(i + 1).copied().and_then(hex),
-                word.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(word[i]);
-        i += 1;
-    }
-    out
 }
 
 /// A name for the screen: control characters (a newline in a file name)
@@ -382,7 +361,6 @@ pub fn render(target: &Target, report: &Report, summary: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::stats::job_field;
 
     #[test]
     fn targets_take_a_port_or_the_stats_default() {
@@ -407,24 +385,6 @@ mod tests {
         }
         assert_eq!(Target::parse("::1").unwrap().to_string(), "[::1]:3633");
         assert_eq!(Target::parse("box").unwrap().to_string(), "box:3633");
-    }
-
-    #[test]
-    fn escaped_fields_come_back_whole() {
-        for name in [
-            &b"hello.c"[..],
-            b"a b.c",
-            b"100%.c",
-            b"%41",
-            b"new\nline",
-            b"\xff\xfe",
-            b"caf\xc3\xa9.c",
-        ] {
-            assert_eq!(unescape(job_field(name).as_bytes()), name, "{name:?}");
-        }
-        assert_eq!(unescape(b"50%"), b"50%");
-        assert_eq!(unescape(b"%4"), b"%4");
-        assert_eq!(unescape(b"%zz"), b"%zz");
     }
 
     const PAGE: &str = "HTTP/1.0 200 OK\nContent-Type: text/plain\nConnection: close\n\n\
