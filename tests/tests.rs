@@ -14,6 +14,7 @@ mod cross;
 mod cross_build;
 mod daemon_process;
 mod hostile;
+mod house;
 mod interop;
 mod lock;
 mod lzo_reference;
