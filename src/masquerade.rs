@@ -235,27 +235,8 @@ pub fn safeguard(level: u32, path_tweaked: bool) -> Safeguard {
 mod tests {
     use super::*;
     use crate::testing::TestDir;
-    use std::os::unix::fs::symlink;
-    use std::os::unix::fs::PermissionsExt;
 
-    /// A fake compiler: a shell script named `name` in `dir`.
-    fn fake(dir: &Path, name: &str) -> PathBuf {
-        std::fs::create_dir_all(dir).unwrap();
-        let p = dir.join(name);
-        std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-
-    fn link(target: &Path, dir: &Path, name: &str) {
-        std::fs::create_dir_all(dir).unwrap();
-        symlink(target, dir.join(name)).unwrap();
-    }
-
-    fn join_path(dirs: &[&Path]) -> OsString {
-        let parts: Vec<&OsStr> = dirs.iter().map(|d| d.as_os_str()).collect();
-        parts.join(OsStr::new(":"))
-    }
+    use crate::testing::{fake_program as fake, join_path, symlink_in as link};
 
     #[test]
     fn safeguard_levels() {

@@ -1,5 +1,6 @@
 //! Test support shared by the unit tests and the integration tests: a
-//! private temporary directory per test, and a bounded poll.
+//! private temporary directory per test, a bounded poll, and fake programs
+//! and PATHs.
 //!
 //! It is no part of the library: lib.rs declares it only under
 //! `#[cfg(test)]`, and `tests/common` compiles this same file into the
@@ -106,6 +107,28 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// A fake program: a shell script named `name` in `dir` (made if missing)
+/// that exits 0.
+pub fn fake_program(dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// A symbolic link `dir/name` (dir made if missing) to `target`.
+pub fn symlink_in(target: &Path, dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::os::unix::fs::symlink(target, dir.join(name)).unwrap();
+}
+
+/// A PATH value of these directories.
+pub fn join_path(dirs: &[&Path]) -> std::ffi::OsString {
+    let parts: Vec<&std::ffi::OsStr> = dirs.iter().map(|d| d.as_os_str()).collect();
+    parts.join(std::ffi::OsStr::new(":"))
 }
 
 #[cfg(test)]

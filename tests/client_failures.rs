@@ -406,25 +406,8 @@ fn a_host_that_never_answers_the_connect_times_out() {
     need("gcc", "gcc");
     let work = TestDir::new("fail-blackhole");
     work.write("x.c", "int x = 14;\n");
-    // A listener that never accepts, its queue filled: further SYNs are
-    // dropped, so a connect hangs as it would to a powered-off host.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            fillers.push(s);
-        }
-    }
+    let hang = common::unanswered_listener();
+    let addr = hang.addr;
     let start = Instant::now();
     let out = client(
         &work.path,

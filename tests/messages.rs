@@ -314,24 +314,8 @@ fn a_refused_connect_is_a_failed_nonblocking_connect() {
 
 #[test]
 fn a_connect_nobody_answers_is_a_timeout_while_connecting() {
-    // A listener that never accepts, its queue filled: further SYNs are
-    // dropped, so a connect hangs as it would to a powered-off host.
-    use socket2::{Domain, Socket, Type};
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let timeout = std::time::Duration::from_millis(200);
-    let _fillers: Vec<_> = (0..4)
-        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, timeout).ok())
-        .collect();
+    let hang = common::unanswered_listener();
+    let addr = hang.addr;
     // 3.4 waits its fixed 4 s; ours is told to wait 1 s.
     let host = addr.to_string();
     let env = [("DISTCC_CONNECT_TIMEOUT", "1")];

@@ -368,15 +368,7 @@ fn configure(o: Options) -> Result<Config> {
 
 /// The arguments after argv[0] as words argh can read.
 fn words(args: &[OsString]) -> Result<Vec<String>> {
-    let words = args
-        .iter()
-        .skip(1)
-        .map(|arg| {
-            arg.to_str()
-                .map(String::from)
-                .ok_or_else(|| ConfigError::NotUnicode(arg.clone()))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let words = super::utf8_words(args).map_err(ConfigError::NotUnicode)?;
     Ok(split_joined(&words))
 }
 

@@ -116,6 +116,15 @@ const SELF: Applet = Applet {
     synopsis: "",
 };
 
+/// The arguments after `argv[0]` as words argh can read, or the first one
+/// that is not UTF-8.
+pub(crate) fn utf8_words(args: &[OsString]) -> Result<Vec<String>, OsString> {
+    args.iter()
+        .skip(1)
+        .map(|arg| arg.to_str().map(String::from).ok_or_else(|| arg.clone()))
+        .collect()
+}
+
 /// Parses an applet's command line with argh: `--help` is printed (through
 /// the one stdout writer) and ends the applet with status 0; a bad command
 /// line ends it with argh's message as a usage error.

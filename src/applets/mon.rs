@@ -61,15 +61,8 @@ fn numbers_last(words: Vec<String>) -> Vec<String> {
 
 /// The arguments after argv[0], with negative numbers last.
 fn words(args: &[OsString]) -> Result<Vec<String>, String> {
-    let words = args
-        .iter()
-        .skip(1)
-        .map(|arg| {
-            arg.to_str()
-                .map(String::from)
-                .ok_or_else(|| format!("argument is not valid UTF-8: {arg:?}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let words =
+        super::utf8_words(args).map_err(|arg| format!("argument is not valid UTF-8: {arg:?}"))?;
     Ok(numbers_last(words))
 }
 

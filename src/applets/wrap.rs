@@ -160,13 +160,11 @@ fn summary(instance: &Instance) -> Result<(), Error> {
 }
 
 pub fn main(call: Call) -> Outcome {
-    let mut words = Vec::with_capacity(call.args.len());
-    for arg in call.args.iter().skip(1) {
-        match arg.to_str() {
-            Some(s) => words.push(s),
-            None => return usage(format!("argument is not valid UTF-8: {arg:?}")),
-        }
-    }
+    let words = match super::utf8_words(&call.args) {
+        Ok(words) => words,
+        Err(arg) => return usage(format!("argument is not valid UTF-8: {arg:?}")),
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let o: Options = match super::parse_options(&[&call.command], &words) {
         Ok(o) => o,
         Err(outcome) => return outcome,

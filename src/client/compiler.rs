@@ -138,28 +138,8 @@ mod tests {
     use super::*;
     use crate::masquerade::{is_distcc_name, self_exe};
     use crate::sys::is_executable;
-    use std::os::unix::fs::symlink;
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
-    /// A fake compiler: a shell script named `name` in `dir`.
-    fn fake(dir: &Path, name: &str) -> PathBuf {
-        std::fs::create_dir_all(dir).unwrap();
-        let p = dir.join(name);
-        std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-
-    fn link(target: &Path, dir: &Path, name: &str) {
-        std::fs::create_dir_all(dir).unwrap();
-        symlink(target, dir.join(name)).unwrap();
-    }
-
-    fn join_path(dirs: &[&Path]) -> OsString {
-        let parts: Vec<&OsStr> = dirs.iter().map(|d| d.as_os_str()).collect();
-        parts.join(OsStr::new(":"))
-    }
+    use crate::testing::{fake_program as fake, join_path, symlink_in as link};
 
     fn argv(line: &str) -> Vec<OsString> {
         line.split_whitespace().map(OsString::from).collect()

@@ -90,3 +90,49 @@ pub fn exited_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     });
     status
 }
+
+/// A listener that never accepts, with its queue filled: further SYNs are
+/// dropped, so a connect to its address hangs as it would to a powered-off
+/// host. Keep the value alive for as long as the address must hang.
+pub struct Unanswered {
+    pub addr: std::net::SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+pub fn unanswered_listener() -> Unanswered {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let fill = std::time::Duration::from_millis(200);
+    let fillers = (0..4)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, fill).ok())
+        .collect();
+    Unanswered {
+        addr,
+        _listener: listener,
+        _fillers: fillers,
+    }
+}
+
+/// Every file under `dir` (dot files and subdirectories too) whose name
+/// ends in `.EXT`, sorted.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
