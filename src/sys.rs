@@ -355,9 +355,24 @@ pub fn fnv1a_hex(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
+/// An error's text without Rust's ` (os error N)` suffix, as C's `strerror` gives it.
+pub fn strerror(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strerror_drops_the_os_error_suffix() {
+        let err = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(strerror(&err), "Permission denied");
+    }
 
     #[test]
     fn fnv1a_matches_the_published_vectors() {

@@ -110,7 +110,7 @@ pub fn main(call: Call) -> Outcome {
                     log::error!(
                         "failed to opendir {}: {}",
                         state_dir.display(),
-                        monitor::strerror(&err)
+                        crate::sys::strerror(&err)
                     );
                     Err(ExitCode::IoError)
                 }
@@ -128,7 +128,7 @@ fn state_dir() -> Result<std::path::PathBuf, ExitCode> {
     crate::env::distcc_subdir("state").map_err(|err| {
         log::error!(
             "cannot make the state directory: {}",
-            monitor::strerror(&err)
+            crate::sys::strerror(&err)
         );
         ExitCode::IoError
     })

@@ -19,10 +19,7 @@ pub fn write(bytes: &[u8]) -> Result<(), Error> {
             ErrorKind::BrokenPipe => Error::StdoutClosed,
             _ => Error::exit(
                 ExitCode::IoError,
-                format!(
-                    "failed to write to stdout: {}",
-                    crate::monitor::strerror(&err)
-                ),
+                format!("failed to write to stdout: {}", crate::sys::strerror(&err)),
             ),
         })
 }

@@ -142,7 +142,7 @@ fn fetch_page(target: &Target) -> Result<Vec<u8>, FetchError> {
     let mut stream =
         connect_tcp(&target.host, target.port, CONNECT_TIMEOUT).map_err(FetchError::Connect)?;
     let deadline = Instant::now() + IO_TIMEOUT;
-    let io = |e: std::io::Error| FetchError::Io(format!("{target}: {}", super::strerror(&e)));
+    let io = |e: std::io::Error| FetchError::Io(format!("{target}: {}", crate::sys::strerror(&e)));
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     // Any request will do; this one also suits an HTTP proxy or a person.
     stream

@@ -50,15 +50,6 @@ fn process(pid: u64) -> Process {
     }
 }
 
-/// An error's text without Rust's ` (os error N)` suffix, as C's `strerror` gives it.
-pub(crate) fn strerror(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
-    }
-}
-
 /// The process that owns a state file by its name, `binstate_<pid>`.
 fn pid_from_name(name: &[u8]) -> Option<u64> {
     let digits = name.strip_prefix(PREFIX.as_bytes())?;
@@ -107,7 +98,11 @@ fn read_state_file(path: &Path, now: i64) -> Option<Entry> {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return None,
         Err(err) => {
-            log::warn!("failed to open {}: {}", path.display(), strerror(&err));
+            log::warn!(
+                "failed to open {}: {}",
+                path.display(),
+                crate::sys::strerror(&err)
+            );
             return None;
         }
     };
@@ -128,7 +123,11 @@ fn read_state_file(path: &Path, now: i64) -> Option<Entry> {
     if stale && matches!(alive, None | Some(Process::Gone)) {
         log::debug!("removing stale {}", path.display());
         if let Err(err) = std::fs::remove_file(path) {
-            log::warn!("unlink {} failed: {}", path.display(), strerror(&err));
+            log::warn!(
+                "unlink {} failed: {}",
+                path.display(),
+                crate::sys::strerror(&err)
+            );
         }
         return None;
     }
@@ -166,7 +165,7 @@ fn read_record(file: &mut File) -> Option<Vec<u8>> {
     match file.take(RECORD_SIZE as u64).read_to_end(&mut bytes) {
         Ok(_) => Some(bytes),
         Err(err) => {
-            log::debug!("cannot read a state file: {}", strerror(&err));
+            log::debug!("cannot read a state file: {}", crate::sys::strerror(&err));
             None
         }
     }
@@ -386,11 +385,5 @@ localhost                    2      1        0        0        0           1    
         let pid = u64::from(child.id());
         child.wait().unwrap();
         assert_eq!(process(pid), Process::Gone);
-    }
-
-    #[test]
-    fn strerror_drops_the_os_error_suffix() {
-        let err = io::Error::from_raw_os_error(libc::EACCES);
-        assert_eq!(strerror(&err), "Permission denied");
     }
 }
