@@ -336,6 +336,37 @@ pub fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Opens a file close-on-exec in one system call: for writing, created or
+/// truncated (mode 0666 less the umask, as `File::create`), or for reading.
+/// std's `File::open` goes through musl's `open`, which follows each
+/// close-on-exec open with an `fcntl` that no kernel since 2.6.23 needs;
+/// `openat` has no such second call. The daemon opens several files a job.
+pub fn open_file(path: &Path, write: bool) -> io::Result<std::fs::File> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+    let flags = match write {
+        true => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        false => libc::O_RDONLY,
+    };
+    loop {
+        // SAFETY: path is NUL-terminated; the descriptor returned is ours.
+        let fd = unsafe {
+            libc::openat(
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                0o666 as libc::c_uint,
+            )
+        };
+        match check(fd) {
+            // SAFETY: a new descriptor that nothing else owns.
+            Ok(fd) => return Ok(unsafe { std::fs::File::from_raw_fd(fd) }),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// The first `limit` bytes of a file (all of it if shorter).
 pub fn read_head(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
     use std::io::Read;

@@ -2,12 +2,11 @@
 //! rewritten command line, the compiler process and the results it leaves.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::filename;
 use crate::masquerade;
@@ -34,11 +33,15 @@ impl JobDir {
 }
 
 impl Drop for JobDir {
+    /// An empty directory (its job has removed the files it knows) goes in
+    /// one call; only one with other files left is walked.
     fn drop(&mut self) {
         if self.keep {
             log::info!("keeping temporary files in {}", self.path.display());
-        } else if let Err(err) = std::fs::remove_dir_all(&self.path) {
-            log::error!("cannot remove {}: {err}", self.path.display());
+        } else if std::fs::remove_dir(&self.path).is_err() {
+            if let Err(err) = std::fs::remove_dir_all(&self.path) {
+                log::error!("cannot remove {}: {err}", self.path.display());
+            }
         }
     }
 }
@@ -194,13 +197,13 @@ impl ServerJob {
     /// `_DISTCC_SAFEGUARD` comes from the daemon's own environment, set once
     /// by [`set_safeguard`], so that no spawn copies the environment.
     pub fn spawn(&self, program: &Path) -> io::Result<Child> {
-        let stdout = File::create(self.path_of("stdout"))?;
-        let stderr = File::create(self.path_of("stderr"))?;
+        let stdout = crate::sys::open_file(&self.path_of("stdout"), true)?;
+        let stderr = crate::sys::open_file(&self.path_of("stderr"), true)?;
         Command::new(program)
             .arg0(OsStr::from_bytes(&self.program))
             .args(self.arguments())
             .current_dir(self.dir.path())
-            .stdin(Stdio::null())
+            .stdin(crate::sys::open_file(Path::new("/dev/null"), false)?)
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0)
@@ -210,17 +213,49 @@ impl ServerJob {
     /// Reads what the compiler left. The object is read only after a
     /// successful compile; a missing object then is `None`.
     pub fn results(&self, success: bool) -> Results {
-        let read = |name: &str| std::fs::read(self.path_of(name)).unwrap_or_default();
+        let read = |name: &str| read_output(&self.path_of(name)).unwrap_or_default();
         Results {
             stderr: read("stderr"),
             stdout: read("stdout"),
             object: if success {
-                std::fs::read(self.path_of("output.o")).ok()
+                read_output(&self.path_of("output.o")).ok()
             } else {
                 None
             },
         }
     }
+}
+
+/// The files a job writes itself, removed by name when it ends, so that its
+/// directory is usually empty by then (see `JobDir`'s drop).
+const JOB_FILES: [&str; 3] = ["stdout", "stderr", "output.o"];
+
+impl Drop for ServerJob {
+    /// Removes the job's own files (not when `DISTCC_SAVE_TEMPS` keeps them);
+    /// its `JobDir` then removes the directory and anything else in it.
+    fn drop(&mut self) {
+        if self.dir.keep {
+            return;
+        }
+        let _ = std::fs::remove_file(self.input_path());
+        for name in JOB_FILES {
+            let _ = std::fs::remove_file(self.path_of(name));
+        }
+    }
+}
+
+/// Reads a file the compiler wrote; an empty one (stdout and stderr, as a
+/// rule) costs no read.
+fn read_output(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = crate::sys::open_file(path, false)?;
+    let len = file.metadata()?.len();
+    let mut out = Vec::new();
+    if len > 0 {
+        out.try_reserve_exact(len as usize)?;
+        (&file).take(u64::MAX).read_to_end(&mut out)?;
+    }
+    Ok(out)
 }
 
 /// Where the daemon looks for compilers: PATH (after `DISTCCD_PATH`) without

@@ -87,7 +87,7 @@ impl Server<'_> {
             return Ok(());
         };
         *compressed = job.version >= 2 && len > 0;
-        let file = File::create(job.body_path(*compressed))
+        let file = crate::sys::open_file(&job.body_path(*compressed), true)
             .map_err(|e| (Outcome::Other, format!("cannot store the source: {e}")))?;
         *body = Some(file);
         Ok(())
