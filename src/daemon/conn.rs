@@ -12,9 +12,9 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::job::Compiler;
 use super::job::ServerJob;
 use super::stats::Outcome;
-use super::workers::Compiler;
 use crate::proto::{Limits, RequestDecoder};
 
 /// A connection's two directions: one socket, or (inetd over ssh) two pipes.

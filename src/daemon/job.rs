@@ -7,6 +7,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Mutex;
 
 use crate::filename;
 use crate::masquerade;
@@ -223,6 +224,39 @@ impl ServerJob {
                 None
             },
         }
+    }
+}
+
+/// A running compiler, to be signalled from the loop while a worker waits
+/// for it.
+pub struct Compiler {
+    pub pid: u32,
+    /// Set, under the lock, once the compiler has exited: its process group
+    /// may then be gone and its number reused, so it is no longer signalled.
+    exited: Mutex<bool>,
+}
+
+impl Compiler {
+    /// The compiler just started as process (and process group) `pid`.
+    pub fn started(pid: u32) -> Compiler {
+        Compiler {
+            pid,
+            exited: Mutex::new(false),
+        }
+    }
+
+    /// Sends `sig` to the compiler's process group, unless it has exited.
+    pub fn signal(&self, sig: libc::c_int) {
+        let exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        if !*exited {
+            crate::sys::kill_group(self.pid, sig);
+        }
+    }
+
+    /// Marks the compiler exited (it is still a zombie, so its process group
+    /// number is not yet reused): from now on it is never signalled.
+    pub fn mark_exited(&self) {
+        *self.exited.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 }
 

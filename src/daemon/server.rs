@@ -25,10 +25,10 @@ use super::conn::{
     conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
     MAX_CONN_ID, MAX_LISTENERS, SIGNALS, WAKER,
 };
-use super::job::{self, Results, ServerJob};
+use super::job::{self, Compiler, Results, ServerJob};
 use super::response::{self, Answer};
 use super::stats::{Outcome, RunningJob, Stats};
-use super::workers::{Compiler, Report, Workers};
+use super::workers::{Report, Workers};
 use super::Config;
 use crate::exitcode::ExitCode;
 

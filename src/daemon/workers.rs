@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use super::conn::ConnId;
-use super::job::{CompilerSearch, Results, ServerJob};
+use super::job::{Compiler, CompilerSearch, Results, ServerJob};
 
 /// What a worker reports about the job of connection `conn`.
 pub enum Report {
@@ -34,24 +34,6 @@ pub enum Report {
         job: ServerJob,
         ended: io::Result<(ExitStatus, Results)>,
     },
-}
-
-/// A running compiler, to be signalled from the loop.
-pub struct Compiler {
-    pub pid: u32,
-    /// Set, under the lock, once the compiler has exited: its process group
-    /// may then be gone and its number reused, so it is no longer signalled.
-    exited: Mutex<bool>,
-}
-
-impl Compiler {
-    /// Sends `sig` to the compiler's process group, unless it has exited.
-    pub fn signal(&self, sig: libc::c_int) {
-        let exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
-        if !*exited {
-            crate::sys::kill_group(self.pid, sig);
-        }
-    }
 }
 
 type Inbox = Arc<Mutex<Receiver<(ConnId, ServerJob)>>>;
@@ -176,10 +158,7 @@ fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, wake
                 continue;
             }
         };
-        let compiler = Arc::new(Compiler {
-            pid: child.id(),
-            exited: Mutex::new(false),
-        });
+        let compiler = Arc::new(Compiler::started(child.id()));
         report_quietly(Report::Started {
             conn,
             compiler: compiler.clone(),
@@ -222,6 +201,6 @@ fn wait_for(mut child: Child, compiler: &Compiler) -> io::Result<ExitStatus> {
             break;
         }
     }
-    *compiler.exited.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    compiler.mark_exited();
     child.wait()
 }
