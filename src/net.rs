@@ -119,32 +119,13 @@ fn wait_writable(
     timeout: Duration,
 ) -> Result<(), ConnectError> {
     use std::os::fd::AsRawFd;
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(ConnectError::Timeout {
-                addr,
-                after: timeout,
-            });
-        }
-        let mut pfd = libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        match unsafe { libc::poll(&mut pfd, 1, ms) } {
-            n if n > 0 => return Ok(()),
-            0 => {}
-            _ => {
-                let why = std::io::Error::last_os_error();
-                if why.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(ConnectError::Nonblocking { addr, why });
-                }
-            }
-        }
+    match crate::sys::poll_one(socket.as_raw_fd(), libc::POLLOUT, timeout) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ConnectError::Timeout {
+            addr,
+            after: timeout,
+        }),
+        Err(why) => Err(ConnectError::Nonblocking { addr, why }),
     }
 }
 

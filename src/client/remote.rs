@@ -245,34 +245,17 @@ fn wait(
     timeout: Duration,
     step: Step,
 ) -> Result<(), RemoteError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+    match crate::sys::poll_one(fd, events, timeout) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
             let secs = timeout.as_secs_f32();
-            return Err(RemoteError::Timeout(
+            Err(RemoteError::Timeout(
                 step.says(format_args!("IO timeout (no progress in {secs} s)")),
-            ));
+            ))
         }
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n > 0 {
-            return Ok(());
-        }
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(RemoteError::Io(
-                    step.says(format_args!("poll failed: {err}")),
-                ));
-            }
-        }
+        Err(err) => Err(RemoteError::Io(
+            step.says(format_args!("poll failed: {err}")),
+        )),
     }
 }
 
