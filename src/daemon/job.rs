@@ -287,7 +287,7 @@ fn read_output(path: &Path) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     if len > 0 {
         out.try_reserve_exact(len as usize)?;
-        (&file).take(u64::MAX).read_to_end(&mut out)?;
+        (&file).read_to_end(&mut out)?;
     }
     Ok(out)
 }

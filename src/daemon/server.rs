@@ -811,11 +811,9 @@ impl<'a> Server<'a> {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
+            // `is_due` has seen this connection's deadline pass.
             if let ConnState::Compiling { .. } = conn.state {
                 check_compiler_deadlines(conn, now);
-                continue;
-            }
-            if conn.deadline.is_none_or(|t| now < t) {
                 continue;
             }
             match conn.state {
