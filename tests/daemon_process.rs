@@ -49,6 +49,18 @@ fn wait_with_limit(child: &mut Child, limit: Duration, what: &str) -> std::proce
     })
 }
 
+/// All the child's piped stderr, once it has exited.
+fn stderr_text(child: &mut Child) -> String {
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
 /// A daemon started on its own `--listen ADDR --port P` rather than through
 /// the harness's socket activation: for IPv6, and for the powerpc binary.
 struct PortDaemon {
@@ -274,13 +286,7 @@ fn bad_allow_masks_exit_101_at_once() {
         let mut child = run(allow);
         let status = wait_with_limit(&mut child, Duration::from_secs(5), allow);
         let took = start.elapsed();
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        let stderr = stderr_text(&mut child);
         assert_eq!(
             status.code(),
             Some(101),
@@ -354,13 +360,7 @@ fn bad_io_timeout_exits_101_at_once_even_when_empty() {
             .spawn()
             .unwrap();
         let status = wait_with_limit(&mut child, Duration::from_secs(5), value);
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        let stderr = stderr_text(&mut child);
         assert_eq!(status.code(), Some(101), "{value:?}: {stderr}");
         assert!(stderr.contains("DISTCC_IO_TIMEOUT"), "{value:?}: {stderr}");
     }
