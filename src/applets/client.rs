@@ -192,16 +192,7 @@ pub fn install_masquerade(args: &[OsString]) -> Outcome {
             }
             let _ = std::fs::remove_file(&link);
         }
-        match std::os::unix::fs::symlink(&exe, &link) {
-            Ok(()) => stdout::print(format!("{}\n", link.display()))?,
-            Err(err) => {
-                say_error(&format!(
-                    "distcc-rs: cannot link {}: {err}\n",
-                    link.display()
-                ));
-                failed += 1;
-            }
-        }
+        failed += super::report_link(&link, std::os::unix::fs::symlink(&exe, &link), "link")?;
     }
     super::links_outcome(failed, "made")
 }

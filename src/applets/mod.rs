@@ -369,16 +369,7 @@ fn install(args: &[OsString]) -> Outcome {
         } else {
             std::fs::hard_link(&exe, &path)
         };
-        match made {
-            Ok(()) => stdout::print(format!("{}\n", path.display()))?,
-            Err(err) => {
-                say_error(&format!(
-                    "{SELF_NAME}: cannot link {}: {err}\n",
-                    path.display()
-                ));
-                failed += 1;
-            }
-        }
+        failed += report_link(&path, made, "link")?;
     }
     links_outcome(failed, "made")
 }
@@ -397,16 +388,7 @@ fn uninstall(args: &[OsString]) -> Outcome {
         if !is_link_to(&path, &exe) {
             continue;
         }
-        match std::fs::remove_file(&path) {
-            Ok(()) => stdout::print(format!("{}\n", path.display()))?,
-            Err(err) => {
-                say_error(&format!(
-                    "{SELF_NAME}: cannot remove {}: {err}\n",
-                    path.display()
-                ));
-                failed += 1;
-            }
-        }
+        failed += report_link(&path, std::fs::remove_file(&path), "remove")?;
     }
     links_outcome(failed, "removed")
 }
@@ -423,6 +405,29 @@ fn is_link_to(path: &Path, exe: &Path) -> bool {
     };
     let same = (target.dev(), target.ino()) == (exe_meta.dev(), exe_meta.ino());
     same && (own.file_type().is_symlink() || path.canonicalize().ok().as_deref() != Some(exe))
+}
+
+/// Reports one link made or removed: its path on stdout, or why it could
+/// not be done (`cannot VERB PATH: ERR`) on stderr. Returns the failures (0
+/// or 1) to count.
+pub(super) fn report_link(
+    path: &Path,
+    done: std::io::Result<()>,
+    verb: &str,
+) -> Result<usize, Error> {
+    match done {
+        Ok(()) => {
+            stdout::print(format!("{}\n", path.display()))?;
+            Ok(0)
+        }
+        Err(err) => {
+            say_error(&format!(
+                "{SELF_NAME}: cannot {verb} {}: {err}\n",
+                path.display()
+            ));
+            Ok(1)
+        }
+    }
 }
 
 pub(super) fn links_outcome(failed: usize, done: &str) -> Outcome {
