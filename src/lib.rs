@@ -2,7 +2,7 @@
 //!
 //! The binary speaks distcc 3.4's wire protocol, so it mixes with real distcc
 //! clients and servers. `main.rs` only dispatches; each applet lives in
-//! `applets/`. The features (`client`, `daemon`, `monitor`, `wrap`) build on
+//! `applets/`. The features (`client`, `daemon`, `monitor`, `pump`, `wrap`) build on
 //! the shared, feature-neutral modules below (`proto`, `options`, `state`,
 //! `env`, `masquerade`, `net`, `sys`, ...) and never import each other.
 
@@ -15,10 +15,12 @@ pub mod filename;
 pub mod logging;
 pub mod lzo;
 pub mod masquerade;
+pub mod mirror;
 pub mod monitor;
 pub mod net;
 pub mod options;
 pub mod proto;
+pub mod pump;
 pub mod state;
 pub mod stats_page;
 pub mod sys;

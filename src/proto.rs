@@ -30,6 +30,18 @@ pub const STAT: Token = *b"STAT";
 pub const SERR: Token = *b"SERR";
 pub const SOUT: Token = *b"SOUT";
 pub const DOTO: Token = *b"DOTO";
+/// Pump mode (version 3): the client's working directory.
+pub const CDIR: Token = *b"CDIR";
+/// Pump mode: how many NAME entries follow.
+pub const NFIL: Token = *b"NFIL";
+/// Pump mode: a file's absolute path on the client.
+pub const NAME: Token = *b"NAME";
+/// Pump mode: the body of the file just named, LZO1X-compressed (length 0 is an empty file).
+pub const FILE: Token = *b"FILE";
+/// Pump mode: the target of the symlink just named, as `readlink` gives it.
+pub const LINK: Token = *b"LINK";
+/// Pump mode: the rewritten dependency file, after `DOTO` in a successful reply.
+pub const DOTD: Token = *b"DOTD";
 /// distcc-rs's refusal: the daemon will not run this job, and says why. Not
 /// in distcc 3.4. It stands where `DONE` would, with the length of a UTF-8
 /// reason (at most [`MAX_DENY_REASON`] bytes, never compressed) as its
@@ -369,12 +381,142 @@ impl RequestDecoder {
 pub fn encode_request(version: u32, argv: &[&[u8]], input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + input.len());
     put_header(&mut out, &DIST, version);
-    put_header(&mut out, &ARGC, argv.len() as u32);
-    for arg in argv {
-        put_body(&mut out, &ARGV, arg);
-    }
+    put_argv(&mut out, argv);
     put_bulk(&mut out, &DOTI, input, version);
     out
+}
+
+/// One entry of a version 3 request's file list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PumpEntry<'a> {
+    /// `NAME` + `FILE`: the file's client path and its LZO1X-compressed bytes.
+    File { name: &'a [u8], lzo: &'a [u8] },
+    /// `NAME` + `LINK`: a symlink's client path and its target.
+    Link { name: &'a [u8], target: &'a [u8] },
+}
+
+/// Encodes a version 3 (pump) request: `DIST 3, CDIR, ARGC/ARGV, NFIL`, then
+/// each entry. FILE bodies go out as given: they are compressed already.
+pub fn encode_pump_request(cwd: &[u8], argv: &[&[u8]], files: &[PumpEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_header(&mut out, &DIST, 3);
+    put_body(&mut out, &CDIR, cwd);
+    put_argv(&mut out, argv);
+    put_header(&mut out, &NFIL, files.len() as u32);
+    for entry in files {
+        match entry {
+            PumpEntry::File { name, lzo } => {
+                put_body(&mut out, &NAME, name);
+                put_body(&mut out, &FILE, lzo);
+            }
+            PumpEntry::Link { name, target } => {
+                put_body(&mut out, &NAME, name);
+                put_body(&mut out, &LINK, target);
+            }
+        }
+    }
+    out
+}
+
+/// Appends `ARGC n` and n `ARGV` strings.
+pub fn put_argv(out: &mut Vec<u8>, argv: &[&[u8]]) {
+    put_header(out, &ARGC, argv.len() as u32);
+    for arg in argv {
+        put_body(out, &ARGV, arg);
+    }
+}
+
+/// Encodes what a client sends the include server: `CDIR`, then the full
+/// command line as `ARGC`/`ARGV` (distcc 3.4's `dcc_talk_to_include_server`).
+pub fn encode_include_query(cwd: &[u8], argv: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_body(&mut out, &CDIR, cwd);
+    put_argv(&mut out, argv);
+    out
+}
+
+/// Encodes the include server's answer: the mirror paths as `ARGC`/`ARGV`.
+/// An empty list means "gave up": the client preprocesses locally.
+pub fn encode_include_answer(paths: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_argv(&mut out, paths);
+    out
+}
+
+/// Reads one header from a blocking stream and checks its token.
+fn read_expected<R: std::io::Read>(r: &mut R, expected: Token) -> std::io::Result<u32> {
+    let mut header = [0u8; HEADER_LEN];
+    r.read_exact(&mut header)?;
+    let (token, value) = parse_header(&header).map_err(invalid)?;
+    if token != expected {
+        return Err(invalid(ProtoError::Derailed {
+            expected,
+            got: header,
+        }));
+    }
+    Ok(value)
+}
+
+fn invalid(e: ProtoError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+fn too_large(what: &'static str, claimed: u64, limit: u64) -> std::io::Error {
+    invalid(ProtoError::TooLarge {
+        what,
+        claimed,
+        limit,
+    })
+}
+
+/// Reads a string packet `token` of at most `max` bytes from a blocking stream.
+pub fn read_string<R: std::io::Read>(
+    r: &mut R,
+    token: Token,
+    max: u32,
+) -> std::io::Result<Vec<u8>> {
+    let len = read_expected(r, token)?;
+    if len > max {
+        return Err(too_large("string length", len.into(), max.into()));
+    }
+    let mut body = vec![0; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Reads `ARGC`/`ARGV` from a blocking stream, within `limits`' argument
+/// caps. Used for both sides of the include-server exchange.
+pub fn read_argv<R: std::io::Read>(r: &mut R, limits: &Limits) -> std::io::Result<Vec<Vec<u8>>> {
+    let argc = read_expected(r, ARGC)?;
+    if argc > limits.max_argc {
+        return Err(too_large("ARGC", argc.into(), limits.max_argc.into()));
+    }
+    let mut argv = Vec::with_capacity(argc.min(1024) as usize);
+    let mut total = 0usize;
+    for _ in 0..argc {
+        let arg = read_string(r, ARGV, limits.max_arg_len)?;
+        total += arg.len();
+        if total > limits.max_args_total {
+            return Err(too_large(
+                "total argument length",
+                total as u64,
+                limits.max_args_total as u64,
+            ));
+        }
+        argv.push(arg);
+    }
+    Ok(argv)
+}
+
+/// Reads a client's query to the include server: its working directory
+/// and its command line.
+pub fn read_include_query<R: std::io::Read>(
+    r: &mut R,
+    limits: &Limits,
+) -> std::io::Result<(Vec<u8>, Vec<Vec<u8>>)> {
+    let cwd = read_string(r, CDIR, crate::mirror::MAX_PATH_LEN as u32)?;
+    let argv = read_argv(r, limits)?;
+    Ok((cwd, argv))
 }
 
 /// Encodes `DENY` with `reason`, cut on a character boundary to at most
@@ -425,6 +567,9 @@ pub struct Response<'a> {
     pub stdout: &'a [u8],
     /// The object file; `None` when the compile failed, which sends `DOTO00000000`.
     pub object: Option<&'a [u8]>,
+    /// Version 3 only: the rewritten `.d` file, sent as `DOTD` after a
+    /// successful compile's `DOTO` (empty when there is none).
+    pub dotd: &'a [u8],
 }
 
 impl Response<'_> {
@@ -437,6 +582,9 @@ impl Response<'_> {
         put_bulk(&mut out, &SERR, self.stderr, self.version);
         put_bulk(&mut out, &SOUT, self.stdout, self.version);
         put_bulk(&mut out, &DOTO, object, self.version);
+        if self.version >= 3 && self.status == 0 && self.object.is_some() {
+            put_bulk(&mut out, &DOTD, self.dotd, self.version);
+        }
         out
     }
 }
@@ -607,6 +755,7 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
             stderr: b"",
             stdout: b"",
             object: Some(b"OBJ"),
+            dotd: &[],
         };
         assert_eq!(
             ok.encode(),
@@ -618,6 +767,7 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
             stderr: b"to-stderr\n",
             stdout: b"to-stdout\n",
             object: None,
+            dotd: &[],
         };
         assert_eq!(
             failed.encode(),
@@ -646,5 +796,78 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
         assert_eq!(&wire[..HEADER_LEN], b"DENY00000fff");
         assert!(std::str::from_utf8(&wire[HEADER_LEN..]).is_ok());
         assert_eq!(deny_reason(b"a\x1b[2Jb\nc\xff"), "a [2Jb c\u{fffd}");
+    }
+
+    #[test]
+    fn pump_request_matches_observed_bytes() {
+        // distcc-compat §1.4.2, with the LZO bodies cut down to short ones.
+        let argv: [&[u8]; 3] = [b"x86_64-linux-gnu-gcc", b"-c", b"p.c"];
+        let files = [
+            PumpEntry::File {
+                name: b"/tmp/exp/cli/p.c",
+                lzo: b"LZ",
+            },
+            PumpEntry::Link {
+                name: b"/tmp/exp/cli/alias.h",
+                target: b"inc/g.h",
+            },
+        ];
+        let wire = encode_pump_request(b"/tmp/exp/cli", &argv, &files);
+        assert_eq!(
+            wire,
+            &b"DIST00000003CDIR0000000c/tmp/exp/cliARGC00000003\
+               ARGV00000014x86_64-linux-gnu-gccARGV00000002-cARGV00000003p.c\
+               NFIL00000002NAME00000010/tmp/exp/cli/p.cFILE00000002LZ\
+               NAME00000014/tmp/exp/cli/alias.hLINK00000007inc/g.h"[..]
+        );
+    }
+
+    #[test]
+    fn include_server_exchange_round_trips_and_is_bounded() {
+        let query = encode_include_query(b"/home/u", &[b"gcc", b"-c", b"t.c"]);
+        assert!(query.starts_with(b"CDIR00000007/home/uARGC00000003"));
+        let (cwd, argv) = read_include_query(&mut &query[..], &Limits::default()).unwrap();
+        assert_eq!(cwd, b"/home/u");
+        assert_eq!(argv, [&b"gcc"[..], b"-c", b"t.c"]);
+
+        let answer = encode_include_answer(&[b"/a/b/c/t.c.lzo"]);
+        let paths = read_argv(&mut &answer[..], &Limits::default()).unwrap();
+        assert_eq!(paths, [b"/a/b/c/t.c.lzo"]);
+        assert_eq!(encode_include_answer(&[]), b"ARGC00000000");
+
+        let small = Limits {
+            max_argc: 2,
+            ..Limits::default()
+        };
+        let err = read_include_query(&mut &query[..], &small).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("ARGC of 3"), "{err}");
+        let err = read_argv(&mut &b"ARGC00000001ARGVffffffff"[..], &Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        let err = read_argv(&mut &b"CDIR00000000"[..], &Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("expected token \"ARGC\""), "{err}");
+        let cut = read_argv(&mut &b"ARGC00000001ARGV00000005ab"[..], &Limits::default());
+        assert_eq!(cut.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn pump_replies_end_with_dotd_only_after_a_success() {
+        let ok = Response {
+            version: 3,
+            status: 0,
+            stderr: b"",
+            stdout: b"",
+            object: Some(b"OBJ"),
+            dotd: b"",
+        };
+        assert!(ok.encode().ends_with(b"DOTD00000000"));
+        let failed = Response {
+            status: 256,
+            object: None,
+            ..ok
+        };
+        assert!(failed.encode().ends_with(b"DOTO00000000"));
+        let v2 = Response { version: 2, ..ok };
+        assert!(!v2.encode().windows(4).any(|w| w == b"DOTD"));
     }
 }

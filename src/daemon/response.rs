@@ -42,6 +42,7 @@ pub fn compiler_missing(job: &ServerJob, err: &io::Error) -> Answer {
         stderr: message.as_bytes(),
         stdout: b"",
         object: None,
+        dotd: &[],
     }
     .encode();
     Answer {
@@ -64,6 +65,7 @@ pub fn timed_out(job: &ServerJob, results: Results) -> Answer {
         stderr: &stderr,
         stdout: &results.stdout,
         object: None,
+        dotd: &[],
     }
     .encode();
     Answer {
@@ -84,6 +86,7 @@ pub fn compiled(job: &ServerJob, status: ExitStatus, results: &Results, peer: &s
         stderr: &results.stderr,
         stdout: &results.stdout,
         object: results.object.as_deref(),
+        dotd: &[],
     }
     .encode();
     let (outcome, word) = match (raw, &results.object) {
