@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod cross;
 pub mod daemon;
+pub mod pump;
 /// The test support the unit tests use too (`src/testing.rs`, which the
 /// library compiles only for its own tests).
 #[path = "../../src/testing.rs"]
