@@ -1,4 +1,8 @@
-//! The distcc client: pick a host, preprocess locally, send the job, write the object, or fall back to a local compile.
+//! The distcc client: pick a host, preprocess locally (or on a pump host ask the include server for the job's files), send the job, write the object, or fall back to a local compile.
+//!
+//! Pump mode is [`pump`]'s: on a `,cpp,lzo` host the job goes out as
+//! protocol 3 with the files the include server names, or, for a reason
+//! shown at the verbose level, plain to the same host.
 //!
 //! The flow follows distcc 3.4's `dcc_build_somewhere` (sections 6.3 and 6.4
 //! of the compatibility notes), with five deliberate differences:
