@@ -809,3 +809,77 @@ fn scan_includes_prints_what_debian_distcc_prints() {
     }
     assert_eq!(ours.status.code(), theirs.status.code());
 }
+
+#[test]
+fn an_answer_that_cannot_be_used_or_an_unreadable_directory_sends_the_job_plain() {
+    let server = DebianDistccd::start("pump-badanswer-d");
+    let project = Project::new("pump-badanswer", &["p.c"], "gcc", "c");
+    let dir = project.path();
+    let host = pump_host(&server);
+    let args = with(&["gcc", "-c", "p.c", "-o", "out.o"], &project.includes());
+    let args = strs(&args);
+    let want = local_object(dir, &args);
+    let root = project.tree.root.display().to_string();
+    let other = TestDir::new("pump-badanswer-other");
+    let mut other_tree = MirrorTree::new(other.path());
+    other_tree.file(&dir.join("inc/g.h"));
+    let cases = [
+        (
+            "/tmp/x".to_string(),
+            "/tmp/x is not in the include server's mirror tree",
+        ),
+        (
+            format!("{root}{}/p.c.lzo {}", dir.display(), other_tree.stub()),
+            "is not in the include server's mirror tree",
+        ),
+        (format!("{root}/tmp/missing.c.lzo"), "stat failed"),
+        (
+            format!("{root}/tmp/../etc/x.lzo"),
+            "/tmp/../etc/x: has an empty, '.' or '..' component",
+        ),
+        (format!("{root}/tmp"), "not a regular file"),
+    ];
+    std::fs::create_dir_all(project.tree.root.join("tmp")).unwrap();
+    for (stub, why) in cases {
+        let env = [
+            ("INCLUDE_SERVER_STUB", stub.as_str()),
+            ("DISTCC_FALLBACK", "0"),
+        ];
+        let out = run(dir, &host, &args, &env);
+        assert_plain(&out, &host, why);
+        assert!(
+            std::fs::read(dir.join("out.o")).unwrap() == want,
+            "{why}: object"
+        );
+        std::fs::remove_file(dir.join("out.o")).unwrap();
+    }
+    // A working directory that no longer exists: getcwd fails, and the job
+    // (all its paths absolute) goes plain rather than without CDIR.
+    let d = dir.display();
+    let command = format!(
+        "mkdir gone && cd gone && rmdir ../gone && exec {} gcc -c {d}/p.c -o {d}/out.o \
+         -I{d}/inc -I{d}/absinc",
+        crate::common::daemon::bin()
+    );
+    let absolute = [
+        "gcc".to_string(),
+        "-c".into(),
+        format!("{d}/p.c"),
+        "-o".into(),
+        format!("{d}/out.o"),
+        format!("-I{d}/inc"),
+        format!("-I{d}/absinc"),
+    ];
+    let want = local_object(dir, &strs(&absolute));
+    let stub = project.tree.stub();
+    let out = crate::common::daemon::client_command(Path::new("/bin/sh"), dir, &host, &[])
+        .env("DISTCC_VERBOSE", "1")
+        .env("INCLUDE_SERVER_STUB", &stub)
+        .env("DISTCC_FALLBACK", "0")
+        .args(["-c", &command])
+        .output()
+        .unwrap();
+    assert_plain(&out, &host, "cannot read the current directory");
+    assert!(std::fs::read(dir.join("out.o")).unwrap() == want, "object");
+    assert_eq!(pump_jobs(&server), 0, "{}", server.log());
+}

@@ -454,6 +454,47 @@ mod tests {
         assert_eq!(mirror_root(b"/tmp/a"), None);
     }
 
+    fn job(args: &[&str]) -> Job {
+        let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
+        match scan::scan(&argv, &crate::options::Tokens::of(&argv)) {
+            scan::Decision::Remote(job) => job,
+            scan::Decision::Local(why) => panic!("{args:?} is local: {}", why.reason),
+        }
+    }
+
+    fn server(args: &[&str]) -> (Vec<String>, Option<String>) {
+        // DEPENDENCIES_OUTPUT is read from the environment, which these
+        // tests leave alone; the integration tests set it.
+        let (argv, deps) = server_argv(&job(args));
+        let argv = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        (argv, deps.map(|d| d.display().to_string()))
+    }
+
+    #[test]
+    fn the_server_gets_the_whole_command_and_a_target_for_the_d_file() {
+        let (argv, deps) = server(&["gcc", "-Iinc", "-DX", "-c", "a.c"]);
+        assert_eq!(argv, ["gcc", "-Iinc", "-DX", "-c", "a.c", "-o", "a.o"]);
+        assert_eq!(deps, None);
+        let (argv, deps) = server(&["gcc", "-MD", "-c", "a.c", "-o", "obj/a.o"]);
+        assert_eq!(
+            argv,
+            ["gcc", "-MD", "-c", "a.c", "-o", "obj/a.o", "-MT", "obj/a.o"]
+        );
+        assert_eq!(deps.as_deref(), Some("obj/a.d"));
+        let (argv, deps) = server(&["gcc", "-MMD", "-MQ", "t", "-MFx.d", "-c", "a.c"]);
+        assert_eq!(argv.last().map(String::as_str), Some("a.o"), "no -MT added");
+        assert_eq!(deps.as_deref(), Some("x.d"));
+        let (_, deps) = server(&["gcc", "-MD", "-MF", "y.d", "-c", "a.c", "-o", "a.dir/b"]);
+        assert_eq!(deps.as_deref(), Some("y.d"));
+        let (_, deps) = server(&["gcc", "-MD", "-c", "a.c", "-o", "a.dir/b"]);
+        assert_eq!(deps.as_deref(), Some("a.dir/b.d"));
+        // A lone -MP or -MF writes no .d file.
+        assert_eq!(server(&["gcc", "-MP", "-MFz.d", "-c", "a.c"]).1, None);
+    }
+
     #[test]
     fn wp_deps_options() {
         assert!(wp_deps(b"-Wp,-MMD,dir/.x.o.d"));
