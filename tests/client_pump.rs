@@ -589,12 +589,21 @@ fn hold_lock(path: &Path) -> std::fs::File {
 /// Extra environment for one run.
 type Env<'a> = Vec<(&'a str, &'a str)>;
 
+/// A path of the length the include server's usually are.
+fn project_path_placeholder() -> PathBuf {
+    PathBuf::from("/tmp/distcc-rs-test-pump-fallbacks/m/tmp/distcc-rs-test-pump-fallbacks/p.c.lzo")
+}
+
 #[test]
 fn each_fallback_sends_the_job_plain_to_the_same_host_with_its_reason() {
     let server = DebianDistccd::start("pump-fallbacks-d");
     let project = Project::new("pump-fallbacks", &["p.c"], "gcc", "c");
     let giving_up = TestDir::new("pump-fallbacks-gives-up");
     let gives_up = IncludeServer::start(&giving_up, &[]);
+    // An answer of more entries than the client takes (65536).
+    let flooding = TestDir::new("pump-fallbacks-floods");
+    let flood = vec![project_path_placeholder(); 65537];
+    let floods = IncludeServer::start(&flooding, &flood);
     let includes = IncludeServer::start(&project.dir, project.tree.answer());
     let dir = project.path();
     let host = pump_host(&server);
@@ -643,6 +652,11 @@ fn each_fallback_sends_the_job_plain_to_the_same_host_with_its_reason() {
             args.clone(),
             vec![("INCLUDE_SERVER_PORT", gives_up.port())],
             "include server gave up analyzing",
+        ),
+        (
+            args.clone(),
+            vec![("INCLUDE_SERVER_PORT", floods.port())],
+            "ARGC of 65537 exceeds the limit of 65536",
         ),
         (
             strs(&with_wp),

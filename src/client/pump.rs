@@ -62,6 +62,9 @@ pub const MAX_FILE: u64 = 256 * 1024 * 1024;
 /// The most bytes all the files of one job may take together.
 pub const MAX_TOTAL: u64 = 1024 * 1024 * 1024;
 
+/// The most bytes of paths an include server's answer may hold.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
 /// The longest `$INCLUDE_SERVER_PORT` (a `sockaddr_un` path, with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -211,6 +214,7 @@ fn talk(
     let limits = proto::Limits {
         max_argc: MAX_FILES as u32,
         max_arg_len: mirror::MAX_PATH_LEN as u32,
+        max_args_total: MAX_ANSWER,
         ..proto::Limits::default()
     };
     proto::read_argv(&mut stream, &limits)
@@ -296,7 +300,9 @@ fn read_entry(mirror_path: &Path, name: &[u8], total: &mut u64) -> Result<Entry,
 /// server's `.d` file goes (section 5.7).
 pub fn server_argv(job: &Job) -> (Vec<OsString>, Option<PathBuf>) {
     let mut argv = job.argv.clone();
-    let env = std::env::var_os("DEPENDENCIES_OUTPUT").map(OsString::into_vec);
+    let env = std::env::var_os("DEPENDENCIES_OUTPUT")
+        .filter(|v| !v.is_empty())
+        .map(OsString::into_vec);
     let mut wanted = env.is_some();
     let mut file = None;
     let mut has_target = false;
