@@ -415,7 +415,7 @@ impl Client {
                 return self.run_locally(&job.argv, &job.tokens, false, Some(lock));
             }
             if self.scan_includes {
-                return self.scan_includes(job, host);
+                return self.print_includes(job, host);
             }
             let attempt = self.try_host(job, host, slot.slot, &mut prepared);
             drop(slot.lock);
@@ -732,7 +732,7 @@ impl Client {
     /// `--scan-includes` once a host is picked (3.4's
     /// `dcc_approximate_includes`): the include server's answer for `job`,
     /// one categorised line per entry on stdout.
-    fn scan_includes(&mut self, job: &scan::Job, host: &Host) -> i32 {
+    fn print_includes(&mut self, job: &scan::Job, host: &Host) -> i32 {
         let why = match host.pump {
             false => Some("the host has no ,cpp".to_string()),
             true => pump::plain_reason(job),
