@@ -1,4 +1,4 @@
-//! Our client in pump mode against Debian's distccd 3.4 (protocol 3): the include server's answer given as `INCLUDE_SERVER_STUB` or by a small include server on a UNIX socket in the test, objects and `.d` files compared with a local compile, mixed host lists, every fallback to plain mode, discrepancies and `--scan-includes`.
+//! Our client in pump mode against Debian's distccd 3.4 (protocol 3): the include server's answer given as `INCLUDE_SERVER_STUB` or by a small include server on a UNIX socket in the test, objects and `.d` files compared with a local compile, mixed host lists, every fallback to plain mode, discrepancies, the monitor's phase and `--scan-includes`.
 
 use crate::common::daemon::{client, DebianDistccd};
 use crate::common::pump::{default_include_dirs, MirrorTree};
@@ -204,6 +204,16 @@ struct IncludeServer {
 impl IncludeServer {
     /// Serves `answer` (an empty one: the server gives up) on `DIR/is/socket`.
     fn start(dir: &TestDir, answer: &[PathBuf]) -> IncludeServer {
+        IncludeServer::start_gated(dir, answer, None)
+    }
+
+    /// The same, answering each query only once `gate` says so (or after
+    /// 30 s).
+    fn start_gated(
+        dir: &TestDir,
+        answer: &[PathBuf],
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> IncludeServer {
         let socket = dir.join("is/socket");
         std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
         let listener = UnixListener::bind(&socket).unwrap();
@@ -222,6 +232,9 @@ impl IncludeServer {
                 };
                 if stopped.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
+                }
+                if let Some(gate) = &gate {
+                    let _ = gate.recv_timeout(Duration::from_secs(30));
                 }
                 if let Some(query) = answer_one(conn, &answer) {
                     seen.lock().unwrap().push(query);
@@ -896,4 +909,48 @@ fn an_answer_that_cannot_be_used_or_an_unreadable_directory_sends_the_job_plain(
     assert_plain(&out, &host, "cannot read the current directory");
     assert!(std::fs::read(dir.join("out.o")).unwrap() == want, "object");
     assert_eq!(pump_jobs(&server), 0, "{}", server.log());
+}
+
+#[test]
+fn the_monitor_shows_a_job_in_preprocess_on_localhost_while_the_include_server_is_asked() {
+    let server = DebianDistccd::start("pump-monitor-d");
+    let project = Project::new("pump-monitor", &["p.c"], "gcc", "c");
+    let (open, gate) = std::sync::mpsc::channel();
+    let includes = IncludeServer::start_gated(&project.dir, project.tree.answer(), Some(gate));
+    let dir = project.path();
+    let args = with(&["gcc", "-c", "p.c", "-o", "out.o"], &project.includes());
+    let args = strs(&args);
+    let want = local_object(dir, &args);
+    let child = crate::common::daemon::client_command(
+        Path::new(crate::common::daemon::bin()),
+        dir,
+        &pump_host(&server),
+        &[
+            ("INCLUDE_SERVER_PORT", includes.port()),
+            ("DISTCC_VERBOSE", "1"),
+        ],
+    )
+    .args(&args)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // As in 3.4: the local preprocessing slot is held while the include
+    // server scans, and the state file says so.
+    let state = dir
+        .join(".distcc-state/state")
+        .join(format!("binstate_{}", child.id()));
+    let mut seen = None;
+    let preprocessing = wait_until(Duration::from_secs(10), || {
+        seen = std::fs::read(&state)
+            .ok()
+            .and_then(|b| distcc_rs::state::decode(&b).ok());
+        seen.as_ref()
+            .is_some_and(|e| e.phase() == distcc_rs::state::Phase::Preprocess)
+    });
+    open.send(()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(preprocessing, "last state seen: {seen:?}");
+    assert_eq!(seen.unwrap().host, b"localhost");
+    assert_pumped(&out, "gcc");
+    assert!(std::fs::read(dir.join("out.o")).unwrap() == want);
 }
