@@ -756,7 +756,9 @@ impl Client {
         };
         match pump::categorized(&answer) {
             Ok(text) => match std::io::stdout().write_all(text.as_bytes()) {
+                // As the applets' output: a reader that went away is no error.
                 Ok(()) => 0,
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
                 Err(err) => {
                     log::error!("failed to write to stdout: {err}");
                     ExitCode::IoError.into()
