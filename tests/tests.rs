@@ -9,6 +9,7 @@ mod client;
 mod client_build;
 mod client_failures;
 mod client_objformat;
+mod client_pump;
 mod client_refused;
 mod cross;
 mod cross_build;

@@ -27,6 +27,7 @@ const USAGE: &str = "Usage:\n\
          \x20  distcc-rs [--] COMPILER [COMPILE OPTIONS]\n\
          \x20  distcc-rs [COMPILE OPTIONS]            (the compiler is cc)\n\
          \x20  COMPILER [COMPILE OPTIONS]             (a masquerade link named after the compiler)\n\
+         \x20  distcc-rs --scan-includes [COMPILER] [COMPILE OPTIONS]\n\
          \x20  distcc-rs --show-hosts | -j | --help | --version\n\
          \n\
          Options:\n\
@@ -34,10 +35,14 @@ const USAGE: &str = "Usage:\n\
          \x20  --version       the version banner\n\
          \x20  --show-hosts    the host list, one host per line\n\
          \x20  -j              the sum of the hosts' job limits (for make -j)\n\
+         \x20  --scan-includes the files pump mode would send for the command, as the\n\
+         \x20                  include server names them (SYSTEMDIR, DIRECTORY, SYMLINK\n\
+         \x20                  or FILE, then the name), without compiling; needs a ,cpp host\n\
          \n\
          Host list: DISTCC_HOSTS, else $DISTCC_DIR/hosts, else /etc/distcc/hosts.\n\
          \x20  localhost[/LIMIT]                      compile here\n\
-         \x20  HOST[:PORT][/LIMIT][,lzo][,cpp]        TCP to a distccd (port 3632)\n\
+         \x20  HOST[:PORT][/LIMIT][,lzo][,cpp]        TCP to a distccd (port 3632); with\n\
+         \x20                                         ,cpp,lzo: pump mode under distcc-rs pump\n\
          \x20  [USER]@HOST[/LIMIT][:COMMAND][,lzo]    over ssh ($DISTCC_SSH, default ssh)\n\
          \x20  --randomize  --localslots=N  --localslots_cpp=N  # comments\n\
          \n\
@@ -45,13 +50,25 @@ const USAGE: &str = "Usage:\n\
          DISTCC_SKIP_LOCAL_RETRY, DISTCC_BACKOFF_PERIOD, DISTCC_IO_TIMEOUT,\n\
          DISTCC_CONNECT_TIMEOUT, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS, DISTCC_SSH,\n\
          DISTCC_NO_REWRITE_CROSS, TMPDIR, UNCACHED_ERR_FD; DISTCC_RS_OBJECT_CHECK=0 turns\n\
-         off the check of returned objects' format. See README.md.\n";
+         off the check of returned objects' format. Pump mode: INCLUDE_SERVER_PORT (set by\n\
+         distcc-rs pump), INCLUDE_SERVER_STUB, DISTCC_MAX_DISCREPANCY, DEPENDENCIES_OUTPUT.\n\
+         See README.md and docs/pump.md.\n";
 
 fn distcc_mode(call: Call) -> Outcome {
-    let args = call.args;
-    let Some(first) = args.get(1) else {
+    let mut args = call.args;
+    if args.len() < 2 {
         return Ok(Status::Usage("missing option/operand".into()));
-    };
+    }
+    // `--scan-includes COMMAND`: as 3.4, the rest is read as if it came
+    // first.
+    let scan_includes = args[1] == "--scan-includes";
+    if scan_includes {
+        if args.len() <= 2 {
+            return Ok(Status::Usage("missing operand".into()));
+        }
+        args.remove(1);
+    }
+    let first = &args[1];
     match first.to_str() {
         Some("--help") => {
             let banner = crate::version_banner(&call.called);
@@ -64,12 +81,6 @@ fn distcc_mode(call: Call) -> Outcome {
         }
         Some("--show-hosts") => return show_hosts(false),
         Some("-j") => return show_hosts(true),
-        Some("--scan-includes") => {
-            return Err(Error::exit(
-                ExitCode::DistccFailed,
-                "--scan-includes needs pump mode, which distcc-rs does not support yet",
-            ));
-        }
         _ => {}
     }
     let mut argv: Vec<OsString> = args[1..].to_vec();
@@ -90,6 +101,7 @@ fn distcc_mode(call: Call) -> Outcome {
         argv,
         path: trimmed,
         tweaked: false,
+        scan_includes,
     })))
 }
 
@@ -116,6 +128,7 @@ fn masquerade_mode(args: Vec<OsString>) -> Outcome {
         argv,
         path: Some(real.child_path),
         tweaked: real.path_tweaked,
+        scan_includes: false,
     })))
 }
 

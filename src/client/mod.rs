@@ -1,4 +1,8 @@
-//! The distcc client: pick a host, preprocess locally, send the job, write the object, or fall back to a local compile.
+//! The distcc client: pick a host, preprocess locally (or on a pump host ask the include server for the job's files), send the job, write the object, or fall back to a local compile.
+//!
+//! Pump mode is [`pump`]'s: on a `,cpp,lzo` host the job goes out as
+//! protocol 3 with the files the include server names, or, for a reason
+//! shown at the verbose level, plain to the same host.
 //!
 //! The flow follows distcc 3.4's `dcc_build_somewhere` (sections 6.3 and 6.4
 //! of the compatibility notes), with five deliberate differences:
@@ -30,6 +34,7 @@ pub mod local;
 pub mod lock;
 pub mod objformat;
 pub mod output;
+pub mod pump;
 pub mod remote;
 pub mod scan;
 
@@ -58,6 +63,9 @@ pub struct Invocation {
     pub path: Option<OsString>,
     /// Whether masquerade mode changed PATH (it counts against the safeguard level).
     pub tweaked: bool,
+    /// `--scan-includes`: print what the include server answers for the
+    /// job instead of compiling it.
+    pub scan_includes: bool,
 }
 
 /// Sets up the client's messages as distcc does: warnings and errors to
@@ -161,6 +169,7 @@ pub fn compile(invocation: Invocation) -> i32 {
         lock_dir: env::distcc_subdir("lock").map_err(|err| err.to_string()),
         state_file: state::State::new(),
         expected_format: None,
+        scan_includes: invocation.scan_includes,
     };
     let mut argv = argv;
     let mut tokens = Tokens::of(&argv);
@@ -184,11 +193,13 @@ enum Attempt {
     /// The daemon refused the job and said why (distcc-rs's `DENY`). The
     /// host is alive and not to blame: try another without backing it off.
     Refused(String),
-    /// The compile (or the local preprocessor) failed.
+    /// The compile (or the local preprocessor) failed; `pumped` when the
+    /// job went out as protocol 3.
     CompileFailed {
         code: i32,
         stderr: Vec<u8>,
         stdout: Vec<u8>,
+        pumped: bool,
     },
     /// A local step failed (temp files, the object): compile locally.
     LocalTrouble(ExitCode),
@@ -196,6 +207,23 @@ enum Attempt {
     /// compiler's (distcc issue #440); it was thrown away. The message says
     /// what was returned and what was expected.
     WrongObject(String),
+}
+
+/// What a job was made into for the hosts tried so far: the local
+/// preprocessor's output, and the protocol 3 request (None inside when the
+/// job goes plain), each made once and kept across hosts.
+#[derive(Default)]
+struct Prepared {
+    cpp: Option<Preprocessed>,
+    pump: Option<Option<pump::Request>>,
+}
+
+/// What a request carries after its command line.
+enum Payload<'a> {
+    /// The preprocessed source in this file (protocol 1 or 2).
+    Preprocessed(&'a Path),
+    /// The source and its headers (protocol 3).
+    Pump(&'a pump::Request),
 }
 
 /// The local preprocessor's output, kept across hosts.
@@ -239,6 +267,8 @@ struct Client {
     /// The object format the local compiler makes, once learned for this
     /// job (None inside: it could not be learned).
     expected_format: Option<Option<objformat::Format>>,
+    /// `--scan-includes` (see [`Invocation::scan_includes`]).
+    scan_includes: bool,
 }
 
 fn fallback_enabled() -> bool {
@@ -356,7 +386,7 @@ impl Client {
         // and story for the fallback.
         let mut excluded = Vec::new();
         let mut last: Option<(&Host, String)> = None;
-        let mut cpp: Option<Preprocessed> = None;
+        let mut prepared = Prepared::default();
         loop {
             let slot = match lock::pick(&list, &lock_dir, period, env::pause_time(), &excluded) {
                 Ok(slot) => slot,
@@ -384,7 +414,10 @@ impl Client {
                 let lock::Slot { lock, .. } = slot;
                 return self.run_locally(&job.argv, &job.tokens, false, Some(lock));
             }
-            let attempt = self.try_host(job, host, slot.slot, &mut cpp);
+            if self.scan_includes {
+                return self.print_includes(job, host);
+            }
+            let attempt = self.try_host(job, host, slot.slot, &mut prepared);
             drop(slot.lock);
             match self.after_attempt(job, host, &lock_dir, attempt) {
                 Ok(code) => return code,
@@ -435,7 +468,11 @@ impl Client {
                 code,
                 stderr,
                 stdout,
-            } => return Ok(self.compile_failed(job, host, lock_dir, code, (stdout, stderr))),
+                pumped,
+            } => {
+                let output = (stdout, stderr);
+                return Ok(self.compile_failed(job, host, lock_dir, (code, pumped), output));
+            }
             Attempt::LocalTrouble(code) => {
                 let fallback = Fallback {
                     code: code.into(),
@@ -451,13 +488,14 @@ impl Client {
     /// After the compile failed on `host`: as 3.4, shows the server's
     /// output and returns its code with DISTCC_SKIP_LOCAL_RETRY, else
     /// backs the host off and retries here; a local result equal to the
-    /// remote one clears the mark again.
+    /// remote one clears the mark again, and another result after a
+    /// protocol 3 job (`pumped`) is a discrepancy.
     fn compile_failed(
         &mut self,
         job: &scan::Job,
         host: &Host,
         lock_dir: &Path,
-        code: i32,
+        (code, pumped): (i32, bool),
         (stdout, stderr): (Vec<u8>, Vec<u8>),
     ) -> i32 {
         if std::env::var_os("DISTCC_SKIP_LOCAL_RETRY").is_some() && code < 128 {
@@ -479,6 +517,8 @@ impl Client {
         let local = self.compile_here(job);
         if local == code {
             clear_backoff(lock_dir, host, period);
+        } else if pumped {
+            pump::note_discrepancy(&job.input);
         }
         local
     }
@@ -515,8 +555,9 @@ impl Client {
         self.run_locally(&job.argv, &job.tokens, false, None)
     }
 
-    /// Starts the preprocessor for `job` (once), into a temporary file.
-    fn start_cpp(&mut self, job: &scan::Job) -> Result<Preprocessed, Attempt> {
+    /// Takes a local preprocessing slot (`--localslots_cpp`), for the
+    /// preprocessor or the include server's scan, as 3.4 does.
+    fn cpp_slot(&mut self) -> Option<lock::Lock> {
         let (_, cpp_slots) = self.local_limits();
         let lock = match &self.lock_dir {
             Ok(dir) => lock::local_slot(dir, cpp_slots, env::pause_time()).ok(),
@@ -528,6 +569,12 @@ impl Client {
             Some("localhost"),
             lock.as_ref().map(|l| l.slot()),
         );
+        lock
+    }
+
+    /// Starts the preprocessor for `job` (once), into a temporary file.
+    fn start_cpp(&mut self, job: &scan::Job) -> Result<Preprocessed, Attempt> {
+        let lock = self.cpp_slot();
         let tmpdir = env::tmp_dir();
         let (temp, file) =
             TempFile::create(&tmpdir, "distcc_", job.preprocessed_ext).map_err(|err| {
@@ -576,25 +623,29 @@ impl Client {
             code: pre.status.unwrap_or(ExitCode::DistccFailed.into()),
             stderr: Vec::new(),
             stdout: Vec::new(),
+            pumped: false,
         })
     }
 
-    /// One attempt on `host`: preprocess (once, while connecting), send
-    /// the job, read the daemon's reply, then the object.
+    /// One attempt on `host`: for a pump host, the job as protocol 3 if
+    /// the include server can name its files; else preprocess (once, while
+    /// connecting). Then send the job, read the daemon's reply, then the
+    /// object.
     fn try_host(
         &mut self,
         job: &scan::Job,
         host: &Host,
         slot: u32,
-        cpp: &mut Option<Preprocessed>,
+        prepared: &mut Prepared,
     ) -> Attempt {
-        let file = local::display_name(job.input.as_os_str());
-        self.note_state(
-            Phase::Connect,
-            Some(file.as_bytes()),
-            Some(&host.hostname),
-            Some(slot),
-        );
+        if host.pump {
+            if let Some(request) = self.pump_request(job, host, &mut prepared.pump) {
+                let connection = self.connect(job, host, slot);
+                return self.exchange(job, host, slot, connection, Payload::Pump(request));
+            }
+        }
+        self.note_connect(job, host, slot);
+        let cpp = &mut prepared.cpp;
         if !job.preprocessed && cpp.is_none() {
             match self.start_cpp(job) {
                 Ok(started) => *cpp = Some(started),
@@ -609,59 +660,192 @@ impl Client {
                 return attempt;
             }
         }
+        let input = cpp
+            .as_ref()
+            .map_or(job.input.as_path(), |pre| pre.temp.path());
+        self.exchange(job, host, slot, connection, Payload::Preprocessed(input))
+    }
+
+    fn note_connect(&mut self, job: &scan::Job, host: &Host, slot: u32) {
+        let file = local::display_name(job.input.as_os_str());
+        self.note_state(
+            Phase::Connect,
+            Some(file.as_bytes()),
+            Some(&host.hostname),
+            Some(slot),
+        );
+    }
+
+    fn connect(
+        &mut self,
+        job: &scan::Job,
+        host: &Host,
+        slot: u32,
+    ) -> Result<Connection, RemoteError> {
+        self.note_connect(job, host, slot);
+        remote::connect(&target(host), env::connect_timeout(), self.io_timeout)
+    }
+
+    /// The protocol 3 request for `job`, made the first time a pump host
+    /// is picked (into `made`, for the next hosts); None when the job goes
+    /// plain, after a one-line reason at the verbose level.
+    fn pump_request<'p>(
+        &mut self,
+        job: &scan::Job,
+        host: &Host,
+        made: &'p mut Option<Option<pump::Request>>,
+    ) -> Option<&'p pump::Request> {
+        let request = made.get_or_insert_with(|| match self.make_pump_request(job) {
+            Ok(request) => Some(request),
+            Err(why) => {
+                log::debug!(
+                    "{}: plain mode on {}: {why}; preprocessing locally",
+                    job.input.display(),
+                    host.hostdef
+                );
+                None
+            }
+        });
+        request.as_ref()
+    }
+
+    /// Asks the include server for `job`'s files, holding a local
+    /// preprocessing slot as 3.4 does, and reads them.
+    fn make_pump_request(&mut self, job: &scan::Job) -> Result<pump::Request, String> {
+        if let Some(why) = pump::plain_reason(job) {
+            return Err(why);
+        }
+        let cwd = pump::cwd()?;
+        let lock = self.cpp_slot();
+        let answer = pump::ask(&cwd, &job.argv, self.io_timeout)?;
+        let files = pump::load(&answer)?;
+        drop(lock);
+        let (argv, deps) = pump::server_argv(job);
+        Ok(pump::Request {
+            cwd,
+            argv,
+            files,
+            deps,
+        })
+    }
+
+    /// `--scan-includes` once a host is picked (3.4's
+    /// `dcc_approximate_includes`): the include server's answer for `job`,
+    /// one categorised line per entry on stdout.
+    fn print_includes(&mut self, job: &scan::Job, host: &Host) -> i32 {
+        let why = match host.pump {
+            false => Some("the host has no ,cpp".to_string()),
+            true => pump::plain_reason(job),
+        };
+        if let Some(why) = why {
+            log::debug!("--scan-includes: {why}");
+            log::error!(
+                "'--scan_includes' specified, but distcc wouldn't have used include server \
+                 (make sure hosts list includes ',cpp' option?)"
+            );
+            return ExitCode::DistccFailed.into();
+        }
+        let _lock = self.cpp_slot();
+        let answer = pump::cwd().and_then(|cwd| pump::ask(&cwd, &job.argv, self.io_timeout));
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(why) => {
+                log::error!("failed to get includes from include server: {why}");
+                return 1;
+            }
+        };
+        match pump::categorized(&answer) {
+            Ok(text) => match std::io::stdout().write_all(text.as_bytes()) {
+                // As the applets' output: a reader that went away is no error.
+                Ok(()) => 0,
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
+                Err(err) => {
+                    log::error!("failed to write to stdout: {err}");
+                    ExitCode::IoError.into()
+                }
+            },
+            Err(why) => {
+                log::error!("{why}");
+                ExitCode::IoError.into()
+            }
+        }
+    }
+
+    /// Sends the job over `connection` and reads the reply and the object.
+    fn exchange(
+        &mut self,
+        job: &scan::Job,
+        host: &Host,
+        slot: u32,
+        connection: Result<Connection, RemoteError>,
+        payload: Payload,
+    ) -> Attempt {
         let mut connection = match connection {
             Ok(connection) => connection,
             Err(err) => return Attempt::HostFailed(err),
         };
-        let input = cpp
-            .as_ref()
-            .map_or(job.input.as_path(), |pre| pre.temp.path());
-        let outcome = match self.send_job(&mut connection, job, host, slot, input) {
+        let outcome = match self.send_job(&mut connection, job, host, slot, &payload) {
             Ok(outcome) => outcome,
             Err(attempt) => return attempt,
         };
+        let file = local::display_name(job.input.as_os_str());
         self.note_state(
             Phase::Receive,
             Some(file.as_bytes()),
             Some(&host.hostname),
             Some(slot),
         );
+        let (version, deps) = match &payload {
+            Payload::Pump(request) => (3, request.deps.as_deref()),
+            Payload::Preprocessed(_) => (plain_version(host), None),
+        };
         if outcome.status != 0 {
             return Attempt::CompileFailed {
                 code: local::wait_status_code(outcome.status),
                 stderr: outcome.stderr,
                 stdout: outcome.stdout,
+                pumped: version == 3,
             };
         }
-        self.receive_object(job, host, connection, outcome)
+        self.receive_object(job, host, (connection, version, deps), outcome)
     }
 
-    /// Sends the job (its preprocessed source is `input`) and reads the
-    /// daemon's reply up to the object. A daemon that refuses a job may
-    /// stop reading it, so a send cut short by the peer is followed by a
-    /// read: a refusal says more than the broken pipe.
+    /// Sends the job and reads the daemon's reply up to the object. A
+    /// daemon that refuses a job may stop reading it, so a send cut short
+    /// by the peer is followed by a read: a refusal says more than the
+    /// broken pipe.
     fn send_job(
         &mut self,
         connection: &mut Connection,
         job: &scan::Job,
         host: &Host,
         slot: u32,
-        input: &Path,
+        payload: &Payload,
     ) -> Result<remote::Outcome, Attempt> {
         let file = local::display_name(job.input.as_os_str());
-        let version = if host.lzo { 2 } else { 1 };
-        if host.pump {
-            warn_pump_once(host);
-        }
         self.note_state(
             Phase::Send,
             Some(file.as_bytes()),
             Some(&host.hostname),
             Some(slot),
         );
-        let argv = scan::remote_argv(job);
-        log::debug!("sending to {} (protocol {version}): {argv:?}", host.hostdef);
-        let sent = connection.send_request(version, &argv, input);
+        let (version, sent) = match payload {
+            Payload::Preprocessed(input) => {
+                let version = plain_version(host);
+                let argv = scan::remote_argv(job);
+                log::debug!("sending to {} (protocol {version}): {argv:?}", host.hostdef);
+                (version, connection.send_request(version, &argv, input))
+            }
+            Payload::Pump(request) => {
+                log::debug!(
+                    "sending to {} (protocol 3, {} files): {:?}",
+                    host.hostdef,
+                    request.files.len(),
+                    request.argv
+                );
+                (3, connection.send_pump_request(&request.encode()))
+            }
+        };
         match &sent {
             Err(err) if !err.peer_stopped_reading() => {
                 return Err(Attempt::HostFailed(sent.unwrap_err()))
@@ -683,16 +867,16 @@ impl Client {
         }
     }
 
-    /// Reads the object into place (after a status of 0), checks its
-    /// format and shows the compiler's output.
+    /// Reads the object (after a status of 0), and for a protocol 3 job
+    /// that wants one the `.d` file, each beside its target; checks the
+    /// object's format, puts both in place and shows the compiler's output.
     fn receive_object(
         &mut self,
         job: &scan::Job,
         host: &Host,
-        mut connection: Connection,
+        (mut connection, version, deps): (Connection, u32, Option<&Path>),
         outcome: remote::Outcome,
     ) -> Attempt {
-        let version = if host.lzo { 2 } else { 1 };
         let mut object = match ObjectFile::create(&job.output) {
             Ok(object) => object,
             Err(err) => {
@@ -703,6 +887,11 @@ impl Client {
         if let Err(err) = connection.read_object(version, object.file()) {
             return Attempt::HostFailed(err);
         }
+        let deps = match deps.map(|path| receive_deps(&mut connection, path)) {
+            None => None,
+            Some(Ok(deps)) => Some(deps),
+            Some(Err(attempt)) => return attempt,
+        };
         drop(connection);
         if let Some(why) = self.check_object(job, &object, host) {
             // Dropping the object removes its temporary file; the target
@@ -710,8 +899,13 @@ impl Client {
             drop(object);
             return Attempt::WrongObject(why);
         }
-        if let Err(err) = object.commit() {
-            log::warn!("failed to create {}: {err}", job.output.display());
+        let committed = object.commit().map_err(|err| (job.output.as_path(), err));
+        let committed = committed.and_then(|()| match deps {
+            Some((path, deps)) => deps.commit().map_err(|err| (path, err)),
+            None => Ok(()),
+        });
+        if let Err((path, err)) = committed {
+            log::warn!("failed to create {}: {err}", path.display());
             return Attempt::LocalTrouble(ExitCode::IoError);
         }
         let _ = std::io::stdout().write_all(&outcome.stdout);
@@ -798,14 +992,27 @@ fn source_name(argv: &[OsString], tokens: &Tokens) -> Option<String> {
         .map(|i| local::display_name(&argv[i]))
 }
 
-/// Pump mode (`,cpp`) is not built yet: such hosts get plain preprocessed
-/// jobs, and the user is told once per process.
-fn warn_pump_once(host: &Host) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        log::warn!(
-            "{}: pump mode (,cpp) is not supported by distcc-rs yet; sending preprocessed source instead",
-            host.hostdef
-        )
-    });
+/// The protocol of a plain job to `host`: 2 with `,lzo`, else 1 (a pump
+/// host has `,lzo`, so its plain jobs are version 2).
+fn plain_version(host: &Host) -> u32 {
+    if host.lzo {
+        2
+    } else {
+        1
+    }
+}
+
+/// Reads the server's `.d` file into a temporary file beside `path`.
+fn receive_deps<'p>(
+    connection: &mut Connection,
+    path: &'p Path,
+) -> Result<(&'p Path, ObjectFile), Attempt> {
+    let mut deps = ObjectFile::create(path).map_err(|err| {
+        log::warn!("failed to create {}: {err}", path.display());
+        Attempt::LocalTrouble(ExitCode::IoError)
+    })?;
+    connection
+        .read_deps(deps.file())
+        .map_err(Attempt::HostFailed)?;
+    Ok((path, deps))
 }

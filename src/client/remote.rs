@@ -1,4 +1,4 @@
-//! One conversation with a distcc server, over TCP or an ssh child's pipes: connect, send the request, read the response, each step bounded by DISTCC_IO_TIMEOUT.
+//! One conversation with a distcc server, over TCP or an ssh child's pipes: connect, send the request (plain or pump), read the response, each step bounded by DISTCC_IO_TIMEOUT.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -396,6 +396,21 @@ impl Connection {
             left -= n;
         }
         Ok(())
+    }
+
+    /// Sends a protocol 3 request, already encoded: `DIST 3 CDIR ARGC
+    /// ARGV… NFIL` and the files (see [`super::pump::Request`]).
+    pub fn send_pump_request(&mut self, request: &[u8]) -> Result<(), RemoteError> {
+        self.write_all(request, Step::Doing("sending the request"))
+    }
+
+    /// Reads `DOTD`, the server's `.d` file, into `out` (after the object
+    /// of a protocol 3 job whose status was 0).
+    pub fn read_deps(&mut self, out: &mut File) -> Result<(), RemoteError> {
+        let len = self.expect(&proto::DOTD)?;
+        let body = self.read_bulk(3, len, MAX_TEXT as usize, "reading the .d file")?;
+        out.write_all(&body)
+            .map_err(|e| RemoteError::Io(format!("writing the .d file: {e}")))
     }
 
     /// Reads one packet header, expected to carry `token`: its token and

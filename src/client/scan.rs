@@ -298,7 +298,7 @@ fn is_wp_deps(arg: &[u8]) -> bool {
 /// The dependency file a compiler driver derives from `-o OUTPUT` for `-MD`:
 /// the output with the text from the last `.` of its basename replaced by
 /// `.d` (`obj/a.o` → `obj/a.d`, `obj/a` → `obj/a.d`, `obj/.x` → `obj/.d`).
-fn deps_file_for(output: &[u8]) -> Vec<u8> {
+pub fn deps_file_for(output: &[u8]) -> Vec<u8> {
     let base_at = output.len() - filename::basename(output).len();
     let stem_end = output[base_at..]
         .iter()

@@ -1,0 +1,511 @@
+//! Pump mode on the client: whether a job on a `,cpp` host goes out as protocol 3, the include server's answer and the files it names, the `.d` file, and the discrepancy counter.
+//!
+//! This is distcc 3.4's client side of pump mode (`compile.c`,
+//! `include_server_if.c`, `clirpc.c`, `dotd.c`; sections 1.4.2, 1.10 and
+//! 5.7 of the compatibility notes):
+//!
+//! * [`plain_reason`]: a job on a pump host still goes plain (preprocessed
+//!   here, protocol 2, to the same host) when its source is preprocessed
+//!   already, when `CPATH`, `C_INCLUDE_PATH` or `CPLUS_INCLUDE_PATH` is set,
+//!   or when the build has had `DISTCC_MAX_DISCREPANCY` discrepancies;
+//! * [`ask`]: the include server on the UNIX socket `$INCLUDE_SERVER_PORT`
+//!   is sent `CDIR` and the full command line and answers the paths of the
+//!   job's files in its mirror tree (or a fixed `INCLUDE_SERVER_STUB`
+//!   list); no socket, an I/O error, a timeout or an empty answer sends the
+//!   job plain;
+//! * [`load`]: each mirror path becomes the file's own name; a symlink is
+//!   sent as `LINK` with its target, anything else as `FILE` with the mirror
+//!   file's bytes, LZO-compressed already;
+//! * [`server_argv`]: the full command (not stripped), with `-MT TARGET`
+//!   appended when a `.d` file is wanted and the command names no target;
+//!   [`Request::deps`] is where the server's `.d` file is written;
+//! * [`note_discrepancy`]: a remote failure that the local retry does not
+//!   reproduce is counted, one byte per event, in `discrepancy_counter`
+//!   beside the socket; the `pump` wrapper reads its size.
+//!
+//! Differences from 3.4, each deliberate:
+//! * the reasons for a plain job are one line at the verbose level, not
+//!   warnings (3.4 warns for a preprocessed source, for `CPATH` and for an
+//!   include server that gives up); `INCLUDE_SERVER_PORT` unset and
+//!   `INCLUDE_SERVER_STUB` set still warn, as in 3.4;
+//! * a `-Wp,` option holding a `-M…` option (kept whole, see `scan.rs`)
+//!   sends the job plain: the server would write that `.d` file in its own
+//!   directory;
+//! * a current directory that cannot be read sends the job plain (3.4 sends
+//!   a request without `CDIR`);
+//! * a `.d` file is wanted for `-MD`, `-MMD` or `DEPENDENCIES_OUTPUT`, not
+//!   for any `-M…` word (gcc writes none for a lone `-MP` or `-MF`), and its
+//!   default name is the output's with the extension of its last component
+//!   replaced, as gcc names it;
+//! * every answer is checked before use: at most [`MAX_FILES`] entries of
+//!   at most [`MAX_FILE`] bytes, [`MAX_TOTAL`] in all, every one under the
+//!   same mirror root, every name absolute with no `.` or `..` component;
+//! * a bad `DISTCC_MAX_DISCREPANCY` is an error for the job's log, and the
+//!   job goes plain (3.4 exits).
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::scan::{self, Job};
+use crate::mirror;
+use crate::options::{Role, Token};
+use crate::proto;
+
+/// The most entries an include server's answer may hold.
+pub const MAX_FILES: usize = 64 * 1024;
+/// The largest mirror file sent.
+pub const MAX_FILE: u64 = 256 * 1024 * 1024;
+/// The most bytes all the files of one job may take together.
+pub const MAX_TOTAL: u64 = 1024 * 1024 * 1024;
+
+/// The most bytes of paths an include server's answer may hold.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// The longest `$INCLUDE_SERVER_PORT` (a `sockaddr_un` path, with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A job ready to go out as protocol 3.
+pub struct Request {
+    /// The client's working directory (`CDIR`).
+    pub cwd: Vec<u8>,
+    /// The command the server runs, see [`server_argv`].
+    pub argv: Vec<OsString>,
+    /// The job's files, in the include server's order.
+    pub files: Vec<Entry>,
+    /// Where the server's `.d` file goes, when one is wanted.
+    pub deps: Option<PathBuf>,
+}
+
+/// One file of a protocol 3 request.
+pub enum Entry {
+    /// A file: its client name and its LZO1X-compressed bytes.
+    File { name: Vec<u8>, lzo: Vec<u8> },
+    /// A symlink: its client name and its target.
+    Link { name: Vec<u8>, target: Vec<u8> },
+}
+
+impl Request {
+    /// The request as proto encodes it.
+    pub fn encode(&self) -> Vec<u8> {
+        let argv: Vec<&[u8]> = self.argv.iter().map(|a| a.as_bytes()).collect();
+        let files: Vec<proto::PumpEntry> = self
+            .files
+            .iter()
+            .map(|entry| match entry {
+                Entry::File { name, lzo } => proto::PumpEntry::File { name, lzo },
+                Entry::Link { name, target } => proto::PumpEntry::Link { name, target },
+            })
+            .collect();
+        proto::encode_pump_request(&self.cwd, &argv, &files)
+    }
+}
+
+/// Why `job` goes plain on a pump host before the include server is asked
+/// (3.4's `dcc_perhaps_adjust_cpp_where_and_protover`), if it does.
+pub fn plain_reason(job: &Job) -> Option<String> {
+    match max_discrepancies() {
+        Ok(max) => {
+            let count = discrepancies();
+            if count >= max {
+                return Some(format!(
+                    "{count} discrepancies in this build (DISTCC_MAX_DISCREPANCY={max})"
+                ));
+            }
+        }
+        Err(why) => {
+            log::error!("{why}");
+            return Some(why);
+        }
+    }
+    if job.preprocessed {
+        return Some(
+            "cannot use distcc_pump on already preprocessed file (such as emitted by ccache)"
+                .into(),
+        );
+    }
+    if ["CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        return Some(
+            "cannot use distcc_pump with any of environment variables CPATH, C_INCLUDE_PATH or \
+             CPLUS_INCLUDE_PATH set"
+                .into(),
+        );
+    }
+    if job.argv.iter().any(|a| wp_deps(a.as_bytes())) {
+        return Some("a -Wp, option writes the dependency file".into());
+    }
+    None
+}
+
+/// `-Wp,…` holding a `-M…` option.
+fn wp_deps(arg: &[u8]) -> bool {
+    arg.strip_prefix(b"-Wp,")
+        .is_some_and(|rest| rest.split(|&c| c == b',').any(|p| p.starts_with(b"-M")))
+}
+
+/// The client's working directory, for `CDIR` and the include server.
+pub fn cwd() -> Result<Vec<u8>, String> {
+    std::env::current_dir()
+        .map(|dir| dir.into_os_string().into_vec())
+        .map_err(|err| format!("cannot read the current directory: {err}"))
+}
+
+/// The include server's answer for `argv` run in `cwd`: the paths of the
+/// job's files in its mirror tree, or why there is none (3.4's
+/// `dcc_talk_to_include_server`, with a timeout on every read and write).
+pub fn ask(cwd: &[u8], argv: &[OsString], timeout: Duration) -> Result<Vec<Vec<u8>>, String> {
+    if let Some(stub) = std::env::var_os("INCLUDE_SERVER_STUB") {
+        let files: Vec<Vec<u8>> = stub
+            .as_bytes()
+            .split(|c| c.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        log::warn!(
+            "INCLUDE_SERVER_STUB is set to '{}'; ignoring include server",
+            String::from_utf8_lossy(&files.join(&b' '))
+        );
+        return non_empty(files);
+    }
+    let Some(port) = std::env::var_os("INCLUDE_SERVER_PORT") else {
+        let why = "INCLUDE_SERVER_PORT not set - did you forget to run under 'distcc-pump'?";
+        log::warn!("{why}");
+        return Err(why.into());
+    };
+    if port.len() >= MAX_SOCKET_PATH {
+        return Err(format!(
+            "$INCLUDE_SERVER_PORT is longer than {MAX_SOCKET_PATH} characters"
+        ));
+    }
+    let files = talk(Path::new(&port), cwd, argv, timeout).map_err(|err| {
+        format!(
+            "failed to talk to include server '{}': {err}",
+            Path::new(&port).display()
+        )
+    })?;
+    non_empty(files)
+}
+
+fn non_empty(files: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
+    if files.is_empty() {
+        return Err("include server gave up analyzing".into());
+    }
+    Ok(files)
+}
+
+/// One exchange on the include server's socket.
+fn talk(
+    port: &Path,
+    cwd: &[u8],
+    argv: &[OsString],
+    timeout: Duration,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut stream = UnixStream::connect(port)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+    stream.write_all(&proto::encode_include_query(cwd, &argv))?;
+    let limits = proto::Limits {
+        max_argc: MAX_FILES as u32,
+        max_arg_len: mirror::MAX_PATH_LEN as u32,
+        max_args_total: MAX_ANSWER,
+        ..proto::Limits::default()
+    };
+    proto::read_argv(&mut stream, &limits)
+}
+
+/// The mirror root of `path`: its first [`mirror::MIRROR_DEPTH`]
+/// components, when more follow.
+fn mirror_root(path: &[u8]) -> Option<&[u8]> {
+    let mut end = 0;
+    for _ in 0..mirror::MIRROR_DEPTH {
+        end += 1 + path.get(end + 1..)?.iter().position(|&c| c == b'/')?;
+    }
+    Some(&path[..end])
+}
+
+/// Turns the include server's answer into the request's files (3.4's
+/// `dcc_x_many_files`): each mirror path named by its client name, a
+/// symlink sent as its target, anything else as the mirror file's bytes.
+pub fn load(answer: &[Vec<u8>]) -> Result<Vec<Entry>, String> {
+    if answer.len() > MAX_FILES {
+        return Err(format!("the include server named over {MAX_FILES} files"));
+    }
+    let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let root = answer.first().and_then(|p| mirror_root(p));
+    let mut total = 0u64;
+    let mut files = Vec::with_capacity(answer.len());
+    for path in answer {
+        let name = mirror::client_name(path)
+            .filter(|_| root.is_some() && mirror_root(path) == root)
+            .ok_or_else(|| format!("{} is not in the include server's mirror tree", shown(path)))?;
+        mirror::check_path(name).map_err(|err| format!("{}: {err}", shown(name)))?;
+        let mirror_path = Path::new(std::ffi::OsStr::from_bytes(path));
+        let entry = read_entry(mirror_path, name, &mut total)
+            .map_err(|err| format!("{}: {err}", shown(path)))?;
+        files.push(entry);
+    }
+    Ok(files)
+}
+
+/// One mirror entry: `lstat` it, then read its link or its bytes, adding
+/// those to `total`.
+fn read_entry(mirror_path: &Path, name: &[u8], total: &mut u64) -> Result<Entry, String> {
+    let meta = std::fs::symlink_metadata(mirror_path).map_err(|e| format!("stat failed: {e}"))?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(mirror_path)
+            .map_err(|e| format!("readlink failed: {e}"))?
+            .into_os_string()
+            .into_vec();
+        if target.len() > mirror::MAX_PATH_LEN {
+            return Err("the link's target is too long".into());
+        }
+        return Ok(Entry::Link {
+            name: name.to_vec(),
+            target,
+        });
+    }
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_FILE || *total + meta.len() > MAX_TOTAL {
+        return Err(format!(
+            "{} bytes is over the limit ({MAX_FILE} per file, {MAX_TOTAL} per job)",
+            meta.len()
+        ));
+    }
+    let mut lzo = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(mirror_path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut lzo))
+        .map_err(|e| format!("read failed: {e}"))?;
+    if lzo.len() as u64 > MAX_FILE {
+        return Err("the file grew past the limit while it was read".into());
+    }
+    *total += lzo.len() as u64;
+    Ok(Entry::File {
+        name: name.to_vec(),
+        lzo,
+    })
+}
+
+/// The command a protocol 3 server runs (3.4's `dcc_build_somewhere`):
+/// the whole of `job.argv`, with `-MT TARGET` appended when a `.d` file is
+/// wanted and the command names no `-MT` or `-MQ` target; and where the
+/// server's `.d` file goes (section 5.7).
+pub fn server_argv(job: &Job) -> (Vec<OsString>, Option<PathBuf>) {
+    let mut argv = job.argv.clone();
+    let env = std::env::var_os("DEPENDENCIES_OUTPUT")
+        .filter(|v| !v.is_empty())
+        .map(OsString::into_vec);
+    let mut wanted = env.is_some();
+    let mut file = None;
+    let mut has_target = false;
+    for token in job.tokens.iter() {
+        if let Token::Known(at, o, v) = token {
+            match o.role {
+                Role::DepsDriver => wanted = true,
+                Role::DepsTarget => has_target = true,
+                Role::DepsFile => {
+                    file = Some(crate::options::value_of(&job.argv, at, o, v).to_vec())
+                }
+                _ => {}
+            }
+        }
+    }
+    if !wanted {
+        return (argv, None);
+    }
+    // DEPENDENCIES_OUTPUT is `FILE` or `FILE TARGET`.
+    let (env_file, env_target) = match &env {
+        Some(value) => match value.iter().position(|&c| c == b' ') {
+            Some(space) => (Some(&value[..space]), Some(&value[space + 1..])),
+            None => (Some(&value[..]), None),
+        },
+        None => (None, None),
+    };
+    if !has_target {
+        argv.push("-MT".into());
+        argv.push(match env_target {
+            Some(target) => OsString::from_vec(target.to_vec()),
+            None => job.output.clone().into_os_string(),
+        });
+    }
+    let deps = file
+        .or_else(|| env_file.map(<[u8]>::to_vec))
+        .unwrap_or_else(|| scan::deps_file_for(job.output.as_os_str().as_bytes()));
+    (argv, Some(PathBuf::from(OsString::from_vec(deps))))
+}
+
+/// What `--scan-includes` prints for the include server's answer (3.4's
+/// `dcc_categorize_file`): one line per entry, `SYSTEMDIR`, `DIRECTORY`
+/// (a forcing file, named by its directory), `SYMLINK` or `FILE`, then the
+/// client's name. Fails at the first entry that cannot be read.
+pub fn categorized(answer: &[Vec<u8>]) -> Result<String, String> {
+    let mut out = String::new();
+    for path in answer {
+        let shown = String::from_utf8_lossy(path);
+        let mirror_path = Path::new(std::ffi::OsStr::from_bytes(path));
+        let meta = std::fs::symlink_metadata(mirror_path)
+            .map_err(|e| format!("stat '{shown}' failed: {e}"))?;
+        let target = match meta.file_type().is_symlink() {
+            true => Some(
+                std::fs::read_link(mirror_path)
+                    .map_err(|e| format!("readlink '{shown}' failed: {e}"))?
+                    .into_os_string()
+                    .into_vec(),
+            ),
+            false => None,
+        };
+        let name = mirror::client_name(path).ok_or("dcc_get_original_fname failed")?;
+        let forcing = format!("/{}", mirror::FORCING_FILE);
+        let dir = name.strip_suffix(forcing.as_bytes());
+        let name = dir.unwrap_or(name);
+        let category = match &target {
+            Some(target) if mirror::is_system_link(name, target) => "SYSTEMDIR",
+            _ if dir.is_some() => "DIRECTORY",
+            Some(_) => "SYMLINK",
+            None => "FILE",
+        };
+        out.push_str(&format!(
+            "{category:<9} {}\n",
+            String::from_utf8_lossy(name)
+        ));
+    }
+    Ok(out)
+}
+
+/// The discrepancy counter: `discrepancy_counter` beside the include
+/// server's socket, when `$INCLUDE_SERVER_PORT` ends in `/socket`.
+fn counter_file() -> Option<PathBuf> {
+    let port = std::env::var_os("INCLUDE_SERVER_PORT")?.into_vec();
+    let dir = port.strip_suffix(b"/socket")?;
+    let mut path = dir.to_vec();
+    path.extend_from_slice(b"/discrepancy_counter");
+    Some(PathBuf::from(OsString::from_vec(path)))
+}
+
+/// How many discrepancies this build has had: the counter's size.
+fn discrepancies() -> u64 {
+    counter_file()
+        .and_then(|path| std::fs::metadata(path).ok())
+        .map_or(0, |meta| meta.len())
+}
+
+/// `DISTCC_MAX_DISCREPANCY`: after that many discrepancies the build goes
+/// plain (default 1, as in 3.4 and the `pump` wrapper).
+fn max_discrepancies() -> Result<u64, String> {
+    let Some(value) = std::env::var_os("DISTCC_MAX_DISCREPANCY") else {
+        return Ok(1);
+    };
+    match value.to_str().and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(max) if max > 0 => Ok(max),
+        _ => Err(format!(
+            "Bad DISTCC_MAX_DISCREPANCY value: {}",
+            value.to_string_lossy()
+        )),
+    }
+}
+
+/// Reports that the remote compile of `input` failed where the local one
+/// did not, in 3.4's words, and adds one byte to the counter; the
+/// discrepancy that reaches `DISTCC_MAX_DISCREPANCY` says that the rest of
+/// the build goes plain.
+pub fn note_discrepancy(input: &Path) {
+    log::warn!(
+        "remote compilation of '{}' failed, retried locally and got a different result.",
+        input.display()
+    );
+    let Some(path) = counter_file() else { return };
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(b"@")?;
+            file.metadata()
+        });
+    match appended {
+        Ok(meta) => {
+            if Ok(meta.len()) == max_discrepancies() {
+                log::warn!(
+                    "now using plain distcc, possibly due to inconsistent file system changes \
+                     during build"
+                );
+            }
+        }
+        Err(err) => log::error!(
+            "failed to open discrepancy_filename file: {}: {err}",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_roots() {
+        assert_eq!(
+            mirror_root(b"/tmp/a/m/home/u/x.c.lzo"),
+            Some(&b"/tmp/a/m"[..])
+        );
+        assert_eq!(mirror_root(b"/tmp/a/m/usr/include"), Some(&b"/tmp/a/m"[..]));
+        assert_eq!(mirror_root(b"/tmp/a"), None);
+    }
+
+    fn job(args: &[&str]) -> Job {
+        let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
+        match scan::scan(&argv, &crate::options::Tokens::of(&argv)) {
+            scan::Decision::Remote(job) => job,
+            scan::Decision::Local(why) => panic!("{args:?} is local: {}", why.reason),
+        }
+    }
+
+    fn server(args: &[&str]) -> (Vec<String>, Option<String>) {
+        // DEPENDENCIES_OUTPUT is read from the environment, which these
+        // tests leave alone; the integration tests set it.
+        let (argv, deps) = server_argv(&job(args));
+        let argv = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        (argv, deps.map(|d| d.display().to_string()))
+    }
+
+    #[test]
+    fn the_server_gets_the_whole_command_and_a_target_for_the_d_file() {
+        let (argv, deps) = server(&["gcc", "-Iinc", "-DX", "-c", "a.c"]);
+        assert_eq!(argv, ["gcc", "-Iinc", "-DX", "-c", "a.c", "-o", "a.o"]);
+        assert_eq!(deps, None);
+        let (argv, deps) = server(&["gcc", "-MD", "-c", "a.c", "-o", "obj/a.o"]);
+        assert_eq!(
+            argv,
+            ["gcc", "-MD", "-c", "a.c", "-o", "obj/a.o", "-MT", "obj/a.o"]
+        );
+        assert_eq!(deps.as_deref(), Some("obj/a.d"));
+        let (argv, deps) = server(&["gcc", "-MMD", "-MQ", "t", "-MFx.d", "-c", "a.c"]);
+        assert_eq!(argv.last().map(String::as_str), Some("a.o"), "no -MT added");
+        assert_eq!(deps.as_deref(), Some("x.d"));
+        let (_, deps) = server(&["gcc", "-MD", "-MF", "y.d", "-c", "a.c", "-o", "a.dir/b"]);
+        assert_eq!(deps.as_deref(), Some("y.d"));
+        let (_, deps) = server(&["gcc", "-MD", "-c", "a.c", "-o", "a.dir/b"]);
+        assert_eq!(deps.as_deref(), Some("a.dir/b.d"));
+        // A lone -MP or -MF writes no .d file.
+        assert_eq!(server(&["gcc", "-MP", "-MFz.d", "-c", "a.c"]).1, None);
+    }
+
+    #[test]
+    fn wp_deps_options() {
+        assert!(wp_deps(b"-Wp,-MMD,dir/.x.o.d"));
+        assert!(wp_deps(b"-Wp,-DX,-MD,x.d"));
+        assert!(!wp_deps(b"-Wp,-DX"));
+        assert!(!wp_deps(b"-MD"));
+    }
+}
