@@ -445,6 +445,13 @@ fn dependency_files_name_what_a_local_compile_names() {
             "env.d",
             Some("env.d out.o"),
         ),
+        // The Linux kernel's form, which the server gets as driver options.
+        (
+            &["-Wp,-MMD,deps/.out.o.d", "-c", "p.c", "-o", "sub/out.o"],
+            "sub/out.o",
+            "deps/.out.o.d",
+            None,
+        ),
     ];
     for &(rest, object, deps, env) in cases {
         let args = with(
@@ -634,7 +641,7 @@ fn each_fallback_sends_the_job_plain_to_the_same_host_with_its_reason() {
     let port = includes.port();
     let missing = dir.join("nothing/socket");
     let missing = missing.to_str().unwrap();
-    let with_wp = with(&args, &["-Wp,-MD,wp.d".to_string()]);
+    let with_wp = with(&args, &["-Wp,-MD,wp.d,-MP".to_string()]);
     let cases: Vec<(Vec<&str>, Env, &str)> = vec![
         (
             vec!["gcc", "-c", "p.i", "-o", "out.o"],

@@ -28,9 +28,10 @@
 //!   warnings (3.4 warns for a preprocessed source, for `CPATH` and for an
 //!   include server that gives up); `INCLUDE_SERVER_PORT` unset and
 //!   `INCLUDE_SERVER_STUB` set still warn, as in 3.4;
-//! * a `-Wp,` option holding a `-M…` option (kept whole, see `scan.rs`)
-//!   sends the job plain: the server would write that `.d` file in its own
-//!   directory;
+//! * `-Wp,-MD,FILE` and `-Wp,-MMD,FILE` (the Linux kernel's) go to the
+//!   server as driver options that write the same `.d` file; any other
+//!   `-Wp,` holding a `-M…` option (kept whole, see `scan.rs`) sends the job
+//!   plain: the server would write that `.d` file in its own directory;
 //! * a current directory that cannot be read sends the job plain (3.4 sends
 //!   a request without `CDIR`);
 //! * a `.d` file is wanted for `-MD`, `-MMD` or `DEPENDENCIES_OUTPUT`, not
@@ -137,10 +138,51 @@ pub fn plain_reason(job: &Job) -> Option<String> {
                 .into(),
         );
     }
-    if job.argv.iter().any(|a| wp_deps(a.as_bytes())) {
+    let wp = job.argv.iter().filter(|a| wp_deps(a.as_bytes())).count();
+    let simple = job.argv.iter().any(|a| scan::is_wp_deps(a.as_bytes()));
+    if wp > 1 || (wp == 1 && (!simple || driver_deps(job))) {
         return Some("a -Wp, option writes the dependency file".into());
     }
     None
+}
+
+/// The command has a driver dependency option of its own (`-MD`, `-MF`, `-MT`...).
+fn driver_deps(job: &Job) -> bool {
+    job.tokens.iter().any(|t| {
+        matches!(t, Token::Known(_, o, _)
+            if matches!(o.role, Role::DepsDriver | Role::DepsFile | Role::DepsTarget))
+    })
+}
+
+/// `-Wp,-MD,FILE` or `-Wp,-MMD,FILE` as driver options that make the same
+/// `.d` file: `-MD`/`-MMD -MF FILE -MQ TARGET`. The server cannot run the
+/// `-Wp,` form, which writes FILE in its own directory. TARGET is what the
+/// preprocessor names by itself: for gcc (whose driver hands `-Wp,` to cc1
+/// untouched) the source's basename with its suffix replaced by `.o`; clang's
+/// driver turns the form into `-MD -MF FILE` and targets the output.
+fn expand_wp_deps(job: &Job, arg: &[u8]) -> Option<[OsString; 5]> {
+    if !scan::is_wp_deps(arg) {
+        return None;
+    }
+    let rest = &arg[b"-Wp,".len()..];
+    let comma = rest.iter().position(|&c| c == b',')?;
+    let target = if scan::is_clang(&job.argv[0]) {
+        job.output.clone().into_os_string()
+    } else {
+        let base = crate::filename::basename(job.input.as_os_str().as_bytes());
+        let stem = base
+            .iter()
+            .rposition(|&c| c == b'.')
+            .map_or(base, |dot| &base[..dot]);
+        OsString::from_vec([stem, b".o"].concat())
+    };
+    Some([
+        OsString::from_vec(rest[..comma].to_vec()),
+        "-MF".into(),
+        OsString::from_vec(rest[comma + 1..].to_vec()),
+        "-MQ".into(),
+        target,
+    ])
 }
 
 /// `-Wp,…` holding a `-M…` option.
@@ -299,7 +341,20 @@ fn read_entry(mirror_path: &Path, name: &[u8], total: &mut u64) -> Result<Entry,
 /// wanted and the command names no `-MT` or `-MQ` target; and where the
 /// server's `.d` file goes (section 5.7).
 pub fn server_argv(job: &Job) -> (Vec<OsString>, Option<PathBuf>) {
-    let mut argv = job.argv.clone();
+    let mut argv = Vec::with_capacity(job.argv.len() + 4);
+    let mut wp_file = None;
+    for arg in &job.argv {
+        match expand_wp_deps(job, arg.as_bytes()) {
+            Some(expanded) => {
+                wp_file = Some(PathBuf::from(&expanded[2]));
+                argv.extend(expanded);
+            }
+            None => argv.push(arg.clone()),
+        }
+    }
+    if wp_file.is_some() {
+        return (argv, wp_file);
+    }
     let env = std::env::var_os("DEPENDENCIES_OUTPUT")
         .filter(|v| !v.is_empty())
         .map(OsString::into_vec);
@@ -499,6 +554,36 @@ mod tests {
         assert_eq!(deps.as_deref(), Some("a.dir/b.d"));
         // A lone -MP or -MF writes no .d file.
         assert_eq!(server(&["gcc", "-MP", "-MFz.d", "-c", "a.c"]).1, None);
+    }
+
+    #[test]
+    fn a_wp_dependency_file_becomes_driver_options_with_the_preprocessors_own_target() {
+        // The Linux kernel's form. gcc's cc1 names the target after the
+        // source's basename; clang's driver uses the output.
+        let (argv, deps) = server(&["gcc", "-Wp,-MMD,d/.t.o.d", "-c", "d/t.x.c", "-o", "o/t.o"]);
+        assert_eq!(
+            argv,
+            ["gcc", "-MMD", "-MF", "d/.t.o.d", "-MQ", "t.x.o", "-c", "d/t.x.c", "-o", "o/t.o"]
+        );
+        assert_eq!(deps.as_deref(), Some("d/.t.o.d"));
+        let (argv, deps) = server(&["clang", "-c", "t.c", "-Wp,-MD,t.d", "-o", "o/t.o"]);
+        assert_eq!(argv[3..8], ["-MD", "-MF", "t.d", "-MQ", "o/t.o"]);
+        assert_eq!(deps.as_deref(), Some("t.d"));
+        assert_eq!(
+            plain_reason(&job(&["gcc", "-Wp,-MD,t.d", "-c", "t.c"])),
+            None
+        );
+        for other in [
+            &["gcc", "-Wp,-MD,t.d,-MT,x", "-c", "t.c"][..],
+            &["gcc", "-Wp,-MD,t.d", "-MT", "x", "-c", "t.c"],
+            &["gcc", "-Wp,-MD,t.d", "-Wp,-MMD,u.d", "-c", "t.c"],
+        ] {
+            let why = plain_reason(&job(other));
+            assert_eq!(
+                why.as_deref(),
+                Some("a -Wp, option writes the dependency file")
+            );
+        }
     }
 
     #[test]

@@ -282,12 +282,12 @@ pub fn format_options(argv: &[OsString], tokens: &Tokens) -> Vec<OsString> {
 
 /// True if the compiler is clang, whose driver turns `-Wp,-MD,FILE` into its
 /// own `-MD -MF FILE` (gcc passes it to cc1 untouched).
-fn is_clang(compiler: &OsStr) -> bool {
+pub fn is_clang(compiler: &OsStr) -> bool {
     contains(filename::basename(compiler.as_bytes()), b"clang")
 }
 
 /// `-Wp,-MD,FILE` or `-Wp,-MMD,FILE`: the form clang's driver rewrites.
-fn is_wp_deps(arg: &[u8]) -> bool {
+pub fn is_wp_deps(arg: &[u8]) -> bool {
     let Some(rest) = arg.strip_prefix(b"-Wp,") else {
         return false;
     };
