@@ -105,10 +105,14 @@ kl_prepare() {
 }
 
 # kl_make CC JOBS TARGET...: make in $kl_build with that CC, bounded in time.
+# $kl_wrap, if set, is a command that make runs under (`distcc-rs pump`).
+kl_wrap=""
 kl_make() {
     cc=$1 jobs=$2
     shift 2
-    timeout "$KERNEL_TIMEOUT" make -C "$kl_src" O="$kl_build" ARCH=x86_64 \
+    # $kl_wrap is a command of several words on purpose.
+    # shellcheck disable=SC2086
+    timeout "$KERNEL_TIMEOUT" $kl_wrap make -C "$kl_src" O="$kl_build" ARCH=x86_64 \
         CC="$cc" -j"$jobs" "$@"
 }
 
