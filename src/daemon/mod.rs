@@ -7,6 +7,7 @@ mod conn;
 pub mod hint;
 pub mod job;
 pub mod policy;
+pub mod pump;
 mod response;
 pub mod server;
 pub mod stats;

@@ -542,7 +542,7 @@ impl<'a> Server<'a> {
         for report in self.workers.reports() {
             match report {
                 Report::Started { conn, compiler, at } => self.on_started(conn, compiler, at),
-                Report::Finished { conn, job, ended } => self.on_finished(conn, job, ended),
+                Report::Finished { conn, job, ended } => self.on_finished(conn, *job, ended),
             }
         }
     }
