@@ -198,7 +198,8 @@ fn positive_env(name: &'static str) -> Result<Option<u64>> {
 }
 
 /// Applies `DISTCC_RS_MAX_INPUT`: the most bytes a request's source may
-/// take on the wire or decompress to (default 512 MiB). It may only lower
+/// take on the wire or decompress to (default 512 MiB); in pump mode also
+/// the most each file and all files together may take (64 and 512 MiB). It may only lower
 /// the limit; the tests use it to reach the limit with a small LZO bomb.
 fn input_limit(mut limits: Limits) -> Result<Limits> {
     const NAME: &str = "DISTCC_RS_MAX_INPUT";
@@ -208,6 +209,8 @@ fn input_limit(mut limits: Limits) -> Result<Limits> {
             value: n.to_string(),
         })?;
         limits.max_input = limits.max_input.min(n);
+        limits.max_file = limits.max_file.min(n);
+        limits.max_files_total = limits.max_files_total.min(n.into());
     }
     Ok(limits)
 }

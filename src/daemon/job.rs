@@ -269,7 +269,7 @@ impl ServerJob {
         let target = pump::dotd_target(&self.argv, &self.tokens, &self.compile);
         let output = self.path_of("output.o").into_os_string();
         let root = tree.root().as_os_str().as_bytes();
-        pump::clean_dotd(dotd, output.as_bytes(), &target, root)
+        super::dotd::clean(dotd, output.as_bytes(), &target, root)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Pump mode (protocol 3) on the daemon: the job tree of a request's files and links, made beneath the job's root so that no path leaves it, and distccd 3.4's argument and `.d` rewriting.
+//! Pump mode (protocol 3) on the daemon: the job tree of a request's files and links, made beneath the job's root so that no path leaves it, and distccd 3.4's argument rewriting (the `.d` file's is in `dotd.rs`).
 //!
 //! A version 3 request names the client's working directory (CDIR) and
 //! sends the source and its headers as a file list of NAMEs, each a FILE
@@ -361,36 +361,6 @@ pub fn dotd_target(argv: &[Vec<u8>], tokens: &Tokens, compile: &Compile) -> Vec<
     }
 }
 
-/// The server's `.d` file as the client's (distccd 3.4's
-/// `dcc_cleanup_dotd`, compat §9.1): on each line, the first occurrence of
-/// the temporary object `output` becomes `target`, then every occurrence of
-/// the root goes.
-pub fn clean_dotd(dotd: &[u8], output: &[u8], target: &[u8], root: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(dotd.len());
-    for line in dotd.split_inclusive(|&c| c == b'\n') {
-        let line = replace(line, output, target, 1);
-        out.extend(replace(&line, root, b"", usize::MAX));
-    }
-    out
-}
-
-/// `text` with the first `count` occurrences of `from` (not empty) replaced by `to`.
-fn replace(text: &[u8], from: &[u8], to: &[u8], count: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let (mut i, mut done) = (0, 0);
-    while i < text.len() {
-        if done < count && !from.is_empty() && text[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-            done += 1;
-        } else {
-            out.push(text[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,16 +500,5 @@ mod tests {
         );
         assert_eq!(args[args.len() - 3], "-MMD");
         assert_eq!(dotd_target(&argv, &tokens, &compile), b"t.o");
-    }
-
-    #[test]
-    fn the_dotd_file_names_the_client_target_and_paths() {
-        // Per line: the first temporary object only, every root.
-        let server = b"/J/o.o: t.c /R/home/u/a.h /R/J/o.o.h \\\n /usr/include/stdio.h\n";
-        let client = clean_dotd(server, b"/J/o.o", b"t.o", b"/R");
-        assert_eq!(
-            String::from_utf8(client).unwrap(),
-            "t.o: t.c /home/u/a.h /J/o.o.h \\\n /usr/include/stdio.h\n"
-        );
     }
 }
