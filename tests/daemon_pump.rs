@@ -1,6 +1,7 @@
 //! Our daemon serving protocol 3 (pump mode): Debian's distcc client with a hand-built include-server answer gets objects and `.d` files identical to a local compile, and hostile v3 requests are refused without touching anything outside the job's directory.
 
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -270,15 +271,19 @@ fn refused(daemon: &mut Daemon, canary: &Path, project: &Project, bytes: &[u8], 
 fn escapes_and_oversized_pump_requests_are_refused() {
     let mut daemon = start_daemon("pump-hostile");
     let project = Project::new("pump-hostile-project", "gcc", "c");
-    let canary = project.dir.join("canary");
-    project.dir.write("canary/victim", "untouched\n");
+    // Writable by the daemon, which may run as nobody: only the rules
+    // keep it out.
+    let canary = project.dir.shared_dir("canary");
+    let victim = project.dir.write("canary/victim", "untouched\n");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o666)).unwrap();
+    project.dir.shared_dir("canary/dir");
     project.dir.write("canary/dir/inner", "inner\n");
-    let victim = canary.join("victim");
+    let planted = canary.join("planted");
     let x = lzo(b"overwritten\n");
     let d = &mut daemon;
 
     // 1. A NAME with `..`, which 3.4 writes (and then deletes) outside its root.
-    let name = [&b"/"[..], &climb(&victim)].concat();
+    let name = [&b"/"[..], &climb(&planted)].concat();
     let files = [PumpEntry::File {
         name: &name,
         lzo: &x,
@@ -295,7 +300,7 @@ fn escapes_and_oversized_pump_requests_are_refused() {
     // accepted), then a FILE under it.
     let canary_name = canary.as_os_str().as_bytes();
     let target = climb(&canary);
-    let through = [canary_name, b"/victim"].concat();
+    let through = [canary_name, b"/planted"].concat();
     let files = [
         PumpEntry::Link {
             name: canary_name,
