@@ -386,3 +386,61 @@ fn escapes_and_oversized_pump_requests_are_refused() {
 fn lzo(body: &[u8]) -> Vec<u8> {
     distcc_rs::lzo::compress(body)
 }
+
+fn get_stats(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_pump_job_shows_in_the_stats_like_any_other() {
+    need("distcc", "distcc");
+    // The compiler waits (bounded) for the test's go, so the job is seen running.
+    let hold = "touch \"$MARKS/started\"; i=0; \
+                while [ ! -e \"$MARKS/go\" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; \
+                exec /usr/bin/x86_64-linux-gnu-gcc \"$@\"";
+    let daemon = Daemon::start(
+        "pump-stats",
+        DaemonOptions {
+            scripts: vec![("x86_64-linux-gnu-gcc".into(), hold.into())],
+            args: vec!["--stats".into()],
+            stats_listener: true,
+            ..DaemonOptions::default()
+        },
+    );
+    let project = Project::new("pump-stats-project", "gcc", "c");
+    let host = format!("127.0.0.1:{},cpp,lzo", daemon.port);
+    let args = project.args("gcc", &[]);
+    let stub = project.tree.stub();
+    let mut client = crate::common::daemon::client_command(
+        &need("distcc", "distcc"),
+        &project.proj,
+        &host,
+        &[("INCLUDE_SERVER_STUB", &stub), ("DISTCC_FALLBACK", "0")],
+    )
+    .args(&args[..])
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = daemon.marks.join("started");
+    assert!(crate::common::wait_until(Duration::from_secs(20), || {
+        started.exists()
+    }));
+    let port = daemon.stats_port.unwrap();
+    let running = get_stats(port);
+    std::fs::write(daemon.marks.join("go"), "").unwrap();
+    let status = crate::common::exited_within(&mut client, Duration::from_secs(60)).unwrap();
+    assert!(status.success(), "{}", daemon.log());
+    assert!(
+        running.contains("dcc_job 127.0.0.1:") && running.contains(" x86_64-linux-gnu-gcc t.c "),
+        "{running}"
+    );
+    let after = get_stats(port);
+    assert!(after.contains("\ndcc_compile_ok 1\n"), "{after}");
+    daemon.assert_no_leftovers();
+}
