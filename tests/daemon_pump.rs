@@ -444,3 +444,19 @@ fn a_pump_job_shows_in_the_stats_like_any_other() {
     assert!(after.contains("\ndcc_compile_ok 1\n"), "{after}");
     daemon.assert_no_leftovers();
 }
+
+#[test]
+fn clang_in_pump_mode_gets_the_local_object_and_dotd_file() {
+    need("distcc", "distcc");
+    need("clang", "clang");
+    let mut opts = DaemonOptions {
+        scripts: vec![wrapper("clang")],
+        ..DaemonOptions::default()
+    };
+    opts.masquerade.push("clang".into());
+    let daemon = Daemon::start("pump-clang", opts);
+    let project = Project::new("pump-clang-project", "clang", "c");
+    let args = project.args("clang", &["-g", "-MD"]);
+    compare(&daemon, &project, &args, &["t.o", "t.d"]);
+    daemon.assert_no_leftovers();
+}

@@ -106,8 +106,10 @@ impl Tree {
     /// A FILE of `len` compressed bytes begins at `name`.
     pub fn begin_file(&mut self, name: Vec<u8>, len: u32) -> Result<(), String> {
         self.check_name(&name)?;
+        // Room for what is claimed, up to 1 MiB: a client that claims much
+        // and sends little holds no more.
         let mut body = Vec::new();
-        body.try_reserve_exact(len as usize)
+        body.try_reserve_exact((len as usize).min(1 << 20))
             .map_err(|e| format!("cannot hold FILE '{}': {e}", shown(&name)))?;
         self.pending = Some((name, body));
         Ok(())
