@@ -204,6 +204,10 @@ fn debian_client_in_pump_mode_gets_local_objects_and_dotd_files() {
             }
             compare(&daemon, &project, &args, &outputs);
         }
+        // An absolute source, which gets the root in front and `__FILE__` back.
+        let mut args = project.args(cc, &["-g", "-MD"]);
+        args[2] = project.proj.join(project.source).display().to_string();
+        compare(&daemon, &project, &args, &["t.o", "t.d"]);
     }
     daemon.assert_no_leftovers();
 }
