@@ -81,6 +81,8 @@ impl Project {
             .file(&proj.join("x.h"))
             .file_abs(&abs_h, abs_h.to_str().unwrap())
             .link(&proj.join("inc/alias.h"), &proj.join("inc/real.h"));
+        // A mirror tree on disk holds no link inside another (the daemon
+        // takes nested ones too: unit-tested in daemon/pump.rs).
         for system in outermost(default_include_dirs(cc, lang)) {
             tree.system_dir(&system);
         }
@@ -104,8 +106,7 @@ impl Project {
     }
 }
 
-/// System directories with none inside another: the include server's
-/// links for nested ones would pass through each other.
+/// System directories with none inside another.
 fn outermost(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     let keep = |d: &PathBuf| !dirs.iter().any(|o| o != d && d.starts_with(o));
     dirs.iter().filter(|d| keep(d)).cloned().collect()

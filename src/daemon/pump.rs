@@ -37,6 +37,8 @@ pub struct Tree {
     cwd: PathBuf,
     names: HashSet<Vec<u8>>,
     links: HashSet<Vec<u8>>,
+    /// The system-directory links, made at the end: (name, target).
+    system: Vec<(Vec<u8>, Vec<u8>)>,
     /// The FILE being received: its name and compressed bytes.
     pending: Option<(Vec<u8>, Vec<u8>)>,
     /// Decompressed bytes the request may still make.
@@ -63,6 +65,7 @@ impl Tree {
             root_fd,
             names: HashSet::new(),
             links: HashSet::new(),
+            system: Vec::new(),
             pending: None,
             budget: limits.max_files_total,
             max_file: limits.max_file as usize,
@@ -86,10 +89,10 @@ impl Tree {
     /// Checks a NAME: the path rules, no duplicate, no link of this
     /// request on the way.
     fn check_name(&mut self, name: &[u8]) -> Result<(), String> {
-        mirror::check_path(name).map_err(|e| format!("NAME '{}' {e}", shown(name)))?;
+        let is_link = |p: &[u8]| self.links.contains(p) || self.system.iter().any(|(n, _)| n == p);
         let through = (1..name.len())
             .filter(|&i| name[i] == b'/')
-            .find(|&i| self.links.contains(&name[..i]));
+            .find(|&i| is_link(&name[..i]));
         if let Some(i) = through {
             return Err(format!(
                 "NAME '{}' passes through the link '{}' of the same request",
@@ -97,6 +100,12 @@ impl Tree {
                 shown(&name[..i])
             ));
         }
+        self.check_new(name)
+    }
+
+    /// Checks a NAME's path rules, and that it has not come before.
+    fn check_new(&mut self, name: &[u8]) -> Result<(), String> {
+        mirror::check_path(name).map_err(|e| format!("NAME '{}' {e}", shown(name)))?;
         if !self.names.insert(name.to_vec()) {
             return Err(format!("NAME '{}' is sent twice", shown(name)));
         }
@@ -145,22 +154,49 @@ impl Tree {
     /// A LINK at `name` to `target`: absolute (made relative to the root)
     /// or the system-directory form, which leaves the root on purpose.
     pub fn add_link(&mut self, name: Vec<u8>, target: Vec<u8>) -> Result<(), String> {
+        let relative = !target.starts_with(b"/");
+        if relative && mirror::is_system_link(&name, &target) && !target.contains(&0) {
+            return self.add_system_link(name, target);
+        }
         self.check_name(&name)?;
-        let target = if target.starts_with(b"/") {
-            mirror::check_path(&target)
-                .map_err(|e| format!("LINK target '{}' {e}", shown(&target)))?;
-            under(&self.root, &target).into_os_string().into_vec()
-        } else if mirror::is_system_link(&name, &target) && !target.contains(&0) {
-            target
-        } else {
+        if relative {
             return Err(format!(
                 "LINK '{}' -> '{}': a relative target must be a system directory's",
                 shown(&name),
                 shown(&target)
             ));
-        };
+        }
+        mirror::check_path(&target).map_err(|e| format!("LINK target '{}' {e}", shown(&target)))?;
+        let target = under(&self.root, &target).into_os_string().into_vec();
         self.make(&name, |dir, last| symlink_new(&target, dir, last))?;
         self.links.insert(name);
+        Ok(())
+    }
+
+    /// A system-directory link. It is made at the end of the request
+    /// ([`Tree::finish`]), after every file. One inside another (the
+    /// include server sends `/usr/include/x86_64-linux-gnu` next to
+    /// `/usr/include`, in either order) names the same directory of the
+    /// daemon's, and only the outer one is made.
+    fn add_system_link(&mut self, name: Vec<u8>, target: Vec<u8>) -> Result<(), String> {
+        let inside = |inner: &[u8], outer: &[u8]| {
+            inner.len() > outer.len() && inner.starts_with(outer) && inner[outer.len()] == b'/'
+        };
+        if self.system.iter().any(|(outer, _)| inside(&name, outer)) {
+            return self.check_new(&name);
+        }
+        self.check_name(&name)?;
+        self.system.retain(|(inner, _)| !inside(inner, &name));
+        self.system.push((name, target));
+        Ok(())
+    }
+
+    /// The request is complete: makes its system-directory links.
+    pub fn finish(&mut self) -> Result<(), String> {
+        for (name, target) in std::mem::take(&mut self.system) {
+            self.make(&name, |dir, last| symlink_new(&target, dir, last))?;
+            self.links.insert(name);
+        }
         Ok(())
     }
 
@@ -396,14 +432,36 @@ mod tests {
             b"/home/u/proj/t.c".to_vec(),
         )
         .unwrap();
-        t.add_link(b"/usr/include".to_vec(), b"../../../usr/include".to_vec())
-            .unwrap();
+        let system =
+            |t: &mut Tree, dir: &[u8]| t.add_link(dir.to_vec(), mirror::system_link_target(dir));
+        // Nested system directories, in both orders: only the outer is made.
+        system(&mut t, b"/usr/include/x86_64-linux-gnu").unwrap();
+        system(&mut t, b"/usr/include").unwrap();
+        system(&mut t, b"/usr/include/c++").unwrap();
+        system(&mut t, b"/usr/lib/gcc/x86_64-linux-gnu/12/include").unwrap();
+        assert!(system(&mut t, b"/usr/include")
+            .unwrap_err()
+            .contains("twice"));
+        let err = file(&mut t, b"/usr/include/stdio.h", b"x").unwrap_err();
+        assert!(
+            err.contains("passes through the link '/usr/include'"),
+            "{err}"
+        );
+        t.finish().unwrap();
         assert!(t.cwd().is_dir());
         assert_eq!(std::fs::read(t.cwd().join("t.c")).unwrap(), b"int x;\n");
         assert_eq!(std::fs::read(t.cwd().join("alias.h")).unwrap(), b"int x;\n");
         assert!(t.cwd().join("sub").is_dir());
         let target = std::fs::read_link(t.root().join("usr/include")).unwrap();
-        assert_eq!(target, Path::new("../../../usr/include"));
+        assert_eq!(
+            target.as_os_str().as_bytes(),
+            mirror::system_link_target(b"/usr/include")
+        );
+        assert!(t
+            .root()
+            .join("usr/lib/gcc/x86_64-linux-gnu/12/include")
+            .is_symlink());
+        assert_eq!(std::fs::read_dir(t.root().join("usr")).unwrap().count(), 2);
     }
 
     #[test]

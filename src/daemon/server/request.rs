@@ -143,11 +143,15 @@ impl Server<'_> {
         let (Some(job), was_compressed) = (job.take(), *compressed) else {
             return false;
         };
-        if was_compressed {
-            if let Err(why) = job.unpack_input(max_input) {
-                self.refuse(id, Outcome::BadRequest, &why);
-                return true;
-            }
+        let mut job = job;
+        let unpacked = match job.tree_mut() {
+            Some(tree) => tree.finish(),
+            None if was_compressed => job.unpack_input(max_input),
+            None => Ok(()),
+        };
+        if let Err(why) = unpacked {
+            self.refuse(id, Outcome::BadRequest, &why);
+            return true;
         }
         let Some(conn) = self.conns.get_mut(&id) else {
             return false;
