@@ -95,11 +95,6 @@ impl ServerJob {
         }
     }
 
-    /// The job's directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Makes this a pump-mode job whose files arrive into `tree`.
     pub fn set_tree(&mut self, tree: Tree) {
         self.tree = Some(Box::new(tree));
@@ -146,9 +141,8 @@ impl ServerJob {
             .map_err(|e| format!("cannot write the source: {e}"))
     }
 
-    /// The compiler's arguments, with the source and output replaced by
-    /// this job's files, and each `-x LANG` by its preprocessed form (the
-    /// source is already preprocessed: `-x c` becomes `-x cpp-output`).
+    /// The compiler's arguments: [`Self::plain_arguments`], or in pump
+    /// mode [`pump::arguments`]; then `-pipe` where it helps.
     fn arguments(&self) -> Vec<OsString> {
         let mut out = match &self.tree {
             Some(tree) => {
@@ -164,7 +158,10 @@ impl ServerJob {
         out
     }
 
-    /// [`Self::arguments`] for a preprocessed source (protocols 1 and 2).
+    /// The arguments for a preprocessed source (protocols 1 and 2), with
+    /// the source and output replaced by this job's files, and each
+    /// `-x LANG` by its preprocessed form (the source is already
+    /// preprocessed: `-x c` becomes `-x cpp-output`).
     fn plain_arguments(&self) -> Vec<OsString> {
         let output = self.path_of("output.o").into_os_string();
         let argv = &self.argv;

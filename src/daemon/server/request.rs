@@ -140,10 +140,9 @@ impl Server<'_> {
             return false;
         };
         *body = None;
-        let (Some(job), was_compressed) = (job.take(), *compressed) else {
+        let (Some(mut job), was_compressed) = (job.take(), *compressed) else {
             return false;
         };
-        let mut job = job;
         let unpacked = match job.tree_mut() {
             Some(tree) => tree.finish(),
             None if was_compressed => job.unpack_input(max_input),
