@@ -147,8 +147,13 @@ impl ServerJob {
         let mut out = match &self.tree {
             Some(tree) => {
                 let (output, deps) = (self.path_of("output.o"), self.path_of("output.d"));
-                let (argv, tokens) = (&self.argv, &self.tokens);
-                pump::arguments(argv, tokens, &self.compile, tree.root(), &output, &deps)
+                let paths = pump::Paths {
+                    root: tree.root(),
+                    output: &output,
+                    deps: &deps,
+                    map_root: self.is_gcc_or_clang(),
+                };
+                pump::arguments(&self.argv, &self.tokens, &self.compile, &paths)
             }
             None => self.plain_arguments(),
         };
@@ -216,12 +221,16 @@ impl ServerJob {
     /// `-pipe` lets the compiler proper and the assembler run side by side
     /// instead of through a temporary file; the object is the same.
     fn wants_pipe(&self) -> bool {
+        self.is_gcc_or_clang() && !self.tokens.has(Role::Pipe)
+    }
+
+    /// True when the compiler is gcc or clang by name (possibly
+    /// triple-prefixed or versioned), which take `-pipe` and prefix maps.
+    fn is_gcc_or_clang(&self) -> bool {
         let name = filename::basename(&self.program);
         let family = [&b"gcc"[..], b"g++", b"clang", b"clang++", b"cc", b"c++"];
-        let is_gcc_or_clang = name
-            .split(|&c| c == b'-')
-            .any(|part| family.contains(&part));
-        is_gcc_or_clang && !self.tokens.has(Role::Pipe)
+        name.split(|&c| c == b'-')
+            .any(|part| family.contains(&part))
     }
 
     /// Starts the compiler in its own process group, in the job's directory,

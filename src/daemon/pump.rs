@@ -306,6 +306,19 @@ const ROOTED: [&str; 9] = [
     "-iwithprefixbefore",
 ];
 
+/// Where a pump job's files are, for its arguments.
+pub struct Paths<'a> {
+    /// The job's root: the client's `/`.
+    pub root: &'a Path,
+    /// The temporary object.
+    pub output: &'a Path,
+    /// The `.d` file the compiler writes.
+    pub deps: &'a Path,
+    /// Map the root away (`-ffile-prefix-map`): for gcc and clang, which
+    /// take the option.
+    pub map_root: bool,
+}
+
 /// The prefix-map options whose absolute old prefix gets the root in front.
 const PREFIX_MAPS: [&[u8]; 3] = [
     b"-fdebug-prefix-map=",
@@ -318,26 +331,28 @@ const PREFIX_MAPS: [&[u8]; 3] = [
 /// separate `-MT X` goes (X is the `.d` target, [`dotd_target`]); the
 /// client's `-MF` goes; `-MMD` is added unless `-MD` or `-MMD` is there,
 /// and `-MF deps` last; absolute paths of the [`ROOTED`] options and an
-/// absolute source get the root in front. Unlike 3.4, the first argument
-/// maps the root back to `/` in everything the compiler records
-/// (`-ffile-prefix-map=ROOT=`, which turns `ROOT/home/u/x.c` into
-/// `/home/u/x.c`), and the client's own prefix maps are rooted too.
+/// absolute source get the root in front. Unlike 3.4, for gcc and clang
+/// the first argument maps the root back to `/` in everything the compiler
+/// records (`-ffile-prefix-map=ROOT=`, which turns `ROOT/home/u/x.c` into
+/// `/home/u/x.c`; first, because gcc tries the last map given first), and
+/// the client's own prefix maps are rooted too.
 pub fn arguments(
     argv: &[Vec<u8>],
     tokens: &Tokens,
     compile: &Compile,
-    root: &Path,
-    output: &Path,
-    deps: &Path,
+    paths: &Paths,
 ) -> Vec<OsString> {
-    let root = root.as_os_str().as_bytes();
+    let root = paths.root.as_os_str().as_bytes();
     let rooted = |path: &[u8]| -> Vec<u8> {
         match path.starts_with(b"/") {
             true => [root, path].concat(),
             false => path.to_vec(),
         }
     };
-    let mut out: Vec<Vec<u8>> = vec![[&b"-ffile-prefix-map="[..], root, b"="].concat()];
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(argv.len() + 6);
+    if paths.map_root {
+        out.push([&b"-ffile-prefix-map="[..], root, b"="].concat());
+    }
     let mut mt_seen = false;
     for token in tokens.iter() {
         match token {
@@ -364,11 +379,11 @@ pub fn arguments(
             }
         }
     }
-    out.extend([b"-o".to_vec(), output.as_os_str().as_bytes().to_vec()]);
+    out.extend([b"-o".to_vec(), paths.output.as_os_str().as_bytes().to_vec()]);
     if !tokens.has(Role::DepsDriver) {
         out.push(b"-MMD".to_vec());
     }
-    out.extend([b"-MF".to_vec(), deps.as_os_str().as_bytes().to_vec()]);
+    out.extend([b"-MF".to_vec(), paths.deps.as_os_str().as_bytes().to_vec()]);
     out.into_iter().map(OsString::from_vec).collect()
 }
 
@@ -531,15 +546,13 @@ mod tests {
              -isystem /sys -include /inc.h -iquote q -ffile-prefix-map=/home/u=. -x c",
         );
         let (tokens, compile) = options::check_pump_job(&argv).unwrap();
-        let root = Path::new("/R");
-        let args = arguments(
-            &argv,
-            &tokens,
-            &compile,
-            root,
-            Path::new("/J/o.o"),
-            Path::new("/J/o.d"),
-        );
+        let paths = Paths {
+            root: Path::new("/R"),
+            output: Path::new("/J/o.o"),
+            deps: Path::new("/J/o.d"),
+            map_root: true,
+        };
+        let args = arguments(&argv, &tokens, &compile, &paths);
         let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
         assert_eq!(
             args.join(" "),
@@ -550,14 +563,13 @@ mod tests {
         assert_eq!(dotd_target(&argv, &tokens, &compile), b"t.o");
         let argv = words("gcc -c sub/t.c");
         let (tokens, compile) = options::check_pump_job(&argv).unwrap();
-        let args = arguments(
-            &argv,
-            &tokens,
-            &compile,
-            root,
-            Path::new("/J/o.o"),
-            Path::new("/J/o.d"),
-        );
+        // A compiler that is not gcc or clang gets no prefix map.
+        let paths = Paths {
+            map_root: false,
+            ..paths
+        };
+        let args = arguments(&argv, &tokens, &compile, &paths);
+        assert_eq!(args[0], "-c");
         assert_eq!(args[args.len() - 3], "-MMD");
         assert_eq!(dotd_target(&argv, &tokens, &compile), b"t.o");
     }
