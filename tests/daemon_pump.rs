@@ -465,3 +465,33 @@ fn clang_in_pump_mode_gets_the_local_object_and_dotd_file() {
     compare(&daemon, &project, &args, &["t.o", "t.d"]);
     daemon.assert_no_leftovers();
 }
+
+#[test]
+fn a_compiler_without_prefix_maps_gets_the_root_patched_out_of_its_debug_info() {
+    need("distcc", "distcc");
+    // Not gcc or clang by name: the daemon gives it no prefix map.
+    let mut opts = DaemonOptions {
+        scripts: vec![(
+            "tinycc".into(),
+            "touch \"$MARKS/source-t.c\"; exec /usr/bin/gcc \"$@\"".into(),
+        )],
+        ..DaemonOptions::default()
+    };
+    opts.masquerade.push("tinycc".into());
+    let daemon = Daemon::start("pump-tinycc", opts);
+    let project = Project::new("pump-tinycc-project", "gcc", "c");
+    pump_compile(&daemon, &project, &project.args("tinycc", &["-g"]));
+    let object = std::fs::read(project.proj.join("t.o")).unwrap();
+    let tmp = daemon.dir.join("daemon-tmp");
+    let tmp = tmp.as_os_str().as_bytes();
+    assert!(
+        !object.windows(tmp.len()).any(|w| w == tmp),
+        "the root is left in t.o"
+    );
+    let cwd = [&b"//////"[..], project.proj.as_os_str().as_bytes()].concat();
+    assert!(
+        object.windows(cwd.len()).any(|w| w == cwd),
+        "no compile directory in t.o"
+    );
+    daemon.assert_no_leftovers();
+}

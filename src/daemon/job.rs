@@ -259,7 +259,9 @@ impl ServerJob {
             stderr: read("stderr"),
             stdout: read("stdout"),
             object: if success {
-                read_output(&self.path_of("output.o")).ok()
+                read_output(&self.path_of("output.o"))
+                    .ok()
+                    .map(|o| self.client_object(o))
             } else {
                 None
             },
@@ -268,6 +270,16 @@ impl ServerJob {
                 _ => Vec::new(),
             },
         }
+    }
+
+    /// The object as the client's: in pump mode, with a compiler that was
+    /// given no prefix map, the root patched out of its debug sections.
+    fn client_object(&self, mut object: Vec<u8>) -> Vec<u8> {
+        if let (Some(tree), false) = (&self.tree, self.is_gcc_or_clang()) {
+            let root = tree.root().as_os_str().as_bytes();
+            super::debuginfo::patch_root(&mut object, root);
+        }
+        object
     }
 
     /// The compiler's `.d` file as the client's, naming the client's target.

@@ -4,6 +4,7 @@
 
 pub mod access;
 mod conn;
+mod debuginfo;
 mod dotd;
 pub mod hint;
 pub mod job;
