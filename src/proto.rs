@@ -113,6 +113,9 @@ pub struct Limits {
     /// Pump mode: the most bytes all FILE bodies of a request may take
     /// together, as sent, and again decompressed.
     pub max_files_total: u64,
+    /// Pump mode: the most bytes all NAMEs and LINK targets of a request
+    /// may take together (each is at most `mirror::MAX_PATH_LEN`).
+    pub max_names_total: u64,
 }
 
 impl Default for Limits {
@@ -125,6 +128,7 @@ impl Default for Limits {
             max_files: 64 * 1024,
             max_file: 64 * 1024 * 1024,
             max_files_total: 512 * 1024 * 1024,
+            max_names_total: 16 * 1024 * 1024,
         }
     }
 }
@@ -265,6 +269,8 @@ pub struct RequestDecoder {
     name: Vec<u8>,
     /// Version 3: FILE bytes claimed so far.
     files_total: u64,
+    /// Version 3: NAME and LINK bytes claimed so far.
+    names_total: u64,
 }
 
 impl RequestDecoder {
@@ -280,6 +286,7 @@ impl RequestDecoder {
             command_sent: false,
             name: Vec::new(),
             files_total: 0,
+            names_total: 0,
         }
     }
 
@@ -499,12 +506,23 @@ impl RequestDecoder {
             State::NameHeader { left } => {
                 let len = Self::expect(header, NAME)?;
                 check("NAME length", len.into(), path_limit)?;
+                self.count_name(len)?;
                 self.state = State::NameBody { len, left };
             }
             State::EntryHeader { left } => return self.on_entry_header(header, left),
             _ => {}
         }
         Ok(None)
+    }
+
+    /// Counts a NAME or LINK target against the request's total.
+    fn count_name(&mut self, len: u32) -> Result<(), ProtoError> {
+        self.names_total += u64::from(len);
+        check(
+            "total NAME and LINK length",
+            self.names_total,
+            self.limits.max_names_total,
+        )
     }
 
     /// The FILE or LINK header after a NAME.
@@ -535,6 +553,7 @@ impl RequestDecoder {
                     len.into(),
                     crate::mirror::MAX_PATH_LEN as u64,
                 )?;
+                self.count_name(len)?;
                 self.state = State::LinkBody { len, left };
                 Ok(None)
             }
@@ -1165,6 +1184,12 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
             )),
             "LINK length"
         );
+        let names = Limits {
+            max_names_total: 5,
+            ..Limits::default()
+        };
+        let two = b"NFIL00000002NAME00000002/aFILE00000000NAME00000004/bcd";
+        assert_eq!(what(with(two, names)), "total NAME and LINK length");
         let err = decode_all(b"DIST00000003CDIRffffffff", 100).unwrap_err();
         assert_eq!(what(err), "CDIR length");
         let err = with(b"NFIL00000001NAME00000002/aDOTI00000000", small);

@@ -685,6 +685,7 @@ fn request_decoder_survives_20000_mutated_requests() {
         max_files: 2,
         max_file: 128,
         max_files_total: 200,
+        max_names_total: 64,
     };
     let start = Instant::now();
     let (mut errors, mut complete) = (0, 0);

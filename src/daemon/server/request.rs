@@ -232,7 +232,7 @@ fn accept_command(
 fn drain_budget(limits: &Limits) -> u64 {
     let header = crate::proto::HEADER_LEN as u64;
     let headers = (u64::from(limits.max_argc) + 5) * header;
-    let entry = 2 * header + 2 * crate::mirror::MAX_PATH_LEN as u64;
-    let files = u64::from(limits.max_files) * entry + limits.max_files_total;
+    let entries = u64::from(limits.max_files) * 2 * header;
+    let files = entries + limits.max_names_total + limits.max_files_total;
     headers + limits.max_args_total as u64 + files.max(u64::from(limits.max_input))
 }
