@@ -538,12 +538,13 @@ fn refusal_of_word(arg: &[u8]) -> Option<String> {
 }
 
 /// The daemon's refusal: the first argument of `argv` that a job may not
-/// hold, and why.
-fn first_refusal<A: Arg>(argv: &[A], tokens: &Tokens) -> Result<(), String> {
+/// hold, and why; options named in `answered` are let through.
+fn first_refusal<A: Arg>(argv: &[A], tokens: &Tokens, answered: &[&str]) -> Result<(), String> {
     if let Some(why) = argv.iter().skip(1).find_map(|a| refusal_of_word(a.bytes())) {
         return Err(why);
     }
-    match tokens.iter().find_map(|t| refusal(argv, t)) {
+    let counted = |t: &Token| !matches!(t, Token::Known(_, o, _) if answered.contains(&o.name));
+    match tokens.iter().filter(counted).find_map(|t| refusal(argv, t)) {
         Some(why) => Err(why),
         None => Ok(()),
     }
@@ -553,12 +554,27 @@ fn first_refusal<A: Arg>(argv: &[A], tokens: &Tokens) -> Result<(), String> {
 /// of its job; or why the daemon refuses it ([`compile_shape`], then
 /// [`refusal`] for each token and `@file` anywhere).
 pub fn check_job<A: Arg>(argv: &[A]) -> Result<(Tokens, Compile), String> {
+    check_with(argv, &[])
+}
+
+/// The refused options a pump-mode (version 3) job may hold: the server
+/// preprocesses, so `-include` and `-imacros` read files the client sent
+/// (their absolute paths are rooted in the job's tree), and the daemon
+/// replaces the client's `-MF` with its own.
+const PUMP_ANSWERED: [&str; 3] = ["-MF", "-imacros", "-include"];
+
+/// [`check_job`] for a pump-mode job: the same, but for [`PUMP_ANSWERED`].
+pub fn check_pump_job<A: Arg>(argv: &[A]) -> Result<(Tokens, Compile), String> {
+    check_with(argv, &PUMP_ANSWERED)
+}
+
+fn check_with<A: Arg>(argv: &[A], answered: &[&str]) -> Result<(Tokens, Compile), String> {
     let tokens = Tokens::of(argv);
     let compile = compile_shape(argv, &tokens).map_err(|why| {
         let words: Vec<String> = argv.iter().map(|a| shown(a.bytes())).collect();
         format!("not a distributable compile ({why}): {}", words.join(" "))
     })?;
-    first_refusal(argv, &tokens)?;
+    first_refusal(argv, &tokens, answered)?;
     Ok((tokens, compile))
 }
 

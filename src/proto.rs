@@ -105,6 +105,17 @@ pub struct Limits {
     /// Longest DOTI body as sent (compressed in version 2), and the largest
     /// preprocessed source it may decompress to.
     pub max_input: u32,
+    /// Pump mode: the most entries a request's file list may have (NFIL).
+    pub max_files: u32,
+    /// Pump mode: the longest FILE body as sent, and the most one file may
+    /// decompress to.
+    pub max_file: u32,
+    /// Pump mode: the most bytes all FILE bodies of a request may take
+    /// together, as sent, and again decompressed.
+    pub max_files_total: u64,
+    /// Pump mode: the most bytes all NAMEs and LINK targets of a request
+    /// may take together (each is at most `mirror::MAX_PATH_LEN`).
+    pub max_names_total: u64,
 }
 
 impl Default for Limits {
@@ -114,6 +125,10 @@ impl Default for Limits {
             max_arg_len: 64 * 1024,
             max_args_total: 4 * 1024 * 1024,
             max_input: 512 * 1024 * 1024,
+            max_files: 64 * 1024,
+            max_file: 64 * 1024 * 1024,
+            max_files_total: 512 * 1024 * 1024,
+            max_names_total: 16 * 1024 * 1024,
         }
     }
 }
@@ -175,12 +190,21 @@ impl std::error::Error for ProtoError {}
 /// What the decoder has found in the bytes given so far.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item<'a> {
-    /// `DIST`, `ARGC` and every `ARGV` have arrived.
+    /// `DIST`, `ARGC` and every `ARGV` have arrived (and, in version 3,
+    /// `CDIR` before them: [`RequestDecoder::cwd`]).
     Command { version: u32, argv: Vec<Vec<u8>> },
     /// The `DOTI` header: this many body bytes follow.
     InputStart(u32),
-    /// The next piece of the `DOTI` body.
+    /// The next piece of the `DOTI` body, or of the FILE body just started.
     Input(&'a [u8]),
+    /// Version 3: a `NAME` and its `FILE` header: the file's client path
+    /// and the length of its compressed body, which follows as `Input`
+    /// pieces, then [`Item::FileEnd`].
+    FileStart { name: Vec<u8>, len: u32 },
+    /// Version 3: the FILE body just started is complete.
+    FileEnd,
+    /// Version 3: a `NAME` and its `LINK`: the symlink's client path and target.
+    Link { name: Vec<u8>, target: Vec<u8> },
     /// The request is complete.
     End,
 }
@@ -188,25 +212,65 @@ pub enum Item<'a> {
 #[derive(Debug)]
 enum State {
     Dist,
+    CdirHeader,
+    CdirBody {
+        len: u32,
+    },
     Argc,
-    ArgvHeader { left: u32 },
-    ArgvBody { len: u32, left: u32 },
+    ArgvHeader {
+        left: u32,
+    },
+    ArgvBody {
+        len: u32,
+        left: u32,
+    },
     DotiHeader,
-    DotiBody { left: u32 },
+    DotiBody {
+        left: u32,
+    },
+    NfilHeader,
+    /// `left` entries of the file list are still to come.
+    NameHeader {
+        left: u32,
+    },
+    NameBody {
+        len: u32,
+        left: u32,
+    },
+    /// The FILE or LINK after a NAME.
+    EntryHeader {
+        left: u32,
+    },
+    FileBody {
+        size: u32,
+        left: u32,
+    },
+    LinkBody {
+        len: u32,
+        left: u32,
+    },
     Done,
 }
 
-/// Pull decoder for a version 1 or 2 request.
+/// Pull decoder for a request: version 1 or 2 (`DIST ARGC ARGV... DOTI`)
+/// or version 3, pump mode (`DIST CDIR ARGC ARGV... NFIL (NAME FILE|LINK)...`).
 #[derive(Debug)]
 pub struct RequestDecoder {
     limits: Limits,
     state: State,
-    /// A header or argument that has only partly arrived.
+    /// A header, argument or path that has only partly arrived.
     partial: Vec<u8>,
     version: u32,
+    cwd: Option<Vec<u8>>,
     argv: Vec<Vec<u8>>,
     args_total: usize,
     command_sent: bool,
+    /// Version 3: the NAME whose FILE or LINK comes next.
+    name: Vec<u8>,
+    /// Version 3: FILE bytes claimed so far.
+    files_total: u64,
+    /// Version 3: NAME and LINK bytes claimed so far.
+    names_total: u64,
 }
 
 impl RequestDecoder {
@@ -216,15 +280,24 @@ impl RequestDecoder {
             state: State::Dist,
             partial: Vec::new(),
             version: 0,
+            cwd: None,
             argv: Vec::new(),
             args_total: 0,
             command_sent: false,
+            name: Vec::new(),
+            files_total: 0,
+            names_total: 0,
         }
     }
 
     /// The protocol version from `DIST`, once it has arrived.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Version 3: the client's working directory from `CDIR`, once it has arrived.
+    pub fn cwd(&self) -> Option<&[u8]> {
+        self.cwd.as_deref()
     }
 
     /// True once the whole request has been decoded.
@@ -239,40 +312,34 @@ impl RequestDecoder {
         loop {
             match self.state {
                 State::Done => return Ok(None),
-                State::DotiBody { left } => {
-                    if left == 0 {
-                        self.state = State::Done;
-                        return Ok(Some(Item::End));
-                    }
-                    if input.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = input.len().min(left as usize);
-                    let (chunk, rest) = input.split_at(take);
-                    *input = rest;
-                    self.state = State::DotiBody {
-                        left: left - take as u32,
-                    };
-                    return Ok(Some(Item::Input(chunk)));
-                }
-                State::ArgvBody { len, left } => {
+                State::DotiBody { left } => return Ok(self.body_piece(input, left)),
+                State::FileBody { size, .. } => return Ok(self.body_piece(input, size)),
+                State::CdirBody { len }
+                | State::ArgvBody { len, .. }
+                | State::NameBody { len, .. }
+                | State::LinkBody { len, .. } => {
                     if !self.fill(input, len as usize) {
                         return Ok(None);
                     }
-                    let arg = std::mem::take(&mut self.partial);
-                    if arg.contains(&0) {
-                        return Err(ProtoError::NulInArgument(self.argv.len() as u32));
+                    if let Some(item) = self.on_string()? {
+                        return Ok(Some(item));
                     }
-                    self.argv.push(arg);
-                    self.state = State::ArgvHeader { left: left - 1 };
                 }
                 State::ArgvHeader { left: 0 } if !self.command_sent => {
                     self.command_sent = true;
-                    self.state = State::DotiHeader;
+                    self.state = if self.version == 3 {
+                        State::NfilHeader
+                    } else {
+                        State::DotiHeader
+                    };
                     return Ok(Some(Item::Command {
                         version: self.version,
                         argv: std::mem::take(&mut self.argv),
                     }));
+                }
+                State::NameHeader { left: 0 } => {
+                    self.state = State::Done;
+                    return Ok(Some(Item::End));
                 }
                 _ => {
                     let Some(header) = self.take_header(input) else {
@@ -284,6 +351,66 @@ impl RequestDecoder {
                 }
             }
         }
+    }
+
+    /// The next piece of a DOTI or FILE body with `left` bytes to come, or
+    /// its end once they have all come.
+    fn body_piece<'a>(&mut self, input: &mut &'a [u8], left: u32) -> Option<Item<'a>> {
+        if left == 0 {
+            return Some(match self.state {
+                State::FileBody { left, .. } => {
+                    self.state = State::NameHeader { left: left - 1 };
+                    Item::FileEnd
+                }
+                _ => {
+                    self.state = State::Done;
+                    Item::End
+                }
+            });
+        }
+        if input.is_empty() {
+            return None;
+        }
+        let take = input.len().min(left as usize);
+        let (chunk, rest) = input.split_at(take);
+        *input = rest;
+        let rest = left - take as u32;
+        match &mut self.state {
+            State::FileBody { size, .. } => *size = rest,
+            state => *state = State::DotiBody { left: rest },
+        }
+        Some(Item::Input(chunk))
+    }
+
+    /// A CDIR, ARGV, NAME or LINK string has wholly arrived in `partial`.
+    fn on_string(&mut self) -> Result<Option<Item<'static>>, ProtoError> {
+        let body = std::mem::take(&mut self.partial);
+        match self.state {
+            State::CdirBody { .. } => {
+                self.cwd = Some(body);
+                self.state = State::Argc;
+            }
+            State::ArgvBody { left, .. } => {
+                if body.contains(&0) {
+                    return Err(ProtoError::NulInArgument(self.argv.len() as u32));
+                }
+                self.argv.push(body);
+                self.state = State::ArgvHeader { left: left - 1 };
+            }
+            State::NameBody { left, .. } => {
+                self.name = body;
+                self.state = State::EntryHeader { left };
+            }
+            State::LinkBody { left, .. } => {
+                self.state = State::NameHeader { left: left - 1 };
+                return Ok(Some(Item::Link {
+                    name: std::mem::take(&mut self.name),
+                    target: body,
+                }));
+            }
+            _ => {}
+        }
+        Ok(None)
     }
 
     /// Moves bytes from `input` into `partial` until it holds `want` bytes.
@@ -320,61 +447,134 @@ impl RequestDecoder {
         &mut self,
         header: &[u8; HEADER_LEN],
     ) -> Result<Option<Item<'static>>, ProtoError> {
+        let path_limit = crate::mirror::MAX_PATH_LEN as u64;
         match self.state {
             State::Dist => {
                 let version = Self::expect(header, DIST)?;
-                // 3.4 serves DIST 0 as version 1 and echoes 0; versions 3 and
-                // up are pump mode or unknown, and are refused.
-                if version > 2 {
+                // 3.4 serves DIST 0 as version 1 and echoes 0; version 3 is
+                // pump mode; later versions are unknown, and are refused.
+                if version > 3 {
                     return Err(ProtoError::UnsupportedVersion(version));
                 }
                 self.version = version;
-                self.state = State::Argc;
+                self.state = if version == 3 {
+                    State::CdirHeader
+                } else {
+                    State::Argc
+                };
+            }
+            State::CdirHeader => {
+                let len = Self::expect(header, CDIR)?;
+                check("CDIR length", len.into(), path_limit)?;
+                self.state = State::CdirBody { len };
             }
             State::Argc => {
                 let argc = Self::expect(header, ARGC)?;
                 if argc == 0 {
                     return Err(ProtoError::NoArguments);
                 }
-                self.check("ARGC", argc.into(), self.limits.max_argc.into())?;
+                check("ARGC", argc.into(), self.limits.max_argc.into())?;
                 self.state = State::ArgvHeader { left: argc };
             }
             State::ArgvHeader { left } => {
                 let len = Self::expect(header, ARGV)?;
-                self.check(
+                check(
                     "argument length",
                     len.into(),
                     self.limits.max_arg_len.into(),
                 )?;
                 self.args_total += len as usize;
-                self.check(
+                let total = self.args_total as u64;
+                check(
                     "total argument length",
-                    self.args_total as u64,
+                    total,
                     self.limits.max_args_total as u64,
                 )?;
                 self.state = State::ArgvBody { len, left };
             }
             State::DotiHeader => {
                 let len = Self::expect(header, DOTI)?;
-                self.check("DOTI length", len.into(), self.limits.max_input.into())?;
+                check("DOTI length", len.into(), self.limits.max_input.into())?;
                 self.state = State::DotiBody { left: len };
                 return Ok(Some(Item::InputStart(len)));
             }
-            State::ArgvBody { .. } | State::DotiBody { .. } | State::Done => {}
+            State::NfilHeader => {
+                let count = Self::expect(header, NFIL)?;
+                check("NFIL", count.into(), self.limits.max_files.into())?;
+                self.state = State::NameHeader { left: count };
+            }
+            State::NameHeader { left } => {
+                let len = Self::expect(header, NAME)?;
+                check("NAME length", len.into(), path_limit)?;
+                self.count_name(len)?;
+                self.state = State::NameBody { len, left };
+            }
+            State::EntryHeader { left } => return self.on_entry_header(header, left),
+            _ => {}
         }
         Ok(None)
     }
 
-    fn check(&self, what: &'static str, claimed: u64, limit: u64) -> Result<(), ProtoError> {
-        if claimed > limit {
-            return Err(ProtoError::TooLarge {
-                what,
-                claimed,
-                limit,
-            });
-        }
-        Ok(())
+    /// Counts a NAME or LINK target against the request's total.
+    fn count_name(&mut self, len: u32) -> Result<(), ProtoError> {
+        self.names_total += u64::from(len);
+        check(
+            "total NAME and LINK length",
+            self.names_total,
+            self.limits.max_names_total,
+        )
     }
+
+    /// The FILE or LINK header after a NAME.
+    fn on_entry_header(
+        &mut self,
+        header: &[u8; HEADER_LEN],
+        left: u32,
+    ) -> Result<Option<Item<'static>>, ProtoError> {
+        let (token, len) = parse_header(header)?;
+        match token {
+            FILE => {
+                check("FILE length", len.into(), self.limits.max_file.into())?;
+                self.files_total += u64::from(len);
+                check(
+                    "total FILE length",
+                    self.files_total,
+                    self.limits.max_files_total,
+                )?;
+                self.state = State::FileBody { size: len, left };
+                Ok(Some(Item::FileStart {
+                    name: std::mem::take(&mut self.name),
+                    len,
+                }))
+            }
+            LINK => {
+                check(
+                    "LINK length",
+                    len.into(),
+                    crate::mirror::MAX_PATH_LEN as u64,
+                )?;
+                self.count_name(len)?;
+                self.state = State::LinkBody { len, left };
+                Ok(None)
+            }
+            _ => Err(ProtoError::Derailed {
+                expected: FILE,
+                got: *header,
+            }),
+        }
+    }
+}
+
+/// `Err` when a claimed count or length is over its limit.
+fn check(what: &'static str, claimed: u64, limit: u64) -> Result<(), ProtoError> {
+    if claimed > limit {
+        return Err(ProtoError::TooLarge {
+            what,
+            claimed,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Encodes a request (the client's side), for tests and for the client.
@@ -609,6 +809,7 @@ mod tests {
                     Item::InputStart(_) => {}
                     Item::Input(b) => body.extend_from_slice(b),
                     Item::End => ended = true,
+                    Item::FileStart { .. } | Item::FileEnd | Item::Link { .. } => {}
                 }
             }
             assert!(input.is_empty() || ended);
@@ -677,10 +878,10 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
     }
 
     #[test]
-    fn pump_and_unknown_versions_are_refused() {
+    fn unknown_versions_are_refused() {
         assert_eq!(
-            decode_all(b"DIST00000003", 12).unwrap_err(),
-            ProtoError::UnsupportedVersion(3)
+            decode_all(b"DIST00000004", 12).unwrap_err(),
+            ProtoError::UnsupportedVersion(4)
         );
         assert_eq!(
             decode_all(b"DISTffffffff", 12).unwrap_err(),
@@ -869,5 +1070,129 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
         assert!(failed.encode().ends_with(b"DOTO00000000"));
         let v2 = Response { version: 2, ..ok };
         assert!(!v2.encode().windows(4).any(|w| w == b"DOTD"));
+    }
+
+    /// What a version 3 request decodes to, in order, file bodies joined.
+    fn decode_pump(bytes: &[u8], step: usize, limits: Limits) -> Result<Vec<String>, ProtoError> {
+        let mut dec = RequestDecoder::new(limits);
+        let mut seen: Vec<String> = Vec::new();
+        for chunk in bytes.chunks(step) {
+            let mut input = chunk;
+            while let Some(item) = dec.next(&mut input)? {
+                let text = match item {
+                    Item::Command { version, argv } => format!("cmd {version} {}", argv.len()),
+                    Item::FileStart { name, len } => format!("file {} {len}", text(&name)),
+                    Item::Input(b) => format!("data {}", text(b)),
+                    Item::FileEnd => "end-file".into(),
+                    Item::Link { name, target } => {
+                        format!("link {} {}", text(&name), text(&target))
+                    }
+                    Item::End => "end".into(),
+                    Item::InputStart(_) => "doti".into(),
+                };
+                match (seen.last_mut(), text.strip_prefix("data ")) {
+                    (Some(last), Some(more)) if last.starts_with("data ") => last.push_str(more),
+                    _ => seen.push(text),
+                }
+            }
+        }
+        assert_eq!(dec.cwd(), Some(&b"/tmp/exp/cli"[..]));
+        Ok(seen)
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn pump_requests_decode_in_any_pieces() {
+        let argv: [&[u8]; 3] = [b"gcc", b"-c", b"p.c"];
+        let files = [
+            PumpEntry::File {
+                name: b"/tmp/exp/cli/p.c",
+                lzo: b"LZO-BYTES",
+            },
+            PumpEntry::File {
+                name: b"/tmp/exp/cli/sub/forcing_technique_271828",
+                lzo: b"",
+            },
+            PumpEntry::Link {
+                name: b"/usr/include",
+                target: b"../../../usr/include",
+            },
+        ];
+        let wire = encode_pump_request(b"/tmp/exp/cli", &argv, &files);
+        for step in [1, 5, 12, 13, wire.len()] {
+            let seen = decode_pump(&wire, step, Limits::default()).unwrap();
+            assert_eq!(
+                seen,
+                [
+                    "cmd 3 3",
+                    "file /tmp/exp/cli/p.c 9",
+                    "data LZO-BYTES",
+                    "end-file",
+                    "file /tmp/exp/cli/sub/forcing_technique_271828 0",
+                    "end-file",
+                    "link /usr/include ../../../usr/include",
+                    "end"
+                ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn pump_claims_over_the_limits_are_refused_before_storing() {
+        let head = b"DIST00000003CDIR0000000c/tmp/exp/cliARGC00000001ARGV00000003gcc";
+        let with = |tail: &[u8], limits: Limits| {
+            decode_pump(&[&head[..], tail].concat(), 1000, limits).unwrap_err()
+        };
+        let what = |e: ProtoError| match e {
+            ProtoError::TooLarge { what, .. } => what,
+            e => panic!("{e}"),
+        };
+        let small = Limits {
+            max_files: 2,
+            max_file: 100,
+            max_files_total: 150,
+            ..Limits::default()
+        };
+        assert_eq!(what(with(b"NFIL00000003", small.clone())), "NFIL");
+        assert_eq!(what(with(b"NFILffffffff", Limits::default())), "NFIL");
+        assert_eq!(
+            what(with(b"NFIL00000001NAMEffffffff", small.clone())),
+            "NAME length"
+        );
+        assert_eq!(
+            what(with(
+                b"NFIL00000001NAME00000002/aFILE00000065",
+                small.clone()
+            )),
+            "FILE length"
+        );
+        let two = [
+            &b"NFIL00000002NAME00000002/aFILE00000064"[..],
+            &[b'x'; 100],
+            b"NAME00000002/bFILE00000064",
+        ]
+        .concat();
+        assert_eq!(what(with(&two, small.clone())), "total FILE length");
+        assert_eq!(
+            what(with(
+                b"NFIL00000001NAME00000002/aLINKffffffff",
+                small.clone()
+            )),
+            "LINK length"
+        );
+        let names = Limits {
+            max_names_total: 5,
+            ..Limits::default()
+        };
+        let two = b"NFIL00000002NAME00000002/aFILE00000000NAME00000004/bcd";
+        assert_eq!(what(with(two, names)), "total NAME and LINK length");
+        let err = decode_all(b"DIST00000003CDIRffffffff", 100).unwrap_err();
+        assert_eq!(what(err), "CDIR length");
+        let err = with(b"NFIL00000001NAME00000002/aDOTI00000000", small);
+        assert!(matches!(err, ProtoError::Derailed { expected, .. } if expected == FILE));
     }
 }

@@ -263,8 +263,9 @@ fn hostile_series_leaves_the_daemon_serving_in_bounded_memory() {
         let mut extra_argv = command_part(1);
         extra_argv.extend_from_slice(b"ARGV00000002-g");
         denied(d, &extra_argv);
-        // Pump mode and unknown versions are refused too.
-        refused(d, b"DIST00000003CDIR00000001/", false);
+        // A derailed pump request and unknown versions are refused too.
+        refused(d, b"DIST00000003CDIR00000001/ARGV00000001x", false);
+        refused(d, b"DIST00000004", false);
         refused(d, b"DISTffffffff", false);
     });
 
@@ -513,6 +514,7 @@ fn feed(bytes: &[u8], limits: &Limits, rng: &mut Rng) -> Result<Seen, ProtoError
     let mut dec = RequestDecoder::new(limits.clone());
     let mut seen = Seen::default();
     let mut claimed: Option<u32> = None;
+    let mut files_total = 0u64;
     let mut pos = 0;
     while pos < bytes.len() && !seen.ended {
         let max = [1, 2, 3, 11, 12, 13, 100, 4096][rng.below(8)];
@@ -532,7 +534,7 @@ fn feed(bytes: &[u8], limits: &Limits, rng: &mut Rng) -> Result<Seen, ProtoError
             match item {
                 Item::Command { version, argv } => {
                     assert!(seen.argv.is_none(), "second Command");
-                    assert!(version <= 2);
+                    assert!(version <= 3);
                     assert!(!argv.is_empty() && argv.len() <= limits.max_argc as usize);
                     assert!(argv.iter().all(|a| a.len() <= limits.max_arg_len as usize));
                     assert!(argv.iter().map(Vec::len).sum::<usize>() <= limits.max_args_total);
@@ -555,8 +557,25 @@ fn feed(bytes: &[u8], limits: &Limits, rng: &mut Rng) -> Result<Seen, ProtoError
                         seen.body.len()
                     );
                 }
+                Item::FileStart { name, len } => {
+                    assert!(seen.argv.is_some(), "FILE before the command");
+                    assert!(name.len() <= distcc_rs::mirror::MAX_PATH_LEN);
+                    assert!(len <= limits.max_file);
+                    files_total += u64::from(len);
+                    assert!(files_total <= limits.max_files_total);
+                    claimed = Some(len);
+                    seen.body.clear();
+                }
+                Item::FileEnd => assert_eq!(Some(seen.body.len() as u32), claimed),
+                Item::Link { name, target } => {
+                    assert!(seen.argv.is_some(), "LINK before the command");
+                    let longest = distcc_rs::mirror::MAX_PATH_LEN;
+                    assert!(name.len() <= longest && target.len() <= longest);
+                }
                 Item::End => {
-                    assert_eq!(Some(seen.body.len() as u32), claimed);
+                    if dec.version() < 3 {
+                        assert_eq!(Some(seen.body.len() as u32), claimed);
+                    }
                     assert!(dec.is_done());
                     seen.ended = true;
                     // Whatever follows the request is left alone.
@@ -622,6 +641,28 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut Rng) {
     }
 }
 
+/// A pump-mode (version 3) request to mutate: a source, a forcing file and
+/// a system-directory link.
+fn pump_seed(argv: &[&[u8]], input: &[u8]) -> Vec<u8> {
+    use distcc_rs::proto::{encode_pump_request, PumpEntry};
+    let lzo = distcc_rs::lzo::compress(input);
+    let files = [
+        PumpEntry::File {
+            name: b"/home/u/x.c",
+            lzo: &lzo,
+        },
+        PumpEntry::File {
+            name: b"/home/u/sub/forcing_technique_271828",
+            lzo: b"",
+        },
+        PumpEntry::Link {
+            name: b"/usr/include",
+            target: b"../../../usr/include",
+        },
+    ];
+    encode_pump_request(b"/home/u", argv, &files)
+}
+
 /// A request to mutate: protocol version, arguments and source.
 type Seed<'a> = (u32, Vec<&'a [u8]>, &'a [u8]);
 
@@ -641,6 +682,10 @@ fn request_decoder_survives_20000_mutated_requests() {
         max_arg_len: 16,
         max_args_total: 40,
         max_input: 256,
+        max_files: 2,
+        max_file: 128,
+        max_files_total: 200,
+        max_names_total: 64,
     };
     let start = Instant::now();
     let (mut errors, mut complete) = (0, 0);
@@ -662,7 +707,11 @@ fn request_decoder_survives_20000_mutated_requests() {
     }
     for i in 0..20_000 {
         let (version, argv, input) = &seeds[rng.below(seeds.len())];
-        let mut wire = encode_request(*version, argv, input);
+        let mut wire = if i % 5 == 0 {
+            pump_seed(argv, input)
+        } else {
+            encode_request(*version, argv, input)
+        };
         mutate(&mut wire, &mut rng);
         let limits = if i % 4 == 0 {
             &small

@@ -161,7 +161,7 @@ count_remote() {
     fi
     sed -n "s/.* COMPILE_OK $2 \([^ ]*\)\$/\1/p" "$kl_log" | sort -u >"$kl_work/remote-sources"
     remote=$(comm -12 "$kl_work/c-sources" "$kl_work/remote-sources" | wc -l)
-    jobs_ok=$(grep -c ' COMPILE_OK ' "$kl_log" || true)
+    jobs_ok=$(grep -c ' COMPILE_OK exit:' "$kl_log" || true)
     jobs_failed=$(grep -c ' COMPILE_ERROR \| COMPILE_TIMEOUT \| COMPILE_NO_OUTPUT ' "$kl_log" || true)
     kl_note "$1: daemon: $jobs_ok jobs COMPILE_OK, $jobs_failed failed (probes of compiler options fail by design);" \
         "$remote of the $total .c files compiled with CC went through it as $1 jobs"
@@ -194,7 +194,8 @@ fi
 # --- Pump mode -----------------------------------------------------------------
 # The same build under `distcc-rs pump`, to the same daemon as a ,cpp,lzo
 # host: the client sends sources and headers, and the daemon preprocesses.
-# The daemon's log names a pump job's source with "(pump)" before it.
+# The daemon logs a pump job a second time, as "COMPILE_OK in pump mode
+# (protocol 3): SOURCE".
 : >"$kl_log"
 DISTCC_HOSTS="$DISTCC_HOSTS,cpp,lzo"
 kl_wrap="$DISTCC_RS pump"
@@ -203,7 +204,7 @@ pump_seconds=$kl_seconds
 kl_wrap=""
 compare_objects pump
 pump_accepted=$naccepted
-count_remote pump '(pump)' "${KERNEL_PUMP_PERCENT:-95}"
+count_remote pump 'in pump mode (protocol 3):' "${KERNEL_PUMP_PERCENT:-95}"
 pump_remote="$remote/$total"
 
 [ $fail = 0 ] || kl_die "a distcc build does not match (KERNEL_KEEP=1 keeps $kl_work)"

@@ -14,6 +14,7 @@ mod client_refused;
 mod cross;
 mod cross_build;
 mod daemon_process;
+mod daemon_pump;
 mod hostile;
 mod house;
 mod interop;

@@ -14,13 +14,14 @@ use crate::daemon::{Config, Mode};
 use crate::proto::{Limits, DEFAULT_PORT};
 
 /// distcc-rs daemon: a distcc compile server, compatible with distccd 3.4
-/// (protocols 1 and 2). With no --allow, it serves only the private address
+/// (protocols 1, 2 and 3, pump mode). With no --allow, it serves only the private address
 /// ranges (10/8, 172.16/12, 192.168/16, 127/8, fe80::/10, fc00::/7, ::1).
 /// It runs only compilers named in a masquerade directory (links to distcc
 /// in <prefix>/lib/distcc or /usr/lib/distcc, or --masquerade-dir) or in
 /// DISTCC_CMDLIST. Environment: DISTCCD_PATH, DISTCC_CMDLIST,
 /// DISTCC_CMDLIST_NUMWORDS, TMPDIR, DISTCC_SAVE_TEMPS, DISTCC_IO_TIMEOUT,
-/// DISTCC_RS_MAX_INPUT (lowers the 512 MiB limit on a job's source).
+/// DISTCC_RS_MAX_INPUT (lowers the 512 MiB limit on a job's source, and
+/// pump mode's on its files).
 #[derive(FromArgs)]
 struct Options {
     /// allow clients from ADDR[/BITS] (repeatable)
@@ -198,8 +199,10 @@ fn positive_env(name: &'static str) -> Result<Option<u64>> {
 }
 
 /// Applies `DISTCC_RS_MAX_INPUT`: the most bytes a request's source may
-/// take on the wire or decompress to (default 512 MiB). It may only lower
-/// the limit; the tests use it to reach the limit with a small LZO bomb.
+/// take on the wire or decompress to (default 512 MiB); in pump mode also
+/// the most each file and all files together may take (64 and 512 MiB).
+/// It may only lower the limits; the tests use it to reach them with a
+/// small LZO bomb.
 fn input_limit(mut limits: Limits) -> Result<Limits> {
     const NAME: &str = "DISTCC_RS_MAX_INPUT";
     if let Some(n) = positive_env(NAME)? {
@@ -208,6 +211,8 @@ fn input_limit(mut limits: Limits) -> Result<Limits> {
             value: n.to_string(),
         })?;
         limits.max_input = limits.max_input.min(n);
+        limits.max_file = limits.max_file.min(n);
+        limits.max_files_total = limits.max_files_total.min(n.into());
     }
     Ok(limits)
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
 
+use super::pump::{self, Tree};
 use crate::filename;
 use crate::masquerade;
 use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
@@ -59,6 +60,8 @@ pub struct ServerJob {
     /// `argv` read by the option table, once.
     tokens: Tokens,
     compile: Compile,
+    /// Pump mode (version 3): the client's files, and where the compiler runs.
+    tree: Option<Box<Tree>>,
     dir: JobDir,
 }
 
@@ -68,6 +71,8 @@ pub struct Results {
     pub stdout: Vec<u8>,
     /// The object file, if the compile succeeded and wrote one.
     pub object: Option<Vec<u8>>,
+    /// Pump mode: the `.d` file, rewritten for the client (empty otherwise).
+    pub dotd: Vec<u8>,
 }
 
 impl ServerJob {
@@ -85,8 +90,19 @@ impl ServerJob {
             program,
             tokens,
             compile,
+            tree: None,
             dir,
         }
+    }
+
+    /// Makes this a pump-mode job whose files arrive into `tree`.
+    pub fn set_tree(&mut self, tree: Tree) {
+        self.tree = Some(Box::new(tree));
+    }
+
+    /// Pump mode: the tree the request's files go into.
+    pub fn tree_mut(&mut self) -> Option<&mut Tree> {
+        self.tree.as_deref_mut()
     }
 
     /// The client's name for the source file, for logs.
@@ -125,10 +141,33 @@ impl ServerJob {
             .map_err(|e| format!("cannot write the source: {e}"))
     }
 
-    /// The compiler's arguments, with the source and output replaced by
-    /// this job's files, and each `-x LANG` by its preprocessed form (the
-    /// source is already preprocessed: `-x c` becomes `-x cpp-output`).
+    /// The compiler's arguments: [`Self::plain_arguments`], or in pump
+    /// mode [`pump::arguments`]; then `-pipe` where it helps.
     fn arguments(&self) -> Vec<OsString> {
+        let mut out = match &self.tree {
+            Some(tree) => {
+                let (output, deps) = (self.path_of("output.o"), self.path_of("output.d"));
+                let paths = pump::Paths {
+                    root: tree.root(),
+                    output: &output,
+                    deps: &deps,
+                    map_root: self.is_gcc_or_clang(),
+                };
+                pump::arguments(&self.argv, &self.tokens, &self.compile, &paths)
+            }
+            None => self.plain_arguments(),
+        };
+        if self.wants_pipe() {
+            out.push("-pipe".into());
+        }
+        out
+    }
+
+    /// The arguments for a preprocessed source (protocols 1 and 2), with
+    /// the source and output replaced by this job's files, and each
+    /// `-x LANG` by its preprocessed form (the source is already
+    /// preprocessed: `-x c` becomes `-x cpp-output`).
+    fn plain_arguments(&self) -> Vec<OsString> {
         let output = self.path_of("output.o").into_os_string();
         let argv = &self.argv;
         let arg = |i: usize| OsString::from_vec(argv[i].clone());
@@ -174,9 +213,6 @@ impl ServerJob {
             out.push("-o".into());
             out.push(output);
         }
-        if self.wants_pipe() {
-            out.push("-pipe".into());
-        }
         out
     }
 
@@ -185,12 +221,16 @@ impl ServerJob {
     /// `-pipe` lets the compiler proper and the assembler run side by side
     /// instead of through a temporary file; the object is the same.
     fn wants_pipe(&self) -> bool {
+        self.is_gcc_or_clang() && !self.tokens.has(Role::Pipe)
+    }
+
+    /// True when the compiler is gcc or clang by name (possibly
+    /// triple-prefixed or versioned), which take `-pipe` and prefix maps.
+    fn is_gcc_or_clang(&self) -> bool {
         let name = filename::basename(&self.program);
         let family = [&b"gcc"[..], b"g++", b"clang", b"clang++", b"cc", b"c++"];
-        let is_gcc_or_clang = name
-            .split(|&c| c == b'-')
-            .any(|part| family.contains(&part));
-        is_gcc_or_clang && !self.tokens.has(Role::Pipe)
+        name.split(|&c| c == b'-')
+            .any(|part| family.contains(&part))
     }
 
     /// Starts the compiler in its own process group, in the job's directory,
@@ -203,7 +243,7 @@ impl ServerJob {
         Command::new(program)
             .arg0(OsStr::from_bytes(&self.program))
             .args(self.arguments())
-            .current_dir(self.dir.path())
+            .current_dir(self.tree.as_ref().map_or(self.dir.path(), |t| t.cwd()))
             .stdin(crate::sys::open_file(Path::new("/dev/null"), false)?)
             .stdout(stdout)
             .stderr(stderr)
@@ -219,11 +259,35 @@ impl ServerJob {
             stderr: read("stderr"),
             stdout: read("stdout"),
             object: if success {
-                read_output(&self.path_of("output.o")).ok()
+                read_output(&self.path_of("output.o"))
+                    .ok()
+                    .map(|o| self.client_object(o))
             } else {
                 None
             },
+            dotd: match (&self.tree, success) {
+                (Some(tree), true) => self.client_dotd(tree, &read("output.d")),
+                _ => Vec::new(),
+            },
         }
+    }
+
+    /// The object as the client's: in pump mode, with a compiler that was
+    /// given no prefix map, the root patched out of its debug sections.
+    fn client_object(&self, mut object: Vec<u8>) -> Vec<u8> {
+        if let (Some(tree), false) = (&self.tree, self.is_gcc_or_clang()) {
+            let root = tree.root().as_os_str().as_bytes();
+            super::debuginfo::patch_root(&mut object, root);
+        }
+        object
+    }
+
+    /// The compiler's `.d` file as the client's, naming the client's target.
+    fn client_dotd(&self, tree: &Tree, dotd: &[u8]) -> Vec<u8> {
+        let target = pump::dotd_target(&self.argv, &self.tokens, &self.compile);
+        let output = self.path_of("output.o").into_os_string();
+        let root = tree.root().as_os_str().as_bytes();
+        super::dotd::clean(dotd, output.as_bytes(), &target, root)
     }
 }
 
@@ -262,7 +326,7 @@ impl Compiler {
 
 /// The files a job writes itself, removed by name when it ends, so that its
 /// directory is usually empty by then (see `JobDir`'s drop).
-const JOB_FILES: [&str; 3] = ["stdout", "stderr", "output.o"];
+const JOB_FILES: [&str; 4] = ["stdout", "stderr", "output.o", "output.d"];
 
 impl Drop for ServerJob {
     /// Removes the job's own files (not when `DISTCC_SAVE_TEMPS` keeps them);

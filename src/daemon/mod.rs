@@ -4,9 +4,12 @@
 
 pub mod access;
 mod conn;
+mod debuginfo;
+mod dotd;
 pub mod hint;
 pub mod job;
 pub mod policy;
+pub mod pump;
 mod response;
 pub mod server;
 pub mod stats;

@@ -86,7 +86,7 @@ pub fn compiled(job: &ServerJob, status: ExitStatus, results: &Results, peer: &s
         stderr: &results.stderr,
         stdout: &results.stdout,
         object: results.object.as_deref(),
-        dotd: &[],
+        dotd: &results.dotd,
     }
     .encode();
     let (outcome, word) = match (raw, &results.object) {

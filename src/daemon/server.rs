@@ -542,7 +542,7 @@ impl<'a> Server<'a> {
         for report in self.workers.reports() {
             match report {
                 Report::Started { conn, compiler, at } => self.on_started(conn, compiler, at),
-                Report::Finished { conn, job, ended } => self.on_finished(conn, job, ended),
+                Report::Finished { conn, job, ended } => self.on_finished(conn, *job, ended),
             }
         }
     }
@@ -670,6 +670,15 @@ impl<'a> Server<'a> {
             String::from_utf8_lossy(&job.program),
             String::from_utf8_lossy(job.input_name())
         );
+        // A line of its own, so that distccd's summary keeps its shape for
+        // whatever reads it (the source is its last word).
+        if job.version >= 3 {
+            log::info!(
+                "client: {} {word} in pump mode (protocol 3): {}",
+                conn.peer,
+                String::from_utf8_lossy(job.input_name())
+            );
+        }
     }
 
     fn start_writing(&mut self, id: ConnId, out: Vec<u8>, then: AfterWrite) {

@@ -31,7 +31,7 @@ pub enum Report {
     /// The compiler has exited and been reaped, or could not be started.
     Finished {
         conn: ConnId,
-        job: ServerJob,
+        job: Box<ServerJob>,
         ended: io::Result<(ExitStatus, Results)>,
     },
 }
@@ -154,7 +154,11 @@ fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, wake
             Ok(child) => child,
             Err(err) => {
                 let ended = Err(err);
-                report(Report::Finished { conn, job, ended });
+                report(Report::Finished {
+                    conn,
+                    job: Box::new(job),
+                    ended,
+                });
                 continue;
             }
         };
@@ -168,7 +172,11 @@ fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, wake
             use std::os::unix::process::ExitStatusExt;
             (status, job.results(status.into_raw() == 0))
         });
-        if !report(Report::Finished { conn, job, ended }) {
+        if !report(Report::Finished {
+            conn,
+            job: Box::new(job),
+            ended,
+        }) {
             return;
         }
     }

@@ -1,6 +1,7 @@
 //! Reading a job's request on the event loop: the command is checked as
 //! soon as it has arrived, the source is stored in the job's directory as it
-//! arrives, and a refused job gets `DENY` (docs/refusals.md).
+//! arrives (in pump mode, each file into the job's tree, `daemon/pump.rs`),
+//! and a refused job gets `DENY` (docs/refusals.md).
 
 use std::fs::File;
 use std::io::Write;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use super::{AfterWrite, ConnId, ConnState, Server};
 use crate::daemon::job::{JobDir, ServerJob};
+use crate::daemon::pump::Tree;
 use crate::daemon::stats::Outcome;
 use crate::daemon::Config;
 use crate::proto::{Item, Limits};
@@ -51,6 +53,11 @@ impl Server<'_> {
                 Item::Command { version, argv } => self.on_command(id, version, argv),
                 Item::InputStart(len) => self.on_input_start(id, len),
                 Item::Input(chunk) => self.on_input(id, chunk),
+                Item::FileStart { name, len } => {
+                    self.with_tree(id, |tree| tree.begin_file(name, len))
+                }
+                Item::FileEnd => self.with_tree(id, Tree::end_file),
+                Item::Link { name, target } => self.with_tree(id, |t| t.add_link(name, target)),
                 Item::End => return self.on_request_end(id, input.len()),
             };
             if let Err((outcome, why)) = step {
@@ -74,8 +81,12 @@ impl Server<'_> {
     }
 
     fn on_command(&mut self, id: ConnId, version: u32, argv: Vec<Vec<u8>>) -> StepResult {
-        let accepted =
-            accept_command(self.config, version, argv).map_err(|e| (Outcome::Other, e))?;
+        let cwd = match self.conns.get(&id).map(|c| &c.state) {
+            Some(ConnState::Reading { decoder, .. }) => decoder.cwd().map(<[u8]>::to_vec),
+            _ => None,
+        };
+        let accepted = accept_command(self.config, version, cwd.as_deref(), argv)
+            .map_err(|e| (Outcome::Other, e))?;
         if let Some((job, ..)) = self.reading(id) {
             *job = Some(accepted);
         }
@@ -93,7 +104,28 @@ impl Server<'_> {
         Ok(())
     }
 
+    /// A step of building a pump job's tree; a broken rule refuses the job.
+    fn with_tree(
+        &mut self,
+        id: ConnId,
+        step: impl FnOnce(&mut Tree) -> Result<(), String>,
+    ) -> StepResult {
+        match self.reading(id) {
+            Some((Some(job), ..)) => match job.tree_mut() {
+                Some(tree) => step(tree).map_err(|why| (Outcome::BadRequest, why)),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     fn on_input(&mut self, id: ConnId, chunk: &[u8]) -> StepResult {
+        if let Some((Some(job), _, _)) = self.reading(id) {
+            if let Some(tree) = job.tree_mut() {
+                tree.extend(chunk);
+                return Ok(());
+            }
+        }
         if let Some((_, Some(body), _)) = self.reading(id) {
             body.write_all(chunk)
                 .map_err(|e| (Outcome::Other, format!("cannot store the source: {e}")))?;
@@ -108,14 +140,17 @@ impl Server<'_> {
             return false;
         };
         *body = None;
-        let (Some(job), was_compressed) = (job.take(), *compressed) else {
+        let (Some(mut job), was_compressed) = (job.take(), *compressed) else {
             return false;
         };
-        if was_compressed {
-            if let Err(why) = job.unpack_input(max_input) {
-                self.refuse(id, Outcome::BadRequest, &why);
-                return true;
-            }
+        let unpacked = match job.tree_mut() {
+            Some(tree) => tree.finish(),
+            None if was_compressed => job.unpack_input(max_input),
+            None => Ok(()),
+        };
+        if let Err(why) = unpacked {
+            self.refuse(id, Outcome::BadRequest, &why);
+            return true;
         }
         let Some(conn) = self.conns.get_mut(&id) else {
             return false;
@@ -162,9 +197,18 @@ impl Server<'_> {
 
 /// Checks a request's command against the option table (the job's shape
 /// and the arguments a daemon refuses) and the whitelist, and makes its job
-/// directory.
-fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<ServerJob, String> {
-    let accepted = crate::options::check_job(&argv)?;
+/// directory; in pump mode also the job's tree, with the client's working
+/// directory `cwd` in it.
+fn accept_command(
+    config: &Config,
+    version: u32,
+    cwd: Option<&[u8]>,
+    argv: Vec<Vec<u8>>,
+) -> Result<ServerJob, String> {
+    let accepted = match cwd {
+        Some(_) => crate::options::check_pump_job(&argv)?,
+        None => crate::options::check_job(&argv)?,
+    };
     let program = config.whitelist.check(&argv[0])?;
     let dir = JobDir::create(&config.tmpdir, config.save_temps).map_err(|e| {
         format!(
@@ -172,11 +216,23 @@ fn accept_command(config: &Config, version: u32, argv: Vec<Vec<u8>>) -> Result<S
             config.tmpdir.display()
         )
     })?;
-    Ok(ServerJob::new(version, argv, program, accepted, dir))
+    let tree = match cwd {
+        Some(cwd) => Some(Tree::create(dir.path(), cwd, &config.limits)?),
+        None => None,
+    };
+    let mut job = ServerJob::new(version, argv, program, accepted, dir);
+    if let Some(tree) = tree {
+        job.set_tree(tree);
+    }
+    Ok(job)
 }
 
-/// The most a refused client may still send: the largest request the limits allow.
+/// The most a refused client may still send: the largest request the
+/// limits allow (pump mode's file list, or a source).
 fn drain_budget(limits: &Limits) -> u64 {
-    let headers = (u64::from(limits.max_argc) + 4) * crate::proto::HEADER_LEN as u64;
-    headers + limits.max_args_total as u64 + u64::from(limits.max_input)
+    let header = crate::proto::HEADER_LEN as u64;
+    let headers = (u64::from(limits.max_argc) + 5) * header;
+    let entries = u64::from(limits.max_files) * 2 * header;
+    let files = entries + limits.max_names_total + limits.max_files_total;
+    headers + limits.max_args_total as u64 + files.max(u64::from(limits.max_input))
 }

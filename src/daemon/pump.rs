@@ -1,0 +1,576 @@
+//! Pump mode (protocol 3) on the daemon: the job tree of a request's files and links, made beneath the job's root so that no path leaves it, and distccd 3.4's argument rewriting (the `.d` file's is in `dotd.rs`).
+//!
+//! A version 3 request names the client's working directory (CDIR) and
+//! sends the source and its headers as a file list of NAMEs, each a FILE
+//! (LZO1X-compressed) or a LINK. The daemon rebuilds them under the job's
+//! root, `JOBDIR/root`, at `root + NAME`, runs the compiler in
+//! `root + CDIR`, and sends back the object and the `.d` file.
+//!
+//! distccd 3.4 joins the path strings and follows whatever links a client
+//! made (pump-notes §1.8). Here every name must pass
+//! [`mirror::check_path`], every directory on the way is opened with
+//! `O_NOFOLLOW|O_DIRECTORY` from the root's descriptor, every file is made
+//! with `O_CREAT|O_EXCL|O_NOFOLLOW`, a name may not pass through a link of
+//! the same request, and a link target is either absolute (the root is put
+//! in front of it, as 3.4 does) or the system-directory form. The job
+//! directory is removed by `remove_dir_all`, which removes links and never
+//! follows them (`JobDir`).
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::filename;
+use crate::mirror;
+use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
+use crate::proto::Limits;
+
+/// A pump job's tree: the root, the client's working directory in it, and
+/// what the request has made so far.
+#[derive(Debug)]
+pub struct Tree {
+    root: PathBuf,
+    root_fd: OwnedFd,
+    cwd: PathBuf,
+    names: HashSet<Vec<u8>>,
+    links: HashSet<Vec<u8>>,
+    /// The system-directory links, made at the end: (name, target).
+    system: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The FILE being received: its name and compressed bytes.
+    pending: Option<(Vec<u8>, Vec<u8>)>,
+    /// Decompressed bytes the request may still make.
+    budget: u64,
+    max_file: usize,
+}
+
+/// Shows a client's path in a refusal.
+fn shown(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).escape_debug().to_string()
+}
+
+impl Tree {
+    /// Makes the root in `job_dir` and the client's working directory
+    /// `cdir` in it, or says why `cdir` is refused.
+    pub fn create(job_dir: &Path, cdir: &[u8], limits: &Limits) -> Result<Tree, String> {
+        mirror::check_path(cdir).map_err(|e| format!("CDIR '{}' {e}", shown(cdir)))?;
+        let root = job_dir.join("root");
+        let made = std::fs::create_dir(&root).and_then(|()| open_dir(libc::AT_FDCWD, &root));
+        let root_fd = made.map_err(|e| format!("cannot make the job's root: {e}"))?;
+        let tree = Tree {
+            cwd: under(&root, cdir),
+            root,
+            root_fd,
+            names: HashSet::new(),
+            links: HashSet::new(),
+            system: Vec::new(),
+            pending: None,
+            budget: limits.max_files_total,
+            max_file: limits.max_file as usize,
+        };
+        let components: Vec<&[u8]> = components(cdir).collect();
+        tree.walk(&components)
+            .map_err(|e| format!("cannot make CDIR '{}': {e}", shown(cdir)))?;
+        Ok(tree)
+    }
+
+    /// The root: the client's `/`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the compiler runs: the root and the client's working directory.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// Checks a NAME: the path rules, no duplicate, no link of this
+    /// request on the way.
+    fn check_name(&mut self, name: &[u8]) -> Result<(), String> {
+        let is_link = |p: &[u8]| self.links.contains(p) || self.system.iter().any(|(n, _)| n == p);
+        let through = (1..name.len())
+            .filter(|&i| name[i] == b'/')
+            .find(|&i| is_link(&name[..i]));
+        if let Some(i) = through {
+            return Err(format!(
+                "NAME '{}' passes through the link '{}' of the same request",
+                shown(name),
+                shown(&name[..i])
+            ));
+        }
+        self.check_new(name)
+    }
+
+    /// Checks a NAME's path rules, and that it has not come before.
+    fn check_new(&mut self, name: &[u8]) -> Result<(), String> {
+        mirror::check_path(name).map_err(|e| format!("NAME '{}' {e}", shown(name)))?;
+        if !self.names.insert(name.to_vec()) {
+            return Err(format!("NAME '{}' is sent twice", shown(name)));
+        }
+        Ok(())
+    }
+
+    /// A FILE of `len` compressed bytes begins at `name`.
+    pub fn begin_file(&mut self, name: Vec<u8>, len: u32) -> Result<(), String> {
+        self.check_name(&name)?;
+        // Room for what is claimed, up to 1 MiB: a client that claims much
+        // and sends little holds no more.
+        let mut body = Vec::new();
+        body.try_reserve_exact((len as usize).min(1 << 20))
+            .map_err(|e| format!("cannot hold FILE '{}': {e}", shown(&name)))?;
+        self.pending = Some((name, body));
+        Ok(())
+    }
+
+    /// More of the FILE begun last.
+    pub fn extend(&mut self, chunk: &[u8]) {
+        if let Some((_, body)) = &mut self.pending {
+            body.extend_from_slice(chunk);
+        }
+    }
+
+    /// The FILE begun last is complete: decompress it within the caps and
+    /// create it. An empty body is an empty file (a forcing file).
+    pub fn end_file(&mut self) -> Result<(), String> {
+        let Some((name, lzo)) = self.pending.take() else {
+            return Ok(());
+        };
+        let limit = self
+            .max_file
+            .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
+        let body = if lzo.is_empty() {
+            Vec::new()
+        } else {
+            crate::lzo::decompress(&lzo, limit)
+                .map_err(|e| format!("cannot decompress FILE '{}': {e}", shown(&name)))?
+        };
+        drop(lzo);
+        self.budget -= body.len() as u64;
+        self.make(&name, |dir, last| write_new(dir, last, &body))
+    }
+
+    /// A LINK at `name` to `target`: absolute (made relative to the root)
+    /// or the system-directory form, which leaves the root on purpose.
+    pub fn add_link(&mut self, name: Vec<u8>, target: Vec<u8>) -> Result<(), String> {
+        let relative = !target.starts_with(b"/");
+        if relative && mirror::is_system_link(&name, &target) && !target.contains(&0) {
+            return self.add_system_link(name, target);
+        }
+        self.check_name(&name)?;
+        if relative {
+            return Err(format!(
+                "LINK '{}' -> '{}': a relative target must be a system directory's",
+                shown(&name),
+                shown(&target)
+            ));
+        }
+        mirror::check_path(&target).map_err(|e| format!("LINK target '{}' {e}", shown(&target)))?;
+        let target = under(&self.root, &target).into_os_string().into_vec();
+        self.make(&name, |dir, last| symlink_new(&target, dir, last))?;
+        self.links.insert(name);
+        Ok(())
+    }
+
+    /// A system-directory link. It is made at the end of the request
+    /// ([`Tree::finish`]), after every file. One inside another (the
+    /// include server sends `/usr/include/x86_64-linux-gnu` next to
+    /// `/usr/include`, in either order) names the same directory of the
+    /// daemon's, and only the outer one is made.
+    fn add_system_link(&mut self, name: Vec<u8>, target: Vec<u8>) -> Result<(), String> {
+        let inside = |inner: &[u8], outer: &[u8]| {
+            inner.len() > outer.len() && inner.starts_with(outer) && inner[outer.len()] == b'/'
+        };
+        if self.system.iter().any(|(outer, _)| inside(&name, outer)) {
+            return self.check_new(&name);
+        }
+        self.check_name(&name)?;
+        self.system.retain(|(inner, _)| !inside(inner, &name));
+        self.system.push((name, target));
+        Ok(())
+    }
+
+    /// The request is complete: makes its system-directory links.
+    pub fn finish(&mut self) -> Result<(), String> {
+        for (name, target) in std::mem::take(&mut self.system) {
+            self.make(&name, |dir, last| symlink_new(&target, dir, last))?;
+            self.links.insert(name);
+        }
+        Ok(())
+    }
+
+    /// Opens (making them) the directories of `name` beneath the root,
+    /// then makes its last component with `make`.
+    fn make(
+        &self,
+        name: &[u8],
+        make: impl FnOnce(RawFd, &CString) -> io::Result<()>,
+    ) -> Result<(), String> {
+        let mut parts: Vec<&[u8]> = components(name).collect();
+        let last = parts.pop().and_then(|p| CString::new(p).ok());
+        let made = match last {
+            Some(last) => self.walk(&parts).and_then(|dir| make(self.fd(&dir), &last)),
+            None => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        };
+        made.map_err(|e| format!("cannot make '{}' in the job's tree: {e}", shown(name)))
+    }
+
+    /// The descriptor of `dir`, or of the root for `None`.
+    fn fd(&self, dir: &Option<OwnedFd>) -> RawFd {
+        dir.as_ref()
+            .map_or(self.root_fd.as_raw_fd(), |d| d.as_raw_fd())
+    }
+
+    /// Makes and opens each directory of `parts` in turn from the root,
+    /// never following a link; returns the last one (`None` for the root).
+    fn walk(&self, parts: &[&[u8]]) -> io::Result<Option<OwnedFd>> {
+        let mut dir: Option<OwnedFd> = None;
+        for part in parts {
+            let at = self.fd(&dir);
+            let part = CString::new(*part).map_err(|_| io::ErrorKind::InvalidInput)?;
+            // SAFETY: `at` is an open directory and `part` NUL-terminated.
+            if unsafe { libc::mkdirat(at, part.as_ptr(), 0o755) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(err);
+                }
+            }
+            dir = Some(open_dir(at, Path::new(OsStr::from_bytes(part.as_bytes())))?);
+        }
+        Ok(dir)
+    }
+}
+
+/// The non-empty components of an absolute path.
+fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&c| c == b'/').filter(|c| !c.is_empty())
+}
+
+/// `path` (absolute) under `root`: the two strings joined.
+fn under(root: &Path, path: &[u8]) -> PathBuf {
+    let mut joined = root.as_os_str().as_bytes().to_vec();
+    joined.extend_from_slice(path);
+    PathBuf::from(OsString::from_vec(joined))
+}
+
+/// Opens the directory `name` in `at`; a link or a non-directory there is an error.
+fn open_dir(at: RawFd, name: &Path) -> io::Result<OwnedFd> {
+    let name =
+        CString::new(name.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `name` is NUL-terminated; the descriptor returned is ours.
+    let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates the file `name` in `dir`, which must not exist, and writes `body`.
+fn write_new(dir: RawFd, name: &CString, body: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `name` is NUL-terminated; the descriptor returned is ours.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o644 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(body)
+}
+
+/// Creates the symlink `name` in `dir` to `target`; nothing may be there.
+fn symlink_new(target: &[u8], dir: RawFd, name: &CString) -> io::Result<()> {
+    let target = CString::new(target).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: both strings are NUL-terminated and `dir` is open.
+    if unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The options whose absolute path argument gets the root in front
+/// (distccd 3.4's `include_options`), joined or separate.
+const ROOTED: [&str; 9] = [
+    "-I",
+    "-idirafter",
+    "-imacros",
+    "-include",
+    "-iprefix",
+    "-iquote",
+    "-isystem",
+    "-iwithprefix",
+    "-iwithprefixbefore",
+];
+
+/// Where a pump job's files are, for its arguments.
+pub struct Paths<'a> {
+    /// The job's root: the client's `/`.
+    pub root: &'a Path,
+    /// The temporary object.
+    pub output: &'a Path,
+    /// The `.d` file the compiler writes.
+    pub deps: &'a Path,
+    /// Map the root away (`-ffile-prefix-map`): for gcc and clang, which
+    /// take the option.
+    pub map_root: bool,
+}
+
+/// The prefix-map options whose absolute old prefix gets the root in front.
+const PREFIX_MAPS: [&[u8]; 3] = [
+    b"-fdebug-prefix-map=",
+    b"-ffile-prefix-map=",
+    b"-fmacro-prefix-map=",
+];
+
+/// A pump job's compiler arguments, as distccd 3.4's
+/// `tweak_arguments_for_server` makes them: `-o` names `output`; the first
+/// separate `-MT X` goes (X is the `.d` target, [`dotd_target`]); the
+/// client's `-MF` goes; `-MMD` is added unless `-MD` or `-MMD` is there,
+/// and `-MF deps` last; absolute paths of the [`ROOTED`] options and an
+/// absolute source get the root in front. Unlike 3.4, for gcc and clang
+/// the first argument maps the root back to `/` in everything the compiler
+/// records (`-ffile-prefix-map=ROOT=`, which turns `ROOT/home/u/x.c` into
+/// `/home/u/x.c`; first, because gcc tries the last map given first), and
+/// the client's own prefix maps are rooted too.
+pub fn arguments(
+    argv: &[Vec<u8>],
+    tokens: &Tokens,
+    compile: &Compile,
+    paths: &Paths,
+) -> Vec<OsString> {
+    let root = paths.root.as_os_str().as_bytes();
+    let rooted = |path: &[u8]| -> Vec<u8> {
+        match path.starts_with(b"/") {
+            true => [root, path].concat(),
+            false => path.to_vec(),
+        }
+    };
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(argv.len() + 6);
+    if paths.map_root {
+        out.push([&b"-ffile-prefix-map="[..], root, b"="].concat());
+    }
+    let mut mt_seen = false;
+    for token in tokens.iter() {
+        match token {
+            Token::Word(i) if i == compile.input => out.push(rooted(&argv[i])),
+            Token::Word(i) if compile.output == Some(Output::Word(i)) => {}
+            Token::Word(i) | Token::Unknown(i) => out.push(argv[i].clone()),
+            Token::Known(_, o, _) if o.role == Role::Output => {}
+            Token::Known(_, o, _) if o.role == Role::DepsFile => {}
+            Token::Known(at, _, Value::Separate(_)) if argv[at] == b"-MT" && !mt_seen => {
+                mt_seen = true;
+            }
+            Token::Known(at, o, v) if ROOTED.contains(&o.name) => {
+                let value = options::value_of(argv, at, o, v);
+                match v {
+                    Value::Separate(_) => out.extend([argv[at].clone(), rooted(value)]),
+                    _ => out.push([o.name.as_bytes(), &rooted(value)].concat()),
+                }
+            }
+            Token::Known(at, _, v) => {
+                out.push(rooted_prefix_map(&argv[at], root));
+                if let Value::Separate(j) = v {
+                    out.push(argv[j].clone());
+                }
+            }
+        }
+    }
+    out.extend([b"-o".to_vec(), paths.output.as_os_str().as_bytes().to_vec()]);
+    if !tokens.has(Role::DepsDriver) {
+        out.push(b"-MMD".to_vec());
+    }
+    out.extend([b"-MF".to_vec(), paths.deps.as_os_str().as_bytes().to_vec()]);
+    out.into_iter().map(OsString::from_vec).collect()
+}
+
+/// A `-f…-prefix-map=OLD=NEW` with an absolute OLD, with the root in front
+/// of OLD; any other argument as it is.
+fn rooted_prefix_map(arg: &[u8], root: &[u8]) -> Vec<u8> {
+    match PREFIX_MAPS.iter().find(|p| arg.starts_with(p)) {
+        Some(p) if arg[p.len()..].starts_with(b"/") => [*p, root, &arg[p.len()..]].concat(),
+        _ => arg.to_vec(),
+    }
+}
+
+/// The target the `.d` file names: the first separate `-MT` value, else
+/// the client's output name (given, or the compiler's default).
+pub fn dotd_target(argv: &[Vec<u8>], tokens: &Tokens, compile: &Compile) -> Vec<u8> {
+    let mt = tokens.iter().find_map(|t| match t {
+        Token::Known(at, _, Value::Separate(j)) if argv[at] == b"-MT" => Some(argv[j].clone()),
+        _ => None,
+    });
+    if let Some(target) = mt {
+        return target;
+    }
+    match compile.output {
+        Some(Output::Separate(j) | Output::Word(j)) => argv[j].clone(),
+        Some(Output::Joined(at)) => argv[at][2..].to_vec(),
+        None => filename::default_output(&argv[compile.input], compile.assemble_only)
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDir;
+
+    fn tree(dir: &TestDir) -> Tree {
+        let job = dir.join("job");
+        std::fs::create_dir(&job).unwrap();
+        Tree::create(&job, b"/home/u/proj", &Limits::default()).unwrap()
+    }
+
+    fn file(tree: &mut Tree, name: &[u8], body: &[u8]) -> Result<(), String> {
+        let lzo = if body.is_empty() {
+            Vec::new()
+        } else {
+            crate::lzo::compress(body)
+        };
+        tree.begin_file(name.to_vec(), lzo.len() as u32)?;
+        tree.extend(&lzo);
+        tree.end_file()
+    }
+
+    #[test]
+    fn files_links_and_forcing_files_land_beneath_the_root() {
+        let dir = TestDir::new("pump-tree");
+        let mut t = tree(&dir);
+        file(&mut t, b"/home/u/proj/t.c", b"int x;\n").unwrap();
+        file(&mut t, b"/home/u/proj/sub/forcing_technique_271828", b"").unwrap();
+        t.add_link(
+            b"/home/u/proj/alias.h".to_vec(),
+            b"/home/u/proj/t.c".to_vec(),
+        )
+        .unwrap();
+        let system =
+            |t: &mut Tree, dir: &[u8]| t.add_link(dir.to_vec(), mirror::system_link_target(dir));
+        // Nested system directories, in both orders: only the outer is made.
+        system(&mut t, b"/usr/include/x86_64-linux-gnu").unwrap();
+        system(&mut t, b"/usr/include").unwrap();
+        system(&mut t, b"/usr/include/c++").unwrap();
+        system(&mut t, b"/usr/lib/gcc/x86_64-linux-gnu/12/include").unwrap();
+        assert!(system(&mut t, b"/usr/include")
+            .unwrap_err()
+            .contains("twice"));
+        let err = file(&mut t, b"/usr/include/stdio.h", b"x").unwrap_err();
+        assert!(
+            err.contains("passes through the link '/usr/include'"),
+            "{err}"
+        );
+        t.finish().unwrap();
+        assert!(t.cwd().is_dir());
+        assert_eq!(std::fs::read(t.cwd().join("t.c")).unwrap(), b"int x;\n");
+        assert_eq!(std::fs::read(t.cwd().join("alias.h")).unwrap(), b"int x;\n");
+        assert!(t.cwd().join("sub").is_dir());
+        let target = std::fs::read_link(t.root().join("usr/include")).unwrap();
+        assert_eq!(
+            target.as_os_str().as_bytes(),
+            mirror::system_link_target(b"/usr/include")
+        );
+        assert!(t
+            .root()
+            .join("usr/lib/gcc/x86_64-linux-gnu/12/include")
+            .is_symlink());
+        assert_eq!(std::fs::read_dir(t.root().join("usr")).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn escapes_duplicates_and_bad_links_are_refused() {
+        let dir = TestDir::new("pump-escape");
+        let mut t = tree(&dir);
+        let err = file(&mut t, b"/../../canary", b"x").unwrap_err();
+        assert!(err.contains("'..' component"), "{err}");
+        t.add_link(b"/home/u/evil".to_vec(), b"/elsewhere".to_vec())
+            .unwrap();
+        let err = file(&mut t, b"/home/u/evil/through", b"x").unwrap_err();
+        assert!(err.contains("passes through the link"), "{err}");
+        let err = t
+            .add_link(b"/home/u/rel".to_vec(), b"../../../../srv".to_vec())
+            .unwrap_err();
+        assert!(err.contains("system directory"), "{err}");
+        file(&mut t, b"/home/u/proj/t.c", b"").unwrap();
+        let err = file(&mut t, b"/home/u/proj/t.c", b"").unwrap_err();
+        assert!(err.contains("sent twice"), "{err}");
+        // A file where a directory was made, and the reverse.
+        assert!(file(&mut t, b"/home/u/proj", b"").is_err());
+        assert!(file(&mut t, b"/home/u/proj/t.c/x", b"").is_err());
+        let job = dir.join("job2");
+        std::fs::create_dir(&job).unwrap();
+        let err = Tree::create(&job, b"/../../x", &Limits::default()).unwrap_err();
+        assert!(err.starts_with("CDIR"), "{err}");
+    }
+
+    #[test]
+    fn a_link_made_outside_the_request_is_never_followed() {
+        // Even a link the kernel finds on the way (not one the request
+        // made) stops the walk: O_NOFOLLOW on every component.
+        let dir = TestDir::new("pump-nofollow");
+        let outside = dir.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let mut t = tree(&dir);
+        std::os::unix::fs::symlink(&outside, t.root().join("home/u/sneaky")).unwrap();
+        assert!(file(&mut t, b"/home/u/sneaky/x", b"x").is_err());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn decompression_is_capped_per_file_and_in_total() {
+        let dir = TestDir::new("pump-caps");
+        let job = dir.join("job");
+        std::fs::create_dir(&job).unwrap();
+        let limits = Limits {
+            max_file: 1000,
+            max_files_total: 1500,
+            ..Limits::default()
+        };
+        let mut t = Tree::create(&job, b"/w", &limits).unwrap();
+        assert!(file(&mut t, b"/w/big", &[0; 1001]).is_err());
+        file(&mut t, b"/w/a", &[0; 1000]).unwrap();
+        assert!(file(&mut t, b"/w/b", &[0; 501]).is_err());
+        file(&mut t, b"/w/c", &[0; 500]).unwrap();
+    }
+
+    fn words(line: &str) -> Vec<Vec<u8>> {
+        line.split_whitespace().map(|w| w.into()).collect()
+    }
+
+    #[test]
+    fn arguments_are_rewritten_as_distccd_does() {
+        let argv = words(
+            "gcc -MD -MF t.d -MT t.o -MT other -c /home/u/t.c -o t.o -I/abs -I rel \
+             -isystem /sys -include /inc.h -iquote q -ffile-prefix-map=/home/u=. -x c",
+        );
+        let (tokens, compile) = options::check_pump_job(&argv).unwrap();
+        let paths = Paths {
+            root: Path::new("/R"),
+            output: Path::new("/J/o.o"),
+            deps: Path::new("/J/o.d"),
+            map_root: true,
+        };
+        let args = arguments(&argv, &tokens, &compile, &paths);
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
+        assert_eq!(
+            args.join(" "),
+            "-ffile-prefix-map=/R= -MD -MT other -c /R/home/u/t.c -I/R/abs -I rel \
+             -isystem /R/sys -include /R/inc.h -iquote q -ffile-prefix-map=/R/home/u=. -x c \
+             -o /J/o.o -MF /J/o.d"
+        );
+        assert_eq!(dotd_target(&argv, &tokens, &compile), b"t.o");
+        let argv = words("gcc -c sub/t.c");
+        let (tokens, compile) = options::check_pump_job(&argv).unwrap();
+        // A compiler that is not gcc or clang gets no prefix map.
+        let paths = Paths {
+            map_root: false,
+            ..paths
+        };
+        let args = arguments(&argv, &tokens, &compile, &paths);
+        assert_eq!(args[0], "-c");
+        assert_eq!(args[args.len() - 3], "-MMD");
+        assert_eq!(dotd_target(&argv, &tokens, &compile), b"t.o");
+    }
+}
