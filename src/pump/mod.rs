@@ -2,5 +2,8 @@
 //!
 //! `closure` is the boundary between the scanner, which finds the files, and
 //! the server, which answers clients in distcc 3.4's include-server protocol.
+//! `mirror_tree` writes the files of an answer where the client reads them.
 
 pub mod closure;
+pub mod mirror_tree;
+pub mod server;
