@@ -24,7 +24,7 @@ fn install(dir: &TestDir, symbolic: bool) -> PathBuf {
     let out = cmd.arg(&links).output().unwrap();
     assert!(out.status.success(), "--install: {}", text(&out.stderr));
     let printed: Vec<PathBuf> = text(&out.stdout).lines().map(PathBuf::from).collect();
-    let want: Vec<PathBuf> = ["distccd", "distcc", "distccmon-text"]
+    let want: Vec<PathBuf> = ["distccd", "distcc", "distccmon-text", "pump", "distcc-pump"]
         .iter()
         .map(|l| links.join(l))
         .collect();

@@ -333,6 +333,26 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_root_has_three_components_wherever_it_is() {
+        let test = crate::testing::TestDir::new("session-root");
+        let shallow = PumpDir {
+            path: test.path.clone(),
+        };
+        let root = MirrorRoot::make(&shallow).unwrap();
+        assert_eq!(root.root, test.join("mirror"));
+        assert!(root.outside.is_none());
+        let deep = PumpDir {
+            path: test.join("deeper"),
+        };
+        let root = MirrorRoot::make(&deep).unwrap();
+        assert_eq!(depth(&root.root), mirror::MIRROR_DEPTH);
+        assert!(!root.root.starts_with(&test.path));
+        assert!(root.root.is_dir());
+        root.remove();
+        assert!(!root.outside.as_ref().unwrap().exists());
+    }
+
+    #[test]
     fn client_tmp_is_checked_as_3_4_checks_it() {
         assert!(checked_client_tmp(Path::new("/dev/shm")).is_ok());
         assert!(checked_client_tmp(Path::new("/tmp")).is_ok());

@@ -1,0 +1,278 @@
+//! The include server and `distcc-rs pump`: the socket protocol (with our proto helpers and with Debian's distcc client), many clients at once, and the pump's life: COMMAND's status, `--startup`/`--shutdown`, its files removed.
+
+use crate::common;
+
+use common::daemon::{bin, TestDir};
+use common::{text, wait_until};
+use distcc_rs::proto::{self, Limits};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A pump host: any port, as the server never connects to it.
+const PUMP_HOSTS: &str = "127.0.0.1:1,cpp,lzo";
+
+/// `distcc-rs pump ARGS` in `dir`, with its pump directory and mirror in
+/// `dir` too (TMPDIR, DISTCC_CLIENT_TMP) and `hosts`.
+fn pump(dir: &TestDir, hosts: &str, args: &[&str]) -> Command {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("pump")
+        .args(args)
+        .current_dir(&dir.path)
+        .env("TMPDIR", &tmp)
+        .env("DISTCC_CLIENT_TMP", &dir.path)
+        .env("DISTCC_HOSTS", hosts)
+        .env("DISTCC_DIR", dir.join("state"))
+        .env_remove("DISTCC_POTENTIAL_HOSTS")
+        .env_remove("DISTCC_MAX_DISCREPANCY")
+        .env_remove("INCLUDE_SERVER_PORT")
+        .env_remove("CPATH");
+    cmd
+}
+
+/// What is left in the test directory's pump places: pump directories and mirrors.
+fn leftovers(dir: &TestDir) -> Vec<String> {
+    let mut left = Vec::new();
+    for place in [dir.join("tmp"), dir.path.clone()] {
+        for entry in std::fs::read_dir(place).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with("distcc-pump") {
+                left.push(name);
+            }
+        }
+    }
+    left
+}
+
+/// One query on the include server's socket; the answer's paths.
+fn ask(socket: &Path, cwd: &Path, argv: &[&str]) -> Vec<PathBuf> {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+    let query = proto::encode_include_query(cwd.as_os_str().as_bytes(), &argv);
+    stream.write_all(&query).unwrap();
+    proto::read_argv(&mut stream, &Limits::default())
+        .unwrap()
+        .into_iter()
+        .map(|p| PathBuf::from(std::ffi::OsString::from(String::from_utf8(p).unwrap())))
+        .collect()
+}
+
+fn assert_status(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn pump_command_exports_the_server_and_exits_with_its_status() {
+    let dir = TestDir::new("pump-command");
+    let script = "test -S \"$INCLUDE_SERVER_PORT\" || exit 99; \
+                  echo \"port=$INCLUDE_SERVER_PORT dir=$INCLUDE_SERVER_DIR pid=$INCLUDE_SERVER_PID\"; \
+                  ls -d \"$DISTCC_CLIENT_TMP\"/distcc-pump-mirror.* >/dev/null || exit 98; \
+                  exit 7";
+    let out = pump(&dir, PUMP_HOSTS, &["sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_status(&out, 7, "COMMAND's status");
+    let stdout = text(&out.stdout);
+    for line in [
+        "__________Using distcc-pump from ",
+        "__________Using 1 distcc server in pump mode\n",
+        "__________Started distcc-pump include server\n",
+        "__________Shutting down distcc-pump include server\n",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in {stdout}");
+    }
+    let port = stdout
+        .split("port=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let tmp = dir.join("tmp");
+    assert!(port.starts_with(tmp.to_str().unwrap()), "{port}");
+    assert!(port.ends_with("/socket"), "{port}");
+    assert!(stdout.contains(&format!(
+        "dir={}",
+        Path::new(port).parent().unwrap().display()
+    )));
+    assert_eq!(leftovers(&dir), Vec::<String>::new(), "files left behind");
+}
+
+#[test]
+fn pump_command_that_cannot_run_and_one_killed() {
+    let dir = TestDir::new("pump-command-missing");
+    let out = pump(&dir, PUMP_HOSTS, &["no-such-command-here"])
+        .output()
+        .unwrap();
+    assert_status(&out, 127, "a missing COMMAND");
+    let out = pump(&dir, PUMP_HOSTS, &["sh", "-c", "kill -TERM $$"])
+        .output()
+        .unwrap();
+    assert_status(&out, 128 + 15, "COMMAND killed by SIGTERM");
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn pump_needs_a_cpp_host_as_3_4_does() {
+    let dir = TestDir::new("pump-hosts");
+    let out = pump(&dir, "127.0.0.1,lzo", &["true"]).output().unwrap();
+    assert_status(&out, 1, "no ,cpp host");
+    assert!(
+        text(&out.stderr).contains(
+            "error: pump mode requested, but distcc hosts list does not contain any hosts with ',cpp' option"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = pump(&dir, "127.0.0.1,lzo 127.0.0.2,cpp,lzo", &["true"])
+        .output()
+        .unwrap();
+    assert_status(&out, 0, "one ,cpp host of two");
+    assert!(text(&out.stdout)
+        .contains("__________Using 2 distcc servers, of which only 1 support(s) pump mode\n"));
+    let out = pump(&dir, PUMP_HOSTS, &["true"])
+        .env_remove("DISTCC_HOSTS")
+        .env("HOME", &dir.path)
+        .output()
+        .unwrap();
+    if !Path::new("/etc/distcc/hosts").exists() {
+        assert_status(&out, 1, "no hosts at all");
+        assert!(text(&out.stderr).contains("expected environment variables \"DISTCC_HOSTS\""));
+    }
+    let help = pump(&dir, PUMP_HOSTS, &["--help"]).output().unwrap();
+    assert_status(&help, 0, "--help");
+    assert!(text(&help.stdout).contains("--startup"));
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+}
+
+/// The variables `pump --startup` printed.
+struct Started {
+    pid: u32,
+    dir: PathBuf,
+    port: PathBuf,
+}
+
+impl Started {
+    fn parse(stdout: &str) -> Started {
+        let value = |name: &str| {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {stdout}"));
+            line.split_once('=')
+                .unwrap()
+                .1
+                .trim_matches('\'')
+                .to_string()
+        };
+        assert!(stdout.contains("export PATH='"), "{stdout}");
+        Started {
+            pid: value("INCLUDE_SERVER_PID").parse().unwrap(),
+            dir: value("INCLUDE_SERVER_DIR").into(),
+            port: value("INCLUDE_SERVER_PORT").into(),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(self.pid as i32, 0) == 0 }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.alive() {
+            // SAFETY: the server this test started.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn startup_prints_the_variables_and_shutdown_stops_the_server() {
+    let dir = TestDir::new("pump-startup");
+    let out = pump(&dir, PUMP_HOSTS, &["--startup"]).output().unwrap();
+    assert_status(&out, 0, "--startup");
+    let started = Started::parse(&text(&out.stdout));
+    assert!(started.alive(), "no server running");
+    assert_eq!(started.port, started.dir.join("socket"));
+    assert!(started.dir.starts_with(dir.join("tmp")));
+    // It answers (ARGC 0 here: there is no source file).
+    assert!(ask(&started.port, &dir.path, &["gcc", "-c", "missing.c"]).is_empty());
+    std::fs::write(started.dir.join("discrepancy_counter"), "x").unwrap();
+    let down = pump(&dir, PUMP_HOSTS, &["--shutdown"])
+        .env("INCLUDE_SERVER_PID", started.pid.to_string())
+        .env("INCLUDE_SERVER_DIR", &started.dir)
+        .output()
+        .unwrap();
+    assert_status(&down, 0, "--shutdown");
+    assert!(text(&down.stdout).contains("__________Shutting down distcc-pump include server"));
+    assert!(text(&down.stderr).contains(
+        "__________Warning: 1 pump-mode compilation(s) failed on server, but succeeded locally.\n\
+         __________Distcc-pump was demoted to plain mode.\n"
+    ));
+    assert!(
+        wait_until(Duration::from_secs(20), || !started.alive()),
+        "the server still runs"
+    );
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn shutdown_refuses_a_directory_that_is_not_a_pump_directory() {
+    let dir = TestDir::new("pump-shutdown-bad");
+    let victim = dir.write("precious/file", "keep me");
+    let out = pump(&dir, PUMP_HOSTS, &["--shutdown"])
+        .env("INCLUDE_SERVER_DIR", victim.parent().unwrap())
+        .env_remove("INCLUDE_SERVER_PID")
+        .output()
+        .unwrap();
+    assert_status(&out, 1, "--shutdown of another directory");
+    assert!(victim.exists());
+}
+
+#[test]
+fn many_clients_at_once_and_a_silent_one_through_the_applet() {
+    let dir = TestDir::new("pump-many");
+    let out = pump(&dir, PUMP_HOSTS, &["--startup"]).output().unwrap();
+    assert_status(&out, 0, "--startup");
+    let started = Started::parse(&text(&out.stdout));
+    let mut silent = UnixStream::connect(&started.port).unwrap();
+    let began = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..12 {
+            s.spawn(|| assert!(ask(&started.port, &dir.path, &["gcc", "-c", "none.c"]).is_empty()));
+        }
+    });
+    assert!(began.elapsed() < Duration::from_secs(20));
+    silent
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        silent.read(&mut byte).is_err(),
+        "the silent client was dropped early"
+    );
+    let down = pump(&dir, PUMP_HOSTS, &["--shutdown"])
+        .env("INCLUDE_SERVER_PID", started.pid.to_string())
+        .env("INCLUDE_SERVER_DIR", &started.dir)
+        .output()
+        .unwrap();
+    assert_status(&down, 0, "--shutdown");
+    assert!(wait_until(Duration::from_secs(20), || !started.alive()));
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+}
