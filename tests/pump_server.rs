@@ -276,3 +276,159 @@ fn many_clients_at_once_and_a_silent_one_through_the_applet() {
     assert!(wait_until(Duration::from_secs(20), || !started.alive()));
     assert_eq!(leftovers(&dir), Vec::<String>::new());
 }
+
+/// The include server in this test process, answering every query with
+/// a closure built by hand (the scanner's place): the real 3.4 client and
+/// daemon check the mirror tree's format.
+struct HandServer {
+    running: Option<distcc_rs::pump::server::Running>,
+    socket: PathBuf,
+}
+
+struct Fixed(distcc_rs::pump::closure::Closure);
+
+impl distcc_rs::pump::server::Scan for Fixed {
+    fn closure(
+        &self,
+        _: &distcc_rs::pump::closure::Request,
+    ) -> Result<distcc_rs::pump::closure::Closure, distcc_rs::pump::closure::NotCovered> {
+        Ok(self.0.clone())
+    }
+}
+
+impl HandServer {
+    fn start(dir: &TestDir, closure: distcc_rs::pump::closure::Closure) -> HandServer {
+        use distcc_rs::pump::{mirror_tree::MirrorTree, server};
+        let root = dir.join("m");
+        std::fs::create_dir_all(&root).unwrap();
+        let socket = dir.join("socket");
+        let config = server::Config {
+            poison: None,
+            ..server::Config::default()
+        };
+        let running = server::Server::bind(&socket).unwrap().start(
+            std::sync::Arc::new(Fixed(closure)),
+            MirrorTree::open(&root).unwrap(),
+            config,
+        );
+        HandServer {
+            running: Some(running),
+            socket,
+        }
+    }
+}
+
+impl Drop for HandServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop(Duration::from_secs(5));
+        }
+    }
+}
+
+fn hand_closure(dir: &TestDir) -> distcc_rs::pump::closure::Closure {
+    use distcc_rs::pump::closure::{Closure, Input};
+    let proj = std::fs::canonicalize(&dir.path).unwrap();
+    let input = |p: PathBuf, line_name: Option<PathBuf>| Input { path: p, line_name };
+    Closure {
+        files: vec![
+            input(proj.join("t.c"), None),
+            input(proj.join("a.h"), None),
+            input(proj.join("inc/b.h"), Some(proj.join("inc/b.h"))),
+        ],
+        links: vec![],
+        dirs: vec![proj.join("sub")],
+        system_dirs: common::pump::default_include_dirs("gcc", "c"),
+    }
+}
+
+fn hand_sources(dir: &TestDir) {
+    dir.write(
+        "t.c",
+        "#include <stdio.h>\n#include \"a.h\"\n#include \"b.h\"\n#include \"sub/../a.h\"\nint main(void) { printf(\"%d %s\\n\", A + B, NAME); return 0; }\n",
+    );
+    dir.write("a.h", "#ifndef A\n#define A 1\n#endif\n");
+    dir.write(
+        "inc/b.h",
+        "#define B 2\n#define NAME b_file\nstatic const char *b_file = __FILE__;\n",
+    );
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+}
+
+/// Debian's distcc client with the hand-built server, in `dir`.
+fn debian_client(dir: &TestDir, server: &HandServer, hosts: &str, args: &[&str]) -> Output {
+    common::daemon::client_command(
+        &common::daemon::need("distcc", "distcc"),
+        &dir.path,
+        hosts,
+        &[
+            ("INCLUDE_SERVER_PORT", server.socket.to_str().unwrap()),
+            ("DISTCC_VERBOSE", "1"),
+        ],
+    )
+    .args(args)
+    .output()
+    .unwrap()
+}
+
+#[test]
+fn debian_distcc_scan_includes_reads_the_hand_built_answer() {
+    let dir = TestDir::new("pump-scan-includes");
+    hand_sources(&dir);
+    let server = HandServer::start(&dir, hand_closure(&dir));
+    let inc = format!(
+        "-I{}",
+        std::fs::canonicalize(dir.join("inc")).unwrap().display()
+    );
+    let args = ["--scan-includes", "gcc", &inc, "-c", "t.c"];
+    let out = debian_client(&dir, &server, "127.0.0.1:1,cpp,lzo", &args);
+    assert_status(&out, 0, "distcc --scan-includes");
+    let proj = std::fs::canonicalize(&dir.path).unwrap();
+    let p = proj.display();
+    let mut want = format!("FILE      {p}/t.c\nFILE      {p}/a.h\nFILE      {p}/inc/b.h\n");
+    let systems = common::pump::default_include_dirs("gcc", "c");
+    for system in &systems {
+        // gcc's /usr/include/x86_64-linux-gnu is inside /usr/include: no link of its own.
+        if !systems.iter().any(|s| s != system && system.starts_with(s)) {
+            want += &format!("SYSTEMDIR {}\n", system.display());
+        }
+    }
+    want += &format!("DIRECTORY {p}/sub\n");
+    assert_eq!(text(&out.stdout), want, "{}", text(&out.stderr));
+}
+
+#[test]
+fn debian_distcc_compiles_in_pump_mode_on_debian_distccd() {
+    let dir = TestDir::new("pump-debian-compile");
+    hand_sources(&dir);
+    let server = HandServer::start(&dir, hand_closure(&dir));
+    let distccd = common::daemon::DebianDistccd::start("pump-debian-compile-distccd");
+    let hosts = format!("127.0.0.1:{}/2,cpp,lzo", distccd.port);
+    let inc = format!(
+        "-I{}",
+        std::fs::canonicalize(dir.join("inc")).unwrap().display()
+    );
+    let out = debian_client(
+        &dir,
+        &server,
+        &hosts,
+        &["gcc", &inc, "-c", "t.c", "-o", "t.o"],
+    );
+    assert_status(&out, 0, "distcc gcc -c t.c in pump mode");
+    let log = text(&out.stderr);
+    // Only a protocol 3 reply has a DOTD; the server compiled the .c itself.
+    assert!(log.contains("got DOTD"), "{log}");
+    assert!(!log.contains("preprocessing locally"), "{log}");
+    assert!(!log.contains(" -E t.c"), "preprocessed locally: {log}");
+    assert!(
+        distccd.log().contains("compile from t.c to t.o"),
+        "{}",
+        distccd.log()
+    );
+    let local = common::local(&dir.path, &["gcc", &inc, "-c", "t.c", "-o", "local.o"]);
+    assert!(local.status.success());
+    assert!(
+        std::fs::read(dir.join("t.o")).unwrap() == std::fs::read(dir.join("local.o")).unwrap(),
+        "the pump-mode object differs from the local one"
+    );
+}
