@@ -80,7 +80,7 @@ fn pump_command_exports_the_server_and_exits_with_its_status() {
     let dir = TestDir::new("pump-command");
     let script = "test -S \"$INCLUDE_SERVER_PORT\" || exit 99; \
                   echo \"port=$INCLUDE_SERVER_PORT dir=$INCLUDE_SERVER_DIR pid=$INCLUDE_SERVER_PID\"; \
-                  ls -d \"$DISTCC_CLIENT_TMP\"/distcc-pump-mirror.* >/dev/null || exit 98; \
+                  ls -d \"$DISTCC_CLIENT_TMP\"/distcc-pump-mirror-* >/dev/null || exit 98; \
                   exit 7";
     let out = pump(&dir, PUMP_HOSTS, &["sh", "-c", script])
         .output()

@@ -83,6 +83,10 @@ pub fn main(call: Call) -> Outcome {
         }
         _ => {}
     }
+    if crate::env::bool_var("DISTCC_VERBOSE", false) {
+        // The server's notices: why a compile was not covered.
+        crate::logging::set_level(log::LevelFilter::Debug);
+    }
     let max = session::max_discrepancies().map_err(Error::failure)?;
     match first.as_deref() {
         Some("--startup") => startup(),

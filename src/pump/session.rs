@@ -160,8 +160,15 @@ fn fallback_tmp() -> PathBuf {
     }
 }
 
+/// How a mirror made outside the pump directory is named, before the pid.
+const MIRROR_PREFIX: &str = "distcc-pump-mirror-";
+
+/// A fresh mirror directory `distcc-pump-mirror-PID.XXXXXX` in `parent`,
+/// after removing those of pumps that are gone.
 fn made_in(parent: &Path) -> io::Result<PathBuf> {
-    crate::sys::make_temp_dir(parent, "distcc-pump-mirror.").map_err(|e| {
+    remove_stale_mirrors(parent);
+    let prefix = format!("{MIRROR_PREFIX}{}.", std::process::id());
+    crate::sys::make_temp_dir(parent, &prefix).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(
@@ -170,6 +177,35 @@ fn made_in(parent: &Path) -> io::Result<PathBuf> {
             ),
         )
     })
+}
+
+/// Removes the mirrors in `parent` that this user's pumps left when they
+/// died without cleaning up (3.4's include server does the same for its
+/// own): directories named for a pid that no longer runs.
+fn remove_stale_mirrors(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(MIRROR_PREFIX))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid.filter(|&pid| !alive(pid)) else {
+            continue;
+        };
+        let path = entry.path();
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours {
+            log::debug!("removing {}, left by pump {pid}", path.display());
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 fn depth(path: &Path) -> usize {
@@ -350,6 +386,15 @@ mod tests {
         assert!(root.root.is_dir());
         root.remove();
         assert!(!root.outside.as_ref().unwrap().exists());
+        // One left by a pump that is gone is removed; ours and others stay.
+        let dead = test.join(&format!("{MIRROR_PREFIX}999999999.AbCdEf"));
+        let live = test.join(&format!("{MIRROR_PREFIX}{}.AbCdEf", std::process::id()));
+        let other = test.join("distcc-pump-mirror-x.AbCdEf");
+        for dir in [&dead, &live, &other] {
+            std::fs::create_dir_all(dir.join("padding")).unwrap();
+        }
+        remove_stale_mirrors(&test.path);
+        assert!(!dead.exists() && live.exists() && other.exists());
     }
 
     #[test]
