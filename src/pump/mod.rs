@@ -4,3 +4,4 @@
 //! the server, which answers clients in distcc 3.4's include-server protocol.
 
 pub mod closure;
+pub mod scan;
