@@ -21,6 +21,7 @@ mod lzo_reference;
 mod messages;
 mod monitor;
 mod options;
+mod pump_scan;
 mod pump_server;
 mod refusals;
 mod scan;
