@@ -20,6 +20,7 @@ const PUMP_HOSTS: &str = "127.0.0.1:1,cpp,lzo";
 fn pump(dir: &TestDir, hosts: &str, args: &[&str]) -> Command {
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(dir.join("state")).unwrap();
     let mut cmd = Command::new(bin());
     cmd.arg("pump")
         .args(args)
@@ -31,7 +32,13 @@ fn pump(dir: &TestDir, hosts: &str, args: &[&str]) -> Command {
         .env_remove("DISTCC_POTENTIAL_HOSTS")
         .env_remove("DISTCC_MAX_DISCREPANCY")
         .env_remove("INCLUDE_SERVER_PORT")
-        .env_remove("CPATH");
+        .env_remove("DISTCC_VERBOSE")
+        .env_remove("DISTCC_LOG")
+        .env_remove("DISTCC_FALLBACK")
+        .env_remove("DISTCC_SKIP_LOCAL_RETRY")
+        .env_remove("_DISTCC_SAFEGUARD")
+        .env_remove("CPATH")
+        .env_remove("C_INCLUDE_PATH");
     cmd
 }
 
@@ -248,17 +255,40 @@ fn shutdown_refuses_a_directory_that_is_not_a_pump_directory() {
 #[test]
 fn many_clients_at_once_and_a_silent_one_through_the_applet() {
     let dir = TestDir::new("pump-many");
+    let proj = std::fs::canonicalize(&dir.path).unwrap();
+    for i in 0..12 {
+        dir.write(&format!("t{i}.c"), format!("#include \"h{i}.h\"\n"));
+        dir.write(&format!("h{i}.h"), format!("int h{i};\n"));
+    }
+    dir.write("abs.c", format!("#include \"{}/h0.h\"\n", proj.display()));
     let out = pump(&dir, PUMP_HOSTS, &["--startup"]).output().unwrap();
     assert_status(&out, 0, "--startup");
     let started = Started::parse(&text(&out.stdout));
     let mut silent = UnixStream::connect(&started.port).unwrap();
     let began = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..12 {
-            s.spawn(|| assert!(ask(&started.port, &dir.path, &["gcc", "-c", "none.c"]).is_empty()));
+        for i in 0..12 {
+            let (started, proj) = (&started, &proj);
+            s.spawn(move || {
+                let source = format!("t{i}.c");
+                let answer = ask(&started.port, proj, &["gcc", "-c", &source]);
+                let names: Vec<PathBuf> = answer
+                    .iter()
+                    .map(|p| {
+                        let name =
+                            distcc_rs::mirror::client_name(p.as_os_str().as_bytes()).unwrap();
+                        PathBuf::from(std::str::from_utf8(name).unwrap())
+                    })
+                    .collect();
+                assert_eq!(names[0], proj.join(&source), "{answer:?}");
+                assert_eq!(names[1], proj.join(format!("h{i}.h")), "{answer:?}");
+                assert!(answer[0].to_str().unwrap().ends_with(".c.lzo"));
+            });
         }
     });
-    assert!(began.elapsed() < Duration::from_secs(20));
+    assert!(began.elapsed() < Duration::from_secs(30));
+    // Fail closed: an absolute #include gets ARGC 0.
+    assert!(ask(&started.port, &proj, &["gcc", "-c", "abs.c"]).is_empty());
     silent
         .set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
@@ -274,6 +304,66 @@ fn many_clients_at_once_and_a_silent_one_through_the_applet() {
         .unwrap();
     assert_status(&down, 0, "--shutdown");
     assert!(wait_until(Duration::from_secs(20), || !started.alive()));
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn debian_distcc_under_pump_compiles_on_debian_distccd() {
+    let dir = TestDir::new("pump-real");
+    hand_sources(&dir);
+    let distccd = common::daemon::DebianDistccd::start("pump-real-distccd");
+    let hosts = format!("127.0.0.1:{}/2,cpp,lzo", distccd.port);
+    let inc = format!(
+        "-I{}",
+        std::fs::canonicalize(dir.join("inc")).unwrap().display()
+    );
+    let scan = pump(
+        &dir,
+        &hosts,
+        &["distcc", "--scan-includes", "gcc", &inc, "-c", "t.c"],
+    )
+    .output()
+    .unwrap();
+    assert_status(&scan, 0, "distcc --scan-includes under pump");
+    let proj = std::fs::canonicalize(&dir.path).unwrap();
+    for line in [
+        format!("FILE      {}/t.c\n", proj.display()),
+        format!("FILE      {}/a.h\n", proj.display()),
+        format!("FILE      {}/inc/b.h\n", proj.display()),
+        "SYSTEMDIR /usr/include\n".to_string(),
+        format!("DIRECTORY {}/sub\n", proj.display()),
+    ] {
+        assert!(
+            text(&scan.stdout).contains(&line),
+            "no {line:?} in {}",
+            text(&scan.stdout)
+        );
+    }
+    let out = pump(
+        &dir,
+        &hosts,
+        &["distcc", "gcc", &inc, "-c", "t.c", "-o", "t.o"],
+    )
+    .env("DISTCC_VERBOSE", "1")
+    .output()
+    .unwrap();
+    assert_status(&out, 0, "distcc-rs pump distcc gcc -c t.c");
+    let log = text(&out.stderr);
+    // Only a protocol 3 reply has a DOTD; nothing was preprocessed here.
+    assert!(log.contains("got DOTD"), "{log}");
+    assert!(!log.contains("preprocessing locally"), "{log}");
+    assert!(!log.contains(" -E t.c"), "preprocessed locally: {log}");
+    assert!(
+        distccd.log().contains("compile from t.c to t.o"),
+        "{}",
+        distccd.log()
+    );
+    let local = common::local(&dir.path, &["gcc", &inc, "-c", "t.c", "-o", "local.o"]);
+    assert!(local.status.success());
+    assert!(
+        std::fs::read(dir.join("t.o")).unwrap() == std::fs::read(dir.join("local.o")).unwrap(),
+        "the pump-mode object differs from the local one"
+    );
     assert_eq!(leftovers(&dir), Vec::<String>::new());
 }
 
