@@ -364,6 +364,26 @@ fn debian_distcc_under_pump_compiles_on_debian_distccd() {
         std::fs::read(dir.join("t.o")).unwrap() == std::fs::read(dir.join("local.o")).unwrap(),
         "the pump-mode object differs from the local one"
     );
+    // A header that changes during the build is sent as it is now.
+    let script = format!(
+        "distcc gcc {inc} -c t.c -o t1.o && printf '#define A 40\\n' > a.h && \
+         distcc gcc {inc} -c t.c -o t2.o"
+    );
+    let out = pump(&dir, &hosts, &["sh", "-c", &script])
+        .env("DISTCC_VERBOSE", "1")
+        .output()
+        .unwrap();
+    assert_status(&out, 0, "two compiles with a header changed between them");
+    assert_eq!(text(&out.stderr).matches("got DOTD").count(), 2);
+    let local = common::local(&dir.path, &["gcc", &inc, "-c", "t.c", "-o", "local2.o"]);
+    assert!(local.status.success());
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    assert!(read("t1.o") == read("local.o"), "the first object differs");
+    assert!(
+        read("t2.o") == read("local2.o"),
+        "the header's change was missed"
+    );
+    assert!(read("t2.o") != read("t1.o"));
     assert_eq!(leftovers(&dir), Vec::<String>::new());
 }
 
