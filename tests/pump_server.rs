@@ -542,3 +542,30 @@ fn debian_distcc_compiles_in_pump_mode_on_debian_distccd() {
         "the pump-mode object differs from the local one"
     );
 }
+
+#[test]
+fn cpath_in_the_servers_environment_makes_every_answer_argc_0() {
+    let dir = TestDir::new("pump-cpath");
+    let proj = std::fs::canonicalize(&dir.path).unwrap();
+    dir.write("t.c", "int t;\n");
+    let out = pump(&dir, PUMP_HOSTS, &["--startup"])
+        .env("CPATH", dir.join("extra"))
+        .output()
+        .unwrap();
+    assert_status(&out, 0, "--startup with CPATH");
+    let started = Started::parse(&text(&out.stdout));
+    assert!(ask(&started.port, &proj, &["gcc", "-c", "t.c"]).is_empty());
+    let down = pump(&dir, PUMP_HOSTS, &["--shutdown"])
+        .env("INCLUDE_SERVER_PID", started.pid.to_string())
+        .env("INCLUDE_SERVER_DIR", &started.dir)
+        .output()
+        .unwrap();
+    assert_status(&down, 0, "--shutdown");
+    // The server's warning, from its log.
+    assert!(
+        text(&down.stderr).contains("CPATH is set in the include server's environment"),
+        "{}",
+        text(&down.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(20), || !started.alive()));
+}
