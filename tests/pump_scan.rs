@@ -426,3 +426,134 @@ fn what_the_scanner_cannot_decide_is_not_covered() {
     let got = not_covered(&tiny, &dir, "gcc -c ok.c");
     assert!(got.contains("budget"), "{got}");
 }
+
+/// CPU time of this thread, for the speed check.
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// With warm caches, a scan of a TU with three libc headers costs less CPU
+/// than the preprocessor run that pump mode spares the client.
+#[test]
+fn warm_scans_cost_less_than_the_preprocessor() {
+    let dir = TestDir::new("scan-speed");
+    files(&dir, &[("x.c", "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\nint main(void) { return 0; }\n")]);
+    let scanner = Scanner::new();
+    same_as_compiler(&scanner, &dir, "gcc -O2 -c x.c");
+    const N: u32 = 20;
+    let t = thread_cpu();
+    for i in 0..N {
+        // A new -D each time: no closure-cache hit, only the parse cache.
+        scanner
+            .closure(&request(dir.path(), &format!("gcc -O2 -DN{i} -c x.c")))
+            .unwrap();
+    }
+    let scan = (thread_cpu() - t) / N;
+    let t = thread_cpu();
+    for _ in 0..N {
+        scanner
+            .closure(&request(dir.path(), "gcc -O2 -c x.c"))
+            .unwrap();
+    }
+    let hit = (thread_cpu() - t) / N;
+    let cpp = child_cpu(dir.path(), "gcc -O2 -E x.c -o /dev/null", N);
+    eprintln!("per TU: scan {scan:?}, closure-cache hit {hit:?}, gcc -E {cpp:?}");
+    assert!(scan < cpp, "scan {scan:?} >= gcc -E {cpp:?}");
+    assert!(hit < scan, "hit {hit:?} >= scan {scan:?}");
+}
+
+/// The CPU (user + system) a command takes, averaged over n runs: each
+/// child's own rusage, from wait4, so other tests' children do not count.
+fn child_cpu(dir: &Path, line: &str, n: u32) -> std::time::Duration {
+    let args = argv(line);
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..n {
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(dir)
+            .spawn()
+            .unwrap();
+        let mut status = 0;
+        // SAFETY: wait4 fills the status and the rusage it is given; the
+        // child is ours and is reaped here (the Child is dropped unwaited).
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut u) };
+        assert!(pid > 0 && status == 0, "{line}: status {status}");
+        let tv =
+            |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        total += tv(u.ru_utime) + tv(u.ru_stime);
+    }
+    total / n
+}
+
+/// Every file `cc -M` lists (system headers too), as realpaths.
+fn all_compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
+    let mut args = argv(line);
+    let cc = args.remove(0);
+    args.retain(|a| a != "-c");
+    let out = std::process::Command::new(&cc)
+        .args(&args)
+        .arg("-M")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cc} -M {line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
+    let deps = text.split_once(':').unwrap().1;
+    deps.split_whitespace()
+        .map(|d| std::fs::canonicalize(dir.join(d)).unwrap())
+        .collect()
+}
+
+/// The scanner reads exactly the files the compiler reads, its own
+/// headers too, for libc and the C++ library in several standards.
+#[test]
+fn system_headers_are_followed_exactly() {
+    let dir = TestDir::new("scan-system");
+    let c = "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\n\
+             #include <pthread.h>\n#include <signal.h>\n#include <stdint.h>\n#include <stdatomic.h>\n\
+             #include <sys/stat.h>\n#include <fcntl.h>\n#include <unistd.h>\n#include <limits.h>\n\
+             #include <wchar.h>\n#include <x86intrin.h>\n";
+    let cxx = "#include <vector>\n#include <string>\n#include <iostream>\n#include <map>\n#include <memory>\n\
+               #include <algorithm>\n#include <atomic>\n#include <thread>\n#include <chrono>\n#include <regex>\n\
+               #include <functional>\n#include <cstdio>\n#include <unordered_map>\n#include <variant>\n";
+    files(&dir, &[("x.c", c), ("y.cc", cxx)]);
+    let scanner = Scanner::new();
+    for line in [
+        "gcc -c x.c",
+        "gcc -O2 -std=c89 -c x.c",
+        "gcc -std=gnu2x -D_GNU_SOURCE -c x.c",
+        "gcc -std=c11 -D_FILE_OFFSET_BITS=64 -D_FORTIFY_SOURCE=2 -O2 -c x.c",
+        "clang -c x.c",
+        "clang -O2 -D_GNU_SOURCE -c x.c",
+        "g++ -c y.cc",
+        "g++ -std=c++11 -O2 -c y.cc",
+        "g++ -std=c++20 -c y.cc",
+        "clang++ -std=c++17 -c y.cc",
+    ] {
+        let req = request(dir.path(), line);
+        let read: BTreeSet<PathBuf> = scanner
+            .files_read(&req)
+            .unwrap_or_else(|e| panic!("{line}: not covered: {e}"))
+            .into_iter()
+            .collect();
+        let expected = all_compiler_deps(dir.path(), line);
+        let missing: Vec<_> = expected.difference(&read).collect();
+        let extra: Vec<_> = read.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{line}: missing {missing:?}, extra {extra:?}"
+        );
+    }
+}

@@ -96,6 +96,31 @@ struct ParseShard {
     bytes: usize,
 }
 
+/// What one scan found.
+struct Scan {
+    closure: Closure,
+    read: Vec<PathBuf>,
+    probes: Vec<(PathBuf, Option<Sig>)>,
+}
+
+/// The command of a request, once the scanner's own environment is checked.
+fn checked_command(req: &Request) -> Result<Command, NotCovered> {
+    if let Some(v) = search_variable(|v| std::env::var_os(v).is_some()) {
+        return Err(NotCovered(format!(
+            "{v} is set in the include server's environment"
+        )));
+    }
+    if !req.cwd.is_absolute() {
+        return Err(NotCovered("a relative working directory".into()));
+    }
+    command::read(&req.argv)
+}
+
+/// The first variable of [`SEARCH_VARIABLES`] that is set.
+fn search_variable(is_set: impl Fn(&str) -> bool) -> Option<&'static str> {
+    SEARCH_VARIABLES.iter().copied().find(|v| is_set(v))
+}
+
 struct CachedClosure {
     closure: Closure,
     probes: Vec<(PathBuf, Option<Sig>)>,
@@ -143,24 +168,26 @@ impl Scanner {
 
     /// Every file the compile reads, or why the scanner cannot tell.
     pub fn closure(&self, req: &Request) -> Result<Closure, NotCovered> {
-        if let Some(v) = SEARCH_VARIABLES
-            .iter()
-            .find(|v| std::env::var_os(v).is_some())
-        {
-            return Err(NotCovered(format!(
-                "{v} is set in the include server's environment"
-            )));
-        }
-        if !req.cwd.is_absolute() {
-            return Err(NotCovered("a relative working directory".into()));
-        }
-        let cmd = command::read(&req.argv)?;
+        let cmd = checked_command(req)?;
         let key = (req.cwd.clone(), cmd.clone());
         if let Some(hit) = self.cached_closure(&key) {
             return Ok(hit);
         }
-        let (info_key, info) = self.info(&req.cwd, &cmd)?;
-        let chain = self.chain(info_key, &info, &req.cwd, &cmd)?;
+        let scan = self.scan(req, &cmd)?;
+        self.store_closure(key, &scan.closure, scan.probes);
+        Ok(scan.closure)
+    }
+
+    /// Every file the compile reads, the compiler's own headers too, in the
+    /// order first read (for checks against `cc -M`; no closure cache).
+    pub fn files_read(&self, req: &Request) -> Result<Vec<PathBuf>, NotCovered> {
+        let cmd = checked_command(req)?;
+        Ok(self.scan(req, &cmd)?.read)
+    }
+
+    fn scan(&self, req: &Request, cmd: &Command) -> Result<Scan, NotCovered> {
+        let (info_key, info) = self.info(&req.cwd, cmd)?;
+        let chain = self.chain(info_key, &info, &req.cwd, cmd)?;
         let dirs = chain
             .dirs
             .iter()
@@ -172,7 +199,7 @@ impl Scanner {
             .collect();
         let mut w = walk::Walk::new(
             self,
-            &cmd,
+            cmd,
             &info,
             info_key,
             &req.cwd,
@@ -184,9 +211,11 @@ impl Scanner {
             .map_err(|NotCovered(why)| NotCovered(why.trim_start_matches('@').to_string()))?;
         let mut probes = std::mem::take(&mut w.fs.probes);
         probes.extend(chain.search.absent.iter().map(|d| (req.cwd.join(d), None)));
-        let closure = std::mem::take(&mut w.closure);
-        self.store_closure(key, &closure, probes);
-        Ok(closure)
+        Ok(Scan {
+            closure: std::mem::take(&mut w.closure),
+            read: std::mem::take(&mut w.read),
+            probes,
+        })
     }
 
     fn cached_closure(&self, key: &(PathBuf, Command)) -> Option<Closure> {
@@ -386,5 +415,24 @@ fn chain_of(search: Search, defaults: &Search, cwd: &Path) -> Chain {
         search,
         dirs,
         system_real,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_variables_of_the_environment_refuse_the_scan() {
+        assert_eq!(search_variable(|v| v == "CPATH"), Some("CPATH"));
+        assert_eq!(
+            search_variable(|v| v == "CPLUS_INCLUDE_PATH"),
+            Some("CPLUS_INCLUDE_PATH")
+        );
+        assert_eq!(
+            search_variable(|v| v == "OBJC_INCLUDE_PATH"),
+            Some("OBJC_INCLUDE_PATH")
+        );
+        assert_eq!(search_variable(|_| false), None);
     }
 }

@@ -1,6 +1,8 @@
 //! One scan: the translation unit preprocessed at the level of directives, exactly as the compiler would, collecting every file it reads.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +39,8 @@ struct Frame {
     name: Vec<u8>,
     /// Where in the search chain it was found, for `#include_next`.
     found_at: Option<usize>,
+    /// Found next to its includer (then `found_at` is `None`).
+    relative: bool,
     line: u32,
 }
 
@@ -44,6 +48,7 @@ struct Frame {
 struct Found {
     name: Vec<u8>,
     at: Option<usize>,
+    relative: bool,
     resolved: Resolved,
 }
 
@@ -62,6 +67,9 @@ pub struct Walk<'a> {
     stack: Vec<Frame>,
     once: HashSet<(u64, u64)>,
     pub closure: Closure,
+    /// Every file entered, system headers too, in order.
+    pub read: Vec<PathBuf>,
+    seen_read: HashSet<PathBuf>,
     seen_files: HashMap<PathBuf, usize>,
     seen_links: HashSet<PathBuf>,
     seen_dirs: HashSet<PathBuf>,
@@ -99,6 +107,8 @@ impl<'a> Walk<'a> {
             stack: Vec::new(),
             once: HashSet::new(),
             closure: Closure::default(),
+            read: Vec::new(),
+            seen_read: HashSet::new(),
             seen_files: HashMap::new(),
             seen_links: HashSet::new(),
             seen_dirs: HashSet::new(),
@@ -170,7 +180,7 @@ impl<'a> Walk<'a> {
         let found = if name.starts_with(b"/") {
             self.lookup(name, None)?
         } else {
-            self.find(name, Some(b""), 0)?
+            self.find(name, Some(b"./"), 0)?
         };
         let Some(found) = found else {
             return nc(format!("{what} {}: no such file", shown(name)));
@@ -196,7 +206,7 @@ impl<'a> Walk<'a> {
 
     /// An absolute path or one relative to the cwd.
     fn lookup(&mut self, name: &[u8], at: Option<usize>) -> Result<Option<Found>, NotCovered> {
-        let path = self.cwd.join(Path::new(&*String::from_utf8_lossy(name)));
+        let path = self.cwd.join(Path::new(OsStr::from_bytes(name)));
         let r = self
             .fs
             .lookup(&path)
@@ -205,6 +215,7 @@ impl<'a> Walk<'a> {
             .map(|resolved| Found {
                 name: name.to_vec(),
                 at,
+                relative: false,
                 resolved,
             }))
     }
@@ -218,7 +229,8 @@ impl<'a> Walk<'a> {
         from: usize,
     ) -> Result<Option<Found>, NotCovered> {
         if let Some(dir) = includer {
-            if let Some(f) = self.lookup(&join(dir, name), None)? {
+            if let Some(mut f) = self.lookup(&join(dir, name), None)? {
+                f.relative = true;
                 return Ok(Some(f));
             }
         }
@@ -320,6 +332,9 @@ impl<'a> Walk<'a> {
     fn enter(&mut self, f: Found, import: bool) -> Result<(), NotCovered> {
         self.check_budget()?;
         let sig = f.resolved.sig.expect("a found file has a stat");
+        if self.seen_read.insert(f.resolved.real.clone()) {
+            self.read.push(f.resolved.real.clone());
+        }
         let id = (sig.dev, sig.ino);
         if self.once.contains(&id) {
             return Ok(());
@@ -338,6 +353,7 @@ impl<'a> Walk<'a> {
         self.stack.push(Frame {
             name: f.name,
             found_at: f.at,
+            relative: f.relative,
             line: 0,
         });
         let r = self.directives(&parsed, id);
@@ -472,10 +488,12 @@ impl<'a> Walk<'a> {
         }
         let frame = self.stack.last().expect("a frame");
         if next && self.stack.len() > 1 {
-            let Some(k) = frame.found_at else {
-                return nc("#include_next in a file not found in a search dir");
+            return match (frame.found_at, frame.relative) {
+                (Some(k), _) => self.find(name, None, k + 1),
+                // gcc searches the whole chain, clang the angle chain.
+                (None, true) if angle && self.quote_len == 0 => self.find(name, None, 0),
+                _ => nc("#include_next in a file not found in a search dir"),
             };
-            return self.find(name, None, k + 1);
         }
         if angle {
             return self.find(name, None, self.quote_len);
