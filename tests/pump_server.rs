@@ -364,6 +364,34 @@ fn debian_distcc_under_pump_compiles_on_debian_distccd() {
         std::fs::read(dir.join("t.o")).unwrap() == std::fs::read(dir.join("local.o")).unwrap(),
         "the pump-mode object differs from the local one"
     );
+    // Headers reached through a linked file and a linked directory: the
+    // answer carries the links, the daemon makes them.
+    dir.write("real/d/l.h", "#define L 7\n");
+    std::os::unix::fs::symlink("real/d/l.h", dir.join("fl.h")).unwrap();
+    std::os::unix::fs::symlink("real/d", dir.join("dl")).unwrap();
+    dir.write(
+        "u.c",
+        "#include \"fl.h\"\n#include \"dl/l.h\"\nint u = L;\n",
+    );
+    let out = pump(&dir, &hosts, &["distcc", "gcc", "-c", "u.c", "-o", "u.o"])
+        .env("DISTCC_VERBOSE", "1")
+        .output()
+        .unwrap();
+    assert_status(&out, 0, "a compile through linked headers");
+    assert!(
+        text(&out.stderr).contains("got DOTD"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        common::local(&dir.path, &["gcc", "-c", "u.c", "-o", "lu.o"])
+            .status
+            .success()
+    );
+    assert!(
+        std::fs::read(dir.join("u.o")).unwrap() == std::fs::read(dir.join("lu.o")).unwrap(),
+        "the object through links differs"
+    );
     // A header that changes during the build is sent as it is now.
     let script = format!(
         "distcc gcc {inc} -c t.c -o t1.o && printf '#define A 40\\n' > a.h && \
