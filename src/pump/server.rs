@@ -86,6 +86,7 @@ impl Default for Config {
 /// Counts of what the server answered, for its log and the tests.
 #[derive(Debug, Default)]
 pub struct Counts {
+    pub accepted: AtomicU64,
     pub answered: AtomicU64,
     pub not_covered: AtomicU64,
     pub bad_queries: AtomicU64,
@@ -118,6 +119,24 @@ impl Gate {
             used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
         }
         *used += 1;
+    }
+
+    /// Takes a place as [`Gate::wait_and_take`] does, unless `stop` is
+    /// set first (it is looked at every 100 ms). Returns whether it took one.
+    fn take_unless(&self, stop: &AtomicBool) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= self.size {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            used = self
+                .freed
+                .wait_timeout(used, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *used += 1;
+        true
     }
 
     fn leave(&self) {
@@ -250,7 +269,9 @@ impl Running {
 
 fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
     loop {
-        shared.connections.wait_and_take();
+        if !shared.connections.take_unless(&shared.stopping) {
+            return;
+        }
         let pass = ConnectionPass(Arc::clone(shared));
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -265,6 +286,7 @@ fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
+        shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
         let spawned = std::thread::Builder::new()
             .name("include-client".into())
             .spawn(move || serve(&pass.0, stream));
@@ -526,6 +548,33 @@ mod tests {
         let _ = silent.read_to_end(&mut rest);
         assert!(rest.is_empty());
         assert!(started.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn stopping_does_not_wait_for_a_silent_client_holding_every_place() {
+        let mut f = start(
+            "server-stop",
+            Config {
+                max_connections: 1,
+                ..config()
+            },
+        );
+        let _silent = UnixStream::connect(&f.socket).unwrap();
+        let counts = f.running.as_ref().unwrap().counts();
+        let accepted = || counts.accepted.load(Ordering::Relaxed) == 1;
+        assert!(crate::testing::wait_until(
+            Duration::from_secs(10),
+            accepted
+        ));
+        let _queued = UnixStream::connect(&f.socket).unwrap();
+        let started = Instant::now();
+        f.running.take().unwrap().stop(Duration::from_millis(200));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!f.socket.exists());
     }
 
     #[test]
