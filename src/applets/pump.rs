@@ -87,6 +87,9 @@ pub fn main(call: Call) -> Outcome {
         // The server's notices: why a compile was not covered.
         crate::logging::set_level(log::LevelFilter::Debug);
     }
+    if std::env::var_os("INCLUDE_SERVER_ARGS").is_some_and(|v| !v.is_empty()) {
+        log::warn!("INCLUDE_SERVER_ARGS is ignored: it holds options of distcc 3.4's Python include server");
+    }
     let max = session::max_discrepancies().map_err(Error::failure)?;
     match first.as_deref() {
         Some("--startup") => startup(),
