@@ -307,25 +307,76 @@ fn many_clients_at_once_and_a_silent_one_through_the_applet() {
     assert_eq!(leftovers(&dir), Vec::<String>::new());
 }
 
+/// A build directory with the hand sources and Debian's distccd as its one
+/// pump host, for Debian's distcc under `distcc-rs pump`.
+struct PumpBuild {
+    dir: TestDir,
+    distccd: common::daemon::DebianDistccd,
+    hosts: String,
+}
+
+impl PumpBuild {
+    fn new(name: &str) -> PumpBuild {
+        let dir = TestDir::new(name);
+        hand_sources(&dir);
+        let distccd = common::daemon::DebianDistccd::start(&format!("{name}-distccd"));
+        let hosts = format!("127.0.0.1:{}/2,cpp,lzo", distccd.port);
+        PumpBuild {
+            dir,
+            distccd,
+            hosts,
+        }
+    }
+
+    /// `-I` with the absolute path of `inc`.
+    fn inc(&self) -> String {
+        format!(
+            "-I{}",
+            std::fs::canonicalize(self.dir.join("inc"))
+                .unwrap()
+                .display()
+        )
+    }
+
+    /// `distcc-rs pump ARGS` with Debian's client logging verbosely.
+    fn pump(&self, args: &[&str]) -> Output {
+        pump(&self.dir, &self.hosts, args)
+            .env("DISTCC_VERBOSE", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// Asserts `out` ran `compiles` compiles in pump mode: only a protocol 3
+    /// reply has a DOTD, and nothing was preprocessed here.
+    fn assert_pumped(&self, out: &Output, compiles: usize, what: &str) {
+        assert_status(out, 0, what);
+        let log = text(&out.stderr);
+        assert_eq!(log.matches("got DOTD").count(), compiles, "{what}: {log}");
+        assert!(!log.contains("preprocessing locally"), "{what}: {log}");
+        assert!(!log.contains(" -E "), "{what}: preprocessed locally: {log}");
+        assert_eq!(leftovers(&self.dir), Vec::<String>::new(), "{what}");
+    }
+
+    /// Compiles `local` here and asserts its object `local_object` is
+    /// `object`, byte for byte.
+    fn assert_same(&self, object: &str, local: &[&str], local_object: &str) {
+        let out = common::local(&self.dir.path, local);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let read = |name: &str| std::fs::read(self.dir.join(name)).unwrap();
+        assert!(
+            read(object) == read(local_object),
+            "{object} differs from the local {local_object}"
+        );
+    }
+}
+
 #[test]
 fn debian_distcc_under_pump_compiles_on_debian_distccd() {
-    let dir = TestDir::new("pump-real");
-    hand_sources(&dir);
-    let distccd = common::daemon::DebianDistccd::start("pump-real-distccd");
-    let hosts = format!("127.0.0.1:{}/2,cpp,lzo", distccd.port);
-    let inc = format!(
-        "-I{}",
-        std::fs::canonicalize(dir.join("inc")).unwrap().display()
-    );
-    let scan = pump(
-        &dir,
-        &hosts,
-        &["distcc", "--scan-includes", "gcc", &inc, "-c", "t.c"],
-    )
-    .output()
-    .unwrap();
+    let b = PumpBuild::new("pump-real");
+    let inc = b.inc();
+    let scan = b.pump(&["distcc", "--scan-includes", "gcc", &inc, "-c", "t.c"]);
     assert_status(&scan, 0, "distcc --scan-includes under pump");
-    let proj = std::fs::canonicalize(&dir.path).unwrap();
+    let proj = std::fs::canonicalize(&b.dir.path).unwrap();
     for line in [
         format!("FILE      {}/t.c\n", proj.display()),
         format!("FILE      {}/a.h\n", proj.display()),
@@ -339,80 +390,69 @@ fn debian_distcc_under_pump_compiles_on_debian_distccd() {
             text(&scan.stdout)
         );
     }
-    let out = pump(
-        &dir,
-        &hosts,
-        &["distcc", "gcc", &inc, "-c", "t.c", "-o", "t.o"],
-    )
-    .env("DISTCC_VERBOSE", "1")
-    .output()
-    .unwrap();
-    assert_status(&out, 0, "distcc-rs pump distcc gcc -c t.c");
-    let log = text(&out.stderr);
-    // Only a protocol 3 reply has a DOTD; nothing was preprocessed here.
-    assert!(log.contains("got DOTD"), "{log}");
-    assert!(!log.contains("preprocessing locally"), "{log}");
-    assert!(!log.contains(" -E t.c"), "preprocessed locally: {log}");
-    assert!(
-        distccd.log().contains("compile from t.c to t.o"),
-        "{}",
-        distccd.log()
+    let out = b.pump(&["distcc", "gcc", &inc, "-c", "t.c", "-o", "t.o"]);
+    b.assert_pumped(&out, 1, "distcc-rs pump distcc gcc -c t.c");
+    let log = b.distccd.log();
+    assert!(log.contains("compile from t.c to t.o"), "{log}");
+    // b.h's __FILE__ (under an absolute -I) is the client's name for it.
+    b.assert_same(
+        "t.o",
+        &["gcc", &inc, "-c", "t.c", "-o", "local.o"],
+        "local.o",
     );
-    let local = common::local(&dir.path, &["gcc", &inc, "-c", "t.c", "-o", "local.o"]);
-    assert!(local.status.success());
-    assert!(
-        std::fs::read(dir.join("t.o")).unwrap() == std::fs::read(dir.join("local.o")).unwrap(),
-        "the pump-mode object differs from the local one"
-    );
-    // Headers reached through a linked file and a linked directory: the
-    // answer carries the links, the daemon makes them.
-    dir.write("real/d/l.h", "#define L 7\n");
-    std::os::unix::fs::symlink("real/d/l.h", dir.join("fl.h")).unwrap();
-    std::os::unix::fs::symlink("real/d", dir.join("dl")).unwrap();
-    dir.write(
+}
+
+#[test]
+fn debian_distcc_under_pump_compiles_through_linked_headers() {
+    let b = PumpBuild::new("pump-links");
+    b.dir.write("real/d/l.h", "#define L 7\n");
+    std::os::unix::fs::symlink("real/d/l.h", b.dir.join("fl.h")).unwrap();
+    std::os::unix::fs::symlink("real/d", b.dir.join("dl")).unwrap();
+    b.dir.write(
         "u.c",
         "#include \"fl.h\"\n#include \"dl/l.h\"\nint u = L;\n",
     );
-    let out = pump(&dir, &hosts, &["distcc", "gcc", "-c", "u.c", "-o", "u.o"])
-        .env("DISTCC_VERBOSE", "1")
-        .output()
-        .unwrap();
-    assert_status(&out, 0, "a compile through linked headers");
-    assert!(
-        text(&out.stderr).contains("got DOTD"),
-        "{}",
-        text(&out.stderr)
+    let out = b.pump(&["distcc", "gcc", "-c", "u.c", "-o", "u.o"]);
+    b.assert_pumped(&out, 1, "a compile through a linked file and directory");
+    b.assert_same("u.o", &["gcc", "-c", "u.c", "-o", "lu.o"], "lu.o");
+}
+
+#[test]
+fn debian_distcc_under_pump_compiles_cxx() {
+    let b = PumpBuild::new("pump-cxx");
+    b.dir.write(
+        "x.cpp",
+        "#include <vector>\n#include <string>\n#include \"a.h\"\n\
+         int f() { std::vector<std::string> v{\"a\"}; return (int)v.size() + A; }\n",
     );
+    let out = b.pump(&["distcc", "g++", "-c", "x.cpp", "-o", "x.o"]);
+    b.assert_pumped(&out, 1, "a C++ compile under pump");
+    b.assert_same("x.o", &["g++", "-c", "x.cpp", "-o", "lx.o"], "lx.o");
+}
+
+#[test]
+fn a_header_changed_during_the_build_reaches_the_helper_as_it_is_now() {
+    let b = PumpBuild::new("pump-changed");
+    let inc = b.inc();
+    let local = ["gcc", inc.as_str(), "-c", "t.c", "-o"];
     assert!(
-        common::local(&dir.path, &["gcc", "-c", "u.c", "-o", "lu.o"])
+        common::local(&b.dir.path, &[&local[..], &["old.o"]].concat())
             .status
             .success()
     );
-    assert!(
-        std::fs::read(dir.join("u.o")).unwrap() == std::fs::read(dir.join("lu.o")).unwrap(),
-        "the object through links differs"
-    );
-    // A header that changes during the build is sent as it is now.
     let script = format!(
         "distcc gcc {inc} -c t.c -o t1.o && printf '#define A 40\\n' > a.h && \
          distcc gcc {inc} -c t.c -o t2.o"
     );
-    let out = pump(&dir, &hosts, &["sh", "-c", &script])
-        .env("DISTCC_VERBOSE", "1")
-        .output()
-        .unwrap();
-    assert_status(&out, 0, "two compiles with a header changed between them");
-    assert_eq!(text(&out.stderr).matches("got DOTD").count(), 2);
-    let local = common::local(&dir.path, &["gcc", &inc, "-c", "t.c", "-o", "local2.o"]);
-    assert!(local.status.success());
-    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
-    assert!(read("t1.o") == read("local.o"), "the first object differs");
+    let out = b.pump(&["sh", "-c", &script]);
+    b.assert_pumped(&out, 2, "two compiles with a header changed between them");
+    b.assert_same("t1.o", &[&local[..], &["new.o"]].concat(), "old.o");
+    b.assert_same("t2.o", &[&local[..], &["new.o"]].concat(), "new.o");
+    let read = |name: &str| std::fs::read(b.dir.join(name)).unwrap();
     assert!(
-        read("t2.o") == read("local2.o"),
-        "the header's change was missed"
+        read("t2.o") != read("t1.o"),
+        "the change made no difference"
     );
-    assert!(read("t2.o") != read("t1.o"));
-    assert_eq!(leftovers(&dir), Vec::<String>::new());
 }
 
 /// The include server in this test process, answering every query with
