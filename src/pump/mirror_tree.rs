@@ -140,7 +140,14 @@ impl MirrorTree {
         self.forget_if_full();
         let system = outermost_dirs(&closure.system_dirs)?;
         let local = |path: &Path| !system.iter().any(|dir| path.starts_with(dir));
-        let mut answer = Vec::with_capacity(closure.files.len() + system.len());
+        if !closure
+            .files
+            .first()
+            .is_some_and(|source| local(&source.path))
+        {
+            return Err(refuse("the closure has no source file to send"));
+        }
+        let mut answer = Answer::default();
         for input in closure.files.iter().filter(|i| local(&i.path)) {
             answer.push(self.file(input)?);
         }
@@ -154,7 +161,7 @@ impl MirrorTree {
         for dir in closure.dirs.iter().filter(|d| local(d)) {
             answer.push(self.forcing_file(dir)?);
         }
-        Ok(answer)
+        Ok(answer.paths)
     }
 
     fn forget_if_full(&self) {
@@ -353,6 +360,22 @@ impl MirrorTree {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.forced.insert(dir.to_path_buf());
         Ok(at)
+    }
+}
+
+/// An answer being put together: each path once, in the order first given
+/// (a daemon may refuse a NAME it was sent twice).
+#[derive(Default)]
+struct Answer {
+    paths: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Answer {
+    fn push(&mut self, path: PathBuf) {
+        if self.seen.insert(path.clone()) {
+            self.paths.push(path);
+        }
     }
 }
 
@@ -645,6 +668,7 @@ mod tests {
         std::fs::create_dir(dir.join("sys")).unwrap();
         let system = real(dir.join("sys"));
         let first = Closure {
+            files: vec![input(real(dir.write("t.c", "")))],
             system_dirs: vec![system.clone()],
             ..Closure::default()
         };
@@ -690,6 +714,21 @@ mod tests {
         };
         let err = t.answer(&other).unwrap_err();
         assert!(err.0.contains("control character"), "{err}");
+    }
+
+    #[test]
+    fn each_entry_is_answered_once_and_a_source_is_needed() {
+        let dir = TestDir::new("mirror-once");
+        let t = tree(&dir);
+        let src = real(dir.write("t.c", "int t;\n"));
+        let twice = Closure {
+            files: vec![input(src.clone()), input(src.clone())],
+            dirs: vec![real(dir.path.clone()), real(dir.path.clone())],
+            ..Closure::default()
+        };
+        assert_eq!(t.answer(&twice).unwrap().len(), 2);
+        let err = t.answer(&Closure::default()).unwrap_err();
+        assert!(err.0.contains("no source file"), "{err}");
     }
 
     #[test]
