@@ -557,3 +557,42 @@ fn system_headers_are_followed_exactly() {
         );
     }
 }
+
+/// One scanner serves several threads at once, each getting its own answer.
+#[test]
+fn threads_share_one_scanner() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    let dir = TestDir::new("scan-threads");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include <stdio.h>\n#if N % 2\n#include \"odd.h\"\n#else\n#include \"even.h\"\n#endif\n"),
+            ("odd.h", ""),
+            ("even.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    shared(&scanner);
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (scanner, dir, real) = (&scanner, &dir, &real);
+            s.spawn(move || {
+                for n in 0..5 {
+                    let line = format!("gcc -DN={} -c x.c", t * 5 + n);
+                    let c = scanner.closure(&request(dir.path(), &line)).unwrap();
+                    let want = if (t * 5 + n) % 2 == 1 {
+                        "odd.h"
+                    } else {
+                        "even.h"
+                    };
+                    assert_eq!(
+                        scanned(&c),
+                        [real.join("x.c"), real.join(want)].into_iter().collect(),
+                        "{line}"
+                    );
+                }
+            });
+        }
+    });
+}

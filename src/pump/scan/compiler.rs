@@ -1,6 +1,6 @@
 //! What the scanner asks the compiler itself: its predefined macros, pre-included files and `__has_*` operators (`-dD -E`), its include search lists (`-E -v`), and the value of a `__has_*` operand.
 
-use std::collections::{HashMap, HashSet};
+use super::hash::{FastMap, FastSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,12 +13,12 @@ use super::lex::{self, Kind, Mode, Text, Tok};
 /// The compiler's answers for one set of driver flags.
 #[derive(Debug)]
 pub struct Info {
-    pub macros: Arc<HashMap<Text, Arc<Macro>>>,
+    pub macros: Arc<FastMap<Text, Arc<Macro>>>,
     /// Names `defined` sees that are no macros of the table: `__has_include`,
     /// `__FILE__`, ...
-    pub special: HashSet<Text>,
+    pub special: FastSet<Text>,
     /// The `__has_*`-like operators whose values the compiler gives.
-    pub features: HashSet<Text>,
+    pub features: FastSet<Text>,
     pub mode: Mode,
     pub lang: expr::Lang,
     /// gcc's implicit `-include` (stdc-predef.h), by the name a bracket search finds it.
@@ -118,7 +118,7 @@ pub fn query(cwd: &Path, compiler: &str, lang: &str, driver: &[String]) -> Resul
         .iter()
         .filter_map(|p| bracket_name(p, &search.bracket))
         .collect();
-    let features: HashSet<Text> = special
+    let features: FastSet<Text> = special
         .iter()
         .filter(|s| {
             s.starts_with(b"__has_") || s.starts_with(b"__is_") || &***s == b"__building_module"
@@ -186,10 +186,10 @@ pub fn feature(
 
 /// From `-dD -E` output: the predefined `#define` lines, the files the
 /// compiler pre-includes, and the special names found defined.
-fn read_dump(out: &[u8]) -> (Vec<u8>, Vec<PathBuf>, HashSet<Text>) {
+fn read_dump(out: &[u8]) -> (Vec<u8>, Vec<PathBuf>, FastSet<Text>) {
     let mut defines = Vec::new();
     let mut pre = Vec::new();
-    let mut special = HashSet::new();
+    let mut special = FastSet::default();
     let mut stack: Vec<Vec<u8>> = vec![b"<stdin>".to_vec()];
     for line in out.split(|&c| c == b'\n') {
         if let Some((name, flags)) = linemarker(line) {
@@ -252,7 +252,7 @@ fn linemarker(line: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((name, flags))
 }
 
-fn macro_table(defines: &[u8]) -> Result<HashMap<Text, Arc<Macro>>, String> {
+fn macro_table(defines: &[u8]) -> Result<FastMap<Text, Arc<Macro>>, String> {
     let parsed = directives::parse(
         defines,
         Mode {
@@ -263,7 +263,7 @@ fn macro_table(defines: &[u8]) -> Result<HashMap<Text, Arc<Macro>>, String> {
     if let Some(e) = parsed.error {
         return Err(format!("the compiler's macros: {e}"));
     }
-    let mut table = HashMap::new();
+    let mut table = FastMap::default();
     for e in parsed.entries {
         match e.dir {
             Dir::Define(m) => {
@@ -318,7 +318,7 @@ fn bracket_name(path: &Path, bracket: &[String]) -> Option<Vec<u8>> {
 }
 
 /// The lexing mode and `#if` arithmetic of the language the macros describe.
-fn modes(m: &HashMap<Text, Arc<Macro>>) -> (Mode, expr::Lang) {
+fn modes(m: &FastMap<Text, Arc<Macro>>) -> (Mode, expr::Lang) {
     let value = |name: &[u8]| -> Option<i64> {
         let body = &m.get(name)?.body;
         let t = body.first()?;
