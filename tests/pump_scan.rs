@@ -596,3 +596,18 @@ fn threads_share_one_scanner() {
         }
     });
 }
+
+/// A search dir that did not exist (so the compiler dropped it) and is made
+/// by the build later: the next scan searches it.
+#[test]
+fn a_search_dir_made_between_two_scans_is_searched() {
+    let dir = TestDir::new("scan-newdir");
+    files(&dir, &[("x.c", "#include <y.h>\n"), ("inc/y.h", "")]);
+    let scanner = Scanner::new();
+    let line = "gcc -Igenerated -Iinc -c x.c";
+    same_as_compiler(&scanner, &dir, line);
+    files(&dir, &[("generated/y.h", "")]);
+    let c = same_as_compiler(&scanner, &dir, line);
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(scanned(&c).contains(&real.join("generated/y.h")));
+}

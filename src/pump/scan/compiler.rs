@@ -1,10 +1,11 @@
 //! What the scanner asks the compiler itself: its predefined macros, pre-included files and `__has_*` operators (`-dD -E`), its include search lists (`-E -v`), and the value of a `__has_*` operand.
 
 use super::hash::{FastMap, FastSet};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::directives::{self, Dir, Macro};
 use super::expr;
@@ -70,7 +71,11 @@ const SPECIAL: [&str; 28] = [
 
 const MARK: &str = "__distcc_rs_defined_";
 
-/// Runs a compiler with its output captured, in the C locale.
+/// How long one query of the compiler may take.
+const QUERY_TIME: Duration = Duration::from_secs(60);
+
+/// Runs a compiler with its output captured, in the C locale; killed if it
+/// runs past [`QUERY_TIME`].
 fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
@@ -85,12 +90,19 @@ fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), S
     let mut input = child.stdin.take().expect("piped stdin");
     let text = stdin.to_string();
     let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let status = wait_bounded(&mut child).map_err(|e| format!("{}: {e}", argv[0]))?;
     let _ = writer.join();
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
+    let Some(status) = status else {
+        return Err(format!("{} took too long on the scanner's query", argv[0]));
+    };
+    if !status.success() {
+        let err = String::from_utf8_lossy(&stderr);
         let last = err
             .lines()
             .find(|l| l.contains("error"))
@@ -98,7 +110,33 @@ fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), S
             .unwrap_or("");
         return Err(format!("{} failed on the scanner's query: {last}", argv[0]));
     }
-    Ok((out.stdout, out.stderr))
+    Ok((stdout, stderr))
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
+}
+
+/// The exit status, or `None` (the child killed) past the deadline.
+fn wait_bounded(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + QUERY_TIME;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// Asks the compiler for everything that depends on the driver flags.
