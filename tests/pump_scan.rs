@@ -557,3 +557,57 @@ fn system_headers_are_followed_exactly() {
         );
     }
 }
+
+/// One scanner serves several threads at once, each getting its own answer.
+#[test]
+fn threads_share_one_scanner() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    let dir = TestDir::new("scan-threads");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include <stdio.h>\n#if N % 2\n#include \"odd.h\"\n#else\n#include \"even.h\"\n#endif\n"),
+            ("odd.h", ""),
+            ("even.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    shared(&scanner);
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (scanner, dir, real) = (&scanner, &dir, &real);
+            s.spawn(move || {
+                for n in 0..5 {
+                    let line = format!("gcc -DN={} -c x.c", t * 5 + n);
+                    let c = scanner.closure(&request(dir.path(), &line)).unwrap();
+                    let want = if (t * 5 + n) % 2 == 1 {
+                        "odd.h"
+                    } else {
+                        "even.h"
+                    };
+                    assert_eq!(
+                        scanned(&c),
+                        [real.join("x.c"), real.join(want)].into_iter().collect(),
+                        "{line}"
+                    );
+                }
+            });
+        }
+    });
+}
+
+/// A search dir that did not exist (so the compiler dropped it) and is made
+/// by the build later: the next scan searches it.
+#[test]
+fn a_search_dir_made_between_two_scans_is_searched() {
+    let dir = TestDir::new("scan-newdir");
+    files(&dir, &[("x.c", "#include <y.h>\n"), ("inc/y.h", "")]);
+    let scanner = Scanner::new();
+    let line = "gcc -Igenerated -Iinc -c x.c";
+    same_as_compiler(&scanner, &dir, line);
+    files(&dir, &[("generated/y.h", "")]);
+    let c = same_as_compiler(&scanner, &dir, line);
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(scanned(&c).contains(&real.join("generated/y.h")));
+}

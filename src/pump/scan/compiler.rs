@@ -1,10 +1,11 @@
 //! What the scanner asks the compiler itself: its predefined macros, pre-included files and `__has_*` operators (`-dD -E`), its include search lists (`-E -v`), and the value of a `__has_*` operand.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use super::hash::{FastMap, FastSet};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::directives::{self, Dir, Macro};
 use super::expr;
@@ -13,12 +14,12 @@ use super::lex::{self, Kind, Mode, Text, Tok};
 /// The compiler's answers for one set of driver flags.
 #[derive(Debug)]
 pub struct Info {
-    pub macros: Arc<HashMap<Text, Arc<Macro>>>,
+    pub macros: Arc<FastMap<Text, Arc<Macro>>>,
     /// Names `defined` sees that are no macros of the table: `__has_include`,
     /// `__FILE__`, ...
-    pub special: HashSet<Text>,
+    pub special: FastSet<Text>,
     /// The `__has_*`-like operators whose values the compiler gives.
-    pub features: HashSet<Text>,
+    pub features: FastSet<Text>,
     pub mode: Mode,
     pub lang: expr::Lang,
     /// gcc's implicit `-include` (stdc-predef.h), by the name a bracket search finds it.
@@ -70,7 +71,11 @@ const SPECIAL: [&str; 28] = [
 
 const MARK: &str = "__distcc_rs_defined_";
 
-/// Runs a compiler with its output captured, in the C locale.
+/// How long one query of the compiler may take.
+const QUERY_TIME: Duration = Duration::from_secs(60);
+
+/// Runs a compiler with its output captured, in the C locale; killed if it
+/// runs past [`QUERY_TIME`].
 fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
@@ -85,12 +90,19 @@ fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), S
     let mut input = child.stdin.take().expect("piped stdin");
     let text = stdin.to_string();
     let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let status = wait_bounded(&mut child).map_err(|e| format!("{}: {e}", argv[0]))?;
     let _ = writer.join();
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
+    let Some(status) = status else {
+        return Err(format!("{} took too long on the scanner's query", argv[0]));
+    };
+    if !status.success() {
+        let err = String::from_utf8_lossy(&stderr);
         let last = err
             .lines()
             .find(|l| l.contains("error"))
@@ -98,7 +110,33 @@ fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), S
             .unwrap_or("");
         return Err(format!("{} failed on the scanner's query: {last}", argv[0]));
     }
-    Ok((out.stdout, out.stderr))
+    Ok((stdout, stderr))
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
+}
+
+/// The exit status, or `None` (the child killed) past the deadline.
+fn wait_bounded(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + QUERY_TIME;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// Asks the compiler for everything that depends on the driver flags.
@@ -118,7 +156,7 @@ pub fn query(cwd: &Path, compiler: &str, lang: &str, driver: &[String]) -> Resul
         .iter()
         .filter_map(|p| bracket_name(p, &search.bracket))
         .collect();
-    let features: HashSet<Text> = special
+    let features: FastSet<Text> = special
         .iter()
         .filter(|s| {
             s.starts_with(b"__has_") || s.starts_with(b"__is_") || &***s == b"__building_module"
@@ -186,10 +224,10 @@ pub fn feature(
 
 /// From `-dD -E` output: the predefined `#define` lines, the files the
 /// compiler pre-includes, and the special names found defined.
-fn read_dump(out: &[u8]) -> (Vec<u8>, Vec<PathBuf>, HashSet<Text>) {
+fn read_dump(out: &[u8]) -> (Vec<u8>, Vec<PathBuf>, FastSet<Text>) {
     let mut defines = Vec::new();
     let mut pre = Vec::new();
-    let mut special = HashSet::new();
+    let mut special = FastSet::default();
     let mut stack: Vec<Vec<u8>> = vec![b"<stdin>".to_vec()];
     for line in out.split(|&c| c == b'\n') {
         if let Some((name, flags)) = linemarker(line) {
@@ -252,7 +290,7 @@ fn linemarker(line: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((name, flags))
 }
 
-fn macro_table(defines: &[u8]) -> Result<HashMap<Text, Arc<Macro>>, String> {
+fn macro_table(defines: &[u8]) -> Result<FastMap<Text, Arc<Macro>>, String> {
     let parsed = directives::parse(
         defines,
         Mode {
@@ -263,7 +301,7 @@ fn macro_table(defines: &[u8]) -> Result<HashMap<Text, Arc<Macro>>, String> {
     if let Some(e) = parsed.error {
         return Err(format!("the compiler's macros: {e}"));
     }
-    let mut table = HashMap::new();
+    let mut table = FastMap::default();
     for e in parsed.entries {
         match e.dir {
             Dir::Define(m) => {
@@ -318,7 +356,7 @@ fn bracket_name(path: &Path, bracket: &[String]) -> Option<Vec<u8>> {
 }
 
 /// The lexing mode and `#if` arithmetic of the language the macros describe.
-fn modes(m: &HashMap<Text, Arc<Macro>>) -> (Mode, expr::Lang) {
+fn modes(m: &FastMap<Text, Arc<Macro>>) -> (Mode, expr::Lang) {
     let value = |name: &[u8]| -> Option<i64> {
         let body = &m.get(name)?.body;
         let t = body.first()?;

@@ -4,12 +4,14 @@
 //! the scan ends, so a header a build generates later is seen by the next
 //! scan. Across scans, the closure cache re-stats every probe instead.
 
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
+use super::hash::{FastMap, FastSet};
 use crate::pump::closure::Link;
 
 /// What identifies a file's contents: its stat signature.
@@ -66,29 +68,31 @@ const MAX_LINKS: usize = 40;
 
 #[derive(Default)]
 pub struct Fs {
-    resolved: HashMap<PathBuf, Option<Resolved>>,
+    /// By the path's bytes (hashing a `Path` walks its components).
+    resolved: FastMap<Vec<u8>, Option<Rc<Resolved>>>,
     /// Every path looked up, with what was found, for the closure cache.
     pub probes: Vec<(PathBuf, Option<Sig>)>,
-    probed: HashSet<PathBuf>,
+    probed: FastSet<Vec<u8>>,
 }
 
 impl Fs {
     /// Looks up an absolute path: `None` if it does not exist.
-    pub fn lookup(&mut self, path: &Path) -> io::Result<Option<Resolved>> {
+    pub fn lookup(&mut self, path: &Path) -> io::Result<Option<Rc<Resolved>>> {
         let r = self.resolve(path, 0)?;
-        if self.probed.insert(path.to_path_buf()) {
+        if self.probed.insert(path.as_os_str().as_bytes().to_vec()) {
             self.probes
                 .push((path.to_path_buf(), r.as_ref().and_then(|r| r.sig)));
         }
         Ok(r)
     }
 
-    fn resolve(&mut self, path: &Path, hops: usize) -> io::Result<Option<Resolved>> {
-        if let Some(r) = self.resolved.get(path) {
+    fn resolve(&mut self, path: &Path, hops: usize) -> io::Result<Option<Rc<Resolved>>> {
+        if let Some(r) = self.resolved.get(path.as_os_str().as_bytes()) {
             return Ok(r.clone());
         }
-        let r = self.resolve_uncached(path, hops)?;
-        self.resolved.insert(path.to_path_buf(), r.clone());
+        let r = self.resolve_uncached(path, hops)?.map(Rc::new);
+        self.resolved
+            .insert(path.as_os_str().as_bytes().to_vec(), r.clone());
         Ok(r)
     }
 
@@ -110,12 +114,13 @@ impl Fs {
             _ => OsString::new(),
         };
         let parent: PathBuf = parents.iter().collect();
-        let Some(mut base) = self.resolve(&parent, hops)? else {
+        let Some(base) = self.resolve(&parent, hops)? else {
             return Ok(None);
         };
         if !base.sig.is_some_and(|s| s.dir) {
             return Ok(None);
         }
+        let mut base = Resolved::clone(&base);
         match last {
             Component::ParentDir => {
                 base.before_dotdot.push(base.real.clone());
@@ -154,9 +159,10 @@ impl Fs {
         }
         let target = std::fs::read_link(&link)?;
         let through = base.real.join(&target);
-        let Some(mut r) = self.resolve(&through, hops + 1)? else {
+        let Some(r) = self.resolve(&through, hops + 1)? else {
             return Ok(None);
         };
+        let mut r = Resolved::clone(&r);
         let mut links = base.links;
         links.push(Link { path: link, target });
         links.append(&mut r.links);

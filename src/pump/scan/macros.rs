@@ -1,25 +1,25 @@
 //! The macro table of one scan and macro expansion: object- and function-like macros, rescanning with hide sets, `#`, `##`, `__VA_ARGS__`, `__VA_OPT__`, and the operators `#if` adds (`defined`, `__has_include`, the compiler's `__has_*`).
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use super::directives::Macro;
+use super::hash::FastMap;
 use super::lex::{self, Kind, Text, Tok};
 
 /// The macros of a scan: the compiler's, shared, under the scan's own changes.
 pub struct Table {
-    base: Arc<HashMap<Text, Arc<Macro>>>,
-    over: HashMap<Text, Option<Arc<Macro>>>,
-    pushed: HashMap<Text, Vec<Option<Arc<Macro>>>>,
+    base: Arc<FastMap<Text, Arc<Macro>>>,
+    over: FastMap<Text, Option<Arc<Macro>>>,
+    pushed: FastMap<Text, Vec<Option<Arc<Macro>>>>,
 }
 
 impl Table {
-    pub fn new(base: Arc<HashMap<Text, Arc<Macro>>>) -> Table {
+    pub fn new(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {
         Table {
             base,
-            over: HashMap::new(),
-            pushed: HashMap::new(),
+            over: FastMap::with_capacity_and_hasher(4096, Default::default()),
+            pushed: FastMap::default(),
         }
     }
 

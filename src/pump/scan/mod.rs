@@ -27,6 +27,7 @@ mod compiler;
 mod directives;
 mod expr;
 mod fs;
+mod hash;
 mod lex;
 mod macros;
 mod walk;
@@ -74,6 +75,10 @@ impl Default for Limits {
 }
 
 const SHARDS: usize = 16;
+
+/// A bound on each cache of compiler answers (one entry per distinct flag
+/// set, search-option set or `__has_*` operand).
+const MAX_QUERIES: usize = 4096;
 
 /// The environment variables that add search dirs behind the command's back.
 const SEARCH_VARIABLES: [&str; 5] = [
@@ -255,13 +260,13 @@ impl Scanner {
     fn info(&self, cwd: &Path, cmd: &Command) -> Result<(u64, Arc<Info>), NotCovered> {
         let place = needs_cwd(cmd).then(|| cwd.to_path_buf());
         let key = hash(&(place, &cmd.compiler, cmd.lang, &cmd.driver));
-        let cell = self
-            .infos
-            .lock()
-            .expect("info cache")
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = {
+            let mut infos = self.infos.lock().expect("info cache");
+            if infos.len() >= MAX_QUERIES {
+                evict_half(&mut infos);
+            }
+            infos.entry(key).or_default().clone()
+        };
         let info = cell.get_or_init(|| {
             compiler::query(cwd, &cmd.compiler, cmd.lang, &cmd.driver).map(Arc::new)
         });
@@ -278,13 +283,13 @@ impl Scanner {
     ) -> Result<Arc<Chain>, NotCovered> {
         let key = (info_key, cwd.to_path_buf(), cmd.search.clone());
         for _ in 0..2 {
-            let cell = self
-                .chains
-                .lock()
-                .expect("chain cache")
-                .entry(key.clone())
-                .or_default()
-                .clone();
+            let cell = {
+                let mut chains = self.chains.lock().expect("chain cache");
+                if chains.len() >= MAX_QUERIES {
+                    evict_half(&mut chains);
+                }
+                chains.entry(key.clone()).or_default().clone()
+            };
             let made = cell.get_or_init(|| {
                 let search = if cmd.search.is_empty() {
                     Ok(info.search.clone())
@@ -355,10 +360,11 @@ impl Scanner {
             return v.clone();
         }
         let v = compiler::feature(cwd, &cmd.compiler, cmd.lang, &cmd.driver, name, arg);
-        self.features
-            .lock()
-            .expect("feature cache")
-            .insert(key, v.clone());
+        let mut cache = self.features.lock().expect("feature cache");
+        if cache.len() >= MAX_QUERIES {
+            evict_half(&mut cache);
+        }
+        cache.insert(key, v.clone());
         v
     }
 }

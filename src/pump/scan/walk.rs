@@ -1,9 +1,9 @@
 //! One scan: the translation unit preprocessed at the level of directives, exactly as the compiler would, collecting every file it reads.
 
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use super::compiler::Info;
 use super::directives::{self, Dir, IncludeKind, Parsed};
 use super::expr;
 use super::fs::{Fs, Resolved};
+use super::hash::{FastMap, FastSet};
 use super::lex::{self, Kind, Text, Tok};
 use super::macros::{header_name, Env, Expander, PTok, Table};
 use super::{Limits, NotCovered, Scanner};
@@ -49,7 +50,7 @@ struct Found {
     name: Vec<u8>,
     at: Option<usize>,
     relative: bool,
-    resolved: Resolved,
+    resolved: Rc<Resolved>,
 }
 
 pub struct Walk<'a> {
@@ -65,14 +66,14 @@ pub struct Walk<'a> {
     table: Table,
     pub fs: Fs,
     stack: Vec<Frame>,
-    once: HashSet<(u64, u64)>,
+    once: FastSet<(u64, u64)>,
     pub closure: Closure,
     /// Every file entered, system headers too, in order.
     pub read: Vec<PathBuf>,
-    seen_read: HashSet<PathBuf>,
-    seen_files: HashMap<PathBuf, usize>,
-    seen_links: HashSet<PathBuf>,
-    seen_dirs: HashSet<PathBuf>,
+    seen_read: FastSet<PathBuf>,
+    seen_files: FastMap<PathBuf, usize>,
+    seen_links: FastSet<PathBuf>,
+    seen_dirs: FastSet<PathBuf>,
     used_system: Vec<bool>,
     deadline: Instant,
     bytes: usize,
@@ -105,13 +106,13 @@ impl<'a> Walk<'a> {
             table: Table::new(info.macros.clone()),
             fs: Fs::default(),
             stack: Vec::new(),
-            once: HashSet::new(),
+            once: FastSet::default(),
             closure: Closure::default(),
             read: Vec::new(),
-            seen_read: HashSet::new(),
-            seen_files: HashMap::new(),
-            seen_links: HashSet::new(),
-            seen_dirs: HashSet::new(),
+            seen_read: FastSet::default(),
+            seen_files: FastMap::default(),
+            seen_links: FastSet::default(),
+            seen_dirs: FastSet::default(),
             deadline: Instant::now() + limits.time,
             bytes: 0,
             limits,
