@@ -717,6 +717,32 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_names_only_what_its_compile_needs() {
+        // distcc issue #108: the Python server sends every link and forcing
+        // file made so far in the build with every answer.
+        let dir = TestDir::new("mirror-only");
+        let t = tree(&dir);
+        let (a, b) = (real(dir.write("a.c", "")), real(dir.write("b.c", "")));
+        std::fs::create_dir_all(dir.join("da")).unwrap();
+        std::os::unix::fs::symlink(&a, dir.join("la.c")).unwrap();
+        let first = Closure {
+            files: vec![input(a)],
+            links: vec![Link {
+                path: real(dir.path.clone()).join("la.c"),
+                target: PathBuf::from("a.c"),
+            }],
+            dirs: vec![real(dir.join("da"))],
+            ..Closure::default()
+        };
+        assert_eq!(t.answer(&first).unwrap().len(), 3);
+        let second = Closure {
+            files: vec![input(b.clone())],
+            ..Closure::default()
+        };
+        assert_eq!(t.answer(&second).unwrap(), [t.mirror_path(&b, ".lzo")]);
+    }
+
+    #[test]
     fn each_entry_is_answered_once_and_a_source_is_needed() {
         let dir = TestDir::new("mirror-once");
         let t = tree(&dir);
