@@ -24,7 +24,7 @@ fn install(dir: &TestDir, symbolic: bool) -> PathBuf {
     let out = cmd.arg(&links).output().unwrap();
     assert!(out.status.success(), "--install: {}", text(&out.stderr));
     let printed: Vec<PathBuf> = text(&out.stdout).lines().map(PathBuf::from).collect();
-    let want: Vec<PathBuf> = ["distccd", "distcc", "distccmon-text"]
+    let want: Vec<PathBuf> = ["distccd", "distcc", "distccmon-text", "pump", "distcc-pump"]
         .iter()
         .map(|l| links.join(l))
         .collect();
@@ -83,7 +83,10 @@ fn dispatch_through_installed_links() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     made.sort();
-    assert_eq!(made, ["distcc", "distccd", "distccmon-text"]);
+    assert_eq!(
+        made,
+        ["distcc", "distcc-pump", "distccd", "distccmon-text", "pump"]
+    );
 
     let list = run(Path::new(bin()), &["--list"], &dir);
     assert_ok(&list, "--list");
@@ -91,6 +94,7 @@ fn dispatch_through_installed_links() {
         ("daemon", "distccd"),
         ("client", "distcc"),
         ("mon", "distccmon-text"),
+        ("pump", "distcc-pump"),
         ("wrap", ""),
     ] {
         let line = text(&list.stdout)

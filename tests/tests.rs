@@ -23,6 +23,8 @@ mod lzo_reference;
 mod messages;
 mod monitor;
 mod options;
+mod pump_scan;
+mod pump_server;
 mod refusals;
 mod scan;
 mod service;

@@ -19,6 +19,7 @@ use crate::exitcode::ExitCode;
 mod client;
 mod daemon;
 mod mon;
+mod pump;
 pub mod status;
 mod stdout;
 mod wrap;
@@ -92,6 +93,16 @@ pub const APPLETS: &[Applet] = &[
         // distccmon-text's status for a bad command line, not distcc's 101.
         usage_status: 1,
         synopsis: "[DELAY] [--summary] [--daemon HOST[:PORT]]",
+    },
+    Applet {
+        name: "pump",
+        links: &["pump", "distcc-pump"],
+        main: pump::main,
+        about:
+            "pump mode: run COMMAND with an include server (distcc-pump), or --startup/--shutdown",
+        program: "distcc-pump",
+        usage_status: 1,
+        synopsis: "COMMAND [ARG...] | --startup | --shutdown",
     },
     Applet {
         name: "wrap",
@@ -301,7 +312,7 @@ fn usage() -> String {
         "Usage: {SELF_NAME} APPLET [ARGS...]\n\
          \x20      {SELF_NAME} COMPILER [ARGS...]          compile through distcc (see '{SELF_NAME} client --help')\n\
          \x20      {SELF_NAME} --list\n\
-         \x20      {SELF_NAME} --install [-s] DIR          links for the applets (distccd, distcc, distccmon-text)\n\
+         \x20      {SELF_NAME} --install [-s] DIR          links for the applets (distccd, distcc, distccmon-text, pump, distcc-pump)\n\
          \x20      {SELF_NAME} --uninstall DIR             removes those links where they lead here\n\
          \x20      {SELF_NAME} --install-masquerade [DIR]  compiler links (cc, gcc, ...; default /usr/lib/distcc)\n\
          \x20      {SELF_NAME} --version\n\
@@ -449,7 +460,9 @@ mod tests {
     fn table_has_no_duplicate_names() {
         let mut seen = HashSet::new();
         for applet in APPLETS {
-            for name in std::iter::once(&applet.name).chain(applet.links.iter()) {
+            // An applet may be linked under its own name (`pump`).
+            let own_links = applet.links.iter().filter(|l| **l != applet.name);
+            for name in std::iter::once(&applet.name).chain(own_links) {
                 assert!(seen.insert(*name), "duplicate applet name {name}");
             }
         }
@@ -472,6 +485,8 @@ mod tests {
         assert_eq!(name("gcc"), None);
         assert_eq!(name("distccmon-text"), Some("mon"));
         assert_eq!(name("/usr/local/bin/distccmon-text"), Some("mon"));
+        assert_eq!(name("pump"), Some("pump"));
+        assert_eq!(name("/usr/bin/distcc-pump"), Some("pump"));
     }
 
     #[test]

@@ -1,0 +1,778 @@
+//! The include server's mirror tree: each file a compile reads, LZO-compressed at `<root><realpath>.lzo`, with the system-directory links, mirror links and forcing files of distcc 3.4's include server.
+//!
+//! The root has exactly [`mirror::MIRROR_DEPTH`] components, so that a 3.4
+//! client recovers each file's own name from its mirror path. A file is
+//! written once per content: it is written again only when the source's
+//! (device, inode, size, mtime) changes, always under a temporary name that
+//! is then renamed into place, so that a client never reads half a file.
+//! Every entry is made beneath the root's directory descriptor, one
+//! component at a time, never following a link: a file is never written
+//! through a system-directory link (which points at the client's real
+//! `/usr/include`) or through a mirror link.
+//!
+//! The tree is shared by every compile of the build, but each answer names
+//! only what its own compile needs (unlike the Python server, which sends
+//! every link and forcing file it has ever made: distcc issue #108).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString, OsStr};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::pump::closure::{Closure, Input, Link, NotCovered};
+use crate::{lzo, mirror};
+
+/// The most entries the tree remembers having made. Past it the memory is
+/// dropped and entries are checked again on disk: a cost, never a wrong
+/// answer.
+const MAX_REMEMBERED: usize = 256 * 1024;
+
+/// The largest source file or header the tree copies (distccd's own caps
+/// are smaller; a file this big would not be compiled remotely anyway).
+pub const MAX_FILE_SIZE: u64 = 256 << 20;
+
+/// A mirror tree rooted at a directory that exists.
+pub struct MirrorTree {
+    root: PathBuf,
+    root_fd: OwnedFd,
+    memory: Mutex<Memory>,
+    next_temp: AtomicU64,
+}
+
+/// What the tree knows it has made.
+#[derive(Default)]
+struct Memory {
+    /// Files by (realpath, is `.lzo.abs`).
+    files: HashMap<(PathBuf, bool), Written>,
+    /// Links (system-directory and mirror links) by client path: their target.
+    links: HashMap<PathBuf, Vec<u8>>,
+    /// Directories whose forcing file exists.
+    forced: HashSet<PathBuf>,
+}
+
+impl Memory {
+    fn len(&self) -> usize {
+        self.files.len() + self.links.len() + self.forced.len()
+    }
+}
+
+/// A file as it was when it was copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Written {
+    stamp: Stamp,
+    line_name: Option<PathBuf>,
+}
+
+/// What says a file has not changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
+}
+
+fn refuse(reason: impl std::fmt::Display) -> NotCovered {
+    NotCovered(reason.to_string())
+}
+
+fn io_refusal(what: &str, path: &Path, err: io::Error) -> NotCovered {
+    refuse(format!(
+        "mirror tree: {what} {}: {}",
+        path.display(),
+        crate::sys::strerror(&err)
+    ))
+}
+
+impl MirrorTree {
+    /// Opens the tree at `root`, a directory of exactly
+    /// [`mirror::MIRROR_DEPTH`] components that exists.
+    pub fn open(root: &Path) -> io::Result<MirrorTree> {
+        if depth(root) != Some(mirror::MIRROR_DEPTH) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "mirror root {} must be an absolute path of {} components",
+                    root.display(),
+                    mirror::MIRROR_DEPTH
+                ),
+            ));
+        }
+        let root_fd = open_dir_at(libc::AT_FDCWD, &cstring(root.as_os_str())?, true)?;
+        Ok(MirrorTree {
+            root: root.to_path_buf(),
+            root_fd,
+            memory: Mutex::new(Memory::default()),
+            next_temp: AtomicU64::new(0),
+        })
+    }
+
+    /// The root: the first [`mirror::MIRROR_DEPTH`] components of every path in an answer.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Makes whatever `closure` needs that is not there yet, and returns the
+    /// answer for the client in 3.4's order: the files, then the
+    /// system-directory links, then the mirror links, then the forcing files
+    /// (a hardened daemon refuses a NAME through a LINK it made earlier in
+    /// the same request). Entries under a system directory are left out:
+    /// the helper has its own.
+    pub fn answer(&self, closure: &Closure) -> Result<Vec<PathBuf>, NotCovered> {
+        self.forget_if_full();
+        let system = outermost_dirs(&closure.system_dirs)?;
+        let local = |path: &Path| !system.iter().any(|dir| path.starts_with(dir));
+        if !closure
+            .files
+            .first()
+            .is_some_and(|source| local(&source.path))
+        {
+            return Err(refuse("the closure has no source file to send"));
+        }
+        let mut answer = Answer::default();
+        for input in closure.files.iter().filter(|i| local(&i.path)) {
+            answer.push(self.file(input)?);
+        }
+        for dir in &system {
+            let target = mirror::system_link_target(dir.as_os_str().as_bytes());
+            answer.push(self.link(dir, &target)?);
+        }
+        for link in closure.links.iter().filter(|l| local(&l.path)) {
+            answer.push(self.mirror_link(link)?);
+        }
+        for dir in closure.dirs.iter().filter(|d| local(d)) {
+            answer.push(self.forcing_file(dir)?);
+        }
+        Ok(answer.paths)
+    }
+
+    fn forget_if_full(&self) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if memory.len() >= MAX_REMEMBERED {
+            log::info!("mirror tree: forgetting {} entries", memory.len());
+            *memory = Memory::default();
+        }
+    }
+
+    /// `<root><path><suffix>`.
+    fn mirror_path(&self, path: &Path, suffix: &str) -> PathBuf {
+        let mut at = self.root.as_os_str().to_owned();
+        at.push(path.as_os_str());
+        at.push(suffix);
+        PathBuf::from(at)
+    }
+
+    /// The copy of one file: `.lzo`, or `.lzo.abs` with its `#line`.
+    fn file(&self, input: &Input) -> Result<PathBuf, NotCovered> {
+        let path = checked(&input.path)?;
+        let abs = input.line_name.is_some();
+        let key = (path.to_path_buf(), abs);
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| io_refusal("cannot stat", path, e))?;
+        let wanted = Written {
+            stamp: Stamp::of(&meta),
+            line_name: input.line_name.clone(),
+        };
+        let suffix = if abs { ".lzo.abs" } else { ".lzo" };
+        if let Some(known) = self.remembered_file(&key) {
+            if known.line_name != wanted.line_name {
+                return Err(refuse(format!(
+                    "{} is reached under two absolute names, {} and {}",
+                    path.display(),
+                    show(&known.line_name),
+                    show(&wanted.line_name)
+                )));
+            }
+            if known == wanted {
+                return Ok(self.mirror_path(path, suffix));
+            }
+        }
+        let stamp = self.copy_file(path, suffix, input.line_name.as_deref())?;
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.files.insert(
+            key,
+            Written {
+                stamp,
+                line_name: input.line_name.clone(),
+            },
+        );
+        Ok(self.mirror_path(path, suffix))
+    }
+
+    fn remembered_file(&self, key: &(PathBuf, bool)) -> Option<Written> {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.files.get(key).cloned()
+    }
+
+    /// Reads `path`, compresses it (after its `#line` if it has one) and
+    /// writes it into place. Returns the stamp of what was read.
+    fn copy_file(
+        &self,
+        path: &Path,
+        suffix: &str,
+        line_name: Option<&Path>,
+    ) -> Result<Stamp, NotCovered> {
+        let (stamp, bytes) = read_source(path)?;
+        let mut body = match line_name {
+            Some(name) => line_directive(name)?,
+            None => Vec::new(),
+        };
+        body.extend_from_slice(&bytes);
+        let lzo = if body.is_empty() {
+            Vec::new()
+        } else {
+            lzo::compress(&body)
+        };
+        let (parent, name) = self.parent_of(path, suffix)?;
+        self.replace(&parent, &name, |fd, temp| write_new(fd, temp, &lzo))
+            .map_err(|e| io_refusal("cannot write the copy of", path, e))?;
+        Ok(stamp)
+    }
+
+    /// The directory that holds `<root><path><suffix>`, made as needed,
+    /// and that entry's own name.
+    fn parent_of(&self, path: &Path, suffix: &str) -> Result<(OwnedFd, CString), NotCovered> {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(suffix);
+        let fd = self
+            .make_dirs(dir)
+            .map_err(|e| io_refusal("cannot make the directory for", path, e))?;
+        let name = cstring(&name).map_err(|e| io_refusal("bad name", path, e))?;
+        Ok((fd, name))
+    }
+
+    /// Opens `<root><dir>`, making each missing directory on the way and
+    /// never following a link.
+    fn make_dirs(&self, dir: &Path) -> io::Result<OwnedFd> {
+        let mut fd = open_dir_at(self.root_fd.as_raw_fd(), c".", false)?;
+        for component in dir.components() {
+            let Component::Normal(name) = component else {
+                continue;
+            };
+            let name = cstring(name)?;
+            // SAFETY: a plain system call on a descriptor we own and a NUL-terminated name.
+            if unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o700) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(err);
+                }
+            }
+            fd = open_dir_at(fd.as_raw_fd(), &name, false)?;
+        }
+        Ok(fd)
+    }
+
+    /// Makes `name` in `dir` by writing it under a fresh temporary name
+    /// with `make` and renaming that over it.
+    fn replace(
+        &self,
+        dir: &OwnedFd,
+        name: &CString,
+        make: impl FnOnce(RawFd, &CString) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        let temp = CString::new(format!(".distcc-pump-new.{}.{n}", std::process::id()))
+            .expect("no NUL in a number");
+        make(dir.as_raw_fd(), &temp)?;
+        // SAFETY: plain system call on our descriptor and NUL-terminated names.
+        let renamed = unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                temp.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+            )
+        };
+        if renamed != 0 {
+            let err = io::Error::last_os_error();
+            // SAFETY: as above; the temporary entry is ours.
+            unsafe { libc::unlinkat(dir.as_raw_fd(), temp.as_ptr(), 0) };
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// A mirror link: the client's link at `link.path`, whose target in
+    /// the mirror is the absolute realpath it leads to (as the Python
+    /// include server makes it; the daemon puts its root in front).
+    fn mirror_link(&self, link: &Link) -> Result<PathBuf, NotCovered> {
+        let path = checked(&link.path)?;
+        let target = resolve_link(link)?;
+        checked(&target)?;
+        self.link(path, target.as_os_str().as_bytes())
+    }
+
+    /// The link `<root><path> -> target`, made or replaced unless it is
+    /// there already.
+    fn link(&self, path: &Path, target: &[u8]) -> Result<PathBuf, NotCovered> {
+        let path = checked(path)?;
+        let at = self.mirror_path(path, "");
+        {
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            if memory.links.get(path).map(Vec::as_slice) == Some(target) {
+                return Ok(at);
+            }
+        }
+        let (dir, name) = self.parent_of(path, "")?;
+        if read_link_at(dir.as_raw_fd(), &name).as_deref() != Some(target) {
+            let target_c = CString::new(target).map_err(|_| refuse("a link target holds a NUL"))?;
+            self.replace(&dir, &name, |fd, temp| symlink_at(&target_c, fd, temp))
+                .map_err(|e| io_refusal("cannot make the link", path, e))?;
+        }
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.links.insert(path.to_path_buf(), target.to_vec());
+        Ok(at)
+    }
+
+    /// The empty file that makes `dir` exist on the helper.
+    fn forcing_file(&self, dir: &Path) -> Result<PathBuf, NotCovered> {
+        let dir = checked(dir)?;
+        let file = dir.join(mirror::FORCING_FILE);
+        let at = self.mirror_path(&file, "");
+        {
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            if memory.forced.contains(dir) {
+                return Ok(at);
+            }
+        }
+        let (parent, name) = self.parent_of(&file, "")?;
+        create_empty(parent.as_raw_fd(), &name)
+            .map_err(|e| io_refusal("cannot make the forcing file in", dir, e))?;
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.forced.insert(dir.to_path_buf());
+        Ok(at)
+    }
+}
+
+/// An answer being put together: each path once, in the order first given
+/// (a daemon may refuse a NAME it was sent twice).
+#[derive(Default)]
+struct Answer {
+    paths: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Answer {
+    fn push(&mut self, path: PathBuf) {
+        if self.seen.insert(path.clone()) {
+            self.paths.push(path);
+        }
+    }
+}
+
+/// The system directories that are not inside another one, in their
+/// order (the Python server makes one link for `/usr/include`, none for
+/// `/usr/include/x86_64-linux-gnu` in it).
+fn outermost_dirs(dirs: &[PathBuf]) -> Result<Vec<&Path>, NotCovered> {
+    for dir in dirs {
+        checked(dir)?;
+    }
+    let mut out: Vec<&Path> = Vec::new();
+    for dir in dirs {
+        let inside = |other: &PathBuf| other != dir && dir.starts_with(other);
+        if !dirs.iter().any(inside) && !out.contains(&dir.as_path()) {
+            out.push(dir);
+        }
+    }
+    Ok(out)
+}
+
+/// `path` if it keeps pump mode's path rules (absolute, plain components).
+fn checked(path: &Path) -> Result<&Path, NotCovered> {
+    mirror::check_path(path.as_os_str().as_bytes())
+        .map(|()| path)
+        .map_err(|e| refuse(format!("the path {} {e}", path.display())))
+}
+
+/// The absolute realpath a client link leads to.
+fn resolve_link(link: &Link) -> Result<PathBuf, NotCovered> {
+    std::fs::canonicalize(&link.path)
+        .map_err(|e| io_refusal("cannot resolve the link", &link.path, e))
+}
+
+/// The source's bytes and the stamp of what was read, for a regular file
+/// of at most [`MAX_FILE_SIZE`] bytes.
+fn read_source(path: &Path) -> Result<(Stamp, Vec<u8>), NotCovered> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io_refusal("cannot open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_refusal("cannot stat", path, e))?;
+    if !meta.is_file() {
+        return Err(refuse(format!("{} is not a regular file", path.display())));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(refuse(format!(
+            "{} is bigger than {MAX_FILE_SIZE} bytes",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_refusal("cannot read", path, e))?;
+    Ok((Stamp::of(&meta), bytes))
+}
+
+/// `#line 1 "NAME"` and a newline, with `\` and `"` escaped as in a C
+/// string. A name with a newline or another control character cannot be
+/// written there.
+fn line_directive(name: &Path) -> Result<Vec<u8>, NotCovered> {
+    let bytes = name.as_os_str().as_bytes();
+    if bytes.iter().any(|&c| c < 0x20 || c == 0x7f) {
+        return Err(refuse(format!(
+            "the name {} holds a control character",
+            name.display()
+        )));
+    }
+    let mut line = b"#line 1 \"".to_vec();
+    for &c in bytes {
+        if c == b'\\' || c == b'"' {
+            line.push(b'\\');
+        }
+        line.push(c);
+    }
+    line.extend_from_slice(b"\"\n");
+    Ok(line)
+}
+
+fn show(name: &Option<PathBuf>) -> String {
+    name.as_ref()
+        .map_or_else(|| "none".into(), |n| n.display().to_string())
+}
+
+/// The number of components of an absolute path, if it is absolute.
+fn depth(path: &Path) -> Option<usize> {
+    path.is_absolute().then(|| {
+        path.components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .count()
+    })
+}
+
+fn cstring(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Opens the directory `name` in `dir`; with `follow` false a link there
+/// is an error.
+fn open_dir_at(dir: RawFd, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | nofollow;
+    // SAFETY: a plain system call with a NUL-terminated name.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat just returned this fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates the new file `name` in `dir` (never through a link) with `body`.
+fn write_new(dir: RawFd, name: &CString, body: &[u8]) -> io::Result<()> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a plain system call with a NUL-terminated name.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat just returned this fresh descriptor.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let written = file.write_all(body);
+    if written.is_err() {
+        // SAFETY: the entry was just made by us.
+        unsafe { libc::unlinkat(dir, name.as_ptr(), 0) };
+    }
+    written
+}
+
+/// Makes `name` in `dir` an empty file if it is not one already.
+fn create_empty(dir: RawFd, name: &CString) -> io::Result<()> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a plain system call with a NUL-terminated name.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat just returned this fresh descriptor; closing it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+fn symlink_at(target: &CString, dir: RawFd, name: &CString) -> io::Result<()> {
+    // SAFETY: a plain system call with NUL-terminated strings.
+    if unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The target of the link `name` in `dir`, if it is a link.
+fn read_link_at(dir: RawFd, name: &CString) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; mirror::MAX_PATH_LEN + 1];
+    // SAFETY: buf is valid for buf.len() bytes; the name is NUL-terminated.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pump::closure::{Input, Link};
+    use crate::testing::TestDir;
+
+    fn tree(dir: &TestDir) -> MirrorTree {
+        let root = dir.join("m");
+        std::fs::create_dir(&root).unwrap();
+        MirrorTree::open(&root).unwrap()
+    }
+
+    fn input(path: PathBuf) -> Input {
+        Input {
+            path,
+            line_name: None,
+        }
+    }
+
+    fn body(path: &Path) -> Vec<u8> {
+        let lzo = std::fs::read(path).unwrap();
+        if lzo.is_empty() {
+            return lzo;
+        }
+        lzo::decompress(&lzo, 1 << 20).unwrap()
+    }
+
+    fn real(p: PathBuf) -> PathBuf {
+        std::fs::canonicalize(p).unwrap()
+    }
+
+    #[test]
+    fn an_answer_has_files_then_system_links_then_links_then_forcing_files() {
+        let dir = TestDir::new("mirror-order");
+        let t = tree(&dir);
+        let src = real(dir.write("proj/t.c", "#include \"a.h\"\n"));
+        let header = real(dir.write("proj/inc/a.h", "int a;\n"));
+        let empty = real(dir.write("proj/e.h", ""));
+        let sys = real(dir.join("proj"));
+        std::fs::create_dir_all(dir.join("sys/nested")).unwrap();
+        let (system, nested) = (real(dir.join("sys")), real(dir.join("sys/nested")));
+        std::os::unix::fs::symlink(&header, dir.join("proj/lnk.h")).unwrap();
+        let link = real(dir.join("proj")).join("lnk.h");
+        std::fs::create_dir(dir.join("proj/sub")).unwrap();
+        let closure = Closure {
+            files: vec![
+                input(src.clone()),
+                Input {
+                    path: header.clone(),
+                    line_name: Some(PathBuf::from("/abs\\dir/\"a.h")),
+                },
+                input(empty.clone()),
+                input(system.join("left-out.h")),
+            ],
+            links: vec![Link {
+                path: link.clone(),
+                target: PathBuf::from("inc/a.h"),
+            }],
+            dirs: vec![sys.join("sub")],
+            system_dirs: vec![nested, system.clone()],
+        };
+        let answer = t.answer(&closure).unwrap();
+        let at = |p: &Path, s: &str| t.mirror_path(p, s);
+        assert_eq!(
+            answer,
+            [
+                at(&src, ".lzo"),
+                at(&header, ".lzo.abs"),
+                at(&empty, ".lzo"),
+                at(&system, ""),
+                at(&link, ""),
+                at(&sys.join("sub").join(mirror::FORCING_FILE), ""),
+            ]
+        );
+        assert_eq!(body(&answer[0]), b"#include \"a.h\"\n");
+        assert_eq!(
+            body(&answer[1]),
+            b"#line 1 \"/abs\\\\dir/\\\"a.h\"\nint a;\n"
+        );
+        assert_eq!(std::fs::read(&answer[2]).unwrap(), b"");
+        let target = std::fs::read_link(&answer[3]).unwrap();
+        assert_eq!(
+            target.as_os_str().as_bytes(),
+            mirror::system_link_target(system.as_os_str().as_bytes())
+        );
+        assert_eq!(std::fs::read_link(&answer[4]).unwrap(), header);
+        let forcing = std::fs::symlink_metadata(&answer[5]).unwrap();
+        assert!(forcing.is_file() && forcing.len() == 0);
+        for path in &answer {
+            let name = mirror::client_name(path.as_os_str().as_bytes()).unwrap();
+            assert!(mirror::check_path(name).is_ok(), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_file_is_written_again_only_when_it_changes() {
+        let dir = TestDir::new("mirror-rewrite");
+        let t = tree(&dir);
+        let header = real(dir.write("h.h", "one\n"));
+        let closure = Closure {
+            files: vec![input(header.clone())],
+            ..Closure::default()
+        };
+        let copy = t.answer(&closure).unwrap().remove(0);
+        let ino = std::fs::metadata(&copy).unwrap().ino();
+        t.answer(&closure).unwrap();
+        assert_eq!(std::fs::metadata(&copy).unwrap().ino(), ino, "rewritten");
+        std::fs::write(&header, "two, longer\n").unwrap();
+        t.answer(&closure).unwrap();
+        assert_eq!(body(&copy), b"two, longer\n");
+        assert_ne!(std::fs::metadata(&copy).unwrap().ino(), ino);
+        let leftovers: Vec<_> = std::fs::read_dir(copy.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            [copy.file_name().unwrap()],
+            "temporary files left"
+        );
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_system_directory_link() {
+        let dir = TestDir::new("mirror-through");
+        let t = tree(&dir);
+        std::fs::create_dir(dir.join("sys")).unwrap();
+        let system = real(dir.join("sys"));
+        let first = Closure {
+            files: vec![input(real(dir.write("t.c", "")))],
+            system_dirs: vec![system.clone()],
+            ..Closure::default()
+        };
+        t.answer(&first).unwrap();
+        let header = dir.write("sys/x.h", "int x;\n");
+        let second = Closure {
+            files: vec![input(real(header))],
+            ..Closure::default()
+        };
+        let err = t.answer(&second).unwrap_err();
+        assert!(err.0.contains("cannot make the directory"), "{err}");
+        let names: Vec<_> = std::fs::read_dir(&system).unwrap().collect();
+        assert_eq!(
+            names.len(),
+            1,
+            "something was written into {}",
+            system.display()
+        );
+    }
+
+    #[test]
+    fn one_header_under_two_absolute_names_is_not_covered() {
+        let dir = TestDir::new("mirror-names");
+        let t = tree(&dir);
+        let header = real(dir.write("h.h", "int h;\n"));
+        let named = |name: &str| Closure {
+            files: vec![Input {
+                path: header.clone(),
+                line_name: Some(PathBuf::from(name)),
+            }],
+            ..Closure::default()
+        };
+        t.answer(&named("/one/h.h")).unwrap();
+        t.answer(&named("/one/h.h")).unwrap();
+        let err = t.answer(&named("/two/h.h")).unwrap_err();
+        assert!(err.0.contains("two absolute names"), "{err}");
+        let other = Closure {
+            files: vec![Input {
+                path: real(dir.write("g.h", "int g;\n")),
+                line_name: Some(PathBuf::from("/bad\nname")),
+            }],
+            ..Closure::default()
+        };
+        let err = t.answer(&other).unwrap_err();
+        assert!(err.0.contains("control character"), "{err}");
+    }
+
+    #[test]
+    fn an_answer_names_only_what_its_compile_needs() {
+        // distcc issue #108: the Python server sends every link and forcing
+        // file made so far in the build with every answer.
+        let dir = TestDir::new("mirror-only");
+        let t = tree(&dir);
+        let (a, b) = (real(dir.write("a.c", "")), real(dir.write("b.c", "")));
+        std::fs::create_dir_all(dir.join("da")).unwrap();
+        std::os::unix::fs::symlink(&a, dir.join("la.c")).unwrap();
+        let first = Closure {
+            files: vec![input(a)],
+            links: vec![Link {
+                path: real(dir.path.clone()).join("la.c"),
+                target: PathBuf::from("a.c"),
+            }],
+            dirs: vec![real(dir.join("da"))],
+            ..Closure::default()
+        };
+        assert_eq!(t.answer(&first).unwrap().len(), 3);
+        let second = Closure {
+            files: vec![input(b.clone())],
+            ..Closure::default()
+        };
+        assert_eq!(t.answer(&second).unwrap(), [t.mirror_path(&b, ".lzo")]);
+    }
+
+    #[test]
+    fn each_entry_is_answered_once_and_a_source_is_needed() {
+        let dir = TestDir::new("mirror-once");
+        let t = tree(&dir);
+        let src = real(dir.write("t.c", "int t;\n"));
+        let twice = Closure {
+            files: vec![input(src.clone()), input(src.clone())],
+            dirs: vec![real(dir.path.clone()), real(dir.path.clone())],
+            ..Closure::default()
+        };
+        assert_eq!(t.answer(&twice).unwrap().len(), 2);
+        let err = t.answer(&Closure::default()).unwrap_err();
+        assert!(err.0.contains("no source file"), "{err}");
+    }
+
+    #[test]
+    fn bad_paths_are_not_covered() {
+        let dir = TestDir::new("mirror-bad");
+        let t = tree(&dir);
+        for path in ["relative.h", "/a/../b.h", "/a//b.h"] {
+            let closure = Closure {
+                files: vec![input(PathBuf::from(path))],
+                ..Closure::default()
+            };
+            assert!(t.answer(&closure).is_err(), "{path}");
+        }
+        let missing = Closure {
+            files: vec![input(dir.join("missing.h"))],
+            ..Closure::default()
+        };
+        assert!(t.answer(&missing).unwrap_err().0.contains("cannot stat"));
+        assert!(MirrorTree::open(&dir.path).is_err(), "two components");
+    }
+}

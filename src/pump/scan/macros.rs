@@ -1,0 +1,645 @@
+//! The macro table of one scan and macro expansion: object- and function-like macros, rescanning with hide sets, `#`, `##`, `__VA_ARGS__`, `__VA_OPT__`, and the operators `#if` adds (`defined`, `__has_include`, the compiler's `__has_*`).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::directives::Macro;
+use super::hash::FastMap;
+use super::lex::{self, Kind, Text, Tok};
+
+/// The macros of a scan: the compiler's, shared, under the scan's own changes.
+pub struct Table {
+    base: Arc<FastMap<Text, Arc<Macro>>>,
+    over: FastMap<Text, Option<Arc<Macro>>>,
+    pushed: FastMap<Text, Vec<Option<Arc<Macro>>>>,
+}
+
+impl Table {
+    pub fn new(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {
+        Table {
+            base,
+            over: FastMap::with_capacity_and_hasher(4096, Default::default()),
+            pushed: FastMap::default(),
+        }
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Macro>> {
+        match self.over.get(name) {
+            Some(m) => m.as_ref(),
+            None => self.base.get(name),
+        }
+    }
+
+    pub fn define(&mut self, m: Arc<Macro>) {
+        self.over.insert(m.name.clone(), Some(m));
+    }
+
+    pub fn undef(&mut self, name: &Text) {
+        self.over.insert(name.clone(), None);
+    }
+
+    /// True if the macro is not the compiler's own definition.
+    pub fn is_changed(&self, name: &[u8]) -> bool {
+        self.over.contains_key(name)
+    }
+
+    pub fn push(&mut self, name: &Text) {
+        let now = self.get(name).cloned();
+        self.pushed.entry(name.clone()).or_default().push(now);
+    }
+
+    pub fn pop(&mut self, name: &Text) {
+        if let Some(Some(m)) = self.pushed.get_mut(name).map(|v| v.pop()) {
+            match m {
+                Some(m) => self.define(m),
+                None => self.undef(name),
+            }
+        }
+    }
+}
+
+/// What expansion asks of the scan: the include search, the compiler's
+/// answers, and the dynamic macros.
+pub trait Env {
+    fn has_include(&mut self, name: &[u8], angle: bool, next: bool) -> Result<bool, String>;
+    /// True for the compiler's `__has_*`-like operators answered by [`Env::feature`].
+    fn is_feature(&self, name: &[u8]) -> bool;
+    /// The compiler's expansion of `NAME(ARG)`.
+    fn feature(&mut self, name: &[u8], arg: &[u8]) -> Result<Tok, String>;
+    fn line(&self) -> u32;
+    fn include_level(&self) -> u32;
+    /// The name of the current file (`__FILE__`) and of the main file.
+    fn file_name(&self, base: bool) -> Result<Vec<u8>, String>;
+}
+
+/// The names a token may no longer expand to.
+pub type Hide = Option<Rc<Vec<Text>>>;
+
+#[derive(Clone, Debug)]
+pub struct PTok {
+    pub tok: Tok,
+    pub hide: Hide,
+}
+
+impl PTok {
+    pub fn of(tok: &Tok) -> PTok {
+        PTok {
+            tok: tok.clone(),
+            hide: None,
+        }
+    }
+}
+
+fn hidden(hide: &Hide, name: &[u8]) -> bool {
+    hide.as_ref()
+        .is_some_and(|h| h.iter().any(|n| &**n == name))
+}
+
+fn union(a: &Hide, b: &Hide) -> Hide {
+    match (a, b) {
+        (None, x) | (x, None) => x.clone(),
+        (Some(x), Some(y)) => {
+            let mut v: Vec<Text> = (**x).clone();
+            v.extend(y.iter().filter(|n| !x.contains(n)).cloned());
+            Some(Rc::new(v))
+        }
+    }
+}
+
+fn intersection(a: &Hide, b: &Hide) -> Hide {
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            let v: Vec<Text> = x.iter().filter(|n| y.contains(n)).cloned().collect();
+            (!v.is_empty()).then(|| Rc::new(v))
+        }
+        _ => None,
+    }
+}
+
+fn with(hide: Hide, name: &Text) -> Hide {
+    union(&hide, &Some(Rc::new(vec![name.clone()])))
+}
+
+pub fn number(v: i64) -> PTok {
+    PTok::of(&Tok::new(Kind::Number, v.to_string().as_bytes(), true))
+}
+
+/// A bound on the tokens one expansion may make, against macro bombs.
+const MAX_TOKENS: usize = 1 << 20;
+
+pub struct Expander<'a> {
+    pub table: &'a Table,
+    pub env: &'a mut dyn Env,
+    /// In `#if`: `defined` and `__has_*` are operators.
+    pub in_if: bool,
+    pub made: usize,
+}
+
+impl Expander<'_> {
+    /// Expands a token list completely.
+    pub fn expand(&mut self, toks: Vec<PTok>) -> Result<Vec<PTok>, String> {
+        let mut stack: Vec<PTok> = toks.into_iter().rev().collect();
+        let mut out = Vec::new();
+        while let Some(t) = stack.pop() {
+            if t.tok.kind != Kind::Ident {
+                out.push(t);
+                continue;
+            }
+            if self.in_if && self.operator(&t, &mut stack, &mut out)? {
+                continue;
+            }
+            let name = t.tok.text.clone();
+            if hidden(&t.hide, &name) {
+                out.push(t);
+                continue;
+            }
+            let Some(m) = self.table.get(&name).cloned() else {
+                out.push(self.dynamic(t)?);
+                continue;
+            };
+            self.made += m.body.len();
+            if self.made > MAX_TOKENS {
+                return Err("a macro expansion too large".into());
+            }
+            match &m.params {
+                None => {
+                    let hs = with(t.hide.clone(), &name);
+                    push_body(&mut stack, body_with(&m.body, &hs, t.tok.space));
+                }
+                Some(_) if !stack.last().is_some_and(|n| n.tok.is(b"(")) => out.push(t),
+                Some(_) => {
+                    stack.pop();
+                    let (args, rparen) = collect_args(&mut stack, &m)?;
+                    let hs = with(intersection(&t.hide, &rparen.hide), &name);
+                    let body = self.substitute(&m, &args)?;
+                    let body: Vec<PTok> = body
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, mut p)| {
+                            p.hide = union(&p.hide, &hs);
+                            if k == 0 {
+                                p.tok.space = t.tok.space;
+                            }
+                            p
+                        })
+                        .collect();
+                    push_body(&mut stack, body);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `defined`, `__has_include(_next)` and the compiler's `__has_*` in `#if`.
+    fn operator(
+        &mut self,
+        t: &PTok,
+        stack: &mut Vec<PTok>,
+        out: &mut Vec<PTok>,
+    ) -> Result<bool, String> {
+        let name = &*t.tok.text;
+        if name == b"defined" {
+            let v = defined_operand(stack)?;
+            out.push(number(self.table.get(&v).is_some() as i64));
+            return Ok(true);
+        }
+        if name == b"__has_include" || name == b"__has_include_next" {
+            let (header, angle) = self.header_operand(stack)?;
+            let found = self
+                .env
+                .has_include(&header, angle, name == b"__has_include_next")?;
+            out.push(number(found as i64));
+            return Ok(true);
+        }
+        if self.env.is_feature(name) {
+            let arg = paren_operand(stack, name)?;
+            if let Some(m) = arg
+                .iter()
+                .find(|a| a.tok.kind == Kind::Ident && self.table.is_changed(&a.tok.text))
+            {
+                return Err(format!(
+                    "a macro ({}) in the argument of {}",
+                    String::from_utf8_lossy(&m.tok.text),
+                    String::from_utf8_lossy(name)
+                ));
+            }
+            let v = self.env.feature(name, &spell(&arg))?;
+            out.push(PTok::of(&v));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// `(<h>)`, `("h")` or `(MACROS)`: the name and whether it is `<...>`.
+    fn header_operand(&mut self, stack: &mut Vec<PTok>) -> Result<(Vec<u8>, bool), String> {
+        let toks = paren_operand(stack, b"__has_include")?;
+        let toks = match toks.as_slice() {
+            [t] if matches!(t.tok.kind, Kind::Header | Kind::Str) => toks,
+            _ => {
+                let mut e = Expander {
+                    table: self.table,
+                    env: &mut *self.env,
+                    in_if: false,
+                    made: self.made,
+                };
+                e.expand(toks)?
+            }
+        };
+        header_name(&toks).ok_or_else(|| "a malformed __has_include operand".to_string())
+    }
+
+    /// A macro the preprocessor makes on the fly, or the token itself.
+    fn dynamic(&mut self, t: PTok) -> Result<PTok, String> {
+        let text = |k: Kind, s: &[u8]| PTok {
+            tok: Tok::new(k, s, t.tok.space),
+            hide: None,
+        };
+        Ok(match &*t.tok.text {
+            b"__LINE__" => text(Kind::Number, self.env.line().to_string().as_bytes()),
+            b"__INCLUDE_LEVEL__" => text(
+                Kind::Number,
+                self.env.include_level().to_string().as_bytes(),
+            ),
+            b"__FILE__" => text(Kind::Str, &quote(&self.env.file_name(false)?)),
+            b"__BASE_FILE__" => text(Kind::Str, &quote(&self.env.file_name(true)?)),
+            b"__FILE_NAME__" => {
+                let name = self.env.file_name(false)?;
+                text(Kind::Str, &quote(crate::filename::basename(&name)))
+            }
+            n @ (b"__COUNTER__" | b"__DATE__" | b"__TIME__" | b"__TIMESTAMP__" | b"_Pragma") => {
+                return Err(format!(
+                    "{} where the scanner needs its value",
+                    String::from_utf8_lossy(n)
+                ))
+            }
+            _ => t,
+        })
+    }
+
+    /// The body of a function-like macro with its arguments put in.
+    fn substitute(&mut self, m: &Macro, args: &[Vec<PTok>]) -> Result<Vec<PTok>, String> {
+        let mut cache: Vec<Option<Vec<PTok>>> = vec![None; args.len()];
+        let items = self.items(m, &m.body, args, &mut cache)?;
+        paste_all(items)
+    }
+
+    /// The replacement list as items, before `##` is applied.
+    fn items(
+        &mut self,
+        m: &Macro,
+        body: &[Tok],
+        args: &[Vec<PTok>],
+        cache: &mut Vec<Option<Vec<PTok>>>,
+    ) -> Result<Vec<Item>, String> {
+        let params = m.params.as_deref().unwrap_or(&[]);
+        let param = |t: &Tok| {
+            (t.kind == Kind::Ident)
+                .then(|| params.iter().position(|p| *p == t.text))
+                .flatten()
+        };
+        let mut items = Vec::new();
+        let mut i = 0;
+        while i < body.len() {
+            let t = &body[i];
+            if t.is(b"#") {
+                let Some(p) = body.get(i + 1).and_then(param) else {
+                    return Err("#__VA_OPT__ (stringized)".into());
+                };
+                items.push(Item::Tok(PTok::of(&Tok::new(
+                    Kind::Str,
+                    &stringize(&args[p]),
+                    t.space,
+                ))));
+                i += 2;
+            } else if t.is(b"##") {
+                items.push(Item::Paste);
+                i += 1;
+            } else if m.variadic && t.is(b"__VA_OPT__") {
+                i = self.va_opt(m, body, i, args, cache, &mut items)?;
+            } else if let Some(p) = param(t) {
+                let pasted = matches!(items.last(), Some(Item::Paste))
+                    || body.get(i + 1).is_some_and(|n| n.is(b"##"));
+                self.argument(m, p, t.space, pasted, args, cache, &mut items)?;
+                i += 1;
+            } else {
+                items.push(Item::Tok(PTok::of(t)));
+                i += 1;
+            }
+        }
+        Ok(items)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn argument(
+        &mut self,
+        m: &Macro,
+        p: usize,
+        space: bool,
+        pasted: bool,
+        args: &[Vec<PTok>],
+        cache: &mut [Option<Vec<PTok>>],
+        items: &mut Vec<Item>,
+    ) -> Result<(), String> {
+        let is_va = m.variadic && p + 1 == args.len();
+        if pasted && is_va && matches!(items.last(), Some(Item::Paste)) {
+            if let [.., Item::Tok(c), Item::Paste] = items.as_slice() {
+                if c.tok.is(b",") {
+                    items.pop();
+                    if args[p].is_empty() {
+                        items.pop();
+                    }
+                    items.extend(args[p].iter().cloned().map(Item::Tok));
+                    return Ok(());
+                }
+            }
+        }
+        let toks = if pasted {
+            args[p].clone()
+        } else {
+            self.expanded(p, args, cache)?
+        };
+        if toks.is_empty() {
+            items.push(Item::Placemarker);
+        }
+        for (k, mut t) in toks.into_iter().enumerate() {
+            if k == 0 {
+                t.tok.space = space;
+            }
+            items.push(Item::Tok(t));
+        }
+        Ok(())
+    }
+
+    fn expanded(
+        &mut self,
+        p: usize,
+        args: &[Vec<PTok>],
+        cache: &mut [Option<Vec<PTok>>],
+    ) -> Result<Vec<PTok>, String> {
+        if cache[p].is_none() {
+            let mut e = Expander {
+                table: self.table,
+                env: &mut *self.env,
+                in_if: self.in_if,
+                made: self.made,
+            };
+            cache[p] = Some(e.expand(args[p].clone())?);
+            self.made = e.made;
+        }
+        Ok(cache[p].clone().unwrap_or_default())
+    }
+
+    /// `__VA_OPT__(content)` at `i`: the content when the variable
+    /// arguments expand to tokens, else a placemarker. Returns the index after it.
+    fn va_opt(
+        &mut self,
+        m: &Macro,
+        body: &[Tok],
+        i: usize,
+        args: &[Vec<PTok>],
+        cache: &mut Vec<Option<Vec<PTok>>>,
+        items: &mut Vec<Item>,
+    ) -> Result<usize, String> {
+        if !body.get(i + 1).is_some_and(|t| t.is(b"(")) {
+            return Err("__VA_OPT__ without '('".into());
+        }
+        let mut depth = 0;
+        let mut close = None;
+        for (k, t) in body.iter().enumerate().skip(i + 1) {
+            if t.is(b"(") {
+                depth += 1;
+            } else if t.is(b")") {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(k);
+                    break;
+                }
+            }
+        }
+        let close = close.ok_or("an unterminated __VA_OPT__")?;
+        let va = args.len() - 1;
+        let present = !self.expanded(va, args, cache)?.is_empty();
+        let inner = if present {
+            paste_all(self.items(m, &body[i + 2..close], args, cache)?)?
+        } else {
+            Vec::new()
+        };
+        if inner.is_empty() {
+            items.push(Item::Placemarker);
+        }
+        items.extend(inner.into_iter().map(Item::Tok));
+        Ok(close + 1)
+    }
+}
+
+enum Item {
+    Tok(PTok),
+    Placemarker,
+    Paste,
+}
+
+/// Applies `##` and drops placemarkers.
+fn paste_all(items: Vec<Item>) -> Result<Vec<PTok>, String> {
+    let mut out: Vec<Item> = Vec::new();
+    let mut it = items.into_iter();
+    while let Some(item) = it.next() {
+        match item {
+            Item::Paste => {
+                let rhs = it.next().ok_or("'##' at the end of a macro body")?;
+                let lhs = out.pop().ok_or("'##' at the start of a macro body")?;
+                out.push(match (lhs, rhs) {
+                    (Item::Placemarker, x) | (x, Item::Placemarker) => x,
+                    (Item::Tok(a), Item::Tok(b)) => Item::Tok(paste(a, &b)?),
+                    _ => return Err("'##' next to '##'".into()),
+                });
+            }
+            x => out.push(x),
+        }
+    }
+    Ok(out
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Tok(t) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
+fn paste(a: PTok, b: &PTok) -> Result<PTok, String> {
+    let mut text = a.tok.text.to_vec();
+    text.extend_from_slice(&b.tok.text);
+    let kind = lex::one_token(&text).ok_or_else(|| {
+        format!(
+            "pasting \"{}\" gives no valid token",
+            String::from_utf8_lossy(&text)
+        )
+    })?;
+    Ok(PTok {
+        tok: Tok::new(kind, &text, a.tok.space),
+        hide: a.hide,
+    })
+}
+
+fn push_body(stack: &mut Vec<PTok>, body: Vec<PTok>) {
+    stack.extend(body.into_iter().rev());
+}
+
+fn body_with(body: &[Tok], hs: &Hide, space: bool) -> Vec<PTok> {
+    body.iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let mut p = PTok {
+                tok: t.clone(),
+                hide: hs.clone(),
+            };
+            if k == 0 {
+                p.tok.space = space;
+            }
+            p
+        })
+        .collect()
+}
+
+/// Reads the arguments after a macro's `(`, through its `)`.
+fn collect_args(stack: &mut Vec<PTok>, m: &Macro) -> Result<(Vec<Vec<PTok>>, PTok), String> {
+    let n = m.params.as_ref().map_or(0, Vec::len);
+    let mut args: Vec<Vec<PTok>> = vec![Vec::new()];
+    let mut depth = 0usize;
+    let rparen = loop {
+        let t = stack.pop().ok_or_else(|| {
+            format!(
+                "an unterminated argument list invoking {}",
+                String::from_utf8_lossy(&m.name)
+            )
+        })?;
+        if t.tok.is(b"(") {
+            depth += 1;
+        } else if t.tok.is(b")") {
+            if depth == 0 {
+                break t;
+            }
+            depth -= 1;
+        } else if t.tok.is(b",") && depth == 0 && !(m.variadic && args.len() == n) {
+            args.push(Vec::new());
+            continue;
+        }
+        args.last_mut().expect("one argument").push(t);
+    };
+    if n == 0 && args.len() == 1 && args[0].is_empty() {
+        args.clear();
+    }
+    if m.variadic && args.len() + 1 == n {
+        args.push(Vec::new());
+    }
+    if args.len() != n {
+        return Err(format!(
+            "macro {} given {} arguments, but takes {n}",
+            String::from_utf8_lossy(&m.name),
+            args.len()
+        ));
+    }
+    Ok((args, rparen))
+}
+
+/// `defined X` or `defined ( X )`: X.
+fn defined_operand(stack: &mut Vec<PTok>) -> Result<Text, String> {
+    let bad = || "a malformed 'defined'".to_string();
+    let t = stack.pop().ok_or_else(bad)?;
+    if t.tok.kind == Kind::Ident {
+        return Ok(t.tok.text);
+    }
+    if !t.tok.is(b"(") {
+        return Err(bad());
+    }
+    let n = stack.pop().ok_or_else(bad)?;
+    let r = stack.pop().ok_or_else(bad)?;
+    if n.tok.kind != Kind::Ident || !r.tok.is(b")") {
+        return Err(bad());
+    }
+    Ok(n.tok.text)
+}
+
+/// The tokens between `(` and its `)`.
+fn paren_operand(stack: &mut Vec<PTok>, name: &[u8]) -> Result<Vec<PTok>, String> {
+    let bad = || format!("a malformed {}", String::from_utf8_lossy(name));
+    if !stack.pop().is_some_and(|t| t.tok.is(b"(")) {
+        return Err(bad());
+    }
+    let mut depth = 0;
+    let mut toks = Vec::new();
+    loop {
+        let t = stack.pop().ok_or_else(bad)?;
+        if t.tok.is(b"(") {
+            depth += 1;
+        } else if t.tok.is(b")") {
+            if depth == 0 {
+                return Ok(toks);
+            }
+            depth -= 1;
+        }
+        toks.push(t);
+    }
+}
+
+/// The spelling of tokens, a space where the source had one.
+pub fn spell(toks: &[PTok]) -> Vec<u8> {
+    let mut s = Vec::new();
+    for (k, t) in toks.iter().enumerate() {
+        if k > 0 && t.tok.space {
+            s.push(b' ');
+        }
+        s.extend_from_slice(&t.tok.text);
+    }
+    s
+}
+
+/// The file named by `"x"`, `<x>` (one token) or `<` tokens `>`; whether angled.
+pub fn header_name(toks: &[PTok]) -> Option<(Vec<u8>, bool)> {
+    let first = toks.first()?;
+    let t = &first.tok.text;
+    match first.tok.kind {
+        Kind::Str if t.len() >= 2 && t[0] == b'"' => Some((t[1..t.len() - 1].to_vec(), false)),
+        Kind::Header => Some((t[1..t.len() - 1].to_vec(), true)),
+        _ if first.tok.is(b"<") => {
+            let end = toks.iter().position(|t| t.tok.is(b">"))?;
+            let inner = &toks[1..end];
+            let mut name = spell(inner);
+            if inner.first().is_some_and(|t| t.tok.space) {
+                name.insert(0, b' ');
+            }
+            Some((name, true))
+        }
+        _ => None,
+    }
+}
+
+fn stringize(arg: &[PTok]) -> Vec<u8> {
+    let mut s = vec![b'"'];
+    for (k, t) in arg.iter().enumerate() {
+        if k > 0 && t.tok.space {
+            s.push(b' ');
+        }
+        let literal = matches!(t.tok.kind, Kind::Str | Kind::Char);
+        for &c in t.tok.text.iter() {
+            if literal && (c == b'"' || c == b'\\') {
+                s.push(b'\\');
+            }
+            s.push(c);
+        }
+    }
+    s.push(b'"');
+    s
+}
+
+/// A file name as a string literal.
+fn quote(name: &[u8]) -> Vec<u8> {
+    let mut s = vec![b'"'];
+    for &c in name {
+        if c == b'"' || c == b'\\' {
+            s.push(b'\\');
+        }
+        s.push(c);
+    }
+    s.push(b'"');
+    s
+}

@@ -1,0 +1,571 @@
+//! One scan: the translation unit preprocessed at the level of directives, exactly as the compiler would, collecting every file it reads.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::command::{Command, MacroOp};
+use super::compiler::Info;
+use super::directives::{self, Dir, IncludeKind, Parsed};
+use super::expr;
+use super::fs::{Fs, Resolved};
+use super::hash::{FastMap, FastSet};
+use super::lex::{self, Kind, Text, Tok};
+use super::macros::{header_name, Env, Expander, PTok, Table};
+use super::{Limits, NotCovered, Scanner};
+use crate::pump::closure::{Closure, Input, Link};
+
+fn nc<T>(why: impl Into<String>) -> Result<T, NotCovered> {
+    Err(NotCovered(why.into()))
+}
+
+fn shown(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A search dir: as the compiler spells it, absolute, and whether it is one
+/// of the compiler's default dirs.
+pub struct SearchDir {
+    pub name: Vec<u8>,
+    pub path: PathBuf,
+    pub system: bool,
+}
+
+/// A file being read, as the include stack holds it.
+struct Frame {
+    /// Its name as the compiler gives it (relative to the cwd, or absolute).
+    name: Vec<u8>,
+    /// Where in the search chain it was found, for `#include_next`.
+    found_at: Option<usize>,
+    /// Found next to its includer (then `found_at` is `None`).
+    relative: bool,
+    line: u32,
+}
+
+/// A file found by a search.
+struct Found {
+    name: Vec<u8>,
+    at: Option<usize>,
+    relative: bool,
+    resolved: Rc<Resolved>,
+}
+
+pub struct Walk<'a> {
+    scanner: &'a Scanner,
+    cmd: &'a Command,
+    info: &'a Info,
+    info_key: u64,
+    cwd: PathBuf,
+    /// `-iquote` dirs, then the bracket chain.
+    chain: Vec<SearchDir>,
+    quote_len: usize,
+    system_real: Vec<PathBuf>,
+    table: Table,
+    pub fs: Fs,
+    stack: Vec<Frame>,
+    once: FastSet<(u64, u64)>,
+    pub closure: Closure,
+    /// Every file entered, system headers too, in order.
+    pub read: Vec<PathBuf>,
+    seen_read: FastSet<PathBuf>,
+    seen_files: FastMap<PathBuf, usize>,
+    seen_links: FastSet<PathBuf>,
+    seen_dirs: FastSet<PathBuf>,
+    used_system: Vec<bool>,
+    deadline: Instant,
+    bytes: usize,
+    limits: Limits,
+}
+
+impl<'a> Walk<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        scanner: &'a Scanner,
+        cmd: &'a Command,
+        info: &'a Info,
+        info_key: u64,
+        cwd: &Path,
+        chain: Vec<SearchDir>,
+        quote_len: usize,
+        system_real: Vec<PathBuf>,
+    ) -> Walk<'a> {
+        let limits = scanner.limits;
+        Walk {
+            scanner,
+            cmd,
+            info,
+            info_key,
+            cwd: cwd.to_path_buf(),
+            used_system: vec![false; system_real.len()],
+            chain,
+            quote_len,
+            system_real,
+            table: Table::new(info.macros.clone()),
+            fs: Fs::default(),
+            stack: Vec::new(),
+            once: FastSet::default(),
+            closure: Closure::default(),
+            read: Vec::new(),
+            seen_read: FastSet::default(),
+            seen_files: FastMap::default(),
+            seen_links: FastSet::default(),
+            seen_dirs: FastSet::default(),
+            deadline: Instant::now() + limits.time,
+            bytes: 0,
+            limits,
+        }
+    }
+
+    /// Scans the whole translation unit.
+    pub fn run(&mut self) -> Result<(), NotCovered> {
+        let source = self.cmd.source.as_bytes().to_vec();
+        let Some(main) = self.lookup(&source, None)? else {
+            return nc(format!("cannot read the source {}", self.cmd.source));
+        };
+        self.record(&main, true);
+        for op in &self.cmd.macros {
+            self.command_macro(op)?;
+        }
+        for name in &self.cmd.imacros {
+            self.command_include(name.as_bytes(), "-imacros")?;
+        }
+        for name in &self.info.preincludes.clone() {
+            self.preinclude(name)?;
+        }
+        for name in &self.cmd.includes {
+            self.command_include(name.as_bytes(), "-include")?;
+        }
+        self.enter(main, false)?;
+        self.search_dirs()?;
+        self.closure.system_dirs = self
+            .system_real
+            .iter()
+            .zip(&self.used_system)
+            .filter(|(_, used)| **used)
+            .map(|(d, _)| d.clone())
+            .collect();
+        Ok(())
+    }
+
+    fn command_macro(&mut self, op: &MacroOp) -> Result<(), NotCovered> {
+        match op {
+            MacroOp::Define(def) => {
+                if def.contains('\n') {
+                    return nc("a newline in a -D value");
+                }
+                let text = match def.split_once('=') {
+                    Some((name, body)) => format!("{name} {body}"),
+                    None => format!("{def} 1"),
+                };
+                let lexed = lex::lex(format!("#define {text}\n").as_bytes(), self.info.mode)
+                    .map_err(|e| NotCovered(format!("-D{def}: {e}")))?;
+                let toks = lexed
+                    .lines
+                    .first()
+                    .map(|l| l.toks[1..].to_vec())
+                    .unwrap_or_default();
+                let m =
+                    directives::macro_of(&toks).map_err(|e| NotCovered(format!("-D{def}: {e}")))?;
+                self.table.define(Arc::new(m));
+            }
+            MacroOp::Undef(name) => self.table.undef(&Text::from(name.as_bytes())),
+        }
+        Ok(())
+    }
+
+    /// `-include` and `-imacros`: searched from the cwd, then the quote chain.
+    fn command_include(&mut self, name: &[u8], what: &str) -> Result<(), NotCovered> {
+        let found = if name.starts_with(b"/") {
+            self.lookup(name, None)?
+        } else {
+            self.find(name, Some(b"./"), 0)?
+        };
+        let Some(found) = found else {
+            return nc(format!("{what} {}: no such file", shown(name)));
+        };
+        self.record(&found, false);
+        self.enter(found, false)
+    }
+
+    /// gcc's implicit `#include <stdc-predef.h>`: read if found in the
+    /// compiler's own dirs, as it was for its macros.
+    fn preinclude(&mut self, name: &[u8]) -> Result<(), NotCovered> {
+        let Some(found) = self.find(name, None, self.quote_len)? else {
+            return Ok(());
+        };
+        if !self.is_system(&found.resolved.real) {
+            return nc(format!(
+                "{} in a search dir of the command shadows the compiler's",
+                shown(name)
+            ));
+        }
+        self.enter(found, false)
+    }
+
+    /// An absolute path or one relative to the cwd.
+    fn lookup(&mut self, name: &[u8], at: Option<usize>) -> Result<Option<Found>, NotCovered> {
+        let path = self.cwd.join(Path::new(OsStr::from_bytes(name)));
+        let r = self
+            .fs
+            .lookup(&path)
+            .map_err(|e| NotCovered(format!("{}: {e}", path.display())))?;
+        Ok(r.filter(|r| r.sig.is_some_and(|s| !s.dir))
+            .map(|resolved| Found {
+                name: name.to_vec(),
+                at,
+                relative: false,
+                resolved,
+            }))
+    }
+
+    /// Searches for `name`: first in `includer` (the spelled directory of
+    /// the including file, for `"..."`), then the chain from `from`.
+    fn find(
+        &mut self,
+        name: &[u8],
+        includer: Option<&[u8]>,
+        from: usize,
+    ) -> Result<Option<Found>, NotCovered> {
+        if let Some(dir) = includer {
+            if let Some(mut f) = self.lookup(&join(dir, name), None)? {
+                f.relative = true;
+                return Ok(Some(f));
+            }
+        }
+        for k in from..self.chain.len() {
+            let spelled = join(&self.chain[k].name, name);
+            if self.chain[k].system {
+                self.mark_system(k);
+            }
+            if let Some(f) = self.lookup(&spelled, Some(k))? {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+
+    fn mark_system(&mut self, k: usize) {
+        let real = std::fs::canonicalize(&self.chain[k].path).ok();
+        if let Some(i) = real.and_then(|r| self.system_real.iter().position(|s| *s == r)) {
+            self.used_system[i] = true;
+        }
+    }
+
+    fn is_system(&self, real: &Path) -> bool {
+        self.system_real.iter().any(|s| real.starts_with(s))
+    }
+
+    /// Puts a file (and the links and dirs on its way) in the closure.
+    fn record(&mut self, f: &Found, source: bool) {
+        let real = &f.resolved.real;
+        if self.is_system(real) {
+            return;
+        }
+        if !self.seen_files.contains_key(real) {
+            let line_name =
+                (!source && f.name.starts_with(b"/")).then(|| PathBuf::from(shown(&f.name)));
+            self.seen_files
+                .insert(real.clone(), self.closure.files.len());
+            self.closure.files.push(Input {
+                path: real.clone(),
+                line_name,
+            });
+        }
+        self.record_way(&f.resolved);
+    }
+
+    fn record_way(&mut self, r: &Resolved) {
+        for l in &r.links {
+            if !self.is_system(&l.path) && self.seen_links.insert(l.path.clone()) {
+                self.closure.links.push(Link {
+                    path: l.path.clone(),
+                    target: l.target.clone(),
+                });
+            }
+        }
+        for d in &r.before_dotdot {
+            self.record_dir(d.clone());
+        }
+    }
+
+    fn record_dir(&mut self, d: PathBuf) {
+        if !self.is_system(&d) && d != Path::new("/") && self.seen_dirs.insert(d.clone()) {
+            self.closure.dirs.push(d);
+        }
+    }
+
+    /// The command's own search dirs that exist, so that they exist on the helper too.
+    fn search_dirs(&mut self) -> Result<(), NotCovered> {
+        for k in 0..self.chain.len() {
+            if self.chain[k].system {
+                continue;
+            }
+            let path = self.chain[k].path.clone();
+            let r = self
+                .fs
+                .lookup(&path)
+                .map_err(|e| NotCovered(format!("{}: {e}", path.display())))?;
+            if let Some(r) = r.filter(|r| r.sig.is_some_and(|s| s.dir)) {
+                self.record_way(&r);
+                self.record_dir(r.real.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn check_budget(&self) -> Result<(), NotCovered> {
+        if self.stack.len() >= self.limits.depth {
+            return nc("#include nested too deeply");
+        }
+        if self.bytes > self.limits.bytes {
+            return nc("the scan read more than its byte budget");
+        }
+        if Instant::now() > self.deadline {
+            return nc("the scan ran past its time budget");
+        }
+        Ok(())
+    }
+
+    /// Reads a file found by a search (already recorded).
+    fn enter(&mut self, f: Found, import: bool) -> Result<(), NotCovered> {
+        self.check_budget()?;
+        let sig = f.resolved.sig.expect("a found file has a stat");
+        if self.seen_read.insert(f.resolved.real.clone()) {
+            self.read.push(f.resolved.real.clone());
+        }
+        let id = (sig.dev, sig.ino);
+        if self.once.contains(&id) {
+            return Ok(());
+        }
+        let parsed = self.scanner.parsed(&f.resolved.real, sig, self.info.mode)?;
+        if let Some(e) = &parsed.error {
+            return nc(format!("{}: {e}", f.resolved.real.display()));
+        }
+        if import {
+            self.once.insert(id);
+        }
+        if parsed.guard.as_ref().is_some_and(|g| self.is_defined(g)) {
+            return Ok(());
+        }
+        self.bytes += parsed.size;
+        self.stack.push(Frame {
+            name: f.name,
+            found_at: f.at,
+            relative: f.relative,
+            line: 0,
+        });
+        let r = self.directives(&parsed, id);
+        self.stack.pop();
+        r
+    }
+
+    fn is_defined(&self, name: &[u8]) -> bool {
+        self.table.get(name).is_some() || self.info.special.contains(name)
+    }
+
+    /// Runs a file's directives, taking the branches the compiler takes.
+    fn directives(&mut self, parsed: &Parsed, id: (u64, u64)) -> Result<(), NotCovered> {
+        let entries = &parsed.entries;
+        let mut i = 0;
+        while i < entries.len() {
+            let e = &entries[i];
+            let line = e.line;
+            self.stack.last_mut().expect("a frame").line = line;
+            i = match &e.dir {
+                Dir::If(_) | Dir::Ifdef(..) => {
+                    self.branch(entries, i).map_err(|w| self.locate(w, line))?
+                }
+                Dir::Elif(_) | Dir::Elifdef(..) | Dir::Else => end_of_group(entries, i) + 1,
+                Dir::Endif => i + 1,
+                Dir::PragmaOnce => {
+                    self.once.insert(id);
+                    i + 1
+                }
+                d => {
+                    self.directive(d).map_err(|w| self.locate(w, line))?;
+                    i + 1
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// A reason with the file and line it arose at (once, innermost).
+    fn locate(&self, NotCovered(why): NotCovered, line: u32) -> NotCovered {
+        if why.starts_with('@') {
+            return NotCovered(why);
+        }
+        let name = self.stack.last().map_or(String::new(), |f| shown(&f.name));
+        NotCovered(format!("@{name}:{line}: {why}"))
+    }
+
+    /// At `#if`-like `i`: the index of the first directive of the branch taken.
+    fn branch(&mut self, entries: &[directives::Entry], mut i: usize) -> Result<usize, NotCovered> {
+        loop {
+            let taken = match &entries[i].dir {
+                Dir::If(t) | Dir::Elif(t) => self.condition(t)?,
+                Dir::Ifdef(t, negate) | Dir::Elifdef(t, negate) => match t.first() {
+                    Some(n) if n.kind == Kind::Ident => self.is_defined(&n.text) != *negate,
+                    _ => return nc("#ifdef without a macro name"),
+                },
+                Dir::Else => true,
+                _ => return Ok(i + 1),
+            };
+            if taken {
+                return Ok(i + 1);
+            }
+            i = entries[i].next as usize;
+        }
+    }
+
+    fn condition(&mut self, toks: &[Tok]) -> Result<bool, NotCovered> {
+        let toks: Vec<PTok> = toks.iter().map(PTok::of).collect();
+        let expanded = self.expand(toks, true)?;
+        expr::evaluate(&expanded, self.info.lang).map_err(NotCovered)
+    }
+
+    fn expand(&mut self, toks: Vec<PTok>, in_if: bool) -> Result<Vec<PTok>, NotCovered> {
+        let table = std::mem::replace(&mut self.table, Table::new(Default::default()));
+        let r = Expander {
+            table: &table,
+            env: self,
+            in_if,
+            made: 0,
+        }
+        .expand(toks);
+        self.table = table;
+        r.map_err(NotCovered)
+    }
+
+    fn directive(&mut self, d: &Dir) -> Result<(), NotCovered> {
+        match d {
+            Dir::Define(m) => self.table.define(m.clone()),
+            Dir::Undef(n) => self.table.undef(n),
+            Dir::Include(kind, toks) => self.include(*kind, toks)?,
+            Dir::PushMacro(n) => self.table.push(n),
+            Dir::PopMacro(n) => self.table.pop(n),
+            Dir::Fail(why) => return nc(why.clone()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn include(&mut self, kind: IncludeKind, toks: &[Tok]) -> Result<(), NotCovered> {
+        let toks: Vec<PTok> = toks.iter().map(PTok::of).collect();
+        let direct = matches!(
+            toks.first().map(|t| t.tok.kind),
+            Some(Kind::Header | Kind::Str)
+        );
+        let toks = if direct {
+            toks
+        } else {
+            self.expand(toks, false)?
+        };
+        let Some((name, angle)) = header_name(&toks) else {
+            return nc("a malformed #include");
+        };
+        let Some(found) = self.search(&name, angle, kind == IncludeKind::Next)? else {
+            return nc(format!("no {} in the search path", shown(&name)));
+        };
+        self.record(&found, false);
+        self.enter(found, kind == IncludeKind::Import)
+    }
+
+    /// Where `#include` (or `#include_next`) finds a name.
+    fn search(
+        &mut self,
+        name: &[u8],
+        angle: bool,
+        next: bool,
+    ) -> Result<Option<Found>, NotCovered> {
+        if name.is_empty() {
+            return nc("an empty file name in #include");
+        }
+        if name.starts_with(b"/") {
+            return nc(format!("an absolute #include of {}", shown(name)));
+        }
+        let frame = self.stack.last().expect("a frame");
+        if next && self.stack.len() > 1 {
+            return match (frame.found_at, frame.relative) {
+                (Some(k), _) => self.find(name, None, k + 1),
+                // gcc searches the whole chain, clang the angle chain.
+                (None, true) if angle && self.quote_len == 0 => self.find(name, None, 0),
+                _ => nc("#include_next in a file not found in a search dir"),
+            };
+        }
+        if angle {
+            return self.find(name, None, self.quote_len);
+        }
+        let dir = dir_of(&frame.name).to_vec();
+        self.find(name, Some(&dir), 0)
+    }
+}
+
+impl Env for Walk<'_> {
+    fn has_include(&mut self, name: &[u8], angle: bool, next: bool) -> Result<bool, String> {
+        let found = self.search(name, angle, next).map_err(|NotCovered(w)| w)?;
+        if let Some(f) = &found {
+            self.record(f, false);
+        }
+        Ok(found.is_some())
+    }
+
+    fn is_feature(&self, name: &[u8]) -> bool {
+        self.info.features.contains(name)
+    }
+
+    fn feature(&mut self, name: &[u8], arg: &[u8]) -> Result<Tok, String> {
+        self.scanner
+            .feature(self.info_key, &self.cwd, self.cmd, name, arg)
+    }
+
+    fn line(&self) -> u32 {
+        self.stack.last().map_or(0, |f| f.line)
+    }
+
+    fn include_level(&self) -> u32 {
+        self.stack.len().saturating_sub(1) as u32
+    }
+
+    fn file_name(&self, base: bool) -> Result<Vec<u8>, String> {
+        if self.cmd.prefix_maps {
+            return Err("__FILE__ under a prefix map".into());
+        }
+        Ok(match (base, self.stack.last()) {
+            (false, Some(f)) => f.name.clone(),
+            _ => self.cmd.source.as_bytes().to_vec(),
+        })
+    }
+}
+
+/// The directive after the `#endif` of the group whose branch starts at `i`.
+fn end_of_group(entries: &[directives::Entry], mut i: usize) -> usize {
+    while !matches!(entries[i].dir, Dir::Endif) {
+        i = entries[i].next as usize;
+    }
+    i
+}
+
+/// gcc's name for a file in a dir: `dir/name`, or `name` in the cwd.
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut s = dir.to_vec();
+    if !s.ends_with(b"/") {
+        s.push(b'/');
+    }
+    s.extend_from_slice(name);
+    s
+}
+
+/// The directory part of a name, through its last `/` ("" for none).
+fn dir_of(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&c| c == b'/') {
+        Some(k) => &name[..=k],
+        None => b"",
+    }
+}

@@ -1,0 +1,613 @@
+//! The pump scanner against the compilers themselves: for each case, the files it finds are those `cc -M` lists for the same command, and what it cannot decide is NotCovered.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use distcc_rs::pump::closure::{Closure, Request};
+use distcc_rs::pump::scan::Scanner;
+
+use crate::common::TestDir;
+
+/// Writes files (`name`, `text`) under the test dir, making their dirs.
+fn files(dir: &TestDir, list: &[(&str, &str)]) {
+    for (name, text) in list {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn argv(line: &str) -> Vec<String> {
+    line.split_whitespace().map(String::from).collect()
+}
+
+fn request(dir: &Path, line: &str) -> Request {
+    Request {
+        cwd: std::fs::canonicalize(dir).unwrap(),
+        argv: argv(line),
+    }
+}
+
+fn system_dirs(cc: &str) -> Vec<PathBuf> {
+    let mut dirs = crate::common::pump::default_include_dirs(cc, "c");
+    dirs.extend(crate::common::pump::default_include_dirs(cc, "c++"));
+    dirs
+}
+
+/// The non-system files `cc -M` lists for the command (with -c replaced).
+fn compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
+    let mut args = argv(line);
+    let cc = args.remove(0);
+    args.retain(|a| a != "-c");
+    let out = std::process::Command::new(&cc)
+        .args(&args)
+        .arg("-M")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cc} -M {line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
+    let deps = text.split_once(':').unwrap().1;
+    let system = system_dirs(&cc);
+    deps.split_whitespace()
+        .map(|d| std::fs::canonicalize(dir.join(d)).unwrap())
+        .filter(|d| !system.iter().any(|s| d.starts_with(s)))
+        .collect()
+}
+
+fn scanned(closure: &Closure) -> BTreeSet<PathBuf> {
+    closure.files.iter().map(|f| f.path.clone()).collect()
+}
+
+/// Scans the command and checks its files against `cc -M`; returns the closure.
+fn same_as_compiler(scanner: &Scanner, dir: &TestDir, line: &str) -> Closure {
+    let closure = scanner
+        .closure(&request(dir.path(), line))
+        .unwrap_or_else(|e| panic!("{line}: not covered: {e}"));
+    assert_eq!(scanned(&closure), compiler_deps(dir.path(), line), "{line}");
+    let source = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join(line.split_whitespace().last().unwrap());
+    assert_eq!(closure.files[0].path, source, "the source comes first");
+    closure
+}
+
+fn not_covered(scanner: &Scanner, dir: &TestDir, line: &str) -> String {
+    match scanner.closure(&request(dir.path(), line)) {
+        Ok(c) => panic!("{line}: covered, with {:?}", c.files),
+        Err(e) => e.0,
+    }
+}
+
+#[test]
+fn quoted_and_angled_includes_with_system_headers() {
+    let dir = TestDir::new("scan-plain");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include <stdio.h>\n#include \"a.h\"\n#include <b.h>\nint main(void) { return 0; }\n"),
+            ("a.h", "#include \"sub/c.h\"\n"),
+            ("sub/c.h", "#include \"d.h\"\n#include <string.h>\n"),
+            ("sub/d.h", "/* found next to c.h */\n"),
+            ("inc/b.h", "#include <stdlib.h>\n"),
+            ("unused/e.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        let c = same_as_compiler(&scanner, &dir, &format!("{cc} -Iinc -Iunused -c x.c"));
+        assert!(!c.system_dirs.is_empty(), "{cc}: {:?}", c.system_dirs);
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(c.dirs.contains(&real.join("unused")), "{:?}", c.dirs);
+    }
+}
+
+#[test]
+fn computed_includes() {
+    let dir = TestDir::new("scan-computed");
+    files(
+        &dir,
+        &[
+            (
+                "x.c",
+                "#define HDR \"one.h\"\n#include HDR\n#define STR(x) #x\n#define XSTR(x) STR(x)\n\
+                 #define NAME two\n#include XSTR(NAME.h)\n#define ANGLED <three.h>\n#include ANGLED\n\
+                 #define CAT(a, b) a##b\n#define PICK(n) XSTR(CAT(fo, n).h)\n#include PICK(ur)\n",
+            ),
+            ("one.h", ""),
+            ("two.h", ""),
+            ("inc/three.h", ""),
+            ("four.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -Iinc -c x.c"));
+    }
+}
+
+#[test]
+fn include_next_searches_after_the_dir_of_the_current_file() {
+    let dir = TestDir::new("scan-next");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include <v.h>\n#include \"w.h\"\n"),
+            ("one/v.h", "#include_next <v.h>\n"),
+            ("two/v.h", "#include_next <v.h>\n"),
+            ("three/v.h", "#define V 3\n"),
+            ("two/w.h", "#include_next \"w.h\"\n"),
+            ("three/w.h", "#include <stdint.h>\n"),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -Ione -Itwo -Ithree -c x.c"));
+    }
+}
+
+#[test]
+fn guards_and_pragma_once_skip_what_the_compiler_skips() {
+    let dir = TestDir::new("scan-once");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include \"g.h\"\n#include \"g.h\"\n#include \"o.h\"\n#include \"o.h\"\n#import \"i.h\"\n#import \"i.h\"\n"),
+            ("g.h", "// a guard\n#ifndef G_H\n#define G_H\n#include \"g2.h\"\n#endif\n"),
+            ("g2.h", ""),
+            ("o.h", "#pragma once\n#ifdef O_SEEN\n#include \"never.h\"\n#endif\n#define O_SEEN\n"),
+            ("i.h", "#ifdef I_SEEN\n#include \"never.h\"\n#endif\n#define I_SEEN\n"),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -w -c x.c"));
+    }
+}
+
+#[test]
+fn has_include_decides_without_failing() {
+    let dir = TestDir::new("scan-has");
+    files(
+        &dir,
+        &[
+            (
+                "x.c",
+                "#if __has_include(\"yes.h\") && __has_include(<stdio.h>)\n#include \"yes.h\"\n#endif\n\
+                 #if __has_include(\"no.h\")\n#include \"no.h\"\n#endif\n\
+                 #ifdef __has_include\n#include \"has.h\"\n#endif\n",
+            ),
+            ("yes.h", ""),
+            ("has.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -c x.c"));
+    }
+}
+
+#[test]
+fn if_on_the_compilers_predefined_macros() {
+    let dir = TestDir::new("scan-predef");
+    files(
+        &dir,
+        &[
+            (
+                "x.c",
+                "#if defined __x86_64__ && __SIZEOF_POINTER__ == 8\n#include \"x64.h\"\n#elif defined __i386__\n#include \"x32.h\"\n\
+                 #elif defined(__aarch64__)\n#include \"arm64.h\"\n#endif\n\
+                 #if __GNUC__ >= 4 && '\\377' < 0\n#include \"gnu.h\"\n#endif\n\
+                 #ifdef __OPTIMIZE__\n#include \"opt.h\"\n#endif\n\
+                 #if __has_builtin(__builtin_expect) && __has_attribute(noreturn)\n#include \"builtin.h\"\n#endif\n",
+            ),
+            ("x64.h", ""),
+            ("x32.h", ""),
+            ("arm64.h", ""),
+            ("gnu.h", ""),
+            ("opt.h", ""),
+            ("builtin.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for line in [
+        "gcc -c x.c",
+        "gcc -m32 -O2 -c x.c",
+        "clang -c x.c",
+        "clang --target=aarch64-linux-gnu -funsigned-char -c x.c",
+        "clang -target i686-linux-gnu -O1 -c x.c",
+    ] {
+        same_as_compiler(&scanner, &dir, line);
+    }
+}
+
+#[test]
+fn include_and_imacros_and_d_u_in_order() {
+    let dir = TestDir::new("scan-cmdline");
+    files(
+        &dir,
+        &[
+            ("x.c", "#if A == 2 && !defined B\n#include \"two.h\"\n#endif\n#ifdef FROM_IMACROS\n#include \"im.h\"\n#endif\n#ifdef FROM_INCLUDE\n#include \"inc.h\"\n#endif\n"),
+            ("k.h", "#define FROM_INCLUDE\n#include \"k2.h\"\n"),
+            ("k2.h", ""),
+            ("m.h", "#define FROM_IMACROS\n"),
+            ("two.h", ""),
+            ("im.h", ""),
+            ("inc.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(
+            &scanner,
+            &dir,
+            &format!("{cc} -DA -UA -DA=2 -DB -UB -include k.h -imacros m.h -c x.c"),
+        );
+        same_as_compiler(&scanner, &dir, &format!("{cc} -DA=2 -DB -c x.c"));
+    }
+}
+
+#[test]
+fn kernel_style_macros_and_va_opt() {
+    let dir = TestDir::new("scan-kconfig");
+    files(
+        &dir,
+        &[
+            (
+                "x.c",
+                "#define __ARG_PLACEHOLDER_1 0,\n#define __take_second_arg(__ignored, val, ...) val\n\
+                 #define __is_defined(x) ___is_defined(x)\n#define ___is_defined(val) ____is_defined(__ARG_PLACEHOLDER_##val)\n\
+                 #define ____is_defined(arg1_or_junk) __take_second_arg(arg1_or_junk 1, 0)\n\
+                 #define IS_BUILTIN(option) __is_defined(option)\n#define IS_MODULE(option) __is_defined(option##_MODULE)\n\
+                 #define __or(x, y) ___or(x, y)\n#define ___or(x, y) ____or(__ARG_PLACEHOLDER_##x, y)\n\
+                 #define ____or(arg1_or_junk, y) __take_second_arg(arg1_or_junk 1, y)\n\
+                 #define IS_ENABLED(option) __or(IS_BUILTIN(option), IS_MODULE(option))\n\
+                 #if IS_ENABLED(CONFIG_FOO)\n#include \"foo.h\"\n#endif\n#if IS_ENABLED(CONFIG_BAR)\n#include \"bar.h\"\n#endif\n\
+                 #if IS_ENABLED(CONFIG_BAZ)\n#include \"baz.h\"\n#endif\n\
+                 #define F(a, ...) a __VA_OPT__(+ 1)\n#if F(0) == 0 && F(0, x) == 1\n#include \"vaopt.h\"\n#endif\n\
+                 #define G(fmt, ...) fmt , ## __VA_ARGS__\n#if G(1) == 1\n#include \"comma.h\"\n#endif\n",
+            ),
+            ("foo.h", ""),
+            ("bar.h", ""),
+            ("baz.h", ""),
+            ("vaopt.h", ""),
+            ("comma.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(
+            &scanner,
+            &dir,
+            &format!("{cc} -DCONFIG_FOO=1 -DCONFIG_BAR_MODULE=1 -c x.c"),
+        );
+    }
+}
+
+#[test]
+fn symlinked_headers_and_dotdot() {
+    let dir = TestDir::new("scan-links");
+    files(
+        &dir,
+        &[
+            (
+                "x.c",
+                "#include \"sub/../y.h\"\n#include <l.h>\n#include \"alias.h\"\n",
+            ),
+            ("y.h", ""),
+            ("sub/keep", ""),
+            ("real/l.h", ""),
+            ("target.h", ""),
+        ],
+    );
+    std::os::unix::fs::symlink("real", dir.join("linked")).unwrap();
+    std::os::unix::fs::symlink("target.h", dir.join("alias.h")).unwrap();
+    let scanner = Scanner::new();
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    for cc in ["gcc", "clang"] {
+        let c = same_as_compiler(&scanner, &dir, &format!("{cc} -Ilinked -c x.c"));
+        assert!(c.dirs.contains(&real.join("sub")), "{:?}", c.dirs);
+        let links: Vec<(PathBuf, PathBuf)> = c
+            .links
+            .iter()
+            .map(|l| (l.path.clone(), l.target.clone()))
+            .collect();
+        assert!(
+            links.contains(&(real.join("linked"), PathBuf::from("real"))),
+            "{links:?}"
+        );
+        assert!(
+            links.contains(&(real.join("alias.h"), PathBuf::from("target.h"))),
+            "{links:?}"
+        );
+    }
+}
+
+#[test]
+fn absolute_search_dirs_give_the_line_name() {
+    let dir = TestDir::new("scan-abs");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include \"h.h\"\n"),
+            ("inc/h.h", "#include \"h2.h\"\n"),
+            ("inc/h2.h", ""),
+        ],
+    );
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    let scanner = Scanner::new();
+    let c = same_as_compiler(
+        &scanner,
+        &dir,
+        &format!("gcc -I{}/inc -c x.c", real.display()),
+    );
+    let names: Vec<Option<PathBuf>> = c.files.iter().map(|f| f.line_name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            None,
+            Some(real.join("inc/h.h")),
+            Some(real.join("inc/h2.h"))
+        ]
+    );
+}
+
+/// A make rule that generates a header between two compiles: the second
+/// scan finds it, both where nothing was found before and where it now
+/// shadows a header found later in the search path.
+#[test]
+fn a_header_generated_between_two_scans_is_seen() {
+    let dir = TestDir::new("scan-generated");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include \"gen.h\"\n#include <shadow.h>\n"),
+            ("late/shadow.h", ""),
+            ("early/.keep", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    let line = "gcc -Iearly -Ilate -c x.c";
+    let why = not_covered(&scanner, &dir, line);
+    assert!(why.contains("gen.h"), "{why}");
+    files(&dir, &[("gen.h", "")]);
+    same_as_compiler(&scanner, &dir, line);
+    files(&dir, &[("early/shadow.h", "")]);
+    let c = same_as_compiler(&scanner, &dir, line);
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(scanned(&c).contains(&real.join("early/shadow.h")));
+}
+
+#[test]
+fn what_the_scanner_cannot_decide_is_not_covered() {
+    let dir = TestDir::new("scan-refused");
+    files(
+        &dir,
+        &[
+            ("abs.c", "#include \"/etc/hostname\"\n"),
+            ("missing.c", "#include \"nowhere.h\"\n"),
+            ("error.c", "#error no\n"),
+            ("unknown.c", "#frobnicate\n"),
+            ("comment.c", "/* never closed\n"),
+            ("counter.c", "#if __COUNTER__ == 0\n#endif\n"),
+            ("ok.c", "#include <stdio.h>\n"),
+            ("a.s", ""),
+            ("y.c", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for (line, why) in [
+        ("gcc -c abs.c", "absolute"),
+        ("gcc -c missing.c", "nowhere.h"),
+        ("gcc -c error.c", "#error"),
+        ("gcc -c unknown.c", "frobnicate"),
+        ("gcc -c comment.c", "comment"),
+        ("gcc -c counter.c", "__COUNTER__"),
+        ("gcc -G 0 -c ok.c", "-G"),
+        ("gcc -c ok.c -frobnicate", "-frobnicate"),
+        ("gcc -c a.s", "a.s"),
+        ("gcc -x assembler-with-cpp -c ok.c", "assembler-with-cpp"),
+        ("gcc -c ok.c y.c", "more than one source"),
+        ("gcc ok.c", "not a compile"),
+        ("gcc -c ok.c -include nothere.h", "nothere.h"),
+        ("gcc -c ok.c -Wp,-DX", "-Wp"),
+    ] {
+        let got = not_covered(&scanner, &dir, line);
+        assert!(got.contains(why), "{line}: {got}");
+    }
+    let tiny = Scanner::with_limits(distcc_rs::pump::scan::Limits {
+        bytes: 100,
+        ..Default::default()
+    });
+    let got = not_covered(&tiny, &dir, "gcc -c ok.c");
+    assert!(got.contains("budget"), "{got}");
+}
+
+/// CPU time of this thread, for the speed check.
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// With warm caches, a scan of a TU with three libc headers costs less CPU
+/// than the preprocessor run that pump mode spares the client.
+#[test]
+fn warm_scans_cost_less_than_the_preprocessor() {
+    let dir = TestDir::new("scan-speed");
+    files(&dir, &[("x.c", "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\nint main(void) { return 0; }\n")]);
+    let scanner = Scanner::new();
+    same_as_compiler(&scanner, &dir, "gcc -O2 -c x.c");
+    const N: u32 = 20;
+    let t = thread_cpu();
+    for i in 0..N {
+        // A new -D each time: no closure-cache hit, only the parse cache.
+        scanner
+            .closure(&request(dir.path(), &format!("gcc -O2 -DN{i} -c x.c")))
+            .unwrap();
+    }
+    let scan = (thread_cpu() - t) / N;
+    let t = thread_cpu();
+    for _ in 0..N {
+        scanner
+            .closure(&request(dir.path(), "gcc -O2 -c x.c"))
+            .unwrap();
+    }
+    let hit = (thread_cpu() - t) / N;
+    let cpp = child_cpu(dir.path(), "gcc -O2 -E x.c -o /dev/null", N);
+    eprintln!("per TU: scan {scan:?}, closure-cache hit {hit:?}, gcc -E {cpp:?}");
+    assert!(scan < cpp, "scan {scan:?} >= gcc -E {cpp:?}");
+    assert!(hit < scan, "hit {hit:?} >= scan {scan:?}");
+}
+
+/// The CPU (user + system) a command takes, averaged over n runs: each
+/// child's own rusage, from wait4, so other tests' children do not count.
+fn child_cpu(dir: &Path, line: &str, n: u32) -> std::time::Duration {
+    let args = argv(line);
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..n {
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(dir)
+            .spawn()
+            .unwrap();
+        let mut status = 0;
+        // SAFETY: wait4 fills the status and the rusage it is given; the
+        // child is ours and is reaped here (the Child is dropped unwaited).
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut u) };
+        assert!(pid > 0 && status == 0, "{line}: status {status}");
+        let tv =
+            |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        total += tv(u.ru_utime) + tv(u.ru_stime);
+    }
+    total / n
+}
+
+/// Every file `cc -M` lists (system headers too), as realpaths.
+fn all_compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
+    let mut args = argv(line);
+    let cc = args.remove(0);
+    args.retain(|a| a != "-c");
+    let out = std::process::Command::new(&cc)
+        .args(&args)
+        .arg("-M")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cc} -M {line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
+    let deps = text.split_once(':').unwrap().1;
+    deps.split_whitespace()
+        .map(|d| std::fs::canonicalize(dir.join(d)).unwrap())
+        .collect()
+}
+
+/// The scanner reads exactly the files the compiler reads, its own
+/// headers too, for libc and the C++ library in several standards.
+#[test]
+fn system_headers_are_followed_exactly() {
+    let dir = TestDir::new("scan-system");
+    let c = "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\n\
+             #include <pthread.h>\n#include <signal.h>\n#include <stdint.h>\n#include <stdatomic.h>\n\
+             #include <sys/stat.h>\n#include <fcntl.h>\n#include <unistd.h>\n#include <limits.h>\n\
+             #include <wchar.h>\n#include <x86intrin.h>\n";
+    let cxx = "#include <vector>\n#include <string>\n#include <iostream>\n#include <map>\n#include <memory>\n\
+               #include <algorithm>\n#include <atomic>\n#include <thread>\n#include <chrono>\n#include <regex>\n\
+               #include <functional>\n#include <cstdio>\n#include <unordered_map>\n#include <variant>\n";
+    files(&dir, &[("x.c", c), ("y.cc", cxx)]);
+    let scanner = Scanner::new();
+    for line in [
+        "gcc -c x.c",
+        "gcc -O2 -std=c89 -c x.c",
+        "gcc -std=gnu2x -D_GNU_SOURCE -c x.c",
+        "gcc -std=c11 -D_FILE_OFFSET_BITS=64 -D_FORTIFY_SOURCE=2 -O2 -c x.c",
+        "clang -c x.c",
+        "clang -O2 -D_GNU_SOURCE -c x.c",
+        "g++ -c y.cc",
+        "g++ -std=c++11 -O2 -c y.cc",
+        "g++ -std=c++20 -c y.cc",
+        "clang++ -std=c++17 -c y.cc",
+    ] {
+        let req = request(dir.path(), line);
+        let read: BTreeSet<PathBuf> = scanner
+            .files_read(&req)
+            .unwrap_or_else(|e| panic!("{line}: not covered: {e}"))
+            .into_iter()
+            .collect();
+        let expected = all_compiler_deps(dir.path(), line);
+        let missing: Vec<_> = expected.difference(&read).collect();
+        let extra: Vec<_> = read.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{line}: missing {missing:?}, extra {extra:?}"
+        );
+    }
+}
+
+/// One scanner serves several threads at once, each getting its own answer.
+#[test]
+fn threads_share_one_scanner() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    let dir = TestDir::new("scan-threads");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include <stdio.h>\n#if N % 2\n#include \"odd.h\"\n#else\n#include \"even.h\"\n#endif\n"),
+            ("odd.h", ""),
+            ("even.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    shared(&scanner);
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (scanner, dir, real) = (&scanner, &dir, &real);
+            s.spawn(move || {
+                for n in 0..5 {
+                    let line = format!("gcc -DN={} -c x.c", t * 5 + n);
+                    let c = scanner.closure(&request(dir.path(), &line)).unwrap();
+                    let want = if (t * 5 + n) % 2 == 1 {
+                        "odd.h"
+                    } else {
+                        "even.h"
+                    };
+                    assert_eq!(
+                        scanned(&c),
+                        [real.join("x.c"), real.join(want)].into_iter().collect(),
+                        "{line}"
+                    );
+                }
+            });
+        }
+    });
+}
+
+/// A search dir that did not exist (so the compiler dropped it) and is made
+/// by the build later: the next scan searches it.
+#[test]
+fn a_search_dir_made_between_two_scans_is_searched() {
+    let dir = TestDir::new("scan-newdir");
+    files(&dir, &[("x.c", "#include <y.h>\n"), ("inc/y.h", "")]);
+    let scanner = Scanner::new();
+    let line = "gcc -Igenerated -Iinc -c x.c";
+    same_as_compiler(&scanner, &dir, line);
+    files(&dir, &[("generated/y.h", "")]);
+    let c = same_as_compiler(&scanner, &dir, line);
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(scanned(&c).contains(&real.join("generated/y.h")));
+}
