@@ -961,3 +961,39 @@ fn the_monitor_shows_a_job_in_preprocess_on_localhost_while_the_include_server_i
     assert_pumped(&out, "gcc");
     assert!(std::fs::read(dir.join("out.o")).unwrap() == want);
 }
+
+#[test]
+fn entries_from_a_sibling_mirror_root_are_taken() {
+    // The include server keeps a header's copy for its second absolute name
+    // in `ROOT.1`, next to `ROOT`.
+    let server = DebianDistccd::start("pump-sibling-d");
+    let project = Project::new("pump-sibling", &["p.c"], "gcc", "c");
+    let dir = project.path();
+    let args = with(&["gcc", "-c", "p.c", "-o", "out.o"], &project.includes());
+    let args = strs(&args);
+    let want = local_object(dir, &args);
+    let sibling = dir.join("m.1");
+    let mut moved = Vec::new();
+    for entry in project.tree.answer() {
+        let name = entry.strip_prefix(&project.tree.root).unwrap();
+        if name.to_str().unwrap().ends_with("/inc/g.h.lzo") {
+            let at = sibling.join(name);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::fs::rename(entry, &at).unwrap();
+            moved.push(at);
+        } else {
+            moved.push(entry.clone());
+        }
+    }
+    assert!(moved.iter().any(|p| p.starts_with(&sibling)));
+    let stub: Vec<_> = moved.iter().map(|p| p.to_str().unwrap()).collect();
+    let stub = stub.join(" ");
+    let out = run(
+        dir,
+        &pump_host(&server),
+        &args,
+        &[("INCLUDE_SERVER_STUB", &stub), ("DISTCC_FALLBACK", "0")],
+    );
+    assert_pumped(&out, "a sibling root");
+    assert!(std::fs::read(dir.join("out.o")).unwrap() == want);
+}

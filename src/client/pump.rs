@@ -39,8 +39,10 @@
 //!   default name is the output's with the extension of its last component
 //!   replaced, as gcc names it;
 //! * every answer is checked before use: at most [`MAX_FILES`] entries of
-//!   at most [`MAX_FILE`] bytes, [`MAX_TOTAL`] in all, every one under the
-//!   same mirror root, every name absolute with no `.` or `..` component;
+//!   at most [`MAX_FILE`] bytes, [`MAX_TOTAL`] in all, every one under a
+//!   mirror root in the same directory as the first entry's (the include
+//!   server keeps a header's copy for a second absolute name in a sibling
+//!   root), every name absolute with no `.` or `..` component;
 //! * a bad `DISTCC_MAX_DISCREPANCY` is an error for the job's log, and the
 //!   job goes plain (3.4 exits).
 
@@ -280,12 +282,17 @@ pub fn load(answer: &[Vec<u8>]) -> Result<Vec<Entry>, String> {
         return Err(format!("the include server named over {MAX_FILES} files"));
     }
     let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
-    let root = answer.first().and_then(|p| mirror_root(p));
+    // A header reached under a second absolute name comes from a sibling
+    // root (`ROOT.1`): every root must be in the first one's directory.
+    let parent = |p: &[u8]| {
+        mirror_root(p).and_then(|r| r.iter().rposition(|&c| c == b'/').map(|i| r[..i].to_vec()))
+    };
+    let root = answer.first().and_then(|p| parent(p));
     let mut total = 0u64;
     let mut files = Vec::with_capacity(answer.len());
     for path in answer {
         let name = mirror::client_name(path)
-            .filter(|_| root.is_some() && mirror_root(path) == root)
+            .filter(|_| root.is_some() && parent(path) == root)
             .ok_or_else(|| format!("{} is not in the include server's mirror tree", shown(path)))?;
         mirror::check_path(name).map_err(|err| format!("{}: {err}", shown(name)))?;
         let mirror_path = Path::new(std::ffi::OsStr::from_bytes(path));

@@ -19,10 +19,10 @@ use std::ffi::{CStr, CString, OsStr};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::pump::closure::{Closure, Input, Link, NotCovered};
 use crate::{lzo, mirror};
@@ -36,19 +36,51 @@ const MAX_REMEMBERED: usize = 256 * 1024;
 /// are smaller; a file this big would not be compiled remotely anyway).
 pub const MAX_FILE_SIZE: u64 = 256 << 20;
 
+/// The most absolute names one header may be reached under in a build:
+/// each one after the first needs a root of its own.
+pub const MAX_NAMES: usize = 16;
+
+/// The sibling roots a tree at `root` may make (`ROOT.1` to `ROOT.15`),
+/// for whoever removes the tree.
+pub fn sibling_roots(root: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    (1..MAX_NAMES).map(move |k| {
+        let mut path = root.as_os_str().to_owned();
+        path.push(format!(".{k}"));
+        PathBuf::from(path)
+    })
+}
+
 /// A mirror tree rooted at a directory that exists.
+///
+/// A `.lzo.abs` copy carries the one name its `#line` gives the file, but
+/// a build may reach a header under several absolute names (the Linux
+/// kernel's `/src/arch/x86/events/intel/../perf_event.h` from one source,
+/// `/src/arch/x86/events/perf_event.h` from another). The copy for the
+/// k-th name (k ≥ 1) lives in a sibling root `ROOT.k`, made when first
+/// needed: a client drops the first three components of each path on its
+/// own, so either root gives the same client name.
 pub struct MirrorTree {
     root: PathBuf,
-    root_fd: OwnedFd,
+    /// The roots by name number: `root` first, then `ROOT.1`, `ROOT.2`...
+    roots: Mutex<Vec<Arc<Root>>>,
     memory: Mutex<Memory>,
     next_temp: AtomicU64,
+}
+
+/// One root directory and its descriptor.
+struct Root {
+    path: PathBuf,
+    fd: OwnedFd,
 }
 
 /// What the tree knows it has made.
 #[derive(Default)]
 struct Memory {
-    /// Files by (realpath, is `.lzo.abs`).
-    files: HashMap<(PathBuf, bool), Written>,
+    /// Files by (realpath, the name of its `#line` if it is `.lzo.abs`).
+    files: HashMap<(PathBuf, Option<PathBuf>), Written>,
+    /// The absolute names each `.lzo.abs` file was copied under, in the
+    /// order first met: a name's place is the number of its root.
+    names: HashMap<PathBuf, Vec<PathBuf>>,
     /// Links (system-directory and mirror links) by client path: their target.
     links: HashMap<PathBuf, Vec<u8>>,
     /// Directories whose forcing file exists.
@@ -62,10 +94,9 @@ impl Memory {
 }
 
 /// A file as it was when it was copied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Written {
     stamp: Stamp,
-    line_name: Option<PathBuf>,
 }
 
 /// What says a file has not changed.
@@ -116,10 +147,14 @@ impl MirrorTree {
                 ),
             ));
         }
-        let root_fd = open_dir_at(libc::AT_FDCWD, &cstring(root.as_os_str())?, true)?;
+        let fd = open_dir_at(libc::AT_FDCWD, &cstring(root.as_os_str())?, true)?;
+        let main = Root {
+            path: root.to_path_buf(),
+            fd,
+        };
         Ok(MirrorTree {
             root: root.to_path_buf(),
-            root_fd,
+            roots: Mutex::new(vec![Arc::new(main)]),
             memory: Mutex::new(Memory::default()),
             next_temp: AtomicU64::new(0),
         })
@@ -172,60 +207,92 @@ impl MirrorTree {
         }
     }
 
-    /// `<root><path><suffix>`.
-    fn mirror_path(&self, path: &Path, suffix: &str) -> PathBuf {
-        let mut at = self.root.as_os_str().to_owned();
-        at.push(path.as_os_str());
-        at.push(suffix);
-        PathBuf::from(at)
+    /// Root number `k`: the tree's own for 0, else the sibling `ROOT.k`,
+    /// made (and opened without following a link) when first needed.
+    fn root_number(&self, k: usize) -> Result<Arc<Root>, NotCovered> {
+        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        while roots.len() <= k {
+            let Some(path) = sibling_roots(&self.root).nth(roots.len() - 1) else {
+                return Err(refuse("no mirror root is left for another name"));
+            };
+            let made = std::fs::DirBuilder::new().mode(0o700).create(&path);
+            let fd = match made {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+                _ => cstring(path.as_os_str()).and_then(|c| open_dir_at(libc::AT_FDCWD, &c, false)),
+            }
+            .map_err(|e| io_refusal("cannot make the mirror root", &path, e))?;
+            roots.push(Arc::new(Root { path, fd }));
+        }
+        Ok(roots[k].clone())
     }
 
-    /// The copy of one file: `.lzo`, or `.lzo.abs` with its `#line`.
+    /// `<root k><path><suffix>`.
+    fn mirror_path(&self, k: usize, path: &Path, suffix: &str) -> Result<PathBuf, NotCovered> {
+        let mut at = self.root_number(k)?.path.as_os_str().to_owned();
+        at.push(path.as_os_str());
+        at.push(suffix);
+        Ok(PathBuf::from(at))
+    }
+
+    /// The copy of one file: `.lzo`, or `.lzo.abs` with its `#line`, in
+    /// the root of that name's number.
     fn file(&self, input: &Input) -> Result<PathBuf, NotCovered> {
         let path = checked(&input.path)?;
-        let abs = input.line_name.is_some();
-        let key = (path.to_path_buf(), abs);
+        let key = (path.to_path_buf(), input.line_name.clone());
         let meta =
             std::fs::symlink_metadata(path).map_err(|e| io_refusal("cannot stat", path, e))?;
         let wanted = Written {
             stamp: Stamp::of(&meta),
-            line_name: input.line_name.clone(),
         };
-        let suffix = if abs { ".lzo.abs" } else { ".lzo" };
-        if let Some(known) = self.remembered_file(&key) {
-            if known.line_name != wanted.line_name {
-                return Err(refuse(format!(
-                    "{} is reached under two absolute names, {} and {}",
-                    path.display(),
-                    show(&known.line_name),
-                    show(&wanted.line_name)
-                )));
-            }
-            if known == wanted {
-                return Ok(self.mirror_path(path, suffix));
-            }
+        let suffix = if input.line_name.is_some() {
+            ".lzo.abs"
+        } else {
+            ".lzo"
+        };
+        let k = self.name_number(path, input.line_name.as_deref())?;
+        if self.remembered_file(&key) == Some(wanted) {
+            return self.mirror_path(k, path, suffix);
         }
-        let stamp = self.copy_file(path, suffix, input.line_name.as_deref())?;
+        let stamp = self.copy_file(k, path, suffix, input.line_name.as_deref())?;
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.files.insert(
-            key,
-            Written {
-                stamp,
-                line_name: input.line_name.clone(),
-            },
-        );
-        Ok(self.mirror_path(path, suffix))
+        memory.files.insert(key, Written { stamp });
+        drop(memory);
+        self.mirror_path(k, path, suffix)
     }
 
-    fn remembered_file(&self, key: &(PathBuf, bool)) -> Option<Written> {
+    /// The number of the root that holds `path`'s copy for `line_name`:
+    /// 0 for a plain `.lzo`, else the place of the name among those the
+    /// file has been copied under.
+    fn name_number(&self, path: &Path, line_name: Option<&Path>) -> Result<usize, NotCovered> {
+        let Some(name) = line_name else {
+            return Ok(0);
+        };
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let names = memory.names.entry(path.to_path_buf()).or_default();
+        if let Some(k) = names.iter().position(|n| n == name) {
+            return Ok(k);
+        }
+        if names.len() >= MAX_NAMES {
+            return Err(refuse(format!(
+                "{} is reached under more than {MAX_NAMES} absolute names, {} among them",
+                path.display(),
+                name.display()
+            )));
+        }
+        names.push(name.to_path_buf());
+        Ok(names.len() - 1)
+    }
+
+    fn remembered_file(&self, key: &(PathBuf, Option<PathBuf>)) -> Option<Written> {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.files.get(key).cloned()
+        memory.files.get(key).copied()
     }
 
     /// Reads `path`, compresses it (after its `#line` if it has one) and
     /// writes it into place. Returns the stamp of what was read.
     fn copy_file(
         &self,
+        k: usize,
         path: &Path,
         suffix: &str,
         line_name: Option<&Path>,
@@ -241,20 +308,25 @@ impl MirrorTree {
         } else {
             lzo::compress(&body)
         };
-        let (parent, name) = self.parent_of(path, suffix)?;
+        let (parent, name) = self.parent_of(k, path, suffix)?;
         self.replace(&parent, &name, |fd, temp| write_new(fd, temp, &lzo))
             .map_err(|e| io_refusal("cannot write the copy of", path, e))?;
         Ok(stamp)
     }
 
-    /// The directory that holds `<root><path><suffix>`, made as needed,
+    /// The directory that holds `<root k><path><suffix>`, made as needed,
     /// and that entry's own name.
-    fn parent_of(&self, path: &Path, suffix: &str) -> Result<(OwnedFd, CString), NotCovered> {
+    fn parent_of(
+        &self,
+        k: usize,
+        path: &Path,
+        suffix: &str,
+    ) -> Result<(OwnedFd, CString), NotCovered> {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let mut name = path.file_name().unwrap_or_default().to_owned();
         name.push(suffix);
         let fd = self
-            .make_dirs(dir)
+            .make_dirs(&*self.root_number(k)?, dir)
             .map_err(|e| io_refusal("cannot make the directory for", path, e))?;
         let name = cstring(&name).map_err(|e| io_refusal("bad name", path, e))?;
         Ok((fd, name))
@@ -262,8 +334,8 @@ impl MirrorTree {
 
     /// Opens `<root><dir>`, making each missing directory on the way and
     /// never following a link.
-    fn make_dirs(&self, dir: &Path) -> io::Result<OwnedFd> {
-        let mut fd = open_dir_at(self.root_fd.as_raw_fd(), c".", false)?;
+    fn make_dirs(&self, root: &Root, dir: &Path) -> io::Result<OwnedFd> {
+        let mut fd = open_dir_at(root.fd.as_raw_fd(), c".", false)?;
         for component in dir.components() {
             let Component::Normal(name) = component else {
                 continue;
@@ -325,14 +397,14 @@ impl MirrorTree {
     /// there already.
     fn link(&self, path: &Path, target: &[u8]) -> Result<PathBuf, NotCovered> {
         let path = checked(path)?;
-        let at = self.mirror_path(path, "");
+        let at = self.mirror_path(0, path, "")?;
         {
             let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
             if memory.links.get(path).map(Vec::as_slice) == Some(target) {
                 return Ok(at);
             }
         }
-        let (dir, name) = self.parent_of(path, "")?;
+        let (dir, name) = self.parent_of(0, path, "")?;
         if read_link_at(dir.as_raw_fd(), &name).as_deref() != Some(target) {
             let target_c = CString::new(target).map_err(|_| refuse("a link target holds a NUL"))?;
             self.replace(&dir, &name, |fd, temp| symlink_at(&target_c, fd, temp))
@@ -347,14 +419,14 @@ impl MirrorTree {
     fn forcing_file(&self, dir: &Path) -> Result<PathBuf, NotCovered> {
         let dir = checked(dir)?;
         let file = dir.join(mirror::FORCING_FILE);
-        let at = self.mirror_path(&file, "");
+        let at = self.mirror_path(0, &file, "")?;
         {
             let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
             if memory.forced.contains(dir) {
                 return Ok(at);
             }
         }
-        let (parent, name) = self.parent_of(&file, "")?;
+        let (parent, name) = self.parent_of(0, &file, "")?;
         create_empty(parent.as_raw_fd(), &name)
             .map_err(|e| io_refusal("cannot make the forcing file in", dir, e))?;
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
@@ -456,11 +528,6 @@ fn line_directive(name: &Path) -> Result<Vec<u8>, NotCovered> {
     }
     line.extend_from_slice(b"\"\n");
     Ok(line)
-}
-
-fn show(name: &Option<PathBuf>) -> String {
-    name.as_ref()
-        .map_or_else(|| "none".into(), |n| n.display().to_string())
 }
 
 /// The number of components of an absolute path, if it is absolute.
@@ -601,7 +668,7 @@ mod tests {
             system_dirs: vec![nested, system.clone()],
         };
         let answer = t.answer(&closure).unwrap();
-        let at = |p: &Path, s: &str| t.mirror_path(p, s);
+        let at = |p: &Path, s: &str| t.mirror_path(0, p, s).unwrap();
         assert_eq!(
             answer,
             [
@@ -690,7 +757,7 @@ mod tests {
     }
 
     #[test]
-    fn one_header_under_two_absolute_names_is_not_covered() {
+    fn each_absolute_name_of_a_header_gets_a_copy_in_a_root_of_its_own() {
         let dir = TestDir::new("mirror-names");
         let t = tree(&dir);
         let header = real(dir.write("h.h", "int h;\n"));
@@ -701,10 +768,28 @@ mod tests {
             }],
             ..Closure::default()
         };
-        t.answer(&named("/one/h.h")).unwrap();
-        t.answer(&named("/one/h.h")).unwrap();
-        let err = t.answer(&named("/two/h.h")).unwrap_err();
-        assert!(err.0.contains("two absolute names"), "{err}");
+        let first = t.answer(&named("/one/h.h")).unwrap();
+        let second = t.answer(&named("/one/../one/h.h")).unwrap();
+        assert_eq!(t.answer(&named("/one/h.h")).unwrap(), first);
+        let mut abs = dir.join("m.1").into_os_string();
+        abs.push(header.as_os_str());
+        abs.push(".lzo.abs");
+        assert_eq!(second, [PathBuf::from(abs)]);
+        for (answer, name) in [(&first, "/one/h.h"), (&second, "/one/../one/h.h")] {
+            let got = body(&answer[0]);
+            assert_eq!(got, format!("#line 1 \"{name}\"\nint h;\n").into_bytes());
+            let path = answer[0].as_os_str().as_bytes();
+            assert_eq!(
+                mirror::client_name(path),
+                Some(header.as_os_str().as_bytes()),
+                "the client's name for either copy"
+            );
+        }
+        for n in 2..MAX_NAMES {
+            t.answer(&named(&format!("/n{n}/h.h"))).unwrap();
+        }
+        let err = t.answer(&named("/one/more/h.h")).unwrap_err();
+        assert!(err.0.contains("more than 16 absolute names"), "{err}");
         let other = Closure {
             files: vec![Input {
                 path: real(dir.write("g.h", "int g;\n")),
@@ -739,7 +824,10 @@ mod tests {
             files: vec![input(b.clone())],
             ..Closure::default()
         };
-        assert_eq!(t.answer(&second).unwrap(), [t.mirror_path(&b, ".lzo")]);
+        assert_eq!(
+            t.answer(&second).unwrap(),
+            [t.mirror_path(0, &b, ".lzo").unwrap()]
+        );
     }
 
     #[test]

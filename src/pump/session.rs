@@ -125,11 +125,16 @@ impl MirrorRoot {
         })
     }
 
-    /// Removes the root when it is not in the pump directory (which goes
-    /// as a whole).
+    /// Removes the root, and the sibling roots the tree made next to it,
+    /// when they are not in the pump directory (which goes as a whole).
     pub fn remove(&self) {
         if let Some(top) = &self.outside {
             let _ = std::fs::remove_dir_all(top);
+            if *top == self.root {
+                for sibling in crate::pump::mirror_tree::sibling_roots(&self.root) {
+                    let _ = std::fs::remove_dir_all(sibling);
+                }
+            }
         }
     }
 }
