@@ -7,6 +7,7 @@
 //! `env`, `masquerade`, `net`, `sys`, ...) and never import each other.
 
 pub mod applets;
+pub mod beneath;
 pub mod client;
 pub mod daemon;
 pub mod env;

@@ -17,12 +17,13 @@
 //! follows them (`JobDir`).
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::beneath;
 use crate::filename;
 use crate::mirror;
 use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
@@ -57,7 +58,10 @@ impl Tree {
     pub fn create(job_dir: &Path, cdir: &[u8], limits: &Limits) -> Result<Tree, String> {
         mirror::check_path(cdir).map_err(|e| format!("CDIR '{}' {e}", shown(cdir)))?;
         let root = job_dir.join("root");
-        let made = std::fs::create_dir(&root).and_then(|()| open_dir(libc::AT_FDCWD, &root));
+        let made = std::fs::create_dir(&root).and_then(|()| {
+            let path = beneath::cstring(root.as_os_str().as_bytes())?;
+            beneath::open_dir(libc::AT_FDCWD, &path, false)
+        });
         let root_fd = made.map_err(|e| format!("cannot make the job's root: {e}"))?;
         let tree = Tree {
             cwd: under(&root, cdir),
@@ -70,8 +74,7 @@ impl Tree {
             budget: limits.max_files_total,
             max_file: limits.max_file as usize,
         };
-        let components: Vec<&[u8]> = components(cdir).collect();
-        tree.walk(&components)
+        beneath::make_dirs(tree.root_fd.as_raw_fd(), components(cdir), 0o755)
             .map_err(|e| format!("cannot make CDIR '{}': {e}", shown(cdir)))?;
         Ok(tree)
     }
@@ -148,7 +151,9 @@ impl Tree {
         };
         drop(lzo);
         self.budget -= body.len() as u64;
-        self.make(&name, |dir, last| write_new(dir, last, &body))
+        self.make(&name, |dir, last| {
+            beneath::write_new(dir, last, &body, 0o644)
+        })
     }
 
     /// A LINK at `name` to `target`: absolute (made relative to the root)
@@ -201,44 +206,21 @@ impl Tree {
     }
 
     /// Opens (making them) the directories of `name` beneath the root,
-    /// then makes its last component with `make`.
+    /// never following a link, then makes its last component with `make`.
     fn make(
         &self,
         name: &[u8],
-        make: impl FnOnce(RawFd, &CString) -> io::Result<()>,
+        make: impl FnOnce(RawFd, &CStr) -> io::Result<()>,
     ) -> Result<(), String> {
         let mut parts: Vec<&[u8]> = components(name).collect();
-        let last = parts.pop().and_then(|p| CString::new(p).ok());
-        let made = match last {
-            Some(last) => self.walk(&parts).and_then(|dir| make(self.fd(&dir), &last)),
+        let made = match parts.pop() {
+            Some(last) => beneath::cstring(last).and_then(|last| {
+                let dir = beneath::make_dirs(self.root_fd.as_raw_fd(), parts, 0o755)?;
+                make(dir.as_raw_fd(), &last)
+            }),
             None => Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
         made.map_err(|e| format!("cannot make '{}' in the job's tree: {e}", shown(name)))
-    }
-
-    /// The descriptor of `dir`, or of the root for `None`.
-    fn fd(&self, dir: &Option<OwnedFd>) -> RawFd {
-        dir.as_ref()
-            .map_or(self.root_fd.as_raw_fd(), |d| d.as_raw_fd())
-    }
-
-    /// Makes and opens each directory of `parts` in turn from the root,
-    /// never following a link; returns the last one (`None` for the root).
-    fn walk(&self, parts: &[&[u8]]) -> io::Result<Option<OwnedFd>> {
-        let mut dir: Option<OwnedFd> = None;
-        for part in parts {
-            let at = self.fd(&dir);
-            let part = CString::new(*part).map_err(|_| io::ErrorKind::InvalidInput)?;
-            // SAFETY: `at` is an open directory and `part` NUL-terminated.
-            if unsafe { libc::mkdirat(at, part.as_ptr(), 0o755) } != 0 {
-                let err = io::Error::last_os_error();
-                if err.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(err);
-                }
-            }
-            dir = Some(open_dir(at, Path::new(OsStr::from_bytes(part.as_bytes())))?);
-        }
-        Ok(dir)
     }
 }
 
@@ -254,42 +236,9 @@ fn under(root: &Path, path: &[u8]) -> PathBuf {
     PathBuf::from(OsString::from_vec(joined))
 }
 
-/// Opens the directory `name` in `at`; a link or a non-directory there is an error.
-fn open_dir(at: RawFd, name: &Path) -> io::Result<OwnedFd> {
-    let name =
-        CString::new(name.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `name` is NUL-terminated; the descriptor returned is ours.
-    let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Creates the file `name` in `dir`, which must not exist, and writes `body`.
-fn write_new(dir: RawFd, name: &CString, body: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `name` is NUL-terminated; the descriptor returned is ours.
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o644 as libc::c_uint) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    file.write_all(body)
-}
-
 /// Creates the symlink `name` in `dir` to `target`; nothing may be there.
-fn symlink_new(target: &[u8], dir: RawFd, name: &CString) -> io::Result<()> {
-    let target = CString::new(target).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: both strings are NUL-terminated and `dir` is open.
-    if unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn symlink_new(target: &[u8], dir: RawFd, name: &CStr) -> io::Result<()> {
+    beneath::symlink(&beneath::cstring(target)?, dir, name)
 }
 
 /// The options whose absolute path argument gets the root in front

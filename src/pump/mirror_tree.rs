@@ -15,9 +15,9 @@
 //! every link and forcing file it has ever made: distcc issue #108).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString, OsStr};
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::{CString, OsStr};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::pump::closure::{Closure, Input, Link, NotCovered};
-use crate::{lzo, mirror};
+use crate::{beneath, lzo, mirror};
 
 /// The most entries the tree remembers having made. Past it the memory is
 /// dropped and entries are checked again on disk: a cost, never a wrong
@@ -147,7 +147,7 @@ impl MirrorTree {
                 ),
             ));
         }
-        let fd = open_dir_at(libc::AT_FDCWD, &cstring(root.as_os_str())?, true)?;
+        let fd = beneath::open_dir(libc::AT_FDCWD, &cstring(root.as_os_str())?, true)?;
         let main = Root {
             path: root.to_path_buf(),
             fd,
@@ -218,7 +218,8 @@ impl MirrorTree {
             let made = std::fs::DirBuilder::new().mode(0o700).create(&path);
             let fd = match made {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-                _ => cstring(path.as_os_str()).and_then(|c| open_dir_at(libc::AT_FDCWD, &c, false)),
+                _ => cstring(path.as_os_str())
+                    .and_then(|c| beneath::open_dir(libc::AT_FDCWD, &c, false)),
             }
             .map_err(|e| io_refusal("cannot make the mirror root", &path, e))?;
             roots.push(Arc::new(Root { path, fd }));
@@ -309,8 +310,10 @@ impl MirrorTree {
             lzo::compress(&body)
         };
         let (parent, name) = self.parent_of(k, path, suffix)?;
-        self.replace(&parent, &name, |fd, temp| write_new(fd, temp, &lzo))
-            .map_err(|e| io_refusal("cannot write the copy of", path, e))?;
+        self.replace(&parent, &name, |fd, temp| {
+            beneath::write_new(fd, temp, &lzo, 0o600)
+        })
+        .map_err(|e| io_refusal("cannot write the copy of", path, e))?;
         Ok(stamp)
     }
 
@@ -325,32 +328,15 @@ impl MirrorTree {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let mut name = path.file_name().unwrap_or_default().to_owned();
         name.push(suffix);
-        let fd = self
-            .make_dirs(&*self.root_number(k)?, dir)
+        let root = self.root_number(k)?;
+        let parts = dir.components().filter_map(|c| match c {
+            Component::Normal(name) => Some(name.as_bytes()),
+            _ => None,
+        });
+        let fd = beneath::make_dirs(root.fd.as_raw_fd(), parts, 0o700)
             .map_err(|e| io_refusal("cannot make the directory for", path, e))?;
         let name = cstring(&name).map_err(|e| io_refusal("bad name", path, e))?;
         Ok((fd, name))
-    }
-
-    /// Opens `<root><dir>`, making each missing directory on the way and
-    /// never following a link.
-    fn make_dirs(&self, root: &Root, dir: &Path) -> io::Result<OwnedFd> {
-        let mut fd = open_dir_at(root.fd.as_raw_fd(), c".", false)?;
-        for component in dir.components() {
-            let Component::Normal(name) = component else {
-                continue;
-            };
-            let name = cstring(name)?;
-            // SAFETY: a plain system call on a descriptor we own and a NUL-terminated name.
-            if unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o700) } != 0 {
-                let err = io::Error::last_os_error();
-                if err.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(err);
-                }
-            }
-            fd = open_dir_at(fd.as_raw_fd(), &name, false)?;
-        }
-        Ok(fd)
     }
 
     /// Makes `name` in `dir` by writing it under a fresh temporary name
@@ -405,10 +391,14 @@ impl MirrorTree {
             }
         }
         let (dir, name) = self.parent_of(0, path, "")?;
-        if read_link_at(dir.as_raw_fd(), &name).as_deref() != Some(target) {
+        if beneath::read_link(dir.as_raw_fd(), &name, mirror::MAX_PATH_LEN).as_deref()
+            != Some(target)
+        {
             let target_c = CString::new(target).map_err(|_| refuse("a link target holds a NUL"))?;
-            self.replace(&dir, &name, |fd, temp| symlink_at(&target_c, fd, temp))
-                .map_err(|e| io_refusal("cannot make the link", path, e))?;
+            self.replace(&dir, &name, |fd, temp| {
+                beneath::symlink(&target_c, fd, temp)
+            })
+            .map_err(|e| io_refusal("cannot make the link", path, e))?;
         }
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.links.insert(path.to_path_buf(), target.to_vec());
@@ -427,7 +417,7 @@ impl MirrorTree {
             }
         }
         let (parent, name) = self.parent_of(0, &file, "")?;
-        create_empty(parent.as_raw_fd(), &name)
+        beneath::create_empty(parent.as_raw_fd(), &name, 0o600)
             .map_err(|e| io_refusal("cannot make the forcing file in", dir, e))?;
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.forced.insert(dir.to_path_buf());
@@ -540,70 +530,7 @@ fn depth(path: &Path) -> Option<usize> {
 }
 
 fn cstring(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-/// Opens the directory `name` in `dir`; with `follow` false a link there
-/// is an error.
-fn open_dir_at(dir: RawFd, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
-    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | nofollow;
-    // SAFETY: a plain system call with a NUL-terminated name.
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat just returned this fresh descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Creates the new file `name` in `dir` (never through a link) with `body`.
-fn write_new(dir: RawFd, name: &CString, body: &[u8]) -> io::Result<()> {
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: a plain system call with a NUL-terminated name.
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat just returned this fresh descriptor.
-    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let written = file.write_all(body);
-    if written.is_err() {
-        // SAFETY: the entry was just made by us.
-        unsafe { libc::unlinkat(dir, name.as_ptr(), 0) };
-    }
-    written
-}
-
-/// Makes `name` in `dir` an empty file if it is not one already.
-fn create_empty(dir: RawFd, name: &CString) -> io::Result<()> {
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: a plain system call with a NUL-terminated name.
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat just returned this fresh descriptor; closing it.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
-    Ok(())
-}
-
-fn symlink_at(target: &CString, dir: RawFd, name: &CString) -> io::Result<()> {
-    // SAFETY: a plain system call with NUL-terminated strings.
-    if unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The target of the link `name` in `dir`, if it is a link.
-fn read_link_at(dir: RawFd, name: &CString) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; mirror::MAX_PATH_LEN + 1];
-    // SAFETY: buf is valid for buf.len() bytes; the name is NUL-terminated.
-    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    let n = usize::try_from(n).ok()?;
-    buf.truncate(n);
-    Some(buf)
+    beneath::cstring(s.as_bytes())
 }
 
 #[cfg(test)]
