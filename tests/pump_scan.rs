@@ -611,3 +611,53 @@ fn a_search_dir_made_between_two_scans_is_searched() {
     let real = std::fs::canonicalize(dir.path()).unwrap();
     assert!(scanned(&c).contains(&real.join("generated/y.h")));
 }
+
+/// Sets a file's mtime to `secs` seconds ago (old enough for the parse cache).
+fn age(path: &Path, secs: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+/// A cached parse is reused only while the file's stat is the same: an
+/// edit (new size or mtime) or a file renamed over it (new inode, same
+/// size and mtime) is read again.
+#[test]
+fn a_changed_header_is_parsed_again() {
+    let dir = TestDir::new("scan-edit");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include \"h.h\"\n"),
+            ("h.h", "#include \"a.h\"\n"),
+            ("a.h", ""),
+            ("bb.h", ""),
+            ("cc.h", ""),
+        ],
+    );
+    age(&dir.join("h.h"), 3600);
+    let scanner = Scanner::new();
+    let line = "gcc -c x.c";
+    same_as_compiler(&scanner, &dir, line);
+    files(&dir, &[("h.h", "#include \"bb.h\"\n")]);
+    age(&dir.join("h.h"), 3000);
+    same_as_compiler(&scanner, &dir, line);
+    // Same size and mtime, another inode.
+    files(&dir, &[("new.h", "#include \"cc.h\"\n")]);
+    let mtime = std::fs::metadata(dir.join("h.h"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("new.h"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::rename(dir.join("new.h"), dir.join("h.h")).unwrap();
+    same_as_compiler(&scanner, &dir, line);
+}

@@ -57,8 +57,8 @@ pub struct Limits {
     /// Cached parsed files: count and source bytes, over all shards.
     pub parsed_files: usize,
     pub parsed_bytes: usize,
-    /// Cached closures.
-    pub closures: usize,
+    /// Cached closures: the paths (files, links, dirs, probes) they hold, over all.
+    pub closure_paths: usize,
 }
 
 impl Default for Limits {
@@ -69,7 +69,7 @@ impl Default for Limits {
             depth: 200,
             parsed_files: 200_000,
             parsed_bytes: 1 << 30,
-            closures: 8192,
+            closure_paths: 1_000_000,
         }
     }
 }
@@ -131,6 +131,20 @@ struct CachedClosure {
     probes: Vec<(PathBuf, Option<Sig>)>,
 }
 
+impl CachedClosure {
+    /// The paths it holds, for the cache's bound.
+    fn weight(&self) -> usize {
+        let c = &self.closure;
+        1 + c.files.len() + c.links.len() + c.dirs.len() + c.system_dirs.len() + self.probes.len()
+    }
+}
+
+#[derive(Default)]
+struct ClosureCache {
+    map: HashMap<(PathBuf, Command), Arc<CachedClosure>>,
+    paths: usize,
+}
+
 /// A search chain ready for scans.
 struct Chain {
     search: Search,
@@ -146,7 +160,7 @@ pub struct Scanner {
     chains: Mutex<HashMap<ChainKey, Once<Arc<Chain>>>>,
     features: Mutex<HashMap<FeatureKey, Result<Tok, String>>>,
     parsed: Vec<Mutex<ParseShard>>,
-    closures: Mutex<HashMap<(PathBuf, Command), Arc<CachedClosure>>>,
+    closures: Mutex<ClosureCache>,
 }
 
 impl Default for Scanner {
@@ -228,6 +242,7 @@ impl Scanner {
             .closures
             .lock()
             .expect("closure cache")
+            .map
             .get(key)
             .cloned()?;
         let same = hit
@@ -243,17 +258,19 @@ impl Scanner {
         closure: &Closure,
         probes: Vec<(PathBuf, Option<Sig>)>,
     ) {
+        let entry = Arc::new(CachedClosure {
+            closure: closure.clone(),
+            probes,
+        });
         let mut cache = self.closures.lock().expect("closure cache");
-        if cache.len() >= self.limits.closures {
-            evict_half(&mut cache);
+        if cache.paths + entry.weight() > self.limits.closure_paths {
+            evict_half(&mut cache.map);
+            cache.paths = cache.map.values().map(|c| c.weight()).sum();
         }
-        cache.insert(
-            key,
-            Arc::new(CachedClosure {
-                closure: closure.clone(),
-                probes,
-            }),
-        );
+        cache.paths += entry.weight();
+        if let Some(old) = cache.map.insert(key, entry) {
+            cache.paths -= old.weight();
+        }
     }
 
     /// The compiler's macros, dirs and operators for the command's driver flags.
