@@ -179,10 +179,12 @@ fn has_include_decides_without_failing() {
                 "x.c",
                 "#if __has_include(\"yes.h\") && __has_include(<stdio.h>)\n#include \"yes.h\"\n#endif\n\
                  #if __has_include(\"no.h\")\n#include \"no.h\"\n#endif\n\
-                 #ifdef __has_include\n#include \"has.h\"\n#endif\n",
+                 #ifdef __has_include\n#include \"has.h\"\n#endif\n\
+                 #if defined(__has_include) && defined __has_include_next && defined(__LINE__)\n#include \"defined.h\"\n#endif\n",
             ),
             ("yes.h", ""),
             ("has.h", ""),
+            ("defined.h", ""),
         ],
     );
     let scanner = Scanner::new();

@@ -62,6 +62,9 @@ impl Table {
 /// answers, and the dynamic macros.
 pub trait Env {
     fn has_include(&mut self, name: &[u8], angle: bool, next: bool) -> Result<bool, String>;
+    /// True for names `defined` sees that are no macros of the table
+    /// (`__has_include`, `__FILE__`, ...).
+    fn is_special(&self, name: &[u8]) -> bool;
     /// True for the compiler's `__has_*`-like operators answered by [`Env::feature`].
     fn is_feature(&self, name: &[u8]) -> bool;
     /// The compiler's expansion of `NAME(ARG)`.
@@ -200,7 +203,8 @@ impl Expander<'_> {
         let name = &*t.tok.text;
         if name == b"defined" {
             let v = defined_operand(stack)?;
-            out.push(number(self.table.get(&v).is_some() as i64));
+            let defined = self.table.get(&v).is_some() || self.env.is_special(&v);
+            out.push(number(defined as i64));
             return Ok(true);
         }
         if name == b"__has_include" || name == b"__has_include_next" {

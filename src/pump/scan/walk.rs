@@ -513,6 +513,10 @@ impl Env for Walk<'_> {
         Ok(found.is_some())
     }
 
+    fn is_special(&self, name: &[u8]) -> bool {
+        self.info.special.contains(name)
+    }
+
     fn is_feature(&self, name: &[u8]) -> bool {
         self.info.features.contains(name)
     }
