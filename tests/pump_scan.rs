@@ -530,7 +530,8 @@ fn system_headers_are_followed_exactly() {
     let cxx = "#include <vector>\n#include <string>\n#include <iostream>\n#include <map>\n#include <memory>\n\
                #include <algorithm>\n#include <atomic>\n#include <thread>\n#include <chrono>\n#include <regex>\n\
                #include <functional>\n#include <cstdio>\n#include <unordered_map>\n#include <variant>\n";
-    files(&dir, &[("x.c", c), ("y.cc", cxx)]);
+    let cross = "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\n#include <pthread.h>\n";
+    files(&dir, &[("x.c", c), ("y.cc", cxx), ("z.c", cross)]);
     let scanner = Scanner::new();
     for line in [
         "gcc -c x.c",
@@ -543,6 +544,9 @@ fn system_headers_are_followed_exactly() {
         "g++ -std=c++11 -O2 -c y.cc",
         "g++ -std=c++20 -c y.cc",
         "clang++ -std=c++17 -c y.cc",
+        "powerpc-linux-gnu-gcc -O2 -c z.c",
+        "arm-linux-gnueabihf-gcc -c z.c",
+        "clang --target=powerpc-linux-gnu -c z.c",
     ] {
         let req = request(dir.path(), line);
         let read: BTreeSet<PathBuf> = scanner

@@ -8,8 +8,12 @@
 //!
 //! Caches (all bounded, all for the [`Scanner`]'s lifetime):
 //! * the compiler's answers, per distinct driver flags (`compiler.rs`);
-//! * search lists per set of search options, re-asked when a dir the
-//!   compiler ignored as missing has appeared;
+//! * search lists per set of search options (`-I`, `-iquote`, `-isystem`,
+//!   `-idirafter`, `-iprefix`...), asked of the compiler itself with
+//!   `-E -v` rather than rebuilt with gcc's and clang's differing
+//!   de-duplication rules: one run (about 10 ms) per distinct option set
+//!   and cwd in a build, and a kernel build has a few dozen; re-asked when
+//!   a dir the compiler ignored as missing has appeared;
 //! * parsed directives per file, reused only while the file's (mtime,
 //!   size, inode, device) are unchanged, and never for a file modified in
 //!   the last two seconds (it may still be being written);
@@ -20,7 +24,10 @@
 //! lookup is memoized (`fs.rs`); the next scan stats again, so a header a
 //! build generates between two compiles is found (distcc's include server
 //! caches the miss for the whole build). The closure cache keeps the misses
-//! as probes and re-checks them, so it sees the new header too.
+//! as probes and re-checks them, so it sees the new header too. A stat
+//! costs about a microsecond; a warm scan of a kernel file makes a few
+//! thousand, a small part of its time (the macro table and `#if`s are
+//! the rest), so per-directory listings would buy little.
 
 mod command;
 mod compiler;
