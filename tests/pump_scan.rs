@@ -667,3 +667,38 @@ fn a_changed_header_is_parsed_again() {
     std::fs::rename(dir.join("new.h"), dir.join("h.h")).unwrap();
     same_as_compiler(&scanner, &dir, line);
 }
+
+/// gcc's `#pragma once` also skips another file of the same contents, size
+/// and mtime; clang's skips only the same file.
+#[test]
+fn pragma_once_copies_as_each_compiler_sees_them() {
+    let dir = TestDir::new("scan-once-copies");
+    let once = "#pragma once\n#include \"n.h\"\n";
+    files(
+        &dir,
+        &[
+            ("x.c", "#include \"a/o.h\"\n#include \"b/o.h\"\n"),
+            ("a/o.h", once),
+            ("b/o.h", once),
+            ("a/n.h", ""),
+            ("b/n.h", ""),
+        ],
+    );
+    for copy in ["a/o.h", "b/o.h"] {
+        age(&dir.join(copy), 3600);
+        let m = std::fs::metadata(dir.join("a/o.h"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(copy))
+            .unwrap()
+            .set_modified(m)
+            .unwrap();
+    }
+    let scanner = Scanner::new();
+    let gcc = same_as_compiler(&scanner, &dir, "gcc -c x.c");
+    let clang = same_as_compiler(&scanner, &dir, "clang -c x.c");
+    assert_eq!((gcc.files.len(), clang.files.len()), (3, 5));
+}

@@ -25,6 +25,9 @@ pub struct Info {
     /// gcc's implicit `-include` (stdc-predef.h), by the name a bracket search finds it.
     pub preincludes: Vec<Vec<u8>>,
     pub search: Search,
+    /// gcc (not clang): `#pragma once` also skips a file with the same
+    /// contents, size and mtime as one already marked.
+    pub once_by_contents: bool,
 }
 
 /// Include search lists as the compiler prints them under `-v`.
@@ -166,6 +169,7 @@ pub fn query(cwd: &Path, compiler: &str, lang: &str, driver: &[String]) -> Resul
         .collect();
     let (mode, lang) = modes(&macros);
     Ok(Info {
+        once_by_contents: !macros.contains_key(&b"__clang__"[..]),
         macros: Arc::new(macros),
         special,
         features,

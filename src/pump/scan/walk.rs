@@ -45,6 +45,15 @@ struct Frame {
     line: u32,
 }
 
+/// What `#pragma once` remembers of a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct OnceKey {
+    id: (u64, u64),
+    mtime: i64,
+    size: u64,
+    hash: u64,
+}
+
 /// A file found by a search.
 struct Found {
     name: Vec<u8>,
@@ -66,7 +75,7 @@ pub struct Walk<'a> {
     table: Table,
     pub fs: Fs,
     stack: Vec<Frame>,
-    once: FastSet<(u64, u64)>,
+    once: Vec<OnceKey>,
     pub closure: Closure,
     /// Every file entered, system headers too, in order.
     pub read: Vec<PathBuf>,
@@ -106,7 +115,7 @@ impl<'a> Walk<'a> {
             table: Table::new(info.macros.clone()),
             fs: Fs::default(),
             stack: Vec::new(),
-            once: FastSet::default(),
+            once: Vec::new(),
             closure: Closure::default(),
             read: Vec::new(),
             seen_read: FastSet::default(),
@@ -186,7 +195,6 @@ impl<'a> Walk<'a> {
         let Some(found) = found else {
             return nc(format!("{what} {}: no such file", shown(name)));
         };
-        self.record(&found, false);
         self.enter(found, false)
     }
 
@@ -329,23 +337,30 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Reads a file found by a search (already recorded).
+    /// Reads a file found by a search, putting it in the closure unless
+    /// `#pragma once` skips it.
     fn enter(&mut self, f: Found, import: bool) -> Result<(), NotCovered> {
         self.check_budget()?;
         let sig = f.resolved.sig.expect("a found file has a stat");
+        let parsed = self.scanner.parsed(&f.resolved.real, sig, self.info.mode)?;
+        let id = OnceKey {
+            id: (sig.dev, sig.ino),
+            mtime: sig.mtime,
+            size: sig.size,
+            hash: parsed.hash,
+        };
+        if self.is_once(&id) {
+            return Ok(());
+        }
+        self.record(&f, false);
         if self.seen_read.insert(f.resolved.real.clone()) {
             self.read.push(f.resolved.real.clone());
         }
-        let id = (sig.dev, sig.ino);
-        if self.once.contains(&id) {
-            return Ok(());
-        }
-        let parsed = self.scanner.parsed(&f.resolved.real, sig, self.info.mode)?;
         if let Some(e) = &parsed.error {
             return nc(format!("{}: {e}", f.resolved.real.display()));
         }
         if import {
-            self.once.insert(id);
+            self.once.push(id);
         }
         if parsed.guard.as_ref().is_some_and(|g| self.is_defined(g)) {
             return Ok(());
@@ -362,12 +377,20 @@ impl<'a> Walk<'a> {
         r
     }
 
+    /// True for a file marked `#pragma once` (or `#import`ed) already.
+    fn is_once(&self, key: &OnceKey) -> bool {
+        let same = |k: &OnceKey| (k.mtime, k.size, k.hash) == (key.mtime, key.size, key.hash);
+        self.once
+            .iter()
+            .any(|k| k.id == key.id || (self.info.once_by_contents && same(k)))
+    }
+
     fn is_defined(&self, name: &[u8]) -> bool {
         self.table.get(name).is_some() || self.info.special.contains(name)
     }
 
     /// Runs a file's directives, taking the branches the compiler takes.
-    fn directives(&mut self, parsed: &Parsed, id: (u64, u64)) -> Result<(), NotCovered> {
+    fn directives(&mut self, parsed: &Parsed, id: OnceKey) -> Result<(), NotCovered> {
         let entries = &parsed.entries;
         let mut i = 0;
         while i < entries.len() {
@@ -381,7 +404,7 @@ impl<'a> Walk<'a> {
                 Dir::Elif(_) | Dir::Elifdef(..) | Dir::Else => end_of_group(entries, i) + 1,
                 Dir::Endif => i + 1,
                 Dir::PragmaOnce => {
-                    self.once.insert(id);
+                    self.once.push(id);
                     i + 1
                 }
                 d => {
@@ -470,7 +493,6 @@ impl<'a> Walk<'a> {
         let Some(found) = self.search(&name, angle, kind == IncludeKind::Next)? else {
             return nc(format!("no {} in the search path", shown(&name)));
         };
-        self.record(&found, false);
         self.enter(found, kind == IncludeKind::Import)
     }
 
