@@ -421,6 +421,15 @@ fn what_the_scanner_cannot_decide_is_not_covered() {
         let got = not_covered(&scanner, &dir, line);
         assert!(got.contains(why), "{line}: {got}");
     }
+    // A compiler name that is distcc (a masquerade link) is never run.
+    std::fs::create_dir(dir.join("bin")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_distcc-rs"), dir.join("bin/gcc")).unwrap();
+    let got = not_covered(
+        &scanner,
+        &dir,
+        &format!("{} -c ok.c", dir.join("bin/gcc").display()),
+    );
+    assert!(got.contains("is distcc"), "{got}");
     let tiny = Scanner::with_limits(distcc_rs::pump::scan::Limits {
         bytes: 100,
         ..Default::default()

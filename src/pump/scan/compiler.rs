@@ -1,6 +1,7 @@
 //! What the scanner asks the compiler itself: its predefined macros, pre-included files and `__has_*` operators (`-dD -E`), its include search lists (`-E -v`), and the value of a `__has_*` operand.
 
 use super::hash::{FastMap, FastSet};
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::directives::{self, Dir, Macro};
 use super::expr;
 use super::lex::{self, Kind, Mode, Text, Tok};
+use crate::masquerade;
 
 /// The compiler's answers for one set of driver flags.
 #[derive(Debug)]
@@ -80,7 +82,12 @@ const QUERY_TIME: Duration = Duration::from_secs(60);
 /// Runs a compiler with its output captured, in the C locale; killed if it
 /// runs past [`QUERY_TIME`].
 fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let mut child = Command::new(&argv[0])
+    let (program, path) = real_compiler(&argv[0])?;
+    let mut command = Command::new(program);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let mut child = command
         .args(&argv[1..])
         .current_dir(cwd)
         .env("LC_ALL", "C")
@@ -114,6 +121,28 @@ fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), S
         return Err(format!("{} failed on the scanner's query: {last}", argv[0]));
     }
     Ok((stdout, stderr))
+}
+
+/// The compiler to run for a command's compiler name: never distcc (a
+/// masquerade link first on PATH would run distcc, and so the include
+/// server, again), with PATH for it to find its own programs.
+fn real_compiler(name: &str) -> Result<(PathBuf, Option<OsString>), String> {
+    let refuse = || Err(format!("the compiler {name} is distcc"));
+    if masquerade::is_distcc_name(OsStr::new(name)) {
+        return refuse();
+    }
+    let self_exe = masquerade::self_exe().unwrap_or_default();
+    if name.contains('/') {
+        if masquerade::is_masquerade(Path::new(name), &self_exe) {
+            return refuse();
+        }
+        return Ok((PathBuf::from(name), None));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    match masquerade::find_real_compiler(OsStr::new(name), &path, &self_exe) {
+        Some(real) => Ok((real.path, real.path_tweaked.then_some(real.child_path))),
+        None => Err(format!("no compiler {name} on PATH")),
+    }
 }
 
 fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
