@@ -372,11 +372,16 @@ fn a_header_generated_between_two_scans_is_seen() {
             ("early/.keep", ""),
         ],
     );
+    // Old enough for the closure cache, which then has to see the change.
+    for f in ["x.c", "late/shadow.h", "early/.keep"] {
+        age(&dir.join(f), 3600);
+    }
     let scanner = Scanner::new();
     let line = "gcc -Iearly -Ilate -c x.c";
     let why = not_covered(&scanner, &dir, line);
     assert!(why.contains("gen.h"), "{why}");
     files(&dir, &[("gen.h", "")]);
+    age(&dir.join("gen.h"), 3600);
     same_as_compiler(&scanner, &dir, line);
     files(&dir, &[("early/shadow.h", "")]);
     let c = same_as_compiler(&scanner, &dir, line);
@@ -455,6 +460,7 @@ fn thread_cpu() -> std::time::Duration {
 fn warm_scans_cost_less_than_the_preprocessor() {
     let dir = TestDir::new("scan-speed");
     files(&dir, &[("x.c", "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\nint main(void) { return 0; }\n")]);
+    age(&dir.join("x.c"), 3600);
     let scanner = Scanner::new();
     same_as_compiler(&scanner, &dir, "gcc -O2 -c x.c");
     const N: u32 = 20;

@@ -265,6 +265,14 @@ impl Scanner {
         closure: &Closure,
         probes: Vec<(PathBuf, Option<Sig>)>,
     ) {
+        // A file changed in the last seconds may still be being written, and
+        // on a file system with coarse timestamps its stat may not show it.
+        if probes
+            .iter()
+            .any(|(_, sig)| sig.is_some_and(|s| !s.dir && !settled(s)))
+        {
+            return;
+        }
         let entry = Arc::new(CachedClosure {
             closure: closure.clone(),
             probes,
