@@ -34,6 +34,28 @@ fn system_dirs(cc: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// The prerequisites of `cc -M` output, unescaped (`\ ` is a space in a name).
+fn make_words(out: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(out).replace("\\\n", " ");
+    let deps = text.split_once(": ").unwrap().1;
+    let mut words = vec![String::new()];
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(|n| *n == ' ' || *n == '#') => {
+                words.last_mut().unwrap().push(chars.next().unwrap())
+            }
+            '$' if chars.peek() == Some(&'$') => {
+                words.last_mut().unwrap().push(chars.next().unwrap())
+            }
+            c if c.is_whitespace() => words.push(String::new()),
+            c => words.last_mut().unwrap().push(c),
+        }
+    }
+    words.retain(|w| !w.is_empty());
+    words
+}
+
 /// The non-system files `cc -M` lists for the command (with -c replaced).
 fn compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
     let mut args = argv(line);
@@ -50,10 +72,9 @@ fn compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
         "{cc} -M {line}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
-    let deps = text.split_once(':').unwrap().1;
     let system = system_dirs(&cc);
-    deps.split_whitespace()
+    make_words(&out.stdout)
+        .iter()
         .map(|d| std::fs::canonicalize(dir.join(d)).unwrap())
         .filter(|d| !system.iter().any(|s| d.starts_with(s)))
         .collect()
@@ -526,9 +547,8 @@ fn all_compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
         "{cc} -M {line}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
-    let deps = text.split_once(':').unwrap().1;
-    deps.split_whitespace()
+    make_words(&out.stdout)
+        .iter()
         .map(|d| std::fs::canonicalize(dir.join(d)).unwrap())
         .collect()
 }
@@ -716,4 +736,45 @@ fn pragma_once_copies_as_each_compiler_sees_them() {
     let gcc = same_as_compiler(&scanner, &dir, "gcc -c x.c");
     let clang = same_as_compiler(&scanner, &dir, "clang -c x.c");
     assert_eq!((gcc.files.len(), clang.files.len()), (3, 5));
+}
+
+/// The standard's rescanning examples (C11 6.10.3.5, 6.10.3.3), used as
+/// file names: hide sets, nested calls, `#`, `##` and spacing must all
+/// give exactly the compiler's spelling, or the file is not found.
+#[test]
+fn rescanning_examples_name_files_as_the_compiler_does() {
+    let dir = TestDir::new("scan-rescan");
+    let src = "#define str(s) # s\n#define xstr(s) str(s)\n#define x 3\n#define f(a) f(x * (a))\n#undef x\n\
+               #define x 2\n#define g f\n#define z z[0]\n#define t(a) a\n\
+               #include xstr(f(y+1) + f(f(z)) % t(t(g)(0) + t)(1))\n\
+               #define ff(a) a*gg\n#define gg(a) ff(a)\n#include xstr(ff(2)(9))\n\
+               #define hash_hash # ## #\n#define mkstr(a) # a\n#define in_between(a) mkstr(a)\n\
+               #define join(c, d) in_between(c hash_hash d)\n#include join(x, y)\n\
+               #define paste(a, b) a ## b\n#include xstr(paste(x, 1)paste(, .h)paste(,))\n";
+    files(
+        &dir,
+        &[
+            ("x.c", src),
+            // clang's spelling, and gcc's (which in a directive gives an
+            // expansion no space before its first token).
+            (
+                "f(2 * (y+1)) + f(2 * (f(2 * (z[0])))) % f(2 * (0)) + t(1)",
+                "",
+            ),
+            (
+                "f(2 * (y+1)) +f(2 * (f(2 * (z[0])))) %f(2 * (0)) + t(1)",
+                "",
+            ),
+            ("2*9*gg", ""),
+            ("2 ## y", ""),
+            ("2## y", ""),
+            ("x1.h", ""),
+            ("x1 .h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        let c = same_as_compiler(&scanner, &dir, &format!("{cc} -c x.c"));
+        assert_eq!(c.files.len(), 5, "{cc}");
+    }
 }

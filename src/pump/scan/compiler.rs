@@ -27,9 +27,11 @@ pub struct Info {
     /// gcc's implicit `-include` (stdc-predef.h), by the name a bracket search finds it.
     pub preincludes: Vec<Vec<u8>>,
     pub search: Search,
-    /// gcc (not clang): `#pragma once` also skips a file with the same
-    /// contents, size and mtime as one already marked.
-    pub once_by_contents: bool,
+    /// gcc, not clang: its `#pragma once` also skips a file with the same
+    /// contents, size and mtime as one already marked, and in a directive
+    /// the first token of a macro's expansion has no space before it (which
+    /// `#` shows).
+    pub gcc: bool,
 }
 
 /// Include search lists as the compiler prints them under `-v`.
@@ -198,7 +200,7 @@ pub fn query(cwd: &Path, compiler: &str, lang: &str, driver: &[String]) -> Resul
         .collect();
     let (mode, lang) = modes(&macros);
     Ok(Info {
-        once_by_contents: !macros.contains_key(&b"__clang__"[..]),
+        gcc: !macros.contains_key(&b"__clang__"[..]),
         macros: Arc::new(macros),
         special,
         features,

@@ -382,7 +382,7 @@ impl<'a> Walk<'a> {
         let same = |k: &OnceKey| (k.mtime, k.size, k.hash) == (key.mtime, key.size, key.hash);
         self.once
             .iter()
-            .any(|k| k.id == key.id || (self.info.once_by_contents && same(k)))
+            .any(|k| k.id == key.id || (self.info.gcc && same(k)))
     }
 
     fn is_defined(&self, name: &[u8]) -> bool {
@@ -452,11 +452,13 @@ impl<'a> Walk<'a> {
 
     fn expand(&mut self, toks: Vec<PTok>, in_if: bool) -> Result<Vec<PTok>, NotCovered> {
         let table = std::mem::replace(&mut self.table, Table::new(Default::default()));
+        let name_space = !self.info.gcc;
         let r = Expander {
             table: &table,
             env: self,
             in_if,
             made: 0,
+            name_space,
         }
         .expand(toks);
         self.table = table;
