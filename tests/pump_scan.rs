@@ -778,3 +778,49 @@ fn rescanning_examples_name_files_as_the_compiler_does() {
         assert_eq!(c.files.len(), 5, "{cc}");
     }
 }
+
+/// `#if` arithmetic as the compilers compute it: intmax/uintmax, the usual
+/// conversions, shifts, character constants, short-circuits.
+#[test]
+fn if_arithmetic_as_the_compiler_computes_it() {
+    let dir = TestDir::new("scan-arith");
+    let exprs = [
+        "-1 < 0u",
+        "(0u - 1) == 18446744073709551615u",
+        "(1 << 63) < 0",
+        "-1 >> 1 == -1",
+        "'ab' == 24930",
+        "'\\377' < 0",
+        "L'\\xffffffff' < 0",
+        "u'x' == 120 && U'\\x7f' == 127",
+        "0x7fffffffffffffff + 0 > 0",
+        "18446744073709551615 == -1",
+        "2 || 1 / 0",
+        "0 && 1 / 0",
+        "1 ? 2 : (1 / 0)",
+        "10 % 3 == 1 && -7 / 2 == -3 && -7 % 2 == -1",
+        "~0u == 0xffffffffffffffff",
+        "0b101 == 5 && 017 == 15",
+        "__INCLUDE_LEVEL__ == 0 && __LINE__ > 30",
+        "(-1 > 0u ? 1 : 0) == 1",
+        "1 << -1 == 0 && 4 >> -1 == 8",
+        "4 >> -1 == 0 && -4 >> -1 == -1",
+        "(0 ? 1u : -1) > 0",
+        "'\\n' == 10 && '\\x41' == 65 && '\\101' == 65",
+        "!defined NOPE && defined(__STDC__)",
+        "-9223372036854775807 - 1 < 0",
+    ];
+    let mut src = String::new();
+    let mut list = Vec::new();
+    for (i, e) in exprs.iter().enumerate() {
+        src.push_str(&format!("#if {e}\n#include \"t{i}.h\"\n#endif\n"));
+        list.push((format!("t{i}.h"), String::new()));
+    }
+    let mut all: Vec<(&str, &str)> = list.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    all.push(("x.c", &src));
+    files(&dir, &all);
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -w -c x.c"));
+    }
+}

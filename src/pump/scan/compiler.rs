@@ -421,6 +421,7 @@ fn modes(m: &FastMap<Text, Arc<Macro>>) -> (Mode, expr::Lang) {
         char_unsigned: has(b"__CHAR_UNSIGNED__"),
         wchar_unsigned: has(b"__WCHAR_UNSIGNED__") || wchar_min_zero,
         wchar_bits: value(b"__SIZEOF_WCHAR_T__").map_or(32, |v| (v * 8) as u32),
+        negative_shift_reverses: !has(b"__clang__"),
     };
     (mode, lang)
 }
