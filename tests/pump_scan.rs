@@ -319,8 +319,12 @@ fn symlinked_headers_and_dotdot() {
         &[
             (
                 "x.c",
-                "#include \"sub/../y.h\"\n#include <l.h>\n#include \"alias.h\"\n",
+                "#include \"sub/../y.h\"\n#include <l.h>\n#include \"alias.h\"\n#include \"sub/near-alias.h\"\n",
             ),
+            // A header found through a link includes relative to the link's dir.
+            ("other/far.h", "#include \"near.h\"\n"),
+            ("other/near.h", ""),
+            ("sub/near.h", ""),
             ("y.h", ""),
             ("sub/keep", ""),
             ("real/l.h", ""),
@@ -329,6 +333,7 @@ fn symlinked_headers_and_dotdot() {
     );
     std::os::unix::fs::symlink("real", dir.join("linked")).unwrap();
     std::os::unix::fs::symlink("target.h", dir.join("alias.h")).unwrap();
+    std::os::unix::fs::symlink("../other/far.h", dir.join("sub/near-alias.h")).unwrap();
     let scanner = Scanner::new();
     let real = std::fs::canonicalize(dir.path()).unwrap();
     for cc in ["gcc", "clang"] {
