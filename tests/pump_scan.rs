@@ -829,3 +829,32 @@ fn if_arithmetic_as_the_compiler_computes_it() {
         same_as_compiler(&scanner, &dir, &format!("{cc} -w -c x.c"));
     }
 }
+
+/// C++: alternative operator spellings and `true` in `#if`, raw strings and
+/// digit separators in the text, `__has_cpp_attribute` values.
+#[test]
+fn cplusplus_lexing_and_conditions() {
+    let dir = TestDir::new("scan-cxx");
+    let src = "#if __cplusplus >= 201703L and not defined(NOPE) and (1 bitor 2) == 3\n#include \"cxx17.h\"\n#endif\n\
+               auto s = R\"x(\n#include \"never.h\"\n)x\";\nint n = 1'000; /*\n#include \"never2.h\"\n*/\n\
+               #if __has_cpp_attribute(nodiscard) >= 201603 && __has_cpp_attribute(nodiscard) < 300000\n\
+               #include \"nodiscard.h\"\n#endif\n#if true && !false\n#include \"bool.h\"\n#endif\n";
+    files(
+        &dir,
+        &[
+            ("y.cc", src),
+            ("cxx17.h", ""),
+            ("nodiscard.h", ""),
+            ("bool.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in [
+        "g++ -std=c++17",
+        "clang++ -std=c++17",
+        "g++ -std=c++14",
+        "clang++ -std=c++20",
+    ] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -w -c y.cc"));
+    }
+}
