@@ -155,7 +155,7 @@ struct ClosureCache {
 /// A search chain ready for scans.
 struct Chain {
     search: Search,
-    dirs: Vec<(Vec<u8>, PathBuf, bool)>,
+    dirs: Vec<(Vec<u8>, PathBuf, Option<usize>)>,
     quote_len: usize,
     system_real: Vec<PathBuf>,
 }
@@ -444,7 +444,7 @@ fn chain_of(search: Search, defaults: &Search, cwd: &Path) -> Chain {
         .iter()
         .chain(&search.bracket)
         .map(|d| {
-            let system = real(d).is_some_and(|r| system_real.contains(&r));
+            let system = real(d).and_then(|r| system_real.iter().position(|s| *s == r));
             (d.as_bytes().to_vec(), cwd.join(d), system)
         })
         .collect();

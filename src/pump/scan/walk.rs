@@ -31,7 +31,8 @@ fn shown(b: &[u8]) -> String {
 pub struct SearchDir {
     pub name: Vec<u8>,
     pub path: PathBuf,
-    pub system: bool,
+    /// Its place among the compiler's default dirs, if it is one.
+    pub system: Option<usize>,
 }
 
 /// A file being read, as the include stack holds it.
@@ -245,21 +246,14 @@ impl<'a> Walk<'a> {
         }
         for k in from..self.chain.len() {
             let spelled = join(&self.chain[k].name, name);
-            if self.chain[k].system {
-                self.mark_system(k);
+            if let Some(i) = self.chain[k].system {
+                self.used_system[i] = true;
             }
             if let Some(f) = self.lookup(&spelled, Some(k))? {
                 return Ok(Some(f));
             }
         }
         Ok(None)
-    }
-
-    fn mark_system(&mut self, k: usize) {
-        let real = std::fs::canonicalize(&self.chain[k].path).ok();
-        if let Some(i) = real.and_then(|r| self.system_real.iter().position(|s| *s == r)) {
-            self.used_system[i] = true;
-        }
     }
 
     fn is_system(&self, real: &Path) -> bool {
@@ -308,7 +302,7 @@ impl<'a> Walk<'a> {
     /// The command's own search dirs that exist, so that they exist on the helper too.
     fn search_dirs(&mut self) -> Result<(), NotCovered> {
         for k in 0..self.chain.len() {
-            if self.chain[k].system {
+            if self.chain[k].system.is_some() {
                 continue;
             }
             let path = self.chain[k].path.clone();
