@@ -227,34 +227,42 @@ pub fn search(
     search_lists(&stderr)
 }
 
-/// The compiler's expansion of `NAME(ARG)` (e.g. `__has_builtin(x)`).
-pub fn feature(
+/// The compiler's expansions of `NAME(ARG)` operands (e.g.
+/// `__has_builtin(x)`), all in one run; an error if any is not a number.
+pub fn features(
     cwd: &Path,
     compiler: &str,
     lang: &str,
     driver: &[String],
-    name: &[u8],
-    arg: &[u8],
-) -> Result<Tok, String> {
+    operands: &[(Vec<u8>, Vec<u8>)],
+) -> Result<Vec<Tok>, String> {
     let mut argv = vec![compiler.to_string()];
     argv.extend(driver.iter().cloned());
     argv.extend(["-x", lang, "-E", "-P", "-"].map(String::from));
-    let name = String::from_utf8_lossy(name);
-    let arg = String::from_utf8_lossy(arg);
-    if arg.contains('\n') {
-        return Err("a newline in a __has_ operand".into());
+    let mut input = String::new();
+    for (i, (name, arg)) in operands.iter().enumerate() {
+        let (name, arg) = (String::from_utf8_lossy(name), String::from_utf8_lossy(arg));
+        if arg.contains('\n') {
+            return Err("a newline in a __has_ operand".into());
+        }
+        input.push_str(&format!("__distcc_rs_value_{i} {name}({arg})\n"));
     }
-    let (stdout, _) = run(cwd, &argv, &format!("__distcc_rs_value {name}({arg})\n"))?;
+    let (stdout, _) = run(cwd, &argv, &input)?;
     let text = String::from_utf8_lossy(&stdout);
-    let value = text
-        .split_whitespace()
-        .skip_while(|w| *w != "__distcc_rs_value")
-        .nth(1)
-        .ok_or_else(|| format!("no value from the compiler for {name}({arg})"))?;
-    match lex::one_token(value.as_bytes()) {
-        Some(Kind::Number) => Ok(Tok::new(Kind::Number, value.as_bytes(), true)),
-        _ => Err(format!("{name}({arg}) gives '{value}', not a number")),
-    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    (0..operands.len())
+        .map(|i| {
+            let mark = format!("__distcc_rs_value_{i}");
+            let at = words.iter().position(|w| *w == mark);
+            let value = at.and_then(|k| words.get(k + 1)).copied().unwrap_or("");
+            match lex::one_token(value.as_bytes()) {
+                Some(Kind::Number) => Ok(Tok::new(Kind::Number, value.as_bytes(), true)),
+                _ => Err(format!(
+                    "the compiler gives '{value}' for a __has_ operand, not a number"
+                )),
+            }
+        })
+        .collect()
 }
 
 /// From `-dD -E` output: the predefined `#define` lines, the files the

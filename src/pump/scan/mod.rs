@@ -378,26 +378,49 @@ impl Scanner {
         Ok(parsed)
     }
 
-    /// The compiler's value for `NAME(ARG)`, asked once per build.
+    /// The compiler's value for `NAME(ARG)`, asked once per build. On a
+    /// miss, the `more` operands not known yet are asked in the same run
+    /// (one compiler run costs the same for one operand or a hundred).
     fn feature(
         &self,
         info_key: u64,
         cwd: &Path,
         cmd: &Command,
-        name: &[u8],
-        arg: &[u8],
+        operand: (Vec<u8>, Vec<u8>),
+        more: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Tok, String> {
-        let key = (info_key, name.to_vec(), arg.to_vec());
-        if let Some(v) = self.features.lock().expect("feature cache").get(&key) {
-            return v.clone();
+        let key = |(n, a): &(Vec<u8>, Vec<u8>)| (info_key, n.clone(), a.clone());
+        let mut batch = vec![operand];
+        {
+            let cache = self.features.lock().expect("feature cache");
+            if let Some(v) = cache.get(&key(&batch[0])) {
+                return v.clone();
+            }
+            for m in more() {
+                if batch.len() < 256 && !batch.contains(&m) && !cache.contains_key(&key(&m)) {
+                    batch.push(m);
+                }
+            }
         }
-        let v = compiler::feature(cwd, &cmd.compiler, cmd.lang, &cmd.driver, name, arg);
+        let ask = |ops: &[(Vec<u8>, Vec<u8>)]| {
+            compiler::features(cwd, &cmd.compiler, cmd.lang, &cmd.driver, ops)
+        };
+        let answers: Vec<Result<Tok, String>> = match ask(&batch) {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(_) if batch.len() > 1 => {
+                batch.truncate(1);
+                vec![ask(&batch).map(|mut v| v.remove(0))]
+            }
+            Err(e) => vec![Err(e)],
+        };
         let mut cache = self.features.lock().expect("feature cache");
-        if cache.len() >= MAX_QUERIES {
+        if cache.len() + answers.len() >= MAX_QUERIES {
             evict_half(&mut cache);
         }
-        cache.insert(key, v.clone());
-        v
+        for (op, v) in batch.iter().zip(&answers) {
+            cache.insert(key(op), v.clone());
+        }
+        answers[0].clone()
     }
 }
 

@@ -44,6 +44,7 @@ struct Frame {
     /// Found next to its includer (then `found_at` is `None`).
     relative: bool,
     line: u32,
+    parsed: Arc<Parsed>,
 }
 
 /// What `#pragma once` remembers of a file.
@@ -365,6 +366,7 @@ impl<'a> Walk<'a> {
             found_at: f.at,
             relative: f.relative,
             line: 0,
+            parsed: parsed.clone(),
         });
         let r = self.directives(&parsed, id);
         self.stack.pop();
@@ -540,8 +542,18 @@ impl Env for Walk<'_> {
     }
 
     fn feature(&mut self, name: &[u8], arg: &[u8]) -> Result<Tok, String> {
-        self.scanner
-            .feature(self.info_key, &self.cwd, self.cmd, name, arg)
+        let more = || {
+            self.stack
+                .last()
+                .map_or(Vec::new(), |f| self.operands_in(&f.parsed))
+        };
+        self.scanner.feature(
+            self.info_key,
+            &self.cwd,
+            self.cmd,
+            (name.to_vec(), arg.to_vec()),
+            more,
+        )
     }
 
     fn line(&self) -> u32 {
@@ -561,6 +573,48 @@ impl Env for Walk<'_> {
             _ => self.cmd.source.as_bytes().to_vec(),
         })
     }
+}
+
+impl Walk<'_> {
+    /// The `__has_*(...)` operands written in a file's `#if` and `#elif`
+    /// lines, as the expansion spells them, to ask the compiler at once.
+    fn operands_in(&self, parsed: &Parsed) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in &parsed.entries {
+            let (Dir::If(toks) | Dir::Elif(toks)) = &e.dir else {
+                continue;
+            };
+            for (k, t) in toks.iter().enumerate() {
+                if t.kind != Kind::Ident || !self.info.features.contains(&t.text) {
+                    continue;
+                }
+                if let Some(arg) = paren_operand_at(toks, k + 1) {
+                    let arg: Vec<PTok> = arg.iter().map(PTok::of).collect();
+                    out.push((t.text.to_vec(), super::macros::spell(&arg)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The tokens between the `(` at `i` and its `)`.
+fn paren_operand_at(toks: &[Tok], i: usize) -> Option<&[Tok]> {
+    if !toks.get(i)?.is(b"(") {
+        return None;
+    }
+    let mut depth = 0;
+    for (k, t) in toks.iter().enumerate().skip(i) {
+        if t.is(b"(") {
+            depth += 1;
+        } else if t.is(b")") {
+            depth -= 1;
+            if depth == 0 {
+                return Some(&toks[i + 1..k]);
+            }
+        }
+    }
+    None
 }
 
 /// The directive after the `#endif` of the group whose branch starts at `i`.
