@@ -858,3 +858,20 @@ fn cplusplus_lexing_and_conditions() {
         same_as_compiler(&scanner, &dir, &format!("{cc} -w -c y.cc"));
     }
 }
+
+/// The compiler's `__has_*` answers are asked for a whole file at once;
+/// an operand the compiler rejects, in a group never taken, costs nothing
+/// but that batch.
+#[test]
+fn has_operands_asked_together_tolerate_a_bad_one() {
+    let dir = TestDir::new("scan-has-batch");
+    let src = "#if __has_builtin(__builtin_expect) && __has_attribute(noreturn)\n#include \"a.h\"\n#endif\n\
+               #if 0\n#if __has_attribute(1 2 3)\n#include \"never.h\"\n#endif\n#endif\n\
+               #if __has_attribute(__no_such_attribute__)\n#include \"never.h\"\n#endif\n";
+    files(&dir, &[("x.c", src), ("a.h", "")]);
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        let c = same_as_compiler(&scanner, &dir, &format!("{cc} -c x.c"));
+        assert_eq!(c.files.len(), 2, "{cc}");
+    }
+}
