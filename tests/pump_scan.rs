@@ -34,6 +34,28 @@ fn system_dirs(cc: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// The prerequisites of `cc -M` output, unescaped (`\ ` is a space in a name).
+fn make_words(out: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(out).replace("\\\n", " ");
+    let deps = text.split_once(": ").unwrap().1;
+    let mut words = vec![String::new()];
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(|n| *n == ' ' || *n == '#') => {
+                words.last_mut().unwrap().push(chars.next().unwrap())
+            }
+            '$' if chars.peek() == Some(&'$') => {
+                words.last_mut().unwrap().push(chars.next().unwrap())
+            }
+            c if c.is_whitespace() => words.push(String::new()),
+            c => words.last_mut().unwrap().push(c),
+        }
+    }
+    words.retain(|w| !w.is_empty());
+    words
+}
+
 /// The non-system files `cc -M` lists for the command (with -c replaced).
 fn compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
     let mut args = argv(line);
@@ -50,10 +72,9 @@ fn compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
         "{cc} -M {line}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
-    let deps = text.split_once(':').unwrap().1;
     let system = system_dirs(&cc);
-    deps.split_whitespace()
+    make_words(&out.stdout)
+        .iter()
         .map(|d| std::fs::canonicalize(dir.join(d)).unwrap())
         .filter(|d| !system.iter().any(|s| d.starts_with(s)))
         .collect()
@@ -179,10 +200,12 @@ fn has_include_decides_without_failing() {
                 "x.c",
                 "#if __has_include(\"yes.h\") && __has_include(<stdio.h>)\n#include \"yes.h\"\n#endif\n\
                  #if __has_include(\"no.h\")\n#include \"no.h\"\n#endif\n\
-                 #ifdef __has_include\n#include \"has.h\"\n#endif\n",
+                 #ifdef __has_include\n#include \"has.h\"\n#endif\n\
+                 #if defined(__has_include) && defined __has_include_next && defined(__LINE__)\n#include \"defined.h\"\n#endif\n",
             ),
             ("yes.h", ""),
             ("has.h", ""),
+            ("defined.h", ""),
         ],
     );
     let scanner = Scanner::new();
@@ -296,8 +319,12 @@ fn symlinked_headers_and_dotdot() {
         &[
             (
                 "x.c",
-                "#include \"sub/../y.h\"\n#include <l.h>\n#include \"alias.h\"\n",
+                "#include \"sub/../y.h\"\n#include <l.h>\n#include \"alias.h\"\n#include \"sub/near-alias.h\"\n",
             ),
+            // A header found through a link includes relative to the link's dir.
+            ("other/far.h", "#include \"near.h\"\n"),
+            ("other/near.h", ""),
+            ("sub/near.h", ""),
             ("y.h", ""),
             ("sub/keep", ""),
             ("real/l.h", ""),
@@ -306,6 +333,7 @@ fn symlinked_headers_and_dotdot() {
     );
     std::os::unix::fs::symlink("real", dir.join("linked")).unwrap();
     std::os::unix::fs::symlink("target.h", dir.join("alias.h")).unwrap();
+    std::os::unix::fs::symlink("../other/far.h", dir.join("sub/near-alias.h")).unwrap();
     let scanner = Scanner::new();
     let real = std::fs::canonicalize(dir.path()).unwrap();
     for cc in ["gcc", "clang"] {
@@ -370,11 +398,16 @@ fn a_header_generated_between_two_scans_is_seen() {
             ("early/.keep", ""),
         ],
     );
+    // Old enough for the closure cache, which then has to see the change.
+    for f in ["x.c", "late/shadow.h", "early/.keep"] {
+        age(&dir.join(f), 3600);
+    }
     let scanner = Scanner::new();
     let line = "gcc -Iearly -Ilate -c x.c";
     let why = not_covered(&scanner, &dir, line);
     assert!(why.contains("gen.h"), "{why}");
     files(&dir, &[("gen.h", "")]);
+    age(&dir.join("gen.h"), 3600);
     same_as_compiler(&scanner, &dir, line);
     files(&dir, &[("early/shadow.h", "")]);
     let c = same_as_compiler(&scanner, &dir, line);
@@ -419,6 +452,15 @@ fn what_the_scanner_cannot_decide_is_not_covered() {
         let got = not_covered(&scanner, &dir, line);
         assert!(got.contains(why), "{line}: {got}");
     }
+    // A compiler name that is distcc (a masquerade link) is never run.
+    std::fs::create_dir(dir.join("bin")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_distcc-rs"), dir.join("bin/gcc")).unwrap();
+    let got = not_covered(
+        &scanner,
+        &dir,
+        &format!("{} -c ok.c", dir.join("bin/gcc").display()),
+    );
+    assert!(got.contains("is distcc"), "{got}");
     let tiny = Scanner::with_limits(distcc_rs::pump::scan::Limits {
         bytes: 100,
         ..Default::default()
@@ -444,6 +486,7 @@ fn thread_cpu() -> std::time::Duration {
 fn warm_scans_cost_less_than_the_preprocessor() {
     let dir = TestDir::new("scan-speed");
     files(&dir, &[("x.c", "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\nint main(void) { return 0; }\n")]);
+    age(&dir.join("x.c"), 3600);
     let scanner = Scanner::new();
     same_as_compiler(&scanner, &dir, "gcc -O2 -c x.c");
     const N: u32 = 20;
@@ -509,9 +552,8 @@ fn all_compiler_deps(dir: &Path, line: &str) -> BTreeSet<PathBuf> {
         "{cc} -M {line}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
-    let deps = text.split_once(':').unwrap().1;
-    deps.split_whitespace()
+    make_words(&out.stdout)
+        .iter()
         .map(|d| std::fs::canonicalize(dir.join(d)).unwrap())
         .collect()
 }
@@ -528,7 +570,8 @@ fn system_headers_are_followed_exactly() {
     let cxx = "#include <vector>\n#include <string>\n#include <iostream>\n#include <map>\n#include <memory>\n\
                #include <algorithm>\n#include <atomic>\n#include <thread>\n#include <chrono>\n#include <regex>\n\
                #include <functional>\n#include <cstdio>\n#include <unordered_map>\n#include <variant>\n";
-    files(&dir, &[("x.c", c), ("y.cc", cxx)]);
+    let cross = "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\n#include <pthread.h>\n";
+    files(&dir, &[("x.c", c), ("y.cc", cxx), ("z.c", cross)]);
     let scanner = Scanner::new();
     for line in [
         "gcc -c x.c",
@@ -541,6 +584,9 @@ fn system_headers_are_followed_exactly() {
         "g++ -std=c++11 -O2 -c y.cc",
         "g++ -std=c++20 -c y.cc",
         "clang++ -std=c++17 -c y.cc",
+        "powerpc-linux-gnu-gcc -O2 -c z.c",
+        "arm-linux-gnueabihf-gcc -c z.c",
+        "clang --target=powerpc-linux-gnu -c z.c",
     ] {
         let req = request(dir.path(), line);
         let read: BTreeSet<PathBuf> = scanner
@@ -610,4 +656,222 @@ fn a_search_dir_made_between_two_scans_is_searched() {
     let c = same_as_compiler(&scanner, &dir, line);
     let real = std::fs::canonicalize(dir.path()).unwrap();
     assert!(scanned(&c).contains(&real.join("generated/y.h")));
+}
+
+/// Sets a file's mtime to `secs` seconds ago (old enough for the parse cache).
+fn age(path: &Path, secs: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+/// A cached parse is reused only while the file's stat is the same: an
+/// edit (new size or mtime) or a file renamed over it (new inode, same
+/// size and mtime) is read again.
+#[test]
+fn a_changed_header_is_parsed_again() {
+    let dir = TestDir::new("scan-edit");
+    files(
+        &dir,
+        &[
+            ("x.c", "#include \"h.h\"\n"),
+            ("h.h", "#include \"a.h\"\n"),
+            ("a.h", ""),
+            ("bb.h", ""),
+            ("cc.h", ""),
+        ],
+    );
+    age(&dir.join("h.h"), 3600);
+    let scanner = Scanner::new();
+    let line = "gcc -c x.c";
+    same_as_compiler(&scanner, &dir, line);
+    files(&dir, &[("h.h", "#include \"bb.h\"\n")]);
+    age(&dir.join("h.h"), 3000);
+    same_as_compiler(&scanner, &dir, line);
+    // Same size and mtime, another inode.
+    files(&dir, &[("new.h", "#include \"cc.h\"\n")]);
+    let mtime = std::fs::metadata(dir.join("h.h"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("new.h"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::rename(dir.join("new.h"), dir.join("h.h")).unwrap();
+    same_as_compiler(&scanner, &dir, line);
+}
+
+/// gcc's `#pragma once` also skips another file of the same contents, size
+/// and mtime; clang's skips only the same file.
+#[test]
+fn pragma_once_copies_as_each_compiler_sees_them() {
+    let dir = TestDir::new("scan-once-copies");
+    let once = "#pragma once\n#include \"n.h\"\n";
+    files(
+        &dir,
+        &[
+            ("x.c", "#include \"a/o.h\"\n#include \"b/o.h\"\n"),
+            ("a/o.h", once),
+            ("b/o.h", once),
+            ("a/n.h", ""),
+            ("b/n.h", ""),
+        ],
+    );
+    for copy in ["a/o.h", "b/o.h"] {
+        age(&dir.join(copy), 3600);
+        let m = std::fs::metadata(dir.join("a/o.h"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(copy))
+            .unwrap()
+            .set_modified(m)
+            .unwrap();
+    }
+    let scanner = Scanner::new();
+    let gcc = same_as_compiler(&scanner, &dir, "gcc -c x.c");
+    let clang = same_as_compiler(&scanner, &dir, "clang -c x.c");
+    assert_eq!((gcc.files.len(), clang.files.len()), (3, 5));
+}
+
+/// The standard's rescanning examples (C11 6.10.3.5, 6.10.3.3), used as
+/// file names: hide sets, nested calls, `#`, `##` and spacing must all
+/// give exactly the compiler's spelling, or the file is not found.
+#[test]
+fn rescanning_examples_name_files_as_the_compiler_does() {
+    let dir = TestDir::new("scan-rescan");
+    let src = "#define str(s) # s\n#define xstr(s) str(s)\n#define x 3\n#define f(a) f(x * (a))\n#undef x\n\
+               #define x 2\n#define g f\n#define z z[0]\n#define t(a) a\n\
+               #include xstr(f(y+1) + f(f(z)) % t(t(g)(0) + t)(1))\n\
+               #define ff(a) a*gg\n#define gg(a) ff(a)\n#include xstr(ff(2)(9))\n\
+               #define hash_hash # ## #\n#define mkstr(a) # a\n#define in_between(a) mkstr(a)\n\
+               #define join(c, d) in_between(c hash_hash d)\n#include join(x, y)\n\
+               #define paste(a, b) a ## b\n#include xstr(paste(x, 1)paste(, .h)paste(,))\n";
+    files(
+        &dir,
+        &[
+            ("x.c", src),
+            // clang's spelling, and gcc's (which in a directive gives an
+            // expansion no space before its first token).
+            (
+                "f(2 * (y+1)) + f(2 * (f(2 * (z[0])))) % f(2 * (0)) + t(1)",
+                "",
+            ),
+            (
+                "f(2 * (y+1)) +f(2 * (f(2 * (z[0])))) %f(2 * (0)) + t(1)",
+                "",
+            ),
+            ("2*9*gg", ""),
+            ("2 ## y", ""),
+            ("2## y", ""),
+            ("x1.h", ""),
+            ("x1 .h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        let c = same_as_compiler(&scanner, &dir, &format!("{cc} -c x.c"));
+        assert_eq!(c.files.len(), 5, "{cc}");
+    }
+}
+
+/// `#if` arithmetic as the compilers compute it: intmax/uintmax, the usual
+/// conversions, shifts, character constants, short-circuits.
+#[test]
+fn if_arithmetic_as_the_compiler_computes_it() {
+    let dir = TestDir::new("scan-arith");
+    let exprs = [
+        "-1 < 0u",
+        "(0u - 1) == 18446744073709551615u",
+        "(1 << 63) < 0",
+        "-1 >> 1 == -1",
+        "'ab' == 24930",
+        "'\\377' < 0",
+        "L'\\xffffffff' < 0",
+        "u'x' == 120 && U'\\x7f' == 127",
+        "0x7fffffffffffffff + 0 > 0",
+        "18446744073709551615 == -1",
+        "2 || 1 / 0",
+        "0 && 1 / 0",
+        "1 ? 2 : (1 / 0)",
+        "10 % 3 == 1 && -7 / 2 == -3 && -7 % 2 == -1",
+        "~0u == 0xffffffffffffffff",
+        "0b101 == 5 && 017 == 15",
+        "__INCLUDE_LEVEL__ == 0 && __LINE__ > 30",
+        "(-1 > 0u ? 1 : 0) == 1",
+        "1 << -1 == 0 && 4 >> -1 == 8",
+        "4 >> -1 == 0 && -4 >> -1 == -1",
+        "(0 ? 1u : -1) > 0",
+        "'\\n' == 10 && '\\x41' == 65 && '\\101' == 65",
+        "!defined NOPE && defined(__STDC__)",
+        "-9223372036854775807 - 1 < 0",
+    ];
+    let mut src = String::new();
+    let mut list = Vec::new();
+    for (i, e) in exprs.iter().enumerate() {
+        src.push_str(&format!("#if {e}\n#include \"t{i}.h\"\n#endif\n"));
+        list.push((format!("t{i}.h"), String::new()));
+    }
+    let mut all: Vec<(&str, &str)> = list.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    all.push(("x.c", &src));
+    files(&dir, &all);
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -w -c x.c"));
+    }
+}
+
+/// C++: alternative operator spellings and `true` in `#if`, raw strings and
+/// digit separators in the text, `__has_cpp_attribute` values.
+#[test]
+fn cplusplus_lexing_and_conditions() {
+    let dir = TestDir::new("scan-cxx");
+    let src = "#if __cplusplus >= 201703L and not defined(NOPE) and (1 bitor 2) == 3\n#include \"cxx17.h\"\n#endif\n\
+               auto s = R\"x(\n#include \"never.h\"\n)x\";\nint n = 1'000; /*\n#include \"never2.h\"\n*/\n\
+               #if __has_cpp_attribute(nodiscard) >= 201603 && __has_cpp_attribute(nodiscard) < 300000\n\
+               #include \"nodiscard.h\"\n#endif\n#if true && !false\n#include \"bool.h\"\n#endif\n";
+    files(
+        &dir,
+        &[
+            ("y.cc", src),
+            ("cxx17.h", ""),
+            ("nodiscard.h", ""),
+            ("bool.h", ""),
+        ],
+    );
+    let scanner = Scanner::new();
+    for cc in [
+        "g++ -std=c++17",
+        "clang++ -std=c++17",
+        "g++ -std=c++14",
+        "clang++ -std=c++20",
+    ] {
+        same_as_compiler(&scanner, &dir, &format!("{cc} -w -c y.cc"));
+    }
+}
+
+/// The compiler's `__has_*` answers are asked for a whole file at once;
+/// an operand the compiler rejects, in a group never taken, costs nothing
+/// but that batch.
+#[test]
+fn has_operands_asked_together_tolerate_a_bad_one() {
+    let dir = TestDir::new("scan-has-batch");
+    let src = "#if __has_builtin(__builtin_expect) && __has_attribute(noreturn)\n#include \"a.h\"\n#endif\n\
+               #if 0\n#if __has_attribute(1 2 3)\n#include \"never.h\"\n#endif\n#endif\n\
+               #if __has_attribute(__no_such_attribute__)\n#include \"never.h\"\n#endif\n";
+    files(&dir, &[("x.c", src), ("a.h", "")]);
+    let scanner = Scanner::new();
+    for cc in ["gcc", "clang"] {
+        let c = same_as_compiler(&scanner, &dir, &format!("{cc} -c x.c"));
+        assert_eq!(c.files.len(), 2, "{cc}");
+    }
 }

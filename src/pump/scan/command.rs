@@ -239,7 +239,7 @@ fn strip_eq(name: &str, value: String) -> String {
 fn preprocessor_option(value: &str) -> Result<(), NotCovered> {
     let parts: Vec<&str> = value.split(',').collect();
     match parts.as_slice() {
-        ["-MD" | "-MMD", _] => Ok(()),
+        ["-MD" | "-MMD" | "-MT" | "-MQ" | "-MF", _] | ["-MP"] => Ok(()),
         _ => refuse(format!(
             "-Wp,{value}: a preprocessor option the scanner does not follow"
         )),
@@ -311,6 +311,12 @@ mod tests {
             [MacroOp::Define("A=1".into()), MacroOp::Undef("B".into())]
         );
         assert_eq!(c.includes, ["k.h"]);
+    }
+
+    #[test]
+    fn dependency_options_through_wp_are_followed() {
+        let c = read(&argv("gcc -Wp,-MD,d/.x.o.d -Wp,-MT,x.o -Wp,-MP -c x.c")).unwrap();
+        assert_eq!(c.source, "x.c");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the scanner asks the compiler itself: its predefined macros, pre-included files and `__has_*` operators (`-dD -E`), its include search lists (`-E -v`), and the value of a `__has_*` operand.
 
 use super::hash::{FastMap, FastSet};
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::directives::{self, Dir, Macro};
 use super::expr;
 use super::lex::{self, Kind, Mode, Text, Tok};
+use crate::masquerade;
 
 /// The compiler's answers for one set of driver flags.
 #[derive(Debug)]
@@ -25,6 +27,11 @@ pub struct Info {
     /// gcc's implicit `-include` (stdc-predef.h), by the name a bracket search finds it.
     pub preincludes: Vec<Vec<u8>>,
     pub search: Search,
+    /// gcc, not clang: its `#pragma once` also skips a file with the same
+    /// contents, size and mtime as one already marked, and in a directive
+    /// the first token of a macro's expansion has no space before it (which
+    /// `#` shows).
+    pub gcc: bool,
 }
 
 /// Include search lists as the compiler prints them under `-v`.
@@ -77,7 +84,12 @@ const QUERY_TIME: Duration = Duration::from_secs(60);
 /// Runs a compiler with its output captured, in the C locale; killed if it
 /// runs past [`QUERY_TIME`].
 fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let mut child = Command::new(&argv[0])
+    let (program, path) = real_compiler(&argv[0])?;
+    let mut command = Command::new(program);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let mut child = command
         .args(&argv[1..])
         .current_dir(cwd)
         .env("LC_ALL", "C")
@@ -111,6 +123,28 @@ fn run(cwd: &Path, argv: &[String], stdin: &str) -> Result<(Vec<u8>, Vec<u8>), S
         return Err(format!("{} failed on the scanner's query: {last}", argv[0]));
     }
     Ok((stdout, stderr))
+}
+
+/// The compiler to run for a command's compiler name: never distcc (a
+/// masquerade link first on PATH would run distcc, and so the include
+/// server, again), with PATH for it to find its own programs.
+fn real_compiler(name: &str) -> Result<(PathBuf, Option<OsString>), String> {
+    let refuse = || Err(format!("the compiler {name} is distcc"));
+    if masquerade::is_distcc_name(OsStr::new(name)) {
+        return refuse();
+    }
+    let self_exe = masquerade::self_exe().unwrap_or_default();
+    if name.contains('/') {
+        if masquerade::is_masquerade(Path::new(name), &self_exe) {
+            return refuse();
+        }
+        return Ok((PathBuf::from(name), None));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    match masquerade::find_real_compiler(OsStr::new(name), &path, &self_exe) {
+        Some(real) => Ok((real.path, real.path_tweaked.then_some(real.child_path))),
+        None => Err(format!("no compiler {name} on PATH")),
+    }
 }
 
 fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
@@ -166,6 +200,7 @@ pub fn query(cwd: &Path, compiler: &str, lang: &str, driver: &[String]) -> Resul
         .collect();
     let (mode, lang) = modes(&macros);
     Ok(Info {
+        gcc: !macros.contains_key(&b"__clang__"[..]),
         macros: Arc::new(macros),
         special,
         features,
@@ -192,34 +227,42 @@ pub fn search(
     search_lists(&stderr)
 }
 
-/// The compiler's expansion of `NAME(ARG)` (e.g. `__has_builtin(x)`).
-pub fn feature(
+/// The compiler's expansions of `NAME(ARG)` operands (e.g.
+/// `__has_builtin(x)`), all in one run; an error if any is not a number.
+pub fn features(
     cwd: &Path,
     compiler: &str,
     lang: &str,
     driver: &[String],
-    name: &[u8],
-    arg: &[u8],
-) -> Result<Tok, String> {
+    operands: &[(Vec<u8>, Vec<u8>)],
+) -> Result<Vec<Tok>, String> {
     let mut argv = vec![compiler.to_string()];
     argv.extend(driver.iter().cloned());
     argv.extend(["-x", lang, "-E", "-P", "-"].map(String::from));
-    let name = String::from_utf8_lossy(name);
-    let arg = String::from_utf8_lossy(arg);
-    if arg.contains('\n') {
-        return Err("a newline in a __has_ operand".into());
+    let mut input = String::new();
+    for (i, (name, arg)) in operands.iter().enumerate() {
+        let (name, arg) = (String::from_utf8_lossy(name), String::from_utf8_lossy(arg));
+        if arg.contains('\n') {
+            return Err("a newline in a __has_ operand".into());
+        }
+        input.push_str(&format!("__distcc_rs_value_{i} {name}({arg})\n"));
     }
-    let (stdout, _) = run(cwd, &argv, &format!("__distcc_rs_value {name}({arg})\n"))?;
+    let (stdout, _) = run(cwd, &argv, &input)?;
     let text = String::from_utf8_lossy(&stdout);
-    let value = text
-        .split_whitespace()
-        .skip_while(|w| *w != "__distcc_rs_value")
-        .nth(1)
-        .ok_or_else(|| format!("no value from the compiler for {name}({arg})"))?;
-    match lex::one_token(value.as_bytes()) {
-        Some(Kind::Number) => Ok(Tok::new(Kind::Number, value.as_bytes(), true)),
-        _ => Err(format!("{name}({arg}) gives '{value}', not a number")),
-    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    (0..operands.len())
+        .map(|i| {
+            let mark = format!("__distcc_rs_value_{i}");
+            let at = words.iter().position(|w| *w == mark);
+            let value = at.and_then(|k| words.get(k + 1)).copied().unwrap_or("");
+            match lex::one_token(value.as_bytes()) {
+                Some(Kind::Number) => Ok(Tok::new(Kind::Number, value.as_bytes(), true)),
+                _ => Err(format!(
+                    "the compiler gives '{value}' for a __has_ operand, not a number"
+                )),
+            }
+        })
+        .collect()
 }
 
 /// From `-dD -E` output: the predefined `#define` lines, the files the
@@ -386,6 +429,7 @@ fn modes(m: &FastMap<Text, Arc<Macro>>) -> (Mode, expr::Lang) {
         char_unsigned: has(b"__CHAR_UNSIGNED__"),
         wchar_unsigned: has(b"__WCHAR_UNSIGNED__") || wchar_min_zero,
         wchar_bits: value(b"__SIZEOF_WCHAR_T__").map_or(32, |v| (v * 8) as u32),
+        negative_shift_reverses: !has(b"__clang__"),
     };
     (mode, lang)
 }

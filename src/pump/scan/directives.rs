@@ -1,5 +1,6 @@
 //! A file's directives, parsed once and cached: what each directive does, where each conditional group's next branch is, and the file's include guard.
 
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use super::lex::{self, Kind, Lexed, Mode, Text, Tok};
@@ -62,18 +63,26 @@ pub struct Parsed {
     pub guard: Option<Text>,
     /// Why the file cannot be followed at all.
     pub error: Option<String>,
-    /// The bytes it was parsed from.
+    /// The bytes it was parsed from, and a hash of them (gcc's `#pragma
+    /// once` takes files of the same contents, size and mtime for one).
     pub size: usize,
+    pub hash: u64,
 }
 
 /// Lexes and parses a file.
 pub fn parse(raw: &[u8], mode: Mode) -> Parsed {
+    let hash = {
+        let mut h = super::hash::Fx::default();
+        h.write(raw);
+        h.finish()
+    };
     let lexed = match lex::lex(raw, mode) {
         Ok(l) => l,
         Err(why) => {
             return Parsed {
                 error: Some(why.to_string()),
                 size: raw.len(),
+                hash,
                 ..Parsed::default()
             }
         }
@@ -98,6 +107,7 @@ pub fn parse(raw: &[u8], mode: Mode) -> Parsed {
         guard,
         error,
         size: raw.len(),
+        hash,
     }
 }
 

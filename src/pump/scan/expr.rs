@@ -31,6 +31,9 @@ pub struct Lang {
     pub wchar_unsigned: bool,
     /// The bits of `wchar_t` (16 or 32).
     pub wchar_bits: u32,
+    /// gcc: a negative shift count shifts the other way (clang takes it for
+    /// a count past the width).
+    pub negative_shift_reverses: bool,
 }
 
 /// Evaluates an expanded `#if` line.
@@ -141,7 +144,7 @@ impl Parser<'_> {
             let op = op.to_vec();
             self.at += 1;
             let r = self.binary(level + 1, eval)?;
-            v = apply(&op, v, r, eval)?;
+            v = apply(&op, v, r, eval, self.lang)?;
         }
         Ok(v)
     }
@@ -211,7 +214,7 @@ fn alternative(word: &[u8]) -> Option<&'static [u8]> {
     })
 }
 
-fn apply(op: &[u8], a: Value, b: Value, eval: bool) -> Result<Value, String> {
+fn apply(op: &[u8], a: Value, b: Value, eval: bool, lang: Lang) -> Result<Value, String> {
     let unsigned = a.unsigned || b.unsigned;
     let (x, y) = (a.bits, b.bits);
     let cmp = |r: bool| Ok(Value::signed(r as i64));
@@ -232,7 +235,7 @@ fn apply(op: &[u8], a: Value, b: Value, eval: bool) -> Result<Value, String> {
         b">" => return cmp(lt(y, x)),
         b"<=" => return cmp(!lt(y, x)),
         b">=" => return cmp(!lt(x, y)),
-        b"<<" | b">>" => return Ok(shift(op == b"<<", a, b)),
+        b"<<" | b">>" => return Ok(shift(op == b"<<", a, b, lang.negative_shift_reverses)),
         b"+" => x.wrapping_add(y),
         b"-" => x.wrapping_sub(y),
         b"*" => x.wrapping_mul(y),
@@ -255,12 +258,17 @@ fn apply(op: &[u8], a: Value, b: Value, eval: bool) -> Result<Value, String> {
     Ok(Value { bits, unsigned })
 }
 
-/// cpp's shifts: a negative count shifts the other way; a count past the
-/// width gives 0 (or -1 for a negative value shifted right).
-fn shift(left: bool, a: Value, b: Value) -> Value {
+/// cpp's shifts: a count past the width gives 0 (or -1 for a negative
+/// value shifted right); a negative count shifts the other way (gcc) or is
+/// past the width (clang).
+fn shift(left: bool, a: Value, b: Value, reverses: bool) -> Value {
     let n = b.bits as i64;
     let (left, n) = if !b.unsigned && n < 0 {
-        (!left, n.unsigned_abs())
+        if reverses {
+            (!left, n.unsigned_abs())
+        } else {
+            (left, u64::MAX)
+        }
     } else {
         (left, b.bits)
     };

@@ -237,7 +237,11 @@ impl Cursor<'_> {
     }
 
     /// Skips a line that is not a directive, through its newline.
+    /// Also refuses a `_Pragma` that changes what is read (`once`,
+    /// `push_macro`, `pop_macro`), which only a full expansion of the text
+    /// would see.
     fn skip_text_line(&mut self) -> Result<(), &'static str> {
+        let mut after_pragma = 0;
         loop {
             self.skip_space()?;
             match self.peek(0) {
@@ -248,7 +252,17 @@ impl Cursor<'_> {
                     return Ok(());
                 }
                 Some(_) => {
-                    self.token(false)?;
+                    let start = self.i;
+                    let kind = self.token(false)?;
+                    let text = &self.s[start..self.i];
+                    after_pragma = match (after_pragma, kind.kind) {
+                        (_, Kind::Ident) if text == b"_Pragma" => 1,
+                        (1, Kind::Punct) if text == b"(" => 2,
+                        (2, Kind::Str) if refused_pragma(text) => {
+                            return Err("a _Pragma outside a directive that changes what is read")
+                        }
+                        _ => 0,
+                    };
                 }
             }
         }
@@ -453,6 +467,11 @@ pub fn one_token(text: &[u8]) -> Option<Kind> {
     (cur.i == text.len()).then_some(t.kind)
 }
 
+fn refused_pragma(text: &[u8]) -> bool {
+    let has = |w: &[u8]| text.windows(w.len()).any(|x| x == w);
+    has(b"once") || has(b"push_macro") || has(b"pop_macro")
+}
+
 /// True after `include`-like directive names and `__has_include(`, where
 /// `<...>` is one header-name token.
 fn wants_header(before: &[Tok], tok: &Tok) -> bool {
@@ -530,5 +549,13 @@ mod tests {
         assert_eq!(names(src, cxx), ["define Z"]);
         let c = Mode { c: true, ..cxx };
         assert!(lex(src.as_bytes(), c).is_err());
+    }
+
+    #[test]
+    fn a_pragma_once_in_text_is_refused() {
+        let m = Mode::default();
+        assert!(lex(b"int x;\n_Pragma(\"once\")\n", m).is_err());
+        assert!(lex(b"_Pragma (\"push_macro(\\\"X\\\")\")\n", m).is_err());
+        assert!(lex(b"_Pragma(\"GCC diagnostic push\")\nint once;\n", m).is_ok());
     }
 }

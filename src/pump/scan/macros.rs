@@ -62,6 +62,9 @@ impl Table {
 /// answers, and the dynamic macros.
 pub trait Env {
     fn has_include(&mut self, name: &[u8], angle: bool, next: bool) -> Result<bool, String>;
+    /// True for names `defined` sees that are no macros of the table
+    /// (`__has_include`, `__FILE__`, ...).
+    fn is_special(&self, name: &[u8]) -> bool;
     /// True for the compiler's `__has_*`-like operators answered by [`Env::feature`].
     fn is_feature(&self, name: &[u8]) -> bool;
     /// The compiler's expansion of `NAME(ARG)`.
@@ -133,6 +136,9 @@ pub struct Expander<'a> {
     /// In `#if`: `defined` and `__has_*` are operators.
     pub in_if: bool,
     pub made: usize,
+    /// The first token of an expansion takes the space before the macro's
+    /// name (clang; gcc in a directive gives it none).
+    pub name_space: bool,
 }
 
 impl Expander<'_> {
@@ -164,7 +170,8 @@ impl Expander<'_> {
             match &m.params {
                 None => {
                     let hs = with(t.hide.clone(), &name);
-                    push_body(&mut stack, body_with(&m.body, &hs, t.tok.space));
+                    let space = self.name_space.then_some(t.tok.space);
+                    push_body(&mut stack, body_with(&object_body(&m)?, &hs, space));
                 }
                 Some(_) if !stack.last().is_some_and(|n| n.tok.is(b"(")) => out.push(t),
                 Some(_) => {
@@ -177,7 +184,7 @@ impl Expander<'_> {
                         .enumerate()
                         .map(|(k, mut p)| {
                             p.hide = union(&p.hide, &hs);
-                            if k == 0 {
+                            if k == 0 && self.name_space {
                                 p.tok.space = t.tok.space;
                             }
                             p
@@ -200,7 +207,8 @@ impl Expander<'_> {
         let name = &*t.tok.text;
         if name == b"defined" {
             let v = defined_operand(stack)?;
-            out.push(number(self.table.get(&v).is_some() as i64));
+            let defined = self.table.get(&v).is_some() || self.env.is_special(&v);
+            out.push(number(defined as i64));
             return Ok(true);
         }
         if name == b"__has_include" || name == b"__has_include_next" {
@@ -241,6 +249,7 @@ impl Expander<'_> {
                     env: &mut *self.env,
                     in_if: false,
                     made: self.made,
+                    name_space: self.name_space,
                 };
                 e.expand(toks)?
             }
@@ -358,11 +367,13 @@ impl Expander<'_> {
         } else {
             self.expanded(p, args, cache)?
         };
+        // gcc keeps the argument's own space after a `##`.
+        let own_space = !self.name_space && matches!(items.last(), Some(Item::Paste));
         if toks.is_empty() {
             items.push(Item::Placemarker);
         }
         for (k, mut t) in toks.into_iter().enumerate() {
-            if k == 0 {
+            if k == 0 && !own_space {
                 t.tok.space = space;
             }
             items.push(Item::Tok(t));
@@ -382,6 +393,7 @@ impl Expander<'_> {
                 env: &mut *self.env,
                 in_if: self.in_if,
                 made: self.made,
+                name_space: self.name_space,
             };
             cache[p] = Some(e.expand(args[p].clone())?);
             self.made = e.made;
@@ -480,11 +492,31 @@ fn paste(a: PTok, b: &PTok) -> Result<PTok, String> {
     })
 }
 
+/// An object-like macro's body with its `##` applied.
+fn object_body(m: &Macro) -> Result<Vec<Tok>, String> {
+    if !m.body.iter().any(|t| t.is(b"##")) {
+        return Ok(m.body.clone());
+    }
+    let items = m
+        .body
+        .iter()
+        .map(|t| {
+            if t.is(b"##") {
+                Item::Paste
+            } else {
+                Item::Tok(PTok::of(t))
+            }
+        })
+        .collect();
+    Ok(paste_all(items)?.into_iter().map(|p| p.tok).collect())
+}
+
 fn push_body(stack: &mut Vec<PTok>, body: Vec<PTok>) {
     stack.extend(body.into_iter().rev());
 }
 
-fn body_with(body: &[Tok], hs: &Hide, space: bool) -> Vec<PTok> {
+/// A body with its hide set; the first token's space replaced if `space` is given.
+fn body_with(body: &[Tok], hs: &Hide, space: Option<bool>) -> Vec<PTok> {
     body.iter()
         .enumerate()
         .map(|(k, t)| {
@@ -492,7 +524,7 @@ fn body_with(body: &[Tok], hs: &Hide, space: bool) -> Vec<PTok> {
                 tok: t.clone(),
                 hide: hs.clone(),
             };
-            if k == 0 {
+            if let (0, Some(space)) = (k, space) {
                 p.tok.space = space;
             }
             p

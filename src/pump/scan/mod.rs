@@ -8,8 +8,12 @@
 //!
 //! Caches (all bounded, all for the [`Scanner`]'s lifetime):
 //! * the compiler's answers, per distinct driver flags (`compiler.rs`);
-//! * search lists per set of search options, re-asked when a dir the
-//!   compiler ignored as missing has appeared;
+//! * search lists per set of search options (`-I`, `-iquote`, `-isystem`,
+//!   `-idirafter`, `-iprefix`...), asked of the compiler itself with
+//!   `-E -v` rather than rebuilt with gcc's and clang's differing
+//!   de-duplication rules: one run (about 10 ms) per distinct option set
+//!   and cwd in a build, and a kernel build has a few dozen; re-asked when
+//!   a dir the compiler ignored as missing has appeared;
 //! * parsed directives per file, reused only while the file's (mtime,
 //!   size, inode, device) are unchanged, and never for a file modified in
 //!   the last two seconds (it may still be being written);
@@ -20,7 +24,10 @@
 //! lookup is memoized (`fs.rs`); the next scan stats again, so a header a
 //! build generates between two compiles is found (distcc's include server
 //! caches the miss for the whole build). The closure cache keeps the misses
-//! as probes and re-checks them, so it sees the new header too.
+//! as probes and re-checks them, so it sees the new header too. A stat
+//! costs about a microsecond; a warm scan of a kernel file makes a few
+//! thousand, a small part of its time (the macro table and `#if`s are
+//! the rest), so per-directory listings would buy little.
 
 mod command;
 mod compiler;
@@ -57,8 +64,8 @@ pub struct Limits {
     /// Cached parsed files: count and source bytes, over all shards.
     pub parsed_files: usize,
     pub parsed_bytes: usize,
-    /// Cached closures.
-    pub closures: usize,
+    /// Cached closures: the paths (files, links, dirs, probes) they hold, over all.
+    pub closure_paths: usize,
 }
 
 impl Default for Limits {
@@ -69,7 +76,7 @@ impl Default for Limits {
             depth: 200,
             parsed_files: 200_000,
             parsed_bytes: 1 << 30,
-            closures: 8192,
+            closure_paths: 1_000_000,
         }
     }
 }
@@ -131,10 +138,24 @@ struct CachedClosure {
     probes: Vec<(PathBuf, Option<Sig>)>,
 }
 
+impl CachedClosure {
+    /// The paths it holds, for the cache's bound.
+    fn weight(&self) -> usize {
+        let c = &self.closure;
+        1 + c.files.len() + c.links.len() + c.dirs.len() + c.system_dirs.len() + self.probes.len()
+    }
+}
+
+#[derive(Default)]
+struct ClosureCache {
+    map: HashMap<(PathBuf, Command), Arc<CachedClosure>>,
+    paths: usize,
+}
+
 /// A search chain ready for scans.
 struct Chain {
     search: Search,
-    dirs: Vec<(Vec<u8>, PathBuf, bool)>,
+    dirs: Vec<(Vec<u8>, PathBuf, Option<usize>)>,
     quote_len: usize,
     system_real: Vec<PathBuf>,
 }
@@ -146,7 +167,7 @@ pub struct Scanner {
     chains: Mutex<HashMap<ChainKey, Once<Arc<Chain>>>>,
     features: Mutex<HashMap<FeatureKey, Result<Tok, String>>>,
     parsed: Vec<Mutex<ParseShard>>,
-    closures: Mutex<HashMap<(PathBuf, Command), Arc<CachedClosure>>>,
+    closures: Mutex<ClosureCache>,
 }
 
 impl Default for Scanner {
@@ -228,6 +249,7 @@ impl Scanner {
             .closures
             .lock()
             .expect("closure cache")
+            .map
             .get(key)
             .cloned()?;
         let same = hit
@@ -243,17 +265,27 @@ impl Scanner {
         closure: &Closure,
         probes: Vec<(PathBuf, Option<Sig>)>,
     ) {
-        let mut cache = self.closures.lock().expect("closure cache");
-        if cache.len() >= self.limits.closures {
-            evict_half(&mut cache);
+        // A file changed in the last seconds may still be being written, and
+        // on a file system with coarse timestamps its stat may not show it.
+        if probes
+            .iter()
+            .any(|(_, sig)| sig.is_some_and(|s| !s.dir && !settled(s)))
+        {
+            return;
         }
-        cache.insert(
-            key,
-            Arc::new(CachedClosure {
-                closure: closure.clone(),
-                probes,
-            }),
-        );
+        let entry = Arc::new(CachedClosure {
+            closure: closure.clone(),
+            probes,
+        });
+        let mut cache = self.closures.lock().expect("closure cache");
+        if cache.paths + entry.weight() > self.limits.closure_paths {
+            evict_half(&mut cache.map);
+            cache.paths = cache.map.values().map(|c| c.weight()).sum();
+        }
+        cache.paths += entry.weight();
+        if let Some(old) = cache.map.insert(key, entry) {
+            cache.paths -= old.weight();
+        }
     }
 
     /// The compiler's macros, dirs and operators for the command's driver flags.
@@ -346,26 +378,49 @@ impl Scanner {
         Ok(parsed)
     }
 
-    /// The compiler's value for `NAME(ARG)`, asked once per build.
+    /// The compiler's value for `NAME(ARG)`, asked once per build. On a
+    /// miss, the `more` operands not known yet are asked in the same run
+    /// (one compiler run costs the same for one operand or a hundred).
     fn feature(
         &self,
         info_key: u64,
         cwd: &Path,
         cmd: &Command,
-        name: &[u8],
-        arg: &[u8],
+        operand: (Vec<u8>, Vec<u8>),
+        more: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Tok, String> {
-        let key = (info_key, name.to_vec(), arg.to_vec());
-        if let Some(v) = self.features.lock().expect("feature cache").get(&key) {
-            return v.clone();
+        let key = |(n, a): &(Vec<u8>, Vec<u8>)| (info_key, n.clone(), a.clone());
+        let mut batch = vec![operand];
+        {
+            let cache = self.features.lock().expect("feature cache");
+            if let Some(v) = cache.get(&key(&batch[0])) {
+                return v.clone();
+            }
+            for m in more() {
+                if batch.len() < 256 && !batch.contains(&m) && !cache.contains_key(&key(&m)) {
+                    batch.push(m);
+                }
+            }
         }
-        let v = compiler::feature(cwd, &cmd.compiler, cmd.lang, &cmd.driver, name, arg);
+        let ask = |ops: &[(Vec<u8>, Vec<u8>)]| {
+            compiler::features(cwd, &cmd.compiler, cmd.lang, &cmd.driver, ops)
+        };
+        let answers: Vec<Result<Tok, String>> = match ask(&batch) {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(_) if batch.len() > 1 => {
+                batch.truncate(1);
+                vec![ask(&batch).map(|mut v| v.remove(0))]
+            }
+            Err(e) => vec![Err(e)],
+        };
         let mut cache = self.features.lock().expect("feature cache");
-        if cache.len() >= MAX_QUERIES {
+        if cache.len() + answers.len() >= MAX_QUERIES {
             evict_half(&mut cache);
         }
-        cache.insert(key, v.clone());
-        v
+        for (op, v) in batch.iter().zip(&answers) {
+            cache.insert(key(op), v.clone());
+        }
+        answers[0].clone()
     }
 }
 
@@ -412,7 +467,7 @@ fn chain_of(search: Search, defaults: &Search, cwd: &Path) -> Chain {
         .iter()
         .chain(&search.bracket)
         .map(|d| {
-            let system = real(d).is_some_and(|r| system_real.contains(&r));
+            let system = real(d).and_then(|r| system_real.iter().position(|s| *s == r));
             (d.as_bytes().to_vec(), cwd.join(d), system)
         })
         .collect();

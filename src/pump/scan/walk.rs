@@ -31,7 +31,8 @@ fn shown(b: &[u8]) -> String {
 pub struct SearchDir {
     pub name: Vec<u8>,
     pub path: PathBuf,
-    pub system: bool,
+    /// Its place among the compiler's default dirs, if it is one.
+    pub system: Option<usize>,
 }
 
 /// A file being read, as the include stack holds it.
@@ -43,6 +44,16 @@ struct Frame {
     /// Found next to its includer (then `found_at` is `None`).
     relative: bool,
     line: u32,
+    parsed: Arc<Parsed>,
+}
+
+/// What `#pragma once` remembers of a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct OnceKey {
+    id: (u64, u64),
+    mtime: i64,
+    size: u64,
+    hash: u64,
 }
 
 /// A file found by a search.
@@ -66,7 +77,7 @@ pub struct Walk<'a> {
     table: Table,
     pub fs: Fs,
     stack: Vec<Frame>,
-    once: FastSet<(u64, u64)>,
+    once: Vec<OnceKey>,
     pub closure: Closure,
     /// Every file entered, system headers too, in order.
     pub read: Vec<PathBuf>,
@@ -106,7 +117,7 @@ impl<'a> Walk<'a> {
             table: Table::new(info.macros.clone()),
             fs: Fs::default(),
             stack: Vec::new(),
-            once: FastSet::default(),
+            once: Vec::new(),
             closure: Closure::default(),
             read: Vec::new(),
             seen_read: FastSet::default(),
@@ -186,7 +197,6 @@ impl<'a> Walk<'a> {
         let Some(found) = found else {
             return nc(format!("{what} {}: no such file", shown(name)));
         };
-        self.record(&found, false);
         self.enter(found, false)
     }
 
@@ -237,21 +247,14 @@ impl<'a> Walk<'a> {
         }
         for k in from..self.chain.len() {
             let spelled = join(&self.chain[k].name, name);
-            if self.chain[k].system {
-                self.mark_system(k);
+            if let Some(i) = self.chain[k].system {
+                self.used_system[i] = true;
             }
             if let Some(f) = self.lookup(&spelled, Some(k))? {
                 return Ok(Some(f));
             }
         }
         Ok(None)
-    }
-
-    fn mark_system(&mut self, k: usize) {
-        let real = std::fs::canonicalize(&self.chain[k].path).ok();
-        if let Some(i) = real.and_then(|r| self.system_real.iter().position(|s| *s == r)) {
-            self.used_system[i] = true;
-        }
     }
 
     fn is_system(&self, real: &Path) -> bool {
@@ -300,7 +303,7 @@ impl<'a> Walk<'a> {
     /// The command's own search dirs that exist, so that they exist on the helper too.
     fn search_dirs(&mut self) -> Result<(), NotCovered> {
         for k in 0..self.chain.len() {
-            if self.chain[k].system {
+            if self.chain[k].system.is_some() {
                 continue;
             }
             let path = self.chain[k].path.clone();
@@ -329,23 +332,30 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Reads a file found by a search (already recorded).
+    /// Reads a file found by a search, putting it in the closure unless
+    /// `#pragma once` skips it.
     fn enter(&mut self, f: Found, import: bool) -> Result<(), NotCovered> {
         self.check_budget()?;
         let sig = f.resolved.sig.expect("a found file has a stat");
+        let parsed = self.scanner.parsed(&f.resolved.real, sig, self.info.mode)?;
+        let id = OnceKey {
+            id: (sig.dev, sig.ino),
+            mtime: sig.mtime,
+            size: sig.size,
+            hash: parsed.hash,
+        };
+        if self.is_once(&id) {
+            return Ok(());
+        }
+        self.record(&f, false);
         if self.seen_read.insert(f.resolved.real.clone()) {
             self.read.push(f.resolved.real.clone());
         }
-        let id = (sig.dev, sig.ino);
-        if self.once.contains(&id) {
-            return Ok(());
-        }
-        let parsed = self.scanner.parsed(&f.resolved.real, sig, self.info.mode)?;
         if let Some(e) = &parsed.error {
             return nc(format!("{}: {e}", f.resolved.real.display()));
         }
         if import {
-            self.once.insert(id);
+            self.once.push(id);
         }
         if parsed.guard.as_ref().is_some_and(|g| self.is_defined(g)) {
             return Ok(());
@@ -356,10 +366,19 @@ impl<'a> Walk<'a> {
             found_at: f.at,
             relative: f.relative,
             line: 0,
+            parsed: parsed.clone(),
         });
         let r = self.directives(&parsed, id);
         self.stack.pop();
         r
+    }
+
+    /// True for a file marked `#pragma once` (or `#import`ed) already.
+    fn is_once(&self, key: &OnceKey) -> bool {
+        let same = |k: &OnceKey| (k.mtime, k.size, k.hash) == (key.mtime, key.size, key.hash);
+        self.once
+            .iter()
+            .any(|k| k.id == key.id || (self.info.gcc && same(k)))
     }
 
     fn is_defined(&self, name: &[u8]) -> bool {
@@ -367,7 +386,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Runs a file's directives, taking the branches the compiler takes.
-    fn directives(&mut self, parsed: &Parsed, id: (u64, u64)) -> Result<(), NotCovered> {
+    fn directives(&mut self, parsed: &Parsed, id: OnceKey) -> Result<(), NotCovered> {
         let entries = &parsed.entries;
         let mut i = 0;
         while i < entries.len() {
@@ -381,7 +400,7 @@ impl<'a> Walk<'a> {
                 Dir::Elif(_) | Dir::Elifdef(..) | Dir::Else => end_of_group(entries, i) + 1,
                 Dir::Endif => i + 1,
                 Dir::PragmaOnce => {
-                    self.once.insert(id);
+                    self.once.push(id);
                     i + 1
                 }
                 d => {
@@ -429,11 +448,13 @@ impl<'a> Walk<'a> {
 
     fn expand(&mut self, toks: Vec<PTok>, in_if: bool) -> Result<Vec<PTok>, NotCovered> {
         let table = std::mem::replace(&mut self.table, Table::new(Default::default()));
+        let name_space = !self.info.gcc;
         let r = Expander {
             table: &table,
             env: self,
             in_if,
             made: 0,
+            name_space,
         }
         .expand(toks);
         self.table = table;
@@ -470,7 +491,6 @@ impl<'a> Walk<'a> {
         let Some(found) = self.search(&name, angle, kind == IncludeKind::Next)? else {
             return nc(format!("no {} in the search path", shown(&name)));
         };
-        self.record(&found, false);
         self.enter(found, kind == IncludeKind::Import)
     }
 
@@ -513,13 +533,27 @@ impl Env for Walk<'_> {
         Ok(found.is_some())
     }
 
+    fn is_special(&self, name: &[u8]) -> bool {
+        self.info.special.contains(name)
+    }
+
     fn is_feature(&self, name: &[u8]) -> bool {
         self.info.features.contains(name)
     }
 
     fn feature(&mut self, name: &[u8], arg: &[u8]) -> Result<Tok, String> {
-        self.scanner
-            .feature(self.info_key, &self.cwd, self.cmd, name, arg)
+        let more = || {
+            self.stack
+                .last()
+                .map_or(Vec::new(), |f| self.operands_in(&f.parsed))
+        };
+        self.scanner.feature(
+            self.info_key,
+            &self.cwd,
+            self.cmd,
+            (name.to_vec(), arg.to_vec()),
+            more,
+        )
     }
 
     fn line(&self) -> u32 {
@@ -539,6 +573,48 @@ impl Env for Walk<'_> {
             _ => self.cmd.source.as_bytes().to_vec(),
         })
     }
+}
+
+impl Walk<'_> {
+    /// The `__has_*(...)` operands written in a file's `#if` and `#elif`
+    /// lines, as the expansion spells them, to ask the compiler at once.
+    fn operands_in(&self, parsed: &Parsed) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in &parsed.entries {
+            let (Dir::If(toks) | Dir::Elif(toks)) = &e.dir else {
+                continue;
+            };
+            for (k, t) in toks.iter().enumerate() {
+                if t.kind != Kind::Ident || !self.info.features.contains(&t.text) {
+                    continue;
+                }
+                if let Some(arg) = paren_operand_at(toks, k + 1) {
+                    let arg: Vec<PTok> = arg.iter().map(PTok::of).collect();
+                    out.push((t.text.to_vec(), super::macros::spell(&arg)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The tokens between the `(` at `i` and its `)`.
+fn paren_operand_at(toks: &[Tok], i: usize) -> Option<&[Tok]> {
+    if !toks.get(i)?.is(b"(") {
+        return None;
+    }
+    let mut depth = 0;
+    for (k, t) in toks.iter().enumerate().skip(i) {
+        if t.is(b"(") {
+            depth += 1;
+        } else if t.is(b")") {
+            depth -= 1;
+            if depth == 0 {
+                return Some(&toks[i + 1..k]);
+            }
+        }
+    }
+    None
 }
 
 /// The directive after the `#endif` of the group whose branch starts at `i`.
