@@ -43,7 +43,7 @@ pub fn version_banner(name: &str) -> String {
         format!("This is distcc-rs {VERSION}, called as {name}.\n")
     };
     format!(
-        "{name} {VERSION} {}\n  (protocols 1 and 2) (default port {})\n\
+        "{name} {VERSION} {}\n  (protocols 1, 2 and 3) (default port {})\n\
          {called}\
          distcc-rs is free software under the GNU General Public License, version 2 or later.\n\
          It speaks the wire protocol of distcc 3.4 by Martin Pool and others.\n",

@@ -70,7 +70,7 @@ pub const APPLETS: &[Applet] = &[
         name: "daemon",
         links: &["distccd"],
         main: daemon::main,
-        about: "distcc compile server (distccd), protocols 1 and 2",
+        about: "distcc compile server (distccd), protocols 1 to 3",
         program: "distccd",
         usage_status: EXIT_BAD_ARGUMENTS,
         synopsis: "",

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::pump::closure::{Closure, Input, Link, NotCovered};
@@ -64,7 +64,7 @@ pub struct MirrorTree {
     /// The roots by name number: `root` first, then `ROOT.1`, `ROOT.2`...
     roots: Mutex<Vec<Arc<Root>>>,
     memory: Mutex<Memory>,
-    next_temp: AtomicU64,
+    next_temp: AtomicUsize,
 }
 
 /// One root directory and its descriptor.
@@ -156,7 +156,7 @@ impl MirrorTree {
             root: root.to_path_buf(),
             roots: Mutex::new(vec![Arc::new(main)]),
             memory: Mutex::new(Memory::default()),
-            next_temp: AtomicU64::new(0),
+            next_temp: AtomicUsize::new(0),
         })
     }
 

@@ -15,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,10 +87,10 @@ impl Default for Config {
 /// Counts of what the server answered, for its log and the tests.
 #[derive(Debug, Default)]
 pub struct Counts {
-    pub accepted: AtomicU64,
-    pub answered: AtomicU64,
-    pub not_covered: AtomicU64,
-    pub bad_queries: AtomicU64,
+    pub accepted: AtomicUsize,
+    pub answered: AtomicUsize,
+    pub not_covered: AtomicUsize,
+    pub bad_queries: AtomicUsize,
 }
 
 /// A counting semaphore.
