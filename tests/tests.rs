@@ -23,6 +23,7 @@ mod lzo_reference;
 mod messages;
 mod monitor;
 mod options;
+mod pump_e2e;
 mod pump_scan;
 mod pump_server;
 mod refusals;
