@@ -256,7 +256,9 @@ impl Running {
     /// served, and removes the socket.
     pub fn stop(mut self, limit: Duration) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the acceptor out of accept().
+        // Wake the acceptor at once; it also looks at `stopping` every
+        // ACCEPT_WAKE, so that a socket file removed from under the server
+        // cannot keep it waiting.
         let _ = UnixStream::connect(&self.path);
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
@@ -268,16 +270,47 @@ impl Running {
     }
 }
 
+/// How often a waiting acceptor looks whether the server is stopping.
+const ACCEPT_WAKE: Duration = Duration::from_millis(200);
+
+/// The next connection, or `None` when the server is stopping. The
+/// listener is non-blocking, so a client that leaves between the poll and
+/// the accept cannot block it; the connection itself is made blocking (a
+/// BSD one inherits the listener's flag).
+fn next_connection(listener: &UnixListener, shared: &Shared) -> Option<io::Result<UnixStream>> {
+    use std::os::fd::AsRawFd;
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        match crate::sys::poll_one(listener.as_raw_fd(), libc::POLLIN, ACCEPT_WAKE) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(err) => return Some(Err(err)),
+        }
+        match listener.accept() {
+            Ok((stream, _)) => return Some(stream.set_nonblocking(false).map(|()| stream)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) => return Some(Err(err)),
+        }
+    }
+}
+
 fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
+    if let Err(err) = listener.set_nonblocking(true) {
+        log::error!("cannot make the include server's socket non-blocking: {err}");
+        return;
+    }
     loop {
         if !shared.connections.take_unless(&shared.stopping) {
             return;
         }
         let pass = ConnectionPass(Arc::clone(shared));
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
+        let stream = match next_connection(listener, shared) {
+            None => return,
+            Some(Ok(stream)) => stream,
+            Some(Err(err)) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Some(Err(err)) => {
                 log::error!("accept failed: {err}");
                 // Out of descriptors, say: let connections end first.
                 std::thread::sleep(Duration::from_millis(50));
@@ -549,6 +582,27 @@ mod tests {
         let _ = silent.read_to_end(&mut rest);
         assert!(rest.is_empty());
         assert!(started.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn stopping_does_not_hang_when_the_socket_file_was_removed() {
+        // Its wake-up connect then finds nothing; the acceptor must still
+        // notice. The stop runs on a thread so that a hang fails the test.
+        let mut f = start("server-unlinked", config());
+        f.dir.write("t.c", "int t;\n");
+        let cwd = std::fs::canonicalize(&f.dir.path).unwrap();
+        assert_eq!(f.ask(&cwd, &["gcc", "-c", "t.c"]).len(), 1);
+        std::fs::remove_file(&f.socket).unwrap();
+        let running = f.running.take().unwrap();
+        let (done, stopped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            running.stop(Duration::from_millis(200));
+            let _ = done.send(());
+        });
+        assert!(
+            stopped.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "stop() still waits after 10 s"
+        );
     }
 
     #[test]
