@@ -9,14 +9,18 @@
 #                      built from rustup's rust-src (-Zbuild-std, with
 #                      RUSTC_BOOTSTRAP=1 on a stable toolchain); CI runs it
 #   make test          the full test suite: cargo test, then tests/kernel.sh
-#                      (Linux 6.1 tinyconfig built locally and through
-#                      distcc-rs, objects compared; about 6 min on 2 CPUs)
+#                      (Linux 6.1 tinyconfig built locally, through distcc-rs
+#                      and in pump mode, objects compared; about 10 min on
+#                      2 CPUs)
 #   make lint          rustfmt and clippy, warnings are errors
 #   make bench         bench/run.sh (daemons), then bench/kernel.sh (clients,
 #                      per-job overhead and kernel builds), then bench/extras.sh
-#                      (the monitor, the object check) on the release binary
+#                      (the monitor, the object check), then bench/pump.sh
+#                      (pump mode: per-job overhead, the 0.25-CPU slow
+#                      client, the include server) on the release binary
 #   make bench-kernel  bench/kernel.sh alone
 #   make bench-extras  bench/extras.sh alone
+#   make bench-pump    bench/pump.sh alone
 #   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus a relative symlink
 #                      for every applet link in its applet table (distcc-rs
 #                      --install -s), the systemd units (SYSTEMDUNITDIR) and
@@ -78,7 +82,7 @@ qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
 linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
 linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 
-.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras install uninstall clean deps demo \
+.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras bench-pump install uninstall clean deps demo \
 	rustup-targets rustup-cross-targets cross-tools
 
 all: rustup-targets
@@ -158,12 +162,16 @@ bench: all
 	BIN='$(BIN)' sh bench/run.sh
 	BIN='$(BIN)' sh bench/kernel.sh
 	BIN='$(BIN)' sh bench/extras.sh
+	BIN='$(BIN)' sh bench/pump.sh
 
 bench-kernel: all
 	BIN='$(BIN)' sh bench/kernel.sh
 
 bench-extras: all
 	BIN='$(BIN)' sh bench/extras.sh
+
+bench-pump: all
+	BIN='$(BIN)' sh bench/pump.sh
 
 install: all
 	$(INSTALL) -d '$(DESTDIR)$(BINDIR)'

@@ -7,12 +7,14 @@
 #      (medians of the runs);
 #      plus each client's own peak resident memory (bench/hwm.py: VmHWM at
 #      exit, without the preprocessor it runs);
-#   2. Linux 6.1 tinyconfig vmlinux at -j4, four ways:
+#   2. Linux 6.1 tinyconfig vmlinux at -j4, five ways:
 #        rs/rs     distcc-rs client + distcc-rs daemon
 #        d/d       Debian distcc    + Debian distccd
 #        rs/d      distcc-rs client + distccd
+#        pump      distcc-rs client under distcc-rs pump + distcc-rs daemon
+#                  as a ,cpp,lzo host
 #        local     gcc
-#      and the ratios rs/rs : local and rs/rs : d/d.
+#      and the ratios rs/rs : local, rs/rs : d/d, pump : d/d and pump : local.
 #
 #   BIN=target/x86_64-unknown-linux-musl/release/distcc-rs sh bench/kernel.sh
 #   (or `make bench-kernel`; `make bench` runs bench/run.sh and then this)
@@ -124,12 +126,21 @@ kl_bench() {
     kl_build "$1" "$2" "$KJOBS"
     eval "t_$1=\$kl_seconds"
 }
-t_rsrs="n/a" t_rsd="n/a" t_dd="n/a" t_local="n/a"
+t_rsrs="n/a" t_rsd="n/a" t_dd="n/a" t_local="n/a" t_pump="n/a"
 kl_bench local gcc "$rs_port"
 kl_bench dd "distcc gcc" "$d_port"
 if [ $rs_client = yes ]; then
     kl_bench rsrs "$DISTCC_RS gcc" "$rs_port"
     kl_bench rsd "$DISTCC_RS gcc" "$d_port"
+    kl_note "load average before 'pump': $(cut -d' ' -f1-3 /proc/loadavg)"
+    kl_client_env "$rs_port" "$KJOBS"
+    DISTCC_HOSTS="$DISTCC_HOSTS,cpp,lzo"
+    kl_wrap="$DISTCC_RS pump"
+    : >"$kl_work/rs/log"
+    kl_build pump "$DISTCC_RS gcc" "$KJOBS"
+    kl_wrap=""
+    t_pump=$kl_seconds
+    pumped=$(grep -c 'COMPILE_OK in pump mode (protocol 3):' "$kl_work/rs/log" || true)
 fi
 echo
 printf '   %-40s %8s\n' "build" "seconds"
@@ -137,9 +148,13 @@ printf '   %-40s %8s\n' "(1) distcc-rs client + distcc-rs daemon" "$t_rsrs"
 printf '   %-40s %8s\n' "(2) distcc client + distccd" "$t_dd"
 printf '   %-40s %8s\n' "(3) distcc-rs client + distccd" "$t_rsd"
 printf '   %-40s %8s\n' "(4) local gcc" "$t_local"
+printf '   %-40s %8s\n' "(5) distcc-rs pump + distcc-rs daemon" "$t_pump"
 echo "   (2)/(4) distcc/local: $(div "$t_dd" "$t_local")"
 if [ $rs_client = yes ]; then
     echo "   (1)/(4) distcc-rs/local: $(div "$t_rsrs" "$t_local")"
     echo "   (1)/(2) distcc-rs/distcc: $(div "$t_rsrs" "$t_dd")"
+    echo "   (5)/(2) distcc-rs pump/distcc: $(div "$t_pump" "$t_dd") (goal <= 0.85)"
+    echo "   (5)/(4) distcc-rs pump/local: $(div "$t_pump" "$t_local") (goal <= 1.02)"
+    echo "   (5) sent $pumped jobs in pump mode"
 fi
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
