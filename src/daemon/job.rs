@@ -95,8 +95,12 @@ impl ServerJob {
         }
     }
 
-    /// Makes this a pump-mode job whose files arrive into `tree`.
-    pub fn set_tree(&mut self, tree: Tree) {
+    /// Makes this a pump-mode job whose files arrive into `tree`. With a
+    /// prefix map the compiler names each file as the client's does, so the
+    /// include server's `#line 1` first lines are dropped (see
+    /// [`Tree::drop_line_prefixes`]).
+    pub fn set_tree(&mut self, mut tree: Tree) {
+        tree.drop_line_prefixes(self.is_gcc_or_clang());
         self.tree = Some(Box::new(tree));
     }
 

@@ -45,6 +45,8 @@ pub struct Tree {
     /// Decompressed bytes the request may still make.
     budget: u64,
     max_file: usize,
+    /// Drop a first line `#line 1 "/ABSOLUTE"` from each file.
+    drop_lines: bool,
 }
 
 /// Shows a client's path in a refusal.
@@ -73,6 +75,7 @@ impl Tree {
             pending: None,
             budget: limits.max_files_total,
             max_file: limits.max_file as usize,
+            drop_lines: false,
         };
         beneath::make_dirs(tree.root_fd.as_raw_fd(), components(cdir), 0o755)
             .map_err(|e| format!("cannot make CDIR '{}': {e}", shown(cdir)))?;
@@ -151,9 +154,25 @@ impl Tree {
         };
         drop(lzo);
         self.budget -= body.len() as u64;
+        let body = match self.drop_lines {
+            true => without_line_prefix(&body),
+            false => &body[..],
+        };
         self.make(&name, |dir, last| {
-            beneath::write_new(dir, last, &body, 0o644)
+            beneath::write_new(dir, last, body, 0o644)
         })
+    }
+
+    /// Whether to drop the include server's `#line 1 "NAME"` first line
+    /// from each file. It names a header reached through an absolute search
+    /// directory as the client's compiler does, for a daemon that leaves its
+    /// root in `__FILE__`. Under the root's prefix map the compiler names
+    /// the file so by itself, and the line costs dearly: a directive before
+    /// a header's include guard defeats gcc's multiple-include optimisation,
+    /// so every later `#include` of it reads it again (a Linux kernel
+    /// source compiled 2.6 times slower).
+    pub fn drop_line_prefixes(&mut self, drop: bool) {
+        self.drop_lines = drop;
     }
 
     /// A LINK at `name` to `target`: absolute (made relative to the root)
@@ -222,6 +241,30 @@ impl Tree {
         };
         made.map_err(|e| format!("cannot make '{}' in the job's tree: {e}", shown(name)))
     }
+}
+
+/// `body` without a first line `#line 1 "/..."` as the include server
+/// writes it: an absolute name in a C string (`\\` and `\"` escaped, no
+/// control character), then a newline.
+fn without_line_prefix(body: &[u8]) -> &[u8] {
+    let Some(rest) = body.strip_prefix(b"#line 1 \"/") else {
+        return body;
+    };
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' if matches!(rest.get(i + 1), Some(b'\\' | b'"')) => i += 2,
+            b'"' => {
+                return match rest.get(i + 1) {
+                    Some(b'\n') => &rest[i + 2..],
+                    _ => body,
+                }
+            }
+            c if c < 0x20 || c == b'\\' => return body,
+            _ => i += 1,
+        }
+    }
+    body
 }
 
 /// The non-empty components of an absolute path.
@@ -426,6 +469,35 @@ mod tests {
             .join("usr/lib/gcc/x86_64-linux-gnu/12/include")
             .is_symlink());
         assert_eq!(std::fs::read_dir(t.root().join("usr")).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn only_the_include_servers_line_prefix_is_dropped() {
+        let drop = |b: &[u8]| without_line_prefix(b).to_vec();
+        assert_eq!(drop(b"#line 1 \"/a/b.h\"\n#ifndef B\n"), b"#ifndef B\n");
+        assert_eq!(drop(b"#line 1 \"/a \\\"q\\\\.h\"\nx"), b"x");
+        for kept in [
+            &b"#line 1 \"rel.h\"\nx"[..],
+            b"#line 2 \"/a.h\"\nx",
+            b"#line 1 \"/a.h\" 3\nx",
+            b"#line 1 \"/a\tb.h\"\nx",
+            b"#line 1 \"/a\\nb.h\"\nx",
+            b"#line 1 \"/a.h",
+            b"int x;\n",
+        ] {
+            assert_eq!(drop(kept), kept, "{}", String::from_utf8_lossy(kept));
+        }
+        let dir = TestDir::new("pump-lines");
+        let mut t = tree(&dir);
+        t.drop_line_prefixes(true);
+        file(
+            &mut t,
+            b"/home/u/proj/h.h",
+            b"#line 1 \"/home/u/proj/h.h\"\nint h;\n",
+        )
+        .unwrap();
+        let got = std::fs::read(t.root().join("home/u/proj/h.h")).unwrap();
+        assert_eq!(got, b"int h;\n");
     }
 
     #[test]
