@@ -469,71 +469,29 @@ fn what_the_scanner_cannot_decide_is_not_covered() {
     assert!(got.contains("budget"), "{got}");
 }
 
-/// CPU time of this thread, for the speed check.
-fn thread_cpu() -> std::time::Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// With warm caches, a scan of a TU with three libc headers costs less CPU
-/// than the preprocessor run that pump mode spares the client.
+/// With warm caches (the parse cache for new -D values, then the closure
+/// cache for the same command), scans give the compiler's own answer. What
+/// they cost is measured in bench/, never asserted here.
 #[test]
-fn warm_scans_cost_less_than_the_preprocessor() {
-    let dir = TestDir::new("scan-speed");
+fn warm_scans_give_the_same_closure() {
+    let dir = TestDir::new("scan-warm");
     files(&dir, &[("x.c", "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\nint main(void) { return 0; }\n")]);
     age(&dir.join("x.c"), 3600);
     let scanner = Scanner::new();
-    same_as_compiler(&scanner, &dir, "gcc -O2 -c x.c");
-    const N: u32 = 20;
-    let t = thread_cpu();
-    for i in 0..N {
+    let first = same_as_compiler(&scanner, &dir, "gcc -O2 -c x.c");
+    for i in 0..5 {
         // A new -D each time: no closure-cache hit, only the parse cache.
-        scanner
+        let again = scanner
             .closure(&request(dir.path(), &format!("gcc -O2 -DN{i} -c x.c")))
             .unwrap();
+        assert_eq!(again, first, "-DN{i}");
     }
-    let scan = (thread_cpu() - t) / N;
-    let t = thread_cpu();
-    for _ in 0..N {
-        scanner
+    for _ in 0..5 {
+        let hit = scanner
             .closure(&request(dir.path(), "gcc -O2 -c x.c"))
             .unwrap();
+        assert_eq!(hit, first, "a closure-cache hit");
     }
-    let hit = (thread_cpu() - t) / N;
-    let cpp = child_cpu(dir.path(), "gcc -O2 -E x.c -o /dev/null", N);
-    eprintln!("per TU: scan {scan:?}, closure-cache hit {hit:?}, gcc -E {cpp:?}");
-    assert!(scan < cpp, "scan {scan:?} >= gcc -E {cpp:?}");
-    assert!(hit < scan, "hit {hit:?} >= scan {scan:?}");
-}
-
-/// The CPU (user + system) a command takes, averaged over n runs: each
-/// child's own rusage, from wait4, so other tests' children do not count.
-fn child_cpu(dir: &Path, line: &str, n: u32) -> std::time::Duration {
-    let args = argv(line);
-    let mut total = std::time::Duration::ZERO;
-    for _ in 0..n {
-        #[allow(clippy::zombie_processes)]
-        let child = std::process::Command::new(&args[0])
-            .args(&args[1..])
-            .current_dir(dir)
-            .spawn()
-            .unwrap();
-        let mut status = 0;
-        // SAFETY: wait4 fills the status and the rusage it is given; the
-        // child is ours and is reaped here (the Child is dropped unwaited).
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut u) };
-        assert!(pid > 0 && status == 0, "{line}: status {status}");
-        let tv =
-            |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        total += tv(u.ru_utime) + tv(u.ru_stime);
-    }
-    total / n
 }
 
 /// Every file `cc -M` lists (system headers too), as realpaths.
