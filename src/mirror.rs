@@ -31,6 +31,54 @@ pub const FORCING_FILE: &str = "forcing_technique_271828";
 /// The longest NAME, CDIR or LINK target a v3 request may carry (Linux's `PATH_MAX`).
 pub const MAX_PATH_LEN: usize = 4096;
 
+/// The include server's socket in the pump directory (`$INCLUDE_SERVER_PORT`).
+pub const SOCKET: &str = "socket";
+
+/// The file beside the socket that counts a build's discrepancies, one byte
+/// each (distcc 3.4's pump and client).
+pub const DISCREPANCY_COUNTER: &str = "discrepancy_counter";
+
+/// The first line of a `.lzo.abs` file's body: `#line 1 "NAME"` and a
+/// newline, with `\` and `"` escaped as in a C string. `None` when NAME
+/// holds a control character, which cannot be written there.
+pub fn line_prefix(name: &[u8]) -> Option<Vec<u8>> {
+    if name.iter().any(|&c| c < 0x20 || c == 0x7f) {
+        return None;
+    }
+    let mut line = b"#line 1 \"".to_vec();
+    for &c in name {
+        if c == b'\\' || c == b'"' {
+            line.push(b'\\');
+        }
+        line.push(c);
+    }
+    line.extend_from_slice(b"\"\n");
+    Some(line)
+}
+
+/// `body` without a first line that [`line_prefix`] writes for an absolute
+/// name; any other body as it is.
+pub fn strip_line_prefix(body: &[u8]) -> &[u8] {
+    let Some(rest) = body.strip_prefix(b"#line 1 \"/") else {
+        return body;
+    };
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' if matches!(rest.get(i + 1), Some(b'\\' | b'"')) => i += 2,
+            b'"' => {
+                return match rest.get(i + 1) {
+                    Some(b'\n') => &rest[i + 2..],
+                    _ => body,
+                }
+            }
+            c if c < 0x20 || c == 0x7f || c == b'\\' => return body,
+            _ => i += 1,
+        }
+    }
+    body
+}
+
 /// The client's name for the mirror entry `mirror_path`: the path without
 /// the mirror root's [`MIRROR_DEPTH`] components, then without `.abs`, then
 /// without `.lzo` (distcc 3.4's `dcc_get_original_fname`). `None` when the
@@ -174,6 +222,37 @@ mod tests {
         assert!(!is_system_link(b"/usr/include", b"../../../etc"));
         assert!(!is_system_link(b"/usr/include", b"/usr/include"));
         assert!(!is_system_link(b"/a", b"a"));
+    }
+
+    #[test]
+    fn line_prefixes_are_written_and_only_they_are_stripped() {
+        let name = b"/a \"q\\.h";
+        let line = line_prefix(name).unwrap();
+        assert_eq!(line, b"#line 1 \"/a \\\"q\\\\.h\"\n");
+        assert_eq!(strip_line_prefix(&[&line[..], b"x"].concat()), b"x");
+        assert_eq!(
+            strip_line_prefix(b"#line 1 \"/a/b.h\"\n#ifndef B\n"),
+            b"#ifndef B\n"
+        );
+        assert_eq!(line_prefix(b"/a\nb"), None);
+        assert_eq!(line_prefix(b"/a\x7fb"), None);
+        for kept in [
+            &b"#line 1 \"rel.h\"\nx"[..],
+            b"#line 2 \"/a.h\"\nx",
+            b"#line 1 \"/a.h\" 3\nx",
+            b"#line 1 \"/a\tb.h\"\nx",
+            b"#line 1 \"/a\x7fb.h\"\nx",
+            b"#line 1 \"/a\\nb.h\"\nx",
+            b"#line 1 \"/a.h",
+            b"int x;\n",
+        ] {
+            assert_eq!(
+                strip_line_prefix(kept),
+                kept,
+                "{}",
+                String::from_utf8_lossy(kept)
+            );
+        }
     }
 
     #[test]

@@ -140,7 +140,11 @@ pub fn plain_reason(job: &Job) -> Option<String> {
                 .into(),
         );
     }
-    let wp = job.argv.iter().filter(|a| wp_deps(a.as_bytes())).count();
+    let wp = job
+        .argv
+        .iter()
+        .filter(|a| scan::wp_holds_deps(a.as_bytes()))
+        .count();
     let simple = job.argv.iter().any(|a| scan::is_wp_deps(a.as_bytes()));
     if wp > 1 || (wp == 1 && (!simple || driver_deps(job))) {
         return Some("a -Wp, option writes the dependency file".into());
@@ -185,12 +189,6 @@ fn expand_wp_deps(job: &Job, arg: &[u8]) -> Option<[OsString; 5]> {
         "-MQ".into(),
         target,
     ])
-}
-
-/// `-Wp,…` holding a `-M…` option.
-fn wp_deps(arg: &[u8]) -> bool {
-    arg.strip_prefix(b"-Wp,")
-        .is_some_and(|rest| rest.split(|&c| c == b',').any(|p| p.starts_with(b"-M")))
 }
 
 /// The client's working directory, for `CDIR` and the include server.
@@ -446,9 +444,12 @@ pub fn categorized(answer: &[Vec<u8>]) -> Result<String, String> {
 /// server's socket, when `$INCLUDE_SERVER_PORT` ends in `/socket`.
 fn counter_file() -> Option<PathBuf> {
     let port = std::env::var_os("INCLUDE_SERVER_PORT")?.into_vec();
-    let dir = port.strip_suffix(b"/socket")?;
+    let dir = port
+        .strip_suffix(mirror::SOCKET.as_bytes())?
+        .strip_suffix(b"/")?;
     let mut path = dir.to_vec();
-    path.extend_from_slice(b"/discrepancy_counter");
+    path.push(b'/');
+    path.extend_from_slice(mirror::DISCREPANCY_COUNTER.as_bytes());
     Some(PathBuf::from(OsString::from_vec(path)))
 }
 
@@ -595,9 +596,9 @@ mod tests {
 
     #[test]
     fn wp_deps_options() {
-        assert!(wp_deps(b"-Wp,-MMD,dir/.x.o.d"));
-        assert!(wp_deps(b"-Wp,-DX,-MD,x.d"));
-        assert!(!wp_deps(b"-Wp,-DX"));
-        assert!(!wp_deps(b"-MD"));
+        assert!(scan::wp_holds_deps(b"-Wp,-MMD,dir/.x.o.d"));
+        assert!(scan::wp_holds_deps(b"-Wp,-DX,-MD,x.d"));
+        assert!(!scan::wp_holds_deps(b"-Wp,-DX"));
+        assert!(!scan::wp_holds_deps(b"-MD"));
     }
 }

@@ -362,6 +362,13 @@ pub fn cpp_argv(job: &Job) -> Vec<OsString> {
     out
 }
 
+/// `-Wp,…` holding a `-M…` option, which [`expand_preprocessor_options`]
+/// keeps whole.
+pub fn wp_holds_deps(arg: &[u8]) -> bool {
+    arg.strip_prefix(b"-Wp,")
+        .is_some_and(|rest| rest.split(|&c| c == b',').any(|p| p.starts_with(b"-M")))
+}
+
 /// Expands `-Wp,A,B,…` into the separate arguments `A B …` (5.6), so the
 /// scanner, the stripping and the local compiler all see them.
 ///
@@ -372,7 +379,7 @@ pub fn expand_preprocessor_options(args: Vec<OsString>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len());
     for arg in args {
         match arg.as_bytes().strip_prefix(b"-Wp,") {
-            Some(rest) if !rest.split(|&c| c == b',').any(|p| p.starts_with(b"-M")) => {
+            Some(rest) if !wp_holds_deps(arg.as_bytes()) => {
                 out.extend(
                     rest.split(|&c| c == b',')
                         .map(|p| OsString::from_vec(p.to_vec())),

@@ -155,7 +155,7 @@ impl Tree {
         drop(lzo);
         self.budget -= body.len() as u64;
         let body = match self.drop_lines {
-            true => without_line_prefix(&body),
+            true => mirror::strip_line_prefix(&body),
             false => &body[..],
         };
         self.make(&name, |dir, last| {
@@ -241,30 +241,6 @@ impl Tree {
         };
         made.map_err(|e| format!("cannot make '{}' in the job's tree: {e}", shown(name)))
     }
-}
-
-/// `body` without a first line `#line 1 "/..."` as the include server
-/// writes it: an absolute name in a C string (`\\` and `\"` escaped, no
-/// control character), then a newline.
-fn without_line_prefix(body: &[u8]) -> &[u8] {
-    let Some(rest) = body.strip_prefix(b"#line 1 \"/") else {
-        return body;
-    };
-    let mut i = 0;
-    while i < rest.len() {
-        match rest[i] {
-            b'\\' if matches!(rest.get(i + 1), Some(b'\\' | b'"')) => i += 2,
-            b'"' => {
-                return match rest.get(i + 1) {
-                    Some(b'\n') => &rest[i + 2..],
-                    _ => body,
-                }
-            }
-            c if c < 0x20 || c == b'\\' => return body,
-            _ => i += 1,
-        }
-    }
-    body
 }
 
 /// The non-empty components of an absolute path.
@@ -472,21 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_include_servers_line_prefix_is_dropped() {
-        let drop = |b: &[u8]| without_line_prefix(b).to_vec();
-        assert_eq!(drop(b"#line 1 \"/a/b.h\"\n#ifndef B\n"), b"#ifndef B\n");
-        assert_eq!(drop(b"#line 1 \"/a \\\"q\\\\.h\"\nx"), b"x");
-        for kept in [
-            &b"#line 1 \"rel.h\"\nx"[..],
-            b"#line 2 \"/a.h\"\nx",
-            b"#line 1 \"/a.h\" 3\nx",
-            b"#line 1 \"/a\tb.h\"\nx",
-            b"#line 1 \"/a\\nb.h\"\nx",
-            b"#line 1 \"/a.h",
-            b"int x;\n",
-        ] {
-            assert_eq!(drop(kept), kept, "{}", String::from_utf8_lossy(kept));
-        }
+    fn a_tree_that_drops_line_prefixes_writes_files_without_them() {
         let dir = TestDir::new("pump-lines");
         let mut t = tree(&dir);
         t.drop_line_prefixes(true);

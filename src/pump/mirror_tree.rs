@@ -498,26 +498,15 @@ fn read_source(path: &Path) -> Result<(Stamp, Vec<u8>), NotCovered> {
     Ok((Stamp::of(&meta), bytes))
 }
 
-/// `#line 1 "NAME"` and a newline, with `\` and `"` escaped as in a C
-/// string. A name with a newline or another control character cannot be
-/// written there.
+/// `#line 1 "NAME"` and a newline ([`mirror::line_prefix`]); a name with
+/// a control character is not covered.
 fn line_directive(name: &Path) -> Result<Vec<u8>, NotCovered> {
-    let bytes = name.as_os_str().as_bytes();
-    if bytes.iter().any(|&c| c < 0x20 || c == 0x7f) {
-        return Err(refuse(format!(
+    mirror::line_prefix(name.as_os_str().as_bytes()).ok_or_else(|| {
+        refuse(format!(
             "the name {} holds a control character",
             name.display()
-        )));
-    }
-    let mut line = b"#line 1 \"".to_vec();
-    for &c in bytes {
-        if c == b'\\' || c == b'"' {
-            line.push(b'\\');
-        }
-        line.push(c);
-    }
-    line.extend_from_slice(b"\"\n");
-    Ok(line)
+        ))
+    })
 }
 
 /// The number of components of an absolute path, if it is absolute.

@@ -22,10 +22,10 @@ use crate::mirror;
 use crate::pump::mirror_tree::MirrorTree;
 use crate::pump::server::{Config, Running, Scan, Server};
 
-/// The socket's name in the pump directory.
-pub const SOCKET: &str = "socket";
 /// The discrepancy counter's name next to the socket.
-pub const DISCREPANCY_COUNTER: &str = "discrepancy_counter";
+pub use crate::mirror::DISCREPANCY_COUNTER;
+/// The socket's name in the pump directory.
+pub use crate::mirror::SOCKET;
 /// How the pump directory's name starts.
 pub const DIR_PREFIX: &str = "distcc-pump.";
 /// Where a background server's log goes, printed by `--shutdown` (3.4's

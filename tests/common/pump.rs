@@ -50,7 +50,8 @@ impl MirrorTree {
     /// Adds the file at `client_path` as `.lzo.abs`, with the include
     /// server's `#line 1 "NAME"` in front of its bytes.
     pub fn file_abs(&mut self, client_path: &Path, name: &str) -> &mut Self {
-        let mut body = format!("#line 1 \"{name}\"\n").into_bytes();
+        let mut body =
+            mirror::line_prefix(name.as_bytes()).expect("a name without control characters");
         body.extend(std::fs::read(client_path).unwrap());
         self.body(client_path, &body, ".lzo.abs")
     }
