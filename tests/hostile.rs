@@ -566,6 +566,20 @@ fn feed(bytes: &[u8], limits: &Limits, rng: &mut Rng) -> Result<Seen, ProtoError
                     claimed = Some(len);
                     seen.body.clear();
                 }
+                Item::HeaderBody(len) => {
+                    assert!(len <= limits.max_file);
+                    files_total += u64::from(len);
+                    assert!(files_total <= limits.max_files_total);
+                    claimed = Some(len);
+                    seen.body.clear();
+                }
+                Item::Header { name, .. } => {
+                    assert!(name.len() <= distcc_rs::mirror::MAX_PATH_LEN);
+                }
+                Item::HeadersListed(n) => {
+                    assert!(n <= limits.max_files);
+                    dec.need(n);
+                }
                 Item::FileEnd => assert_eq!(Some(seen.body.len() as u32), claimed),
                 Item::Link { name, target } => {
                     assert!(seen.argv.is_some(), "LINK before the command");

@@ -16,18 +16,22 @@
 //! directory is removed by `remove_dir_all`, which removes links and never
 //! follows them (`JobDir`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::{CStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::beneath;
 use crate::filename;
 use crate::mirror;
 use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
 use crate::proto::Limits;
+use crate::sysheaders::Hash;
+
+use super::header_store::HeaderStore;
 
 /// A pump job's tree: the root, the client's working directory in it, and
 /// what the request has made so far.
@@ -47,6 +51,21 @@ pub struct Tree {
     max_file: usize,
     /// Drop a first line `#line 1 "/ABSOLUTE"` from each file.
     drop_lines: bool,
+    /// `,sysheaders`: the store that headers sent by hash come from.
+    store: Option<Arc<HeaderStore>>,
+    /// `,sysheaders`: each header sent by hash, and whether the store had it.
+    headers: Vec<(Vec<u8>, Hash, bool)>,
+    /// The headers whose bodies the client is to send, in order.
+    needed: VecDeque<(Vec<u8>, Hash)>,
+    /// The header body being received: its name, claimed hash and bytes.
+    receiving: Option<(Vec<u8>, Hash, Vec<u8>)>,
+}
+
+/// How a job's headers sent by hash came: from the store, or as bodies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderCounts {
+    pub from_store: usize,
+    pub received: usize,
 }
 
 /// Shows a client's path in a refusal.
@@ -76,6 +95,10 @@ impl Tree {
             budget: limits.max_files_total,
             max_file: limits.max_file as usize,
             drop_lines: false,
+            store: None,
+            headers: Vec::new(),
+            needed: VecDeque::new(),
+            receiving: None,
         };
         beneath::make_dirs(tree.root_fd.as_raw_fd(), components(cdir), 0o755)
             .map_err(|e| format!("cannot make CDIR '{}': {e}", shown(cdir)))?;
@@ -130,30 +153,42 @@ impl Tree {
         Ok(())
     }
 
-    /// More of the FILE begun last.
+    /// More of the FILE (or header body) begun last.
     pub fn extend(&mut self, chunk: &[u8]) {
-        if let Some((_, body)) = &mut self.pending {
+        if let Some((_, _, body)) = &mut self.receiving {
+            body.extend_from_slice(chunk);
+        } else if let Some((_, body)) = &mut self.pending {
             body.extend_from_slice(chunk);
         }
     }
 
-    /// The FILE begun last is complete: decompress it within the caps and
-    /// create it. An empty body is an empty file (a forcing file).
-    pub fn end_file(&mut self) -> Result<(), String> {
-        let Some((name, lzo)) = self.pending.take() else {
-            return Ok(());
-        };
+    /// `body` decompressed within the per-file cap and what is left of
+    /// the request's, which it then takes from.
+    fn decompress(&mut self, name: &[u8], lzo: &[u8]) -> Result<Vec<u8>, String> {
         let limit = self
             .max_file
             .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
         let body = if lzo.is_empty() {
             Vec::new()
         } else {
-            crate::lzo::decompress(&lzo, limit)
-                .map_err(|e| format!("cannot decompress FILE '{}': {e}", shown(&name)))?
+            crate::lzo::decompress(lzo, limit)
+                .map_err(|e| format!("cannot decompress FILE '{}': {e}", shown(name)))?
         };
-        drop(lzo);
         self.budget -= body.len() as u64;
+        Ok(body)
+    }
+
+    /// The FILE begun last is complete: decompress it within the caps and
+    /// create it. An empty body is an empty file (a forcing file).
+    pub fn end_file(&mut self) -> Result<(), String> {
+        if self.receiving.is_some() {
+            return self.end_header_body();
+        }
+        let Some((name, lzo)) = self.pending.take() else {
+            return Ok(());
+        };
+        let body = self.decompress(&name, &lzo)?;
+        drop(lzo);
         let body = match self.drop_lines {
             true => mirror::strip_line_prefix(&body),
             false => &body[..],
@@ -173,6 +208,78 @@ impl Tree {
     /// source compiled 2.6 times slower).
     pub fn drop_line_prefixes(&mut self, drop: bool) {
         self.drop_lines = drop;
+    }
+
+    /// Where headers sent by hash come from (`,sysheaders`). Without one,
+    /// such a request is refused.
+    pub fn use_store(&mut self, store: Option<Arc<HeaderStore>>) {
+        self.store = store;
+    }
+
+    /// A header sent by hash at `name`: made from the store if the store
+    /// has it, else put on the list of bodies to ask for.
+    pub fn add_header(&mut self, name: Vec<u8>, hash: Hash) -> Result<(), String> {
+        self.check_name(&name)?;
+        let Some(store) = self.store.clone() else {
+            return Err("this daemon keeps no system headers (its header store is missing)".into());
+        };
+        let mut placed = false;
+        self.make(&name, |dir, last| {
+            placed = store.place(&hash, dir, last)?;
+            Ok(())
+        })?;
+        self.headers.push((name, hash, placed));
+        Ok(())
+    }
+
+    /// The file list is in: which of its headers' bodies the client is to
+    /// send (one flag per header, in order).
+    pub fn needed_headers(&mut self) -> Vec<bool> {
+        self.needed = self
+            .headers
+            .iter()
+            .filter(|(_, _, placed)| !placed)
+            .map(|(name, hash, _)| (name.clone(), *hash))
+            .collect();
+        self.headers.iter().map(|(_, _, placed)| !placed).collect()
+    }
+
+    /// The next needed header's body begins: `len` compressed bytes.
+    pub fn begin_header_body(&mut self, len: u32) -> Result<(), String> {
+        let Some((name, hash)) = self.needed.pop_front() else {
+            return Err("a header body that was not asked for".into());
+        };
+        let mut body = Vec::new();
+        body.try_reserve_exact((len as usize).min(1 << 20))
+            .map_err(|e| format!("cannot hold the body of '{}': {e}", shown(&name)))?;
+        self.receiving = Some((name, hash, body));
+        Ok(())
+    }
+
+    /// The header body is complete: decompressed within the caps, checked
+    /// against its hash by the store, stored and made in the tree.
+    fn end_header_body(&mut self) -> Result<(), String> {
+        let Some((name, hash, lzo)) = self.receiving.take() else {
+            return Ok(());
+        };
+        let body = self.decompress(&name, &lzo)?;
+        drop(lzo);
+        let store = self.store.clone().ok_or("no header store")?;
+        let mut stored = Ok(());
+        self.make(&name, |dir, last| {
+            stored = store.add_and_place(&hash, &body, dir, last);
+            Ok(())
+        })?;
+        stored.map_err(|why| format!("header '{}' refused: {why}", shown(&name)))
+    }
+
+    /// How this job's headers sent by hash came.
+    pub fn header_counts(&self) -> HeaderCounts {
+        let from_store = self.headers.iter().filter(|(_, _, p)| *p).count();
+        HeaderCounts {
+            from_store,
+            received: self.headers.len() - from_store,
+        }
     }
 
     /// A LINK at `name` to `target`: absolute (made relative to the root)
