@@ -834,3 +834,53 @@ fn has_operands_asked_together_tolerate_a_bad_one() {
         assert_eq!(c.files.len(), 2, "{cc}");
     }
 }
+
+/// The `__has_*` values one build needs cost one compiler run, however
+/// many scans miss them at once and however they are spelt: glibc asks
+/// through `__glibc_has_attribute (attr)`, one operand per `#if`, and a
+/// run per operand made the include server's first jobs slow.
+#[test]
+fn has_values_of_a_cold_build_cost_one_compiler_run() {
+    let dir = TestDir::new("scan-has-once");
+    let log = dir.join("runs.log");
+    let gcc = dir.join("bin/gcc");
+    files(&dir, &[("bin/gcc", "")]);
+    std::fs::write(
+        &gcc,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec /usr/bin/gcc \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&gcc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let header = "#define my_has_attr(a) __has_attribute (a)\n\
+                  #if my_has_attr(noreturn)\n#include \"a.h\"\n#endif\n\
+                  #if my_has_attr(__cold__) && my_has_attr(__hot__)\n#include \"b.h\"\n#endif\n\
+                  #if __has_builtin(__builtin_expect)\n#include \"c.h\"\n#endif\n";
+    let mut list = vec![("wrap.h", header), ("a.h", ""), ("b.h", ""), ("c.h", "")];
+    let sources: Vec<(String, String)> = (0..4)
+        .map(|t| {
+            (
+                format!("x{t}.c"),
+                format!("#include \"wrap.h\"\nint x{t};\n"),
+            )
+        })
+        .collect();
+    list.extend(sources.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+    files(&dir, &list);
+    let scanner = Scanner::new();
+    std::thread::scope(|s| {
+        for (name, _) in &sources {
+            let (scanner, dir, gcc) = (&scanner, &dir, &gcc);
+            s.spawn(move || {
+                let line = format!("{} -c {name}", gcc.display());
+                let c = scanner.closure(&request(dir.path(), &line)).unwrap();
+                assert_eq!(c.files.len(), 5, "{line}: {:?}", scanned(&c));
+            });
+        }
+    });
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let has_runs = runs.lines().filter(|l| l.contains("-E -P")).count();
+    assert_eq!(has_runs, 1, "the compiler runs:\n{runs}");
+}

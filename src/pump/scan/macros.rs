@@ -23,6 +23,16 @@ impl Table {
         }
     }
 
+    /// A table that allocates nothing: the stand-in while the walk lends
+    /// its own table to an expansion.
+    pub fn placeholder(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {
+        Table {
+            base,
+            over: FastMap::default(),
+            pushed: FastMap::default(),
+        }
+    }
+
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Macro>> {
         match self.over.get(name) {
             Some(m) => m.as_ref(),

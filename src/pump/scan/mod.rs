@@ -173,6 +173,9 @@ pub struct Scanner {
     infos: Mutex<HashMap<u64, Once<Arc<Info>>>>,
     chains: Mutex<HashMap<ChainKey, Once<Arc<Chain>>>>,
     features: Mutex<HashMap<FeatureKey, Result<Tok, String>>>,
+    /// Held while the compiler is asked for `__has_*` values, so that
+    /// concurrent scans missing the same values wait for one run.
+    asking: Mutex<()>,
     parsed: Vec<Mutex<ParseShard>>,
     closures: Mutex<ClosureCache>,
 }
@@ -194,6 +197,7 @@ impl Scanner {
             infos: Mutex::default(),
             chains: Mutex::default(),
             features: Mutex::default(),
+            asking: Mutex::default(),
             parsed: (0..SHARDS).map(|_| Mutex::default()).collect(),
             closures: Mutex::default(),
         }
@@ -387,8 +391,10 @@ impl Scanner {
     }
 
     /// The compiler's value for `NAME(ARG)`, asked once per build. On a
-    /// miss, the `more` operands not known yet are asked in the same run
-    /// (one compiler run costs the same for one operand or a hundred).
+    /// miss, the operands not known yet in every file open in the walk
+    /// (`more`) are asked in the same run: one compiler run costs the same
+    /// for one operand or a hundred. One run at a time: a scan that misses
+    /// while another asks waits, and usually finds its answer cached.
     fn feature(
         &self,
         info_key: u64,
@@ -398,12 +404,20 @@ impl Scanner {
         more: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Tok, String> {
         let key = |(n, a): &(Vec<u8>, Vec<u8>)| (info_key, n.clone(), a.clone());
+        let cached = |op: &(Vec<u8>, Vec<u8>)| {
+            let cache = self.features.lock().expect("feature cache");
+            cache.get(&key(op)).cloned()
+        };
+        if let Some(v) = cached(&operand) {
+            return v;
+        }
+        let _asking = self.asking.lock().expect("feature query");
+        if let Some(v) = cached(&operand) {
+            return v;
+        }
         let mut batch = vec![operand];
         {
             let cache = self.features.lock().expect("feature cache");
-            if let Some(v) = cache.get(&key(&batch[0])) {
-                return v.clone();
-            }
             for m in more() {
                 if batch.len() < 256 && !batch.contains(&m) && !cache.contains_key(&key(&m)) {
                     batch.push(m);

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::command::{Command, MacroOp};
 use super::compiler::Info;
-use super::directives::{self, Dir, IncludeKind, Parsed};
+use super::directives::{self, Dir, IncludeKind, Macro, Parsed};
 use super::expr;
 use super::fs::{Fs, Resolved};
 use super::hash::{FastMap, FastSet};
@@ -86,6 +86,9 @@ pub struct Walk<'a> {
     seen_system: FastSet<PathBuf>,
     seen_links: FastSet<PathBuf>,
     seen_dirs: FastSet<PathBuf>,
+    /// Function-like macros that pass a parameter to a `__has_*` name, as
+    /// glibc's `__glibc_has_attribute (attr)`: the name and the index.
+    feature_wrappers: FastMap<Text, (Text, usize)>,
     used_system: Vec<bool>,
     /// Put the system headers in the closure too (`,sysheaders`).
     pub system_headers: bool,
@@ -129,6 +132,7 @@ impl<'a> Walk<'a> {
             seen_system: FastSet::default(),
             seen_links: FastSet::default(),
             seen_dirs: FastSet::default(),
+            feature_wrappers: FastMap::default(),
             deadline: Instant::now() + limits.time,
             bytes: 0,
             limits,
@@ -475,7 +479,8 @@ impl<'a> Walk<'a> {
     }
 
     fn expand(&mut self, toks: Vec<PTok>, in_if: bool) -> Result<Vec<PTok>, NotCovered> {
-        let table = std::mem::replace(&mut self.table, Table::new(Default::default()));
+        let stand_in = Table::placeholder(self.info.macros.clone());
+        let table = std::mem::replace(&mut self.table, stand_in);
         let name_space = !self.info.gcc;
         let r = Expander {
             table: &table,
@@ -491,7 +496,12 @@ impl<'a> Walk<'a> {
 
     fn directive(&mut self, d: &Dir) -> Result<(), NotCovered> {
         match d {
-            Dir::Define(m) => self.table.define(m.clone()),
+            Dir::Define(m) => {
+                if let Some(wrapped) = self.wrapped_feature(m) {
+                    self.feature_wrappers.insert(m.name.clone(), wrapped);
+                }
+                self.table.define(m.clone())
+            }
             Dir::Undef(n) => self.table.undef(n),
             Dir::Include(kind, toks) => self.include(*kind, toks)?,
             Dir::PushMacro(n) => self.table.push(n),
@@ -571,9 +581,8 @@ impl Env for Walk<'_> {
 
     fn feature(&mut self, name: &[u8], arg: &[u8]) -> Result<Tok, String> {
         let more = || {
-            self.stack
-                .last()
-                .map_or(Vec::new(), |f| self.operands_in(&f.parsed))
+            let frames = self.stack.iter().rev();
+            frames.flat_map(|f| self.operands_in(&f.parsed)).collect()
         };
         self.scanner.feature(
             self.info_key,
@@ -613,17 +622,54 @@ impl Walk<'_> {
                 continue;
             };
             for (k, t) in toks.iter().enumerate() {
-                if t.kind != Kind::Ident || !self.info.features.contains(&t.text) {
+                if t.kind != Kind::Ident {
                     continue;
                 }
-                if let Some(arg) = paren_operand_at(toks, k + 1) {
+                let operand = paren_operand_at(toks, k + 1);
+                let (name, arg) = match self.feature_wrappers.get(&t.text) {
+                    _ if self.info.features.contains(&t.text) => (&t.text, operand),
+                    Some((name, at)) => {
+                        (name, operand.and_then(|o| split_args(o).get(*at).copied()))
+                    }
+                    None => continue,
+                };
+                if let Some(arg) = arg {
                     let arg: Vec<PTok> = arg.iter().map(PTok::of).collect();
-                    out.push((t.text.to_vec(), super::macros::spell(&arg)));
+                    out.push((name.to_vec(), super::macros::spell(&arg)));
                 }
             }
         }
         out
     }
+
+    /// `(FEATURE, k)` when the function-like macro `m` has `FEATURE (P)` in
+    /// its body with `P` its k-th parameter. Only a guess for batching the
+    /// compiler's answers: any operand asked is a real one.
+    fn wrapped_feature(&self, m: &Macro) -> Option<(Text, usize)> {
+        let params = m.params.as_ref()?;
+        m.body.windows(4).find_map(|w| {
+            let at = params.iter().position(|p| *p == w[2].text)?;
+            let call = self.info.features.contains(&w[0].text) && w[1].is(b"(") && w[3].is(b")");
+            call.then(|| (w[0].text.clone(), at))
+        })
+    }
+}
+
+/// The top-level comma-separated arguments of a parenthesised operand.
+fn split_args(toks: &[Tok]) -> Vec<&[Tok]> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (k, t) in toks.iter().enumerate() {
+        if t.is(b"(") {
+            depth += 1;
+        } else if t.is(b")") {
+            depth -= 1;
+        } else if t.is(b",") && depth == 0 {
+            out.push(&toks[start..k]);
+            start = k + 1;
+        }
+    }
+    out.push(&toks[start..]);
+    out
 }
 
 /// The tokens between the `(` at `i` and its `)`.
