@@ -210,19 +210,20 @@ impl Tree {
         self.drop_lines = drop;
     }
 
-    /// Where headers sent by hash come from (`,sysheaders`). Without one,
-    /// such a request is refused.
-    pub fn use_store(&mut self, store: Option<Arc<HeaderStore>>) {
-        self.store = store;
-    }
-
-    /// A header sent by hash at `name`: made from the store if the store
-    /// has it, else put on the list of bodies to ask for.
-    pub fn add_header(&mut self, name: Vec<u8>, hash: Hash) -> Result<(), String> {
+    /// A header sent by hash at `name`: made from `store` if it has it,
+    /// else put on the list of bodies to ask for. Without a store the
+    /// request is refused.
+    pub fn add_header(
+        &mut self,
+        name: Vec<u8>,
+        hash: Hash,
+        store: Option<Arc<HeaderStore>>,
+    ) -> Result<(), String> {
         self.check_name(&name)?;
-        let Some(store) = self.store.clone() else {
+        let Some(store) = store else {
             return Err("this daemon keeps no system headers (its header store is missing)".into());
         };
+        self.store = Some(store.clone());
         let mut placed = false;
         self.make(&name, |dir, last| {
             placed = store.place(&hash, dir, last)?;
