@@ -25,6 +25,7 @@ pub mod pump;
 pub mod state;
 pub mod stats_page;
 pub mod sys;
+pub mod sysheaders;
 #[cfg(test)]
 mod testing;
 pub mod wrap;

@@ -42,6 +42,28 @@ pub const FILE: Token = *b"FILE";
 pub const LINK: Token = *b"LINK";
 /// Pump mode: the rewritten dependency file, after `DOTO` in a successful reply.
 pub const DOTD: Token = *b"DOTD";
+/// System headers by hash (`src/sysheaders.rs`; distcc-rs only, never sent
+/// to a 3.4 peer): in a v3 request, a header's SHA-256 after its `NAME` in
+/// place of its `FILE`; in the include server's longer answer, each
+/// header's hash after its mirror path.
+pub const SHDR: Token = *b"SHDR";
+/// The daemon's answer to a request with `SHDR` entries: a bitmap of the
+/// headers whose bodies it lacks, which the client then sends as `FILE`s.
+pub const NEED: Token = *b"NEED";
+/// The client's first packet to the include server when it wants system
+/// headers as files (parameter 1); distcc 3.4's client never sends it.
+pub const SYSH: Token = *b"SYSH";
+/// The longer answer's system headers: how many (mirror path, hash) pairs follow.
+pub const SYSF: Token = *b"SYSF";
+/// The longer answer's language: parameter 1 when the compile is C++ or
+/// Objective-C++ (the client then adds `-nostdinc++`), else 0.
+pub const SYSX: Token = *b"SYSX";
+/// The longer answer's system search directories, in order: how many `ARGV`s follow.
+pub const SYSD: Token = *b"SYSD";
+/// The longer answer's implicit preincludes (gcc's `stdc-predef.h`): how many `ARGV`s follow.
+pub const PREI: Token = *b"PREI";
+/// The length of an `SHDR` body: a SHA-256.
+pub const HASH_LEN: usize = 32;
 /// distcc-rs's refusal: the daemon will not run this job, and says why. Not
 /// in distcc 3.4. It stands where `DONE` would, with the length of a UTF-8
 /// reason (at most [`MAX_DENY_REASON`] bytes, never compressed) as its
@@ -205,6 +227,15 @@ pub enum Item<'a> {
     FileEnd,
     /// Version 3: a `NAME` and its `LINK`: the symlink's client path and target.
     Link { name: Vec<u8>, target: Vec<u8> },
+    /// Version 3, `,sysheaders`: a `NAME` and its `SHDR`: a system header
+    /// by the SHA-256 the client claims for its content.
+    Header { name: Vec<u8>, hash: [u8; HASH_LEN] },
+    /// Version 3: the file list is in and held this many `SHDR` entries.
+    /// The decoder waits for [`RequestDecoder::need`] before it reads on.
+    HeadersListed(u32),
+    /// The body of the next needed header begins: its compressed length.
+    /// Its bytes follow as `Input` pieces, then [`Item::FileEnd`].
+    HeaderBody(u32),
     /// The request is complete.
     End,
 }
@@ -249,6 +280,21 @@ enum State {
         len: u32,
         left: u32,
     },
+    HashBody {
+        len: u32,
+        left: u32,
+    },
+    /// The `SHDR` entries are listed; the daemon has not said yet which
+    /// bodies it lacks.
+    AwaitNeed,
+    /// `left` header bodies are still to come.
+    NeededHeader {
+        left: u32,
+    },
+    NeededBody {
+        size: u32,
+        left: u32,
+    },
     Done,
 }
 
@@ -271,6 +317,10 @@ pub struct RequestDecoder {
     files_total: u64,
     /// Version 3: NAME and LINK bytes claimed so far.
     names_total: u64,
+    /// Version 3: `SHDR` entries so far.
+    headers: u32,
+    /// Version 3: the daemon has said which header bodies it lacks.
+    needed: bool,
 }
 
 impl RequestDecoder {
@@ -287,7 +337,23 @@ impl RequestDecoder {
             name: Vec::new(),
             files_total: 0,
             names_total: 0,
+            headers: 0,
+            needed: false,
         }
+    }
+
+    /// After [`Item::HeadersListed`]: the daemon lacks the bodies of
+    /// `count` of the headers (at most as many as were listed), which come
+    /// next as `FILE`s, in the order of their `SHDR` entries.
+    pub fn need(&mut self, count: u32) {
+        if !matches!(self.state, State::AwaitNeed) {
+            return;
+        }
+        self.needed = true;
+        self.state = match count.min(self.headers) {
+            0 => State::NameHeader { left: 0 },
+            left => State::NeededHeader { left },
+        };
     }
 
     /// The protocol version from `DIST`, once it has arrived.
@@ -312,12 +378,16 @@ impl RequestDecoder {
         loop {
             match self.state {
                 State::Done => return Ok(None),
+                State::AwaitNeed => return Ok(None),
                 State::DotiBody { left } => return Ok(self.body_piece(input, left)),
-                State::FileBody { size, .. } => return Ok(self.body_piece(input, size)),
+                State::FileBody { size, .. } | State::NeededBody { size, .. } => {
+                    return Ok(self.body_piece(input, size))
+                }
                 State::CdirBody { len }
                 | State::ArgvBody { len, .. }
                 | State::NameBody { len, .. }
-                | State::LinkBody { len, .. } => {
+                | State::LinkBody { len, .. }
+                | State::HashBody { len, .. } => {
                     if !self.fill(input, len as usize) {
                         return Ok(None);
                     }
@@ -336,6 +406,10 @@ impl RequestDecoder {
                         version: self.version,
                         argv: std::mem::take(&mut self.argv),
                     }));
+                }
+                State::NameHeader { left: 0 } if self.headers > 0 && !self.needed => {
+                    self.state = State::AwaitNeed;
+                    return Ok(Some(Item::HeadersListed(self.headers)));
                 }
                 State::NameHeader { left: 0 } => {
                     self.state = State::Done;
@@ -362,6 +436,14 @@ impl RequestDecoder {
                     self.state = State::NameHeader { left: left - 1 };
                     Item::FileEnd
                 }
+                State::NeededBody { left: 1, .. } => {
+                    self.state = State::NameHeader { left: 0 };
+                    Item::FileEnd
+                }
+                State::NeededBody { left, .. } => {
+                    self.state = State::NeededHeader { left: left - 1 };
+                    Item::FileEnd
+                }
                 _ => {
                     self.state = State::Done;
                     Item::End
@@ -376,7 +458,7 @@ impl RequestDecoder {
         *input = rest;
         let rest = left - take as u32;
         match &mut self.state {
-            State::FileBody { size, .. } => *size = rest,
+            State::FileBody { size, .. } | State::NeededBody { size, .. } => *size = rest,
             state => *state = State::DotiBody { left: rest },
         }
         Some(Item::Input(chunk))
@@ -406,6 +488,15 @@ impl RequestDecoder {
                 return Ok(Some(Item::Link {
                     name: std::mem::take(&mut self.name),
                     target: body,
+                }));
+            }
+            State::HashBody { left, .. } => {
+                self.state = State::NameHeader { left: left - 1 };
+                let mut hash = [0u8; HASH_LEN];
+                hash.copy_from_slice(&body);
+                return Ok(Some(Item::Header {
+                    name: std::mem::take(&mut self.name),
+                    hash,
                 }));
             }
             _ => {}
@@ -510,6 +601,12 @@ impl RequestDecoder {
                 self.state = State::NameBody { len, left };
             }
             State::EntryHeader { left } => return self.on_entry_header(header, left),
+            State::NeededHeader { left } => {
+                let len = Self::expect(header, FILE)?;
+                self.count_file(len)?;
+                self.state = State::NeededBody { size: len, left };
+                return Ok(Some(Item::HeaderBody(len)));
+            }
             _ => {}
         }
         Ok(None)
@@ -534,13 +631,7 @@ impl RequestDecoder {
         let (token, len) = parse_header(header)?;
         match token {
             FILE => {
-                check("FILE length", len.into(), self.limits.max_file.into())?;
-                self.files_total += u64::from(len);
-                check(
-                    "total FILE length",
-                    self.files_total,
-                    self.limits.max_files_total,
-                )?;
+                self.count_file(len)?;
                 self.state = State::FileBody { size: len, left };
                 Ok(Some(Item::FileStart {
                     name: std::mem::take(&mut self.name),
@@ -557,11 +648,34 @@ impl RequestDecoder {
                 self.state = State::LinkBody { len, left };
                 Ok(None)
             }
+            SHDR => {
+                check("SHDR length", len.into(), HASH_LEN as u64)?;
+                if len as usize != HASH_LEN {
+                    return Err(ProtoError::Derailed {
+                        expected: SHDR,
+                        got: *header,
+                    });
+                }
+                self.headers += 1;
+                self.state = State::HashBody { len, left };
+                Ok(None)
+            }
             _ => Err(ProtoError::Derailed {
                 expected: FILE,
                 got: *header,
             }),
         }
+    }
+
+    /// Counts a FILE body of `len` bytes against the per-file and total caps.
+    fn count_file(&mut self, len: u32) -> Result<(), ProtoError> {
+        check("FILE length", len.into(), self.limits.max_file.into())?;
+        self.files_total += u64::from(len);
+        check(
+            "total FILE length",
+            self.files_total,
+            self.limits.max_files_total,
+        )
     }
 }
 
@@ -593,6 +707,11 @@ pub enum PumpEntry<'a> {
     File { name: &'a [u8], lzo: &'a [u8] },
     /// `NAME` + `LINK`: a symlink's client path and its target.
     Link { name: &'a [u8], target: &'a [u8] },
+    /// `NAME` + `SHDR`: a system header by its content's SHA-256 (distcc-rs only).
+    Header {
+        name: &'a [u8],
+        hash: &'a [u8; HASH_LEN],
+    },
 }
 
 /// Encodes a version 3 (pump) request: `DIST 3, CDIR, ARGC/ARGV, NFIL`, then
@@ -612,6 +731,10 @@ pub fn encode_pump_request(cwd: &[u8], argv: &[&[u8]], files: &[PumpEntry]) -> V
             PumpEntry::Link { name, target } => {
                 put_body(&mut out, &NAME, name);
                 put_body(&mut out, &LINK, target);
+            }
+            PumpEntry::Header { name, hash } => {
+                put_body(&mut out, &NAME, name);
+                put_body(&mut out, &SHDR, &hash[..]);
             }
         }
     }
@@ -635,6 +758,15 @@ pub fn encode_include_query(cwd: &[u8], argv: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The same query from a client that wants the system headers as files
+/// too (`,sysheaders`): `SYSH 1` first. distcc 3.4's client never sends it.
+pub fn encode_system_include_query(cwd: &[u8], argv: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_header(&mut out, &SYSH, 1);
+    out.extend_from_slice(&encode_include_query(cwd, argv));
+    out
+}
+
 /// Encodes the include server's answer: the mirror paths as `ARGC`/`ARGV`.
 /// An empty list means "gave up": the client preprocesses locally.
 pub fn encode_include_answer(paths: &[&[u8]]) -> Vec<u8> {
@@ -647,11 +779,16 @@ pub fn encode_include_answer(paths: &[&[u8]]) -> Vec<u8> {
 fn read_expected<R: std::io::Read>(r: &mut R, expected: Token) -> std::io::Result<u32> {
     let mut header = [0u8; HEADER_LEN];
     r.read_exact(&mut header)?;
-    let (token, value) = parse_header(&header).map_err(invalid)?;
+    expected_in(&header, expected)
+}
+
+/// The parameter of `header`, which must carry `expected`.
+fn expected_in(header: &[u8; HEADER_LEN], expected: Token) -> std::io::Result<u32> {
+    let (token, value) = parse_header(header).map_err(invalid)?;
     if token != expected {
         return Err(invalid(ProtoError::Derailed {
             expected,
-            got: header,
+            got: *header,
         }));
     }
     Ok(value)
@@ -676,6 +813,12 @@ pub fn read_string<R: std::io::Read>(
     max: u32,
 ) -> std::io::Result<Vec<u8>> {
     let len = read_expected(r, token)?;
+    read_string_body(r, len, max)
+}
+
+/// Reads the `len` bytes of a string packet whose header is read, if
+/// `len` is at most `max`.
+fn read_string_body<R: std::io::Read>(r: &mut R, len: u32, max: u32) -> std::io::Result<Vec<u8>> {
     if len > max {
         return Err(too_large("string length", len.into(), max.into()));
     }
@@ -687,7 +830,17 @@ pub fn read_string<R: std::io::Read>(
 /// Reads `ARGC`/`ARGV` from a blocking stream, within `limits`' argument
 /// caps. Used for both sides of the include-server exchange.
 pub fn read_argv<R: std::io::Read>(r: &mut R, limits: &Limits) -> std::io::Result<Vec<Vec<u8>>> {
-    let argc = read_expected(r, ARGC)?;
+    read_list(r, ARGC, limits)
+}
+
+/// Reads a count packet `token`, then as many `ARGV` strings, within
+/// `limits`' argument caps.
+pub fn read_list<R: std::io::Read>(
+    r: &mut R,
+    token: Token,
+    limits: &Limits,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let argc = read_expected(r, token)?;
     if argc > limits.max_argc {
         return Err(too_large("ARGC", argc.into(), limits.max_argc.into()));
     }
@@ -708,15 +861,41 @@ pub fn read_argv<R: std::io::Read>(r: &mut R, limits: &Limits) -> std::io::Resul
     Ok(argv)
 }
 
+/// A client's query to the include server.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IncludeQuery {
+    pub cwd: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    /// The client sent `SYSH 1` first: it wants the system headers as
+    /// files, and the longer answer (`src/sysheaders.rs`).
+    pub system_headers: bool,
+}
+
 /// Reads a client's query to the include server: its working directory
-/// and its command line.
+/// and its command line, after `SYSH 1` from a client that wants the
+/// system headers.
 pub fn read_include_query<R: std::io::Read>(
     r: &mut R,
     limits: &Limits,
-) -> std::io::Result<(Vec<u8>, Vec<Vec<u8>>)> {
-    let cwd = read_string(r, CDIR, crate::mirror::MAX_PATH_LEN as u32)?;
+) -> std::io::Result<IncludeQuery> {
+    let max_path = crate::mirror::MAX_PATH_LEN as u32;
+    let mut header = [0u8; HEADER_LEN];
+    r.read_exact(&mut header)?;
+    let system_headers = header.starts_with(&SYSH);
+    if system_headers {
+        if expected_in(&header, SYSH)? != 1 {
+            return Err(invalid(ProtoError::BadHex(header)));
+        }
+        r.read_exact(&mut header)?;
+    }
+    let len = expected_in(&header, CDIR)?;
+    let cwd = read_string_body(r, len, max_path)?;
     let argv = read_argv(r, limits)?;
-    Ok((cwd, argv))
+    Ok(IncludeQuery {
+        cwd,
+        argv,
+        system_headers,
+    })
 }
 
 /// Encodes `DENY` with `reason`, cut on a character boundary to at most
@@ -810,6 +989,7 @@ mod tests {
                     Item::Input(b) => body.extend_from_slice(b),
                     Item::End => ended = true,
                     Item::FileStart { .. } | Item::FileEnd | Item::Link { .. } => {}
+                    Item::Header { .. } | Item::HeadersListed(_) | Item::HeaderBody(_) => {}
                 }
             }
             assert!(input.is_empty() || ended);
@@ -1027,9 +1207,17 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
     fn include_server_exchange_round_trips_and_is_bounded() {
         let query = encode_include_query(b"/home/u", &[b"gcc", b"-c", b"t.c"]);
         assert!(query.starts_with(b"CDIR00000007/home/uARGC00000003"));
-        let (cwd, argv) = read_include_query(&mut &query[..], &Limits::default()).unwrap();
-        assert_eq!(cwd, b"/home/u");
-        assert_eq!(argv, [&b"gcc"[..], b"-c", b"t.c"]);
+        let read = read_include_query(&mut &query[..], &Limits::default()).unwrap();
+        assert_eq!(read.cwd, b"/home/u");
+        assert_eq!(read.argv, [&b"gcc"[..], b"-c", b"t.c"]);
+        assert!(!read.system_headers);
+        let system = encode_system_include_query(b"/home/u", &[b"gcc", b"-c", b"t.c"]);
+        assert_eq!(system, [&b"SYSH00000001"[..], &query].concat());
+        let read = read_include_query(&mut &system[..], &Limits::default()).unwrap();
+        assert!(read.system_headers);
+        assert_eq!(read.argv.len(), 3);
+        let bad = [&b"SYSH00000002"[..], &query].concat();
+        assert!(read_include_query(&mut &bad[..], &Limits::default()).is_err());
 
         let answer = encode_include_answer(&[b"/a/b/c/t.c.lzo"]);
         let paths = read_argv(&mut &answer[..], &Limits::default()).unwrap();
@@ -1074,6 +1262,16 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
 
     /// What a version 3 request decodes to, in order, file bodies joined.
     fn decode_pump(bytes: &[u8], step: usize, limits: Limits) -> Result<Vec<String>, ProtoError> {
+        decode_pump_needing(bytes, step, limits, Vec::new())
+    }
+
+    /// As `decode_pump`, answering each `HeadersListed` with the next of `need`.
+    fn decode_pump_needing(
+        bytes: &[u8],
+        step: usize,
+        limits: Limits,
+        mut need: Vec<u32>,
+    ) -> Result<Vec<String>, ProtoError> {
         let mut dec = RequestDecoder::new(limits);
         let mut seen: Vec<String> = Vec::new();
         for chunk in bytes.chunks(step) {
@@ -1088,6 +1286,12 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
                         format!("link {} {}", text(&name), text(&target))
                     }
                     Item::End => "end".into(),
+                    Item::Header { name, hash } => format!("hdr {} {}", text(&name), hash[0]),
+                    Item::HeadersListed(n) => {
+                        dec.need(need.pop().unwrap_or(0));
+                        format!("listed {n}")
+                    }
+                    Item::HeaderBody(len) => format!("body {len}"),
                     Item::InputStart(_) => "doti".into(),
                 };
                 match (seen.last_mut(), text.strip_prefix("data ")) {
@@ -1194,5 +1398,103 @@ ARGV00000002-oARGV00000003x.oDOTI00000007int x;\n"
         assert_eq!(what(err), "CDIR length");
         let err = with(b"NFIL00000001NAME00000002/aDOTI00000000", small);
         assert!(matches!(err, ProtoError::Derailed { expected, .. } if expected == FILE));
+    }
+
+    #[test]
+    fn header_entries_wait_for_need_then_take_the_needed_bodies() {
+        let argv: [&[u8]; 3] = [b"clang", b"-c", b"p.c"];
+        let (one, two) = ([1u8; HASH_LEN], [2u8; HASH_LEN]);
+        let files = [
+            PumpEntry::File {
+                name: b"/tmp/exp/cli/p.c",
+                lzo: b"SRC",
+            },
+            PumpEntry::Header {
+                name: b"/usr/include/a.h",
+                hash: &one,
+            },
+            PumpEntry::Header {
+                name: b"/usr/include/b.h",
+                hash: &two,
+            },
+        ];
+        let wire = encode_pump_request(b"/tmp/exp/cli", &argv, &files);
+        let body = b"FILE00000004BODY";
+        for step in [1, 7, 12, wire.len() + body.len()] {
+            let all = [&wire[..], body].concat();
+            let seen = decode_pump_needing(&all, step, Limits::default(), vec![1]).unwrap();
+            assert_eq!(
+                seen,
+                [
+                    "cmd 3 3",
+                    "file /tmp/exp/cli/p.c 3",
+                    "data SRC",
+                    "end-file",
+                    "hdr /usr/include/a.h 1",
+                    "hdr /usr/include/b.h 2",
+                    "listed 2",
+                    "body 4",
+                    "data BODY",
+                    "end-file",
+                    "end"
+                ],
+                "step {step}"
+            );
+        }
+        // Nothing needed: the request ends at the list.
+        let seen = decode_pump_needing(&wire, 5, Limits::default(), vec![0]).unwrap();
+        assert_eq!(seen.last().map(String::as_str), Some("end"));
+        // More needed than listed is capped at what was listed.
+        let all = [&wire[..], body, body, body].concat();
+        let seen = decode_pump_needing(&all, 1000, Limits::default(), vec![9]).unwrap();
+        assert_eq!(seen.iter().filter(|s| s.starts_with("body")).count(), 2);
+    }
+
+    #[test]
+    fn malformed_header_entries_are_refused() {
+        let head = b"DIST00000003CDIR0000000c/tmp/exp/cliARGC00000001ARGV00000003gcc";
+        let with = |tail: &[u8], limits: Limits| {
+            decode_pump_needing(&[&head[..], tail].concat(), 1000, limits, vec![1])
+        };
+        // A hash of another length, claimed short or huge.
+        for bad in [
+            &b"NFIL00000001NAME00000002/aSHDR0000001f"[..],
+            b"NFIL00000001NAME00000002/aSHDRffffffff",
+        ] {
+            assert!(with(bad, Limits::default()).is_err(), "{}", text(bad));
+        }
+        // A needed body over the per-file cap, or that is no FILE.
+        let small = Limits {
+            max_file: 100,
+            ..Limits::default()
+        };
+        let listed = [
+            &b"NFIL00000001NAME00000002/aSHDR00000020"[..],
+            &[7u8; HASH_LEN],
+        ]
+        .concat();
+        let err = with(&[&listed[..], b"FILE00000065"].concat(), small).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProtoError::TooLarge {
+                    what: "FILE length",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = with(&[&listed[..], b"LINK00000001/"].concat(), Limits::default()).unwrap_err();
+        assert!(matches!(err, ProtoError::Derailed { expected, .. } if expected == FILE));
+        // Bytes sent before NEED wait; they are not taken as a body.
+        let mut dec = RequestDecoder::new(Limits::default());
+        let all = [&head[..], &listed, b"FILE00000000"].concat();
+        let mut input = &all[..];
+        let mut last = None;
+        while let Some(item) = dec.next(&mut input).unwrap() {
+            last = Some(format!("{item:?}"));
+        }
+        assert_eq!(last.as_deref(), Some("HeadersListed(1)"));
+        assert_eq!(input, b"FILE00000000");
     }
 }

@@ -270,7 +270,7 @@ fn answer_one(mut conn: std::os::unix::net::UnixStream, answer: &[Vec<u8>]) -> O
     let query = proto::read_include_query(&mut conn, &proto::Limits::default()).ok()?;
     let paths: Vec<&[u8]> = answer.iter().map(Vec::as_slice).collect();
     conn.write_all(&proto::encode_include_answer(&paths)).ok()?;
-    Some(query)
+    Some((query.cwd, query.argv))
 }
 
 impl Drop for IncludeServer {

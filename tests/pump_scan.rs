@@ -25,6 +25,7 @@ fn request(dir: &Path, line: &str) -> Request {
     Request {
         cwd: std::fs::canonicalize(dir).unwrap(),
         argv: argv(line),
+        system_headers: false,
     }
 }
 

@@ -517,6 +517,7 @@ fn hand_closure(dir: &TestDir) -> distcc_rs::pump::closure::Closure {
         links: vec![],
         dirs: vec![proj.join("sub")],
         system_dirs: common::pump::default_include_dirs("gcc", "c"),
+        ..Closure::default()
     }
 }
 

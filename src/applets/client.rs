@@ -43,6 +43,9 @@ const USAGE: &str = "Usage:\n\
          \x20  localhost[/LIMIT]                      compile here\n\
          \x20  HOST[:PORT][/LIMIT][,lzo][,cpp]        TCP to a distccd (port 3632); with\n\
          \x20                                         ,cpp,lzo: pump mode under distcc-rs pump\n\
+         \x20  HOST...,cpp,lzo,sysheaders            pump mode that also sends the system\n\
+         \x20                                         headers (for a cross helper; distcc-rs\n\
+         \x20                                         daemons only)\n\
          \x20  [USER]@HOST[/LIMIT][:COMMAND][,lzo]    over ssh ($DISTCC_SSH, default ssh)\n\
          \x20  --randomize  --localslots=N  --localslots_cpp=N  # comments\n\
          \n\

@@ -57,6 +57,9 @@ pub struct Host {
     pub lzo: bool,
     /// `,cpp`: pump mode (the server preprocesses), protocol 3.
     pub pump: bool,
+    /// `,sysheaders` (distcc-rs only, with `,cpp,lzo`): pump mode sends
+    /// the client's system headers too, by hash (`src/sysheaders.rs`).
+    pub sysheaders: bool,
     /// `,down`: never use this host.
     pub down: bool,
 }
@@ -287,6 +290,7 @@ fn parse_localhost(token: &str) -> Result<Host, TokenError> {
         limit,
         lzo: false,
         pump: false,
+        sysheaders: false,
         down: false,
     })
 }
@@ -324,6 +328,7 @@ fn parse_ssh(token: &str) -> Result<Host, TokenError> {
         limit,
         lzo: false,
         pump: false,
+        sysheaders: false,
         down: false,
     };
     parse_options(token, pos, after, &mut host)?;
@@ -375,6 +380,7 @@ fn parse_tcp(token: &str) -> Result<Host, TokenError> {
         limit: limit.unwrap_or(DEFAULT_LIMIT),
         lzo: false,
         pump: false,
+        sysheaders: false,
         down: false,
     };
     parse_options(token, pos, after, &mut host)?;
@@ -458,7 +464,7 @@ fn parse_port(token: &str, start: usize) -> Result<(u16, usize), TokenError> {
     }
 }
 
-/// The `,lzo`, `,cpp`, `,down` and `,auth[=NAME]` options from `pos` to
+/// The `,lzo`, `,cpp`, `,sysheaders`, `,down` and `,auth[=NAME]` options from `pos` to
 /// the end of the token. `after` names what came before, for messages.
 fn parse_options(
     token: &str,
@@ -474,6 +480,7 @@ fn parse_options(
         match option {
             "lzo" => host.lzo = true,
             "cpp" => host.pump = true,
+            "sysheaders" => host.sysheaders = true,
             "down" => host.down = true,
             _ if option == "auth" || option.starts_with("auth=") => log::warn!(
                 "ignoring \",{option}\" in host \"{token}\": distcc-rs has no GSS-API \
@@ -481,7 +488,7 @@ fn parse_options(
             ),
             _ => {
                 return Err(
-                    match ["lzo", "cpp", "down", "auth"]
+                    match ["lzo", "cpp", "down", "auth", "sysheaders"]
                         .into_iter()
                         .find(|known| option.starts_with(known))
                     {
@@ -512,6 +519,12 @@ fn parse_options(
         return Err((
             0,
             "pump mode (',cpp') requires compression (',lzo')".to_string(),
+        ));
+    }
+    if host.sysheaders && !host.pump {
+        return Err((
+            0,
+            "system headers (',sysheaders') require pump mode (',cpp,lzo')".to_string(),
         ));
     }
     Ok(())
@@ -681,6 +694,7 @@ mod tests {
             limit,
             lzo: false,
             pump: false,
+            sysheaders: false,
             down: false,
         }
     }
@@ -798,6 +812,11 @@ mod tests {
         assert!(one("h,down").down);
         assert!(one("h,lzo,down").lzo);
         assert!(one("h,cpp,lzo").pump);
+        assert!(!one("h,cpp,lzo").sysheaders);
+        let sys = one("10.0.0.3/8,cpp,lzo,sysheaders");
+        assert!(sys.pump && sys.lzo && sys.sysheaders);
+        assert_eq!(sys.protocol(), 3);
+        assert!(one("h,sysheaders,lzo,cpp").sysheaders);
         assert_eq!(
             one("@big/16:/opt/bin/distccd,lzo").kind,
             Kind::Ssh {
@@ -962,6 +981,16 @@ mod tests {
             "g,cpp",
             "$DISTCC_HOSTS: bad host \"g,cpp\": pump mode (',cpp') requires compression \
              (',lzo') at column 1",
+        ),
+        (
+            "g,lzo,sysheaders",
+            "$DISTCC_HOSTS: bad host \"g,lzo,sysheaders\": system headers (',sysheaders') \
+             require pump mode (',cpp,lzo') at column 1",
+        ),
+        (
+            "g,cpp,lzo,sysheadersx",
+            "$DISTCC_HOSTS: bad host \"g,cpp,lzo,sysheadersx\": junk \"x\" after option \
+             \"sysheaders\" at column 21",
         ),
     ];
 

@@ -695,7 +695,13 @@ impl Client {
         host: &Host,
         made: &'p mut Option<Option<pump::Request>>,
     ) -> Option<&'p pump::Request> {
-        let request = made.get_or_insert_with(|| match self.make_pump_request(job) {
+        if made
+            .as_ref()
+            .is_some_and(|r| r.as_ref().is_some_and(|r| r.sysheaders != host.sysheaders))
+        {
+            *made = None;
+        }
+        let request = made.get_or_insert_with(|| match self.make_pump_request(job, host) {
             Ok(request) => Some(request),
             Err(why) => {
                 log::debug!(
@@ -711,21 +717,25 @@ impl Client {
 
     /// Asks the include server for `job`'s files, holding a local
     /// preprocessing slot as 3.4 does, and reads them.
-    fn make_pump_request(&mut self, job: &scan::Job) -> Result<pump::Request, String> {
+    fn make_pump_request(&mut self, job: &scan::Job, host: &Host) -> Result<pump::Request, String> {
         if let Some(why) = pump::plain_reason(job) {
             return Err(why);
         }
         let cwd = pump::cwd()?;
         let lock = self.cpp_slot();
-        let answer = pump::ask(&cwd, &job.argv, self.io_timeout)?;
+        let answer = pump::ask(&cwd, &job.argv, self.io_timeout, host.sysheaders)?;
         let files = pump::load(&answer)?;
         drop(lock);
-        let (argv, deps) = pump::server_argv(job);
+        let (argv, deps) = match &answer.system {
+            Some(system) => pump::system_server_argv(job, system),
+            None => pump::server_argv(job),
+        };
         Ok(pump::Request {
             cwd,
             argv,
             files,
             deps,
+            sysheaders: answer.system.is_some(),
         })
     }
 
@@ -746,9 +756,9 @@ impl Client {
             return ExitCode::DistccFailed.into();
         }
         let _lock = self.cpp_slot();
-        let answer = pump::cwd().and_then(|cwd| pump::ask(&cwd, &job.argv, self.io_timeout));
+        let answer = pump::cwd().and_then(|cwd| pump::ask(&cwd, &job.argv, self.io_timeout, false));
         let answer = match answer {
-            Ok(answer) => answer,
+            Ok(answer) => answer.paths,
             Err(why) => {
                 log::error!("failed to get includes from include server: {why}");
                 return 1;
@@ -843,7 +853,13 @@ impl Client {
                     request.files.len(),
                     request.argv
                 );
-                (3, connection.send_pump_request(&request.encode()))
+                let sent = connection.send_pump_request(&request.encode());
+                match sent {
+                    Ok(()) if request.header_count() > 0 => {
+                        (3, self.send_headers(connection, host, request)?)
+                    }
+                    sent => (3, sent),
+                }
             }
         };
         match &sent {
@@ -865,6 +881,33 @@ impl Client {
             // A result for a job that was not all sent is not to be trusted.
             (_, Err(err)) | (Err(err), Ok(())) => Err(Attempt::HostFailed(err)),
         }
+    }
+
+    /// After a request with headers sent by hash: reads the daemon's
+    /// `NEED` and sends the bodies it asks for. A refusal ends the attempt.
+    fn send_headers(
+        &mut self,
+        connection: &mut Connection,
+        host: &Host,
+        request: &pump::Request,
+    ) -> Result<Result<(), RemoteError>, Attempt> {
+        let needed = match connection.read_need(request.header_count()) {
+            Ok(remote::Need::Bodies(needed)) => needed,
+            Ok(remote::Need::Refused(reason)) => return Err(Attempt::Refused(reason)),
+            Err(err) => return Err(Attempt::HostFailed(err)),
+        };
+        let count = needed.iter().filter(|&&n| n).count();
+        log::debug!(
+            "{} has {} of {} system headers; sending {count}",
+            host.hostdef,
+            needed.len() - count,
+            needed.len()
+        );
+        let bodies = request.needed_bodies(&needed).map_err(|why| {
+            log::error!("cannot send the system headers: {why}");
+            Attempt::LocalTrouble(ExitCode::IoError)
+        })?;
+        Ok(connection.send_header_bodies(&bodies))
     }
 
     /// Reads the object (after a status of 0), and for a protocol 3 job

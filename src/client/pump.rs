@@ -57,6 +57,7 @@ use super::scan::{self, Job};
 use crate::mirror;
 use crate::options::{Role, Token};
 use crate::proto;
+use crate::sysheaders::{Hash, SystemAnswer};
 
 /// The most entries an include server's answer may hold.
 pub const MAX_FILES: usize = 64 * 1024;
@@ -81,6 +82,18 @@ pub struct Request {
     pub files: Vec<Entry>,
     /// Where the server's `.d` file goes, when one is wanted.
     pub deps: Option<PathBuf>,
+    /// Made for a `,sysheaders` host: the system headers are among the
+    /// files, by hash.
+    pub sysheaders: bool,
+}
+
+/// The include server's answer.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// The mirror paths (3.4's `ARGC`/`ARGV`).
+    pub paths: Vec<Vec<u8>>,
+    /// For a `SYSH` query: the system headers, search dirs and preincludes.
+    pub system: Option<SystemAnswer>,
 }
 
 /// One file of a protocol 3 request.
@@ -89,6 +102,14 @@ pub enum Entry {
     File { name: Vec<u8>, lzo: Vec<u8> },
     /// A symlink: its client name and its target.
     Link { name: Vec<u8>, target: Vec<u8> },
+    /// A system header sent by hash (`,sysheaders`): its client name, the
+    /// hash of its bytes, and its mirror file (LZO1X), read only if the
+    /// daemon asks for its body.
+    Header {
+        name: Vec<u8>,
+        hash: Hash,
+        mirror: PathBuf,
+    },
 }
 
 impl Request {
@@ -101,9 +122,45 @@ impl Request {
             .map(|entry| match entry {
                 Entry::File { name, lzo } => proto::PumpEntry::File { name, lzo },
                 Entry::Link { name, target } => proto::PumpEntry::Link { name, target },
+                Entry::Header { name, hash, .. } => proto::PumpEntry::Header { name, hash },
             })
             .collect();
         proto::encode_pump_request(&self.cwd, &argv, &files)
+    }
+
+    /// How many files go by hash.
+    pub fn header_count(&self) -> usize {
+        self.headers().count()
+    }
+
+    fn headers(&self) -> impl Iterator<Item = (&Hash, &Path)> {
+        self.files.iter().filter_map(|entry| match entry {
+            Entry::Header { hash, mirror, .. } => Some((hash, mirror.as_path())),
+            _ => None,
+        })
+    }
+
+    /// The `FILE`s for the headers whose flag in `needed` is set (one flag
+    /// per header, in order), read from their mirror files now. A mirror
+    /// file that is gone or too large fails the job here.
+    pub fn needed_bodies(&self, needed: &[bool]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let mut total = 0u64;
+        for ((_, mirror), _) in self.headers().zip(needed).filter(|(_, n)| **n) {
+            let shown = mirror.display();
+            let meta = std::fs::symlink_metadata(mirror)
+                .map_err(|e| format!("{shown}: stat failed: {e}"))?;
+            if !meta.is_file() || meta.len() > MAX_FILE || total + meta.len() > MAX_TOTAL {
+                return Err(format!("{shown}: not a regular file within the limits"));
+            }
+            let mut lzo = Vec::with_capacity(meta.len() as usize);
+            std::fs::File::open(mirror)
+                .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut lzo))
+                .map_err(|e| format!("{shown}: read failed: {e}"))?;
+            total += lzo.len() as u64;
+            proto::put_body(&mut out, &proto::FILE, &lzo);
+        }
+        Ok(out)
     }
 }
 
@@ -201,7 +258,13 @@ pub fn cwd() -> Result<Vec<u8>, String> {
 /// The include server's answer for `argv` run in `cwd`: the paths of the
 /// job's files in its mirror tree, or why there is none (3.4's
 /// `dcc_talk_to_include_server`, with a timeout on every read and write).
-pub fn ask(cwd: &[u8], argv: &[OsString], timeout: Duration) -> Result<Vec<Vec<u8>>, String> {
+/// With `system`, the system headers too (`,sysheaders`).
+pub fn ask(
+    cwd: &[u8],
+    argv: &[OsString],
+    timeout: Duration,
+    system: bool,
+) -> Result<Answer, String> {
     if let Some(stub) = std::env::var_os("INCLUDE_SERVER_STUB") {
         let files: Vec<Vec<u8>> = stub
             .as_bytes()
@@ -213,7 +276,10 @@ pub fn ask(cwd: &[u8], argv: &[OsString], timeout: Duration) -> Result<Vec<Vec<u
             "INCLUDE_SERVER_STUB is set to '{}'; ignoring include server",
             String::from_utf8_lossy(&files.join(&b' '))
         );
-        return non_empty(files);
+        return non_empty(Answer {
+            paths: files,
+            system: None,
+        });
     }
     let Some(port) = std::env::var_os("INCLUDE_SERVER_PORT") else {
         let why = "INCLUDE_SERVER_PORT not set - did you forget to run under 'distcc-pump'?";
@@ -225,7 +291,7 @@ pub fn ask(cwd: &[u8], argv: &[OsString], timeout: Duration) -> Result<Vec<Vec<u
             "$INCLUDE_SERVER_PORT is longer than {MAX_SOCKET_PATH} characters"
         ));
     }
-    let files = talk(Path::new(&port), cwd, argv, timeout).map_err(|err| {
+    let files = talk(Path::new(&port), cwd, argv, timeout, system).map_err(|err| {
         format!(
             "failed to talk to include server '{}': {err}",
             Path::new(&port).display()
@@ -234,8 +300,8 @@ pub fn ask(cwd: &[u8], argv: &[OsString], timeout: Duration) -> Result<Vec<Vec<u
     non_empty(files)
 }
 
-fn non_empty(files: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
-    if files.is_empty() {
+fn non_empty(files: Answer) -> Result<Answer, String> {
+    if files.paths.is_empty() {
         return Err("include server gave up analyzing".into());
     }
     Ok(files)
@@ -247,19 +313,29 @@ fn talk(
     cwd: &[u8],
     argv: &[OsString],
     timeout: Duration,
-) -> std::io::Result<Vec<Vec<u8>>> {
+    system: bool,
+) -> std::io::Result<Answer> {
     let mut stream = UnixStream::connect(port)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-    stream.write_all(&proto::encode_include_query(cwd, &argv))?;
+    let query = match system {
+        true => proto::encode_system_include_query(cwd, &argv),
+        false => proto::encode_include_query(cwd, &argv),
+    };
+    stream.write_all(&query)?;
     let limits = proto::Limits {
         max_argc: MAX_FILES as u32,
         max_arg_len: mirror::MAX_PATH_LEN as u32,
         max_args_total: MAX_ANSWER,
         ..proto::Limits::default()
     };
-    proto::read_argv(&mut stream, &limits)
+    let paths = proto::read_argv(&mut stream, &limits)?;
+    let system = match system {
+        true => Some(SystemAnswer::read(&mut stream, &limits)?),
+        false => None,
+    };
+    Ok(Answer { paths, system })
 }
 
 /// The mirror root of `path`: its first [`mirror::MIRROR_DEPTH`]
@@ -274,8 +350,38 @@ fn mirror_root(path: &[u8]) -> Option<&[u8]> {
 
 /// Turns the include server's answer into the request's files (3.4's
 /// `dcc_x_many_files`): each mirror path named by its client name, a
-/// symlink sent as its target, anything else as the mirror file's bytes.
-pub fn load(answer: &[Vec<u8>]) -> Result<Vec<Entry>, String> {
+/// symlink sent as its target, anything else as the mirror file's bytes;
+/// then the system headers of a `SYSH` answer, by hash.
+pub fn load(answer: &Answer) -> Result<Vec<Entry>, String> {
+    let mut files = load_paths(&answer.paths)?;
+    let Some(system) = &answer.system else {
+        return Ok(files);
+    };
+    if files.len() + system.headers.len() > MAX_FILES {
+        return Err(format!("the include server named over {MAX_FILES} files"));
+    }
+    let root = answer.paths.first().and_then(|p| mirror_root(p));
+    for (path, hash) in &system.headers {
+        let name = mirror::client_name(path)
+            .filter(|_| mirror_root(path).is_some() && mirror_root(path) == root)
+            .ok_or_else(|| {
+                format!(
+                    "{} is not in the include server's mirror tree",
+                    String::from_utf8_lossy(path)
+                )
+            })?;
+        mirror::check_path(name)
+            .map_err(|err| format!("{}: {err}", String::from_utf8_lossy(name)))?;
+        files.push(Entry::Header {
+            name: name.to_vec(),
+            hash: *hash,
+            mirror: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
+        });
+    }
+    Ok(files)
+}
+
+fn load_paths(answer: &[Vec<u8>]) -> Result<Vec<Entry>, String> {
     if answer.len() > MAX_FILES {
         return Err(format!("the include server named over {MAX_FILES} files"));
     }
@@ -339,6 +445,30 @@ fn read_entry(mirror_path: &Path, name: &[u8], total: &mut u64) -> Result<Entry,
         name: name.to_vec(),
         lzo,
     })
+}
+
+/// [`server_argv`] for a request that carries the system headers: the
+/// helper's compiler is told to search exactly the client's system dirs,
+/// in the client's order (`-nostdinc`, and `-nostdinc++` for C++, then
+/// `-isystem DIR` for each; the daemon puts its root in front of each
+/// DIR), and to read the files the client's reads by itself first, which
+/// `-nostdinc` turns off (`-include FILE`, after the compiler's name).
+pub fn system_server_argv(job: &Job, system: &SystemAnswer) -> (Vec<OsString>, Option<PathBuf>) {
+    let (mut argv, deps) = server_argv(job);
+    let os = |b: &[u8]| OsString::from_vec(b.to_vec());
+    let front = system
+        .preincludes
+        .iter()
+        .flat_map(|p| [OsString::from("-include"), os(p)]);
+    argv.splice(1..1, front);
+    argv.push("-nostdinc".into());
+    if system.cplusplus {
+        argv.push("-nostdinc++".into());
+    }
+    for dir in &system.search {
+        argv.extend([OsString::from("-isystem"), os(dir)]);
+    }
+    (argv, deps)
 }
 
 /// The command a protocol 3 server runs (3.4's `dcc_build_somewhere`):
@@ -592,6 +722,47 @@ mod tests {
                 Some("a -Wp, option writes the dependency file")
             );
         }
+    }
+
+    #[test]
+    fn the_system_headers_make_the_server_search_the_clients_dirs_in_order() {
+        let system = SystemAnswer {
+            cplusplus: false,
+            headers: Vec::new(),
+            search: vec![
+                b"/usr/lib/x/include".to_vec(),
+                b"/usr/a/../include".to_vec(),
+            ],
+            preincludes: vec![b"/usr/include/stdc-predef.h".to_vec()],
+        };
+        let (argv, deps) = system_server_argv(&job(&["gcc", "-I", "i", "-c", "a.c"]), &system);
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into()).collect();
+        assert_eq!(
+            argv,
+            [
+                "gcc",
+                "-include",
+                "/usr/include/stdc-predef.h",
+                "-I",
+                "i",
+                "-c",
+                "a.c",
+                "-o",
+                "a.o",
+                "-nostdinc",
+                "-isystem",
+                "/usr/lib/x/include",
+                "-isystem",
+                "/usr/a/../include"
+            ]
+        );
+        assert_eq!(deps, None);
+        let cxx = SystemAnswer {
+            cplusplus: true,
+            ..system
+        };
+        let (argv, _) = system_server_argv(&job(&["g++", "-c", "a.cc"]), &cxx);
+        assert!(argv.windows(2).any(|w| w == ["-nostdinc", "-nostdinc++"]));
     }
 
     #[test]

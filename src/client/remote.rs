@@ -142,6 +142,14 @@ pub struct Connection {
     io_timeout: Duration,
 }
 
+/// What the daemon answered to a request's headers sent by hash.
+pub enum Need {
+    /// One flag per header, in order: send its body.
+    Bodies(Vec<bool>),
+    /// A distcc-rs daemon refused the job (`DENY`), for this reason.
+    Refused(String),
+}
+
 /// What the daemon answered to a job, before any object.
 pub enum Reply {
     /// It compiled the job (`DONE`): the object follows if the status is 0.
@@ -402,6 +410,40 @@ impl Connection {
     /// ARGV… NFIL` and the files (see [`super::pump::Request`]).
     pub fn send_pump_request(&mut self, request: &[u8]) -> Result<(), RemoteError> {
         self.write_all(request, Step::Doing("sending the request"))
+    }
+
+    /// Reads the daemon's `NEED` after a request with `count` headers sent
+    /// by hash (`,sysheaders`): which bodies to send, or its refusal.
+    pub fn read_need(&mut self, count: usize) -> Result<Need, RemoteError> {
+        let (header, token, len) = self.read_header(&proto::NEED)?;
+        let refusal = proto::deny_length(&header)
+            .map_err(|e| RemoteError::Protocol(format!("protocol error: {e}")))?;
+        if let Some(len) = refusal {
+            return self.read_refusal(len).map(Need::Refused);
+        }
+        if token != proto::NEED {
+            return Err(derailed(&proto::NEED, &header));
+        }
+        let want = count.div_ceil(8);
+        if len as usize != want {
+            return Err(RemoteError::Protocol(format!(
+                "a NEED of {len} bytes for {count} headers (wanted {want})"
+            )));
+        }
+        let mut packet = header.to_vec();
+        packet.resize(proto::HEADER_LEN + want, 0);
+        self.read_exact(
+            &mut packet[proto::HEADER_LEN..],
+            Step::Doing("reading NEED"),
+        )?;
+        crate::sysheaders::read_need(&mut &packet[..], count)
+            .map(Need::Bodies)
+            .map_err(|e| RemoteError::Protocol(format!("protocol error: {e}")))
+    }
+
+    /// Sends the header bodies a `NEED` asked for, each as `FILE`.
+    pub fn send_header_bodies(&mut self, bodies: &[u8]) -> Result<(), RemoteError> {
+        self.write_all(bodies, Step::Doing("sending the system headers"))
     }
 
     /// Reads `DOTD`, the server's `.d` file, into `out` (after the object

@@ -32,10 +32,13 @@ impl Io {
 /// Where a connection is in its job's life.
 pub enum ConnState {
     Reading {
-        decoder: RequestDecoder,
+        decoder: Box<RequestDecoder>,
         job: Option<ServerJob>,
         body: Option<File>,
         compressed: bool,
+        /// `NEED` bytes not yet written (`,sysheaders`): the client waits
+        /// for them before it sends the rest of its request.
+        out: Vec<u8>,
     },
     Queued {
         job: ServerJob,
@@ -107,10 +110,11 @@ impl ConnState {
     /// A new compile connection, waiting for its request.
     pub fn reading(limits: &Limits) -> ConnState {
         ConnState::Reading {
-            decoder: RequestDecoder::new(limits.clone()),
+            decoder: Box::new(RequestDecoder::new(limits.clone())),
             job: None,
             body: None,
             compressed: false,
+            out: Vec::new(),
         }
     }
 }

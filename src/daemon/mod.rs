@@ -6,6 +6,7 @@ pub mod access;
 mod conn;
 mod debuginfo;
 mod dotd;
+pub mod header_store;
 pub mod hint;
 pub mod job;
 pub mod policy;

@@ -16,18 +16,22 @@
 //! directory is removed by `remove_dir_all`, which removes links and never
 //! follows them (`JobDir`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::{CStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::beneath;
 use crate::filename;
 use crate::mirror;
 use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
 use crate::proto::Limits;
+use crate::sysheaders::Hash;
+
+use super::header_store::HeaderStore;
 
 /// A pump job's tree: the root, the client's working directory in it, and
 /// what the request has made so far.
@@ -47,6 +51,21 @@ pub struct Tree {
     max_file: usize,
     /// Drop a first line `#line 1 "/ABSOLUTE"` from each file.
     drop_lines: bool,
+    /// `,sysheaders`: the store that headers sent by hash come from.
+    store: Option<Arc<HeaderStore>>,
+    /// `,sysheaders`: each header sent by hash, and whether the store had it.
+    headers: Vec<(Vec<u8>, Hash, bool)>,
+    /// The headers whose bodies the client is to send, in order.
+    needed: VecDeque<(Vec<u8>, Hash)>,
+    /// The header body being received: its name, claimed hash and bytes.
+    receiving: Option<(Vec<u8>, Hash, Vec<u8>)>,
+}
+
+/// How a job's headers sent by hash came: from the store, or as bodies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderCounts {
+    pub from_store: usize,
+    pub received: usize,
 }
 
 /// Shows a client's path in a refusal.
@@ -76,6 +95,10 @@ impl Tree {
             budget: limits.max_files_total,
             max_file: limits.max_file as usize,
             drop_lines: false,
+            store: None,
+            headers: Vec::new(),
+            needed: VecDeque::new(),
+            receiving: None,
         };
         beneath::make_dirs(tree.root_fd.as_raw_fd(), components(cdir), 0o755)
             .map_err(|e| format!("cannot make CDIR '{}': {e}", shown(cdir)))?;
@@ -130,30 +153,42 @@ impl Tree {
         Ok(())
     }
 
-    /// More of the FILE begun last.
+    /// More of the FILE (or header body) begun last.
     pub fn extend(&mut self, chunk: &[u8]) {
-        if let Some((_, body)) = &mut self.pending {
+        if let Some((_, _, body)) = &mut self.receiving {
+            body.extend_from_slice(chunk);
+        } else if let Some((_, body)) = &mut self.pending {
             body.extend_from_slice(chunk);
         }
     }
 
-    /// The FILE begun last is complete: decompress it within the caps and
-    /// create it. An empty body is an empty file (a forcing file).
-    pub fn end_file(&mut self) -> Result<(), String> {
-        let Some((name, lzo)) = self.pending.take() else {
-            return Ok(());
-        };
+    /// `body` decompressed within the per-file cap and what is left of
+    /// the request's, which it then takes from.
+    fn decompress(&mut self, name: &[u8], lzo: &[u8]) -> Result<Vec<u8>, String> {
         let limit = self
             .max_file
             .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
         let body = if lzo.is_empty() {
             Vec::new()
         } else {
-            crate::lzo::decompress(&lzo, limit)
-                .map_err(|e| format!("cannot decompress FILE '{}': {e}", shown(&name)))?
+            crate::lzo::decompress(lzo, limit)
+                .map_err(|e| format!("cannot decompress FILE '{}': {e}", shown(name)))?
         };
-        drop(lzo);
         self.budget -= body.len() as u64;
+        Ok(body)
+    }
+
+    /// The FILE begun last is complete: decompress it within the caps and
+    /// create it. An empty body is an empty file (a forcing file).
+    pub fn end_file(&mut self) -> Result<(), String> {
+        if self.receiving.is_some() {
+            return self.end_header_body();
+        }
+        let Some((name, lzo)) = self.pending.take() else {
+            return Ok(());
+        };
+        let body = self.decompress(&name, &lzo)?;
+        drop(lzo);
         let body = match self.drop_lines {
             true => mirror::strip_line_prefix(&body),
             false => &body[..],
@@ -173,6 +208,79 @@ impl Tree {
     /// source compiled 2.6 times slower).
     pub fn drop_line_prefixes(&mut self, drop: bool) {
         self.drop_lines = drop;
+    }
+
+    /// A header sent by hash at `name`: made from `store` if it has it,
+    /// else put on the list of bodies to ask for. Without a store the
+    /// request is refused.
+    pub fn add_header(
+        &mut self,
+        name: Vec<u8>,
+        hash: Hash,
+        store: Option<Arc<HeaderStore>>,
+    ) -> Result<(), String> {
+        self.check_name(&name)?;
+        let Some(store) = store else {
+            return Err("this daemon keeps no system headers (its header store is missing)".into());
+        };
+        self.store = Some(store.clone());
+        let mut placed = false;
+        self.make(&name, |dir, last| {
+            placed = store.place(&hash, dir, last)?;
+            Ok(())
+        })?;
+        self.headers.push((name, hash, placed));
+        Ok(())
+    }
+
+    /// The file list is in: which of its headers' bodies the client is to
+    /// send (one flag per header, in order).
+    pub fn needed_headers(&mut self) -> Vec<bool> {
+        self.needed = self
+            .headers
+            .iter()
+            .filter(|(_, _, placed)| !placed)
+            .map(|(name, hash, _)| (name.clone(), *hash))
+            .collect();
+        self.headers.iter().map(|(_, _, placed)| !placed).collect()
+    }
+
+    /// The next needed header's body begins: `len` compressed bytes.
+    pub fn begin_header_body(&mut self, len: u32) -> Result<(), String> {
+        let Some((name, hash)) = self.needed.pop_front() else {
+            return Err("a header body that was not asked for".into());
+        };
+        let mut body = Vec::new();
+        body.try_reserve_exact((len as usize).min(1 << 20))
+            .map_err(|e| format!("cannot hold the body of '{}': {e}", shown(&name)))?;
+        self.receiving = Some((name, hash, body));
+        Ok(())
+    }
+
+    /// The header body is complete: decompressed within the caps, checked
+    /// against its hash by the store, stored and made in the tree.
+    fn end_header_body(&mut self) -> Result<(), String> {
+        let Some((name, hash, lzo)) = self.receiving.take() else {
+            return Ok(());
+        };
+        let body = self.decompress(&name, &lzo)?;
+        drop(lzo);
+        let store = self.store.clone().ok_or("no header store")?;
+        let mut stored = Ok(());
+        self.make(&name, |dir, last| {
+            stored = store.add_and_place(&hash, &body, dir, last);
+            Ok(())
+        })?;
+        stored.map_err(|why| format!("header '{}' refused: {why}", shown(&name)))
+    }
+
+    /// How this job's headers sent by hash came.
+    pub fn header_counts(&self) -> HeaderCounts {
+        let from_store = self.headers.iter().filter(|(_, _, p)| *p).count();
+        HeaderCounts {
+            from_store,
+            received: self.headers.len() - from_store,
+        }
     }
 
     /// A LINK at `name` to `target`: absolute (made relative to the root)
@@ -402,6 +510,77 @@ mod tests {
         tree.begin_file(name.to_vec(), lzo.len() as u32)?;
         tree.extend(&lzo);
         tree.end_file()
+    }
+
+    /// A tree in its own job directory `name` in `dir`.
+    fn tree_in(dir: &TestDir, name: &str) -> Tree {
+        let job = dir.join(name);
+        std::fs::create_dir(&job).unwrap();
+        Tree::create(&job, b"/home/u/proj", &Limits::default()).unwrap()
+    }
+
+    /// Receives `body` as the next needed header's.
+    fn header_body(tree: &mut Tree, body: &[u8]) -> Result<(), String> {
+        let lzo = crate::lzo::compress(body);
+        tree.begin_header_body(lzo.len() as u32)?;
+        tree.extend(&lzo);
+        tree.end_file()
+    }
+
+    #[test]
+    fn headers_by_hash_come_from_the_store_or_as_checked_bodies() {
+        let dir = TestDir::new("pump-tree-headers");
+        let store = Arc::new(HeaderStore::create(&dir.path, 1 << 20, 100).unwrap());
+        let (honest, other) = (&b"#define H 1\n"[..], &b"#define O 2\n"[..]);
+        let (h, o) = (
+            crate::sysheaders::hash(honest),
+            crate::sysheaders::hash(other),
+        );
+        let mut t = tree_in(&dir, "none");
+        let err = t
+            .add_header(b"/usr/include/h.h".to_vec(), h, None)
+            .unwrap_err();
+        assert!(err.contains("no system headers"), "{err}");
+        let mut t = tree_in(&dir, "first");
+        t.add_header(b"/usr/include/h.h".to_vec(), h, Some(store.clone()))
+            .unwrap();
+        t.add_header(b"/usr/include/o.h".to_vec(), o, Some(store.clone()))
+            .unwrap();
+        assert_eq!(t.needed_headers(), [true, true]);
+        header_body(&mut t, honest).unwrap();
+        // A body that is not the one its hash names is refused.
+        let err = header_body(&mut t, b"#define O 666\n").unwrap_err();
+        assert!(err.contains("header '/usr/include/o.h' refused"), "{err}");
+        assert!(!t.root().join("usr/include/o.h").exists());
+        assert!(header_body(&mut t, other).is_err(), "a body not asked for");
+        assert_eq!(
+            std::fs::read(t.root().join("usr/include/h.h")).unwrap(),
+            honest
+        );
+        // The next job gets the honest one from the store, the other not.
+        let mut next = tree_in(&dir, "next");
+        for (name, hash) in [(&b"/usr/include/h.h"[..], h), (b"/usr/include/o.h", o)] {
+            next.add_header(name.to_vec(), hash, Some(store.clone()))
+                .unwrap();
+        }
+        assert_eq!(next.needed_headers(), [false, true]);
+        header_body(&mut next, other).unwrap();
+        assert_eq!(
+            next.header_counts(),
+            HeaderCounts {
+                from_store: 1,
+                received: 1
+            }
+        );
+        // The tree's rules hold: no header through a link of the request.
+        let mut linked = tree_in(&dir, "linked");
+        linked
+            .add_link(b"/usr/include".to_vec(), b"/elsewhere".to_vec())
+            .unwrap();
+        let err = linked
+            .add_header(b"/usr/include/h.h".to_vec(), h, Some(store))
+            .unwrap_err();
+        assert!(err.contains("passes through the link"), "{err}");
     }
 
     #[test]

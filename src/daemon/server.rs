@@ -25,6 +25,7 @@ use super::conn::{
     conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
     MAX_CONN_ID, MAX_LISTENERS, SIGNALS, WAKER,
 };
+use super::header_store::HeaderStore;
 use super::job::{self, Compiler, Results, ServerJob};
 use super::response::{self, Answer};
 use super::stats::{Outcome, RunningJob, Stats};
@@ -69,6 +70,9 @@ pub struct Server<'a> {
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
     workers: Workers,
+    /// The store of system headers sent by hash (`,sysheaders`), made
+    /// when the first such header arrives: `Some(None)` if it could not be.
+    headers: Option<Option<Arc<HeaderStore>>>,
 }
 
 impl<'a> Server<'a> {
@@ -116,6 +120,7 @@ impl<'a> Server<'a> {
             stopping: None,
             single: false,
             workers,
+            headers: None,
         })
     }
 
@@ -697,6 +702,13 @@ impl<'a> Server<'a> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if let ConnState::Reading { .. } = conn.state {
+            if let Err(err) = self.flush_need(id) {
+                log::warn!("cannot send NEED to {}: {err}", conn_peer(&self.conns, id));
+                self.close(id);
+            }
+            return;
+        }
         let ConnState::Writing { out, pos, then } = &mut conn.state else {
             return;
         };
@@ -728,7 +740,7 @@ impl<'a> Server<'a> {
     }
 
     /// Starts or stops watching a connection for writability.
-    fn watch_output(&mut self, id: ConnId, on: bool) {
+    pub(super) fn watch_output(&mut self, id: ConnId, on: bool) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -844,6 +856,39 @@ impl<'a> Server<'a> {
             }
         }
     }
+}
+
+impl Server<'_> {
+    /// The header store, made on first use.
+    pub(super) fn header_store(&mut self) -> Option<Arc<HeaderStore>> {
+        let config = self.config;
+        self.headers
+            .get_or_insert_with(|| make_header_store(config))
+            .clone()
+    }
+}
+
+/// The daemon's header store in its TMPDIR, or None (with the reason in
+/// the log) when it cannot be made.
+fn make_header_store(config: &Config) -> Option<Arc<HeaderStore>> {
+    use super::header_store::{MAX_BYTES, MAX_FILES};
+    match HeaderStore::create(&config.tmpdir, MAX_BYTES, MAX_FILES) {
+        Ok(store) => {
+            log::debug!("system headers are kept in {}", store.path().display());
+            Some(Arc::new(store))
+        }
+        Err(err) => {
+            log::warn!(
+                "cannot make a header store in {}: {err}; ,sysheaders jobs will be refused",
+                config.tmpdir.display()
+            );
+            None
+        }
+    }
+}
+
+fn conn_peer(conns: &HashMap<ConnId, Conn>, id: ConnId) -> String {
+    conns.get(&id).map(|c| c.peer.clone()).unwrap_or_default()
 }
 
 /// True if one of the connection's deadlines has come.

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 pub struct Request {
     pub cwd: PathBuf,
     pub argv: Vec<String>,
+    /// The client wants the system headers as files too (`,sysheaders`):
+    /// the closure then fills [`Closure::system_files`] and the rest of
+    /// the system part.
+    pub system_headers: bool,
 }
 
 /// Everything the helper needs, besides its own system headers, to
@@ -28,6 +32,19 @@ pub struct Closure {
     /// The compiler's default include directories, which the helper takes
     /// from its own file system (sent as system-directory links).
     pub system_dirs: Vec<PathBuf>,
+    /// With [`Request::system_headers`]: the files under `system_dirs`
+    /// the compile reads, by realpath, in the order first reached (the
+    /// links and directories on their way are in `links` and `dirs`).
+    pub system_files: Vec<PathBuf>,
+    /// With [`Request::system_headers`]: the compiler's default search
+    /// directories as it spells them, in its order.
+    pub system_search: Vec<PathBuf>,
+    /// With [`Request::system_headers`]: the files the compiler reads
+    /// before the source by itself (gcc's `stdc-predef.h`), by the name
+    /// it finds them under.
+    pub preincludes: Vec<PathBuf>,
+    /// The compile is C++ or Objective-C++.
+    pub cplusplus: bool,
 }
 
 /// A file the compile reads.

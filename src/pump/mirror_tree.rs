@@ -18,13 +18,14 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::pump::closure::{Closure, Input, Link, NotCovered};
+use crate::sysheaders::{self, Hash, SystemAnswer};
 use crate::{beneath, lzo, mirror};
 
 /// The most entries the tree remembers having made. Past it the memory is
@@ -40,14 +41,33 @@ pub const MAX_FILE_SIZE: u64 = 256 << 20;
 /// each one after the first needs a root of its own.
 pub const MAX_NAMES: usize = 16;
 
-/// The sibling roots a tree at `root` may make (`ROOT.1` to `ROOT.15`),
-/// for whoever removes the tree.
+/// The sibling roots a tree at `root` may make for second names (`ROOT.1`
+/// to `ROOT.15`).
+fn numbered_roots(root: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    (1..MAX_NAMES).map(move |k| with_suffix(root, &format!(".{k}")))
+}
+
+fn with_suffix(root: &Path, suffix: &str) -> PathBuf {
+    let mut path = root.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
+}
+
+/// The root of the tree that answers with system headers
+/// ([`MirrorTree::open_system`]): `ROOT.sys`. Its files would collide with
+/// the system-directory links of 3.4's answers.
+pub fn system_root(root: &Path) -> PathBuf {
+    with_suffix(root, ".sys")
+}
+
+/// Every sibling root a tree at `root` and its system tree may make, for
+/// whoever removes the tree.
 pub fn sibling_roots(root: &Path) -> impl Iterator<Item = PathBuf> + '_ {
-    (1..MAX_NAMES).map(move |k| {
-        let mut path = root.as_os_str().to_owned();
-        path.push(format!(".{k}"));
-        PathBuf::from(path)
-    })
+    let system = system_root(root);
+    let system_numbered: Vec<PathBuf> = numbered_roots(&system).collect();
+    numbered_roots(root)
+        .chain(std::iter::once(system))
+        .chain(system_numbered)
 }
 
 /// A mirror tree rooted at a directory that exists.
@@ -97,6 +117,8 @@ impl Memory {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Written {
     stamp: Stamp,
+    /// The SHA-256 of its bytes, when a system header answer needed it.
+    hash: Option<Hash>,
 }
 
 /// What says a file has not changed.
@@ -160,6 +182,17 @@ impl MirrorTree {
         })
     }
 
+    /// The tree for answers with system headers beside the tree at
+    /// `main`'s root ([`system_root`]), made if it is not there.
+    pub fn open_system(main: &MirrorTree) -> io::Result<MirrorTree> {
+        let root = system_root(&main.root);
+        match std::fs::DirBuilder::new().mode(0o700).create(&root) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        MirrorTree::open(&root)
+    }
+
     /// The root: the first [`mirror::MIRROR_DEPTH`] components of every path in an answer.
     pub fn root(&self) -> &Path {
         &self.root
@@ -199,6 +232,79 @@ impl MirrorTree {
         Ok(answer.paths)
     }
 
+    /// The answer for a client that wants the system headers too
+    /// (`,sysheaders`): the files, mirror links and forcing files as in
+    /// [`MirrorTree::answer`] but with those under the system directories
+    /// and no system-directory links, and apart from them the system
+    /// headers with their hashes, the search dirs and preincludes.
+    pub fn answer_with_system(
+        &self,
+        closure: &Closure,
+    ) -> Result<(Vec<PathBuf>, SystemAnswer), NotCovered> {
+        self.forget_if_full();
+        if closure.files.is_empty() {
+            return Err(refuse("the closure has no source file to send"));
+        }
+        let mut answer = Answer::default();
+        for input in &closure.files {
+            answer.push(self.file(input)?);
+        }
+        let mut headers = Vec::with_capacity(closure.system_files.len());
+        for path in &closure.system_files {
+            let (at, hash) = self.hashed_file(path)?;
+            headers.push((at.into_os_string().into_vec(), hash));
+        }
+        for link in &closure.links {
+            answer.push(self.mirror_link(link)?);
+        }
+        for dir in &closure.dirs {
+            answer.push(self.forcing_file(dir)?);
+        }
+        let spelled = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>, NotCovered> {
+            paths
+                .iter()
+                .map(|p| Ok(checked_spelling(p)?.as_os_str().as_bytes().to_vec()))
+                .collect()
+        };
+        let system = SystemAnswer {
+            cplusplus: closure.cplusplus,
+            headers,
+            search: spelled(&closure.system_search)?,
+            preincludes: spelled(&closure.preincludes)?,
+        };
+        Ok((answer.paths, system))
+    }
+
+    /// A system header's `.lzo` copy and the hash of its bytes.
+    fn hashed_file(&self, path: &Path) -> Result<(PathBuf, Hash), NotCovered> {
+        let path = checked(path)?;
+        let key = (path.to_path_buf(), None);
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| io_refusal("cannot stat", path, e))?;
+        let stamp = Stamp::of(&meta);
+        if let Some(Written {
+            stamp: s,
+            hash: Some(hash),
+        }) = self.remembered_file(&key)
+        {
+            if s == stamp {
+                return Ok((self.mirror_path(0, path, ".lzo")?, hash));
+            }
+        }
+        let (stamp, hash) = self.copy_file(0, path, ".lzo", None, true)?;
+        let hash = hash.expect("asked for");
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.files.insert(
+            key,
+            Written {
+                stamp,
+                hash: Some(hash),
+            },
+        );
+        drop(memory);
+        Ok((self.mirror_path(0, path, ".lzo")?, hash))
+    }
+
     fn forget_if_full(&self) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         if memory.len() >= MAX_REMEMBERED {
@@ -212,7 +318,7 @@ impl MirrorTree {
     fn root_number(&self, k: usize) -> Result<Arc<Root>, NotCovered> {
         let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
         while roots.len() <= k {
-            let Some(path) = sibling_roots(&self.root).nth(roots.len() - 1) else {
+            let Some(path) = numbered_roots(&self.root).nth(roots.len() - 1) else {
                 return Err(refuse("no mirror root is left for another name"));
             };
             let made = std::fs::DirBuilder::new().mode(0o700).create(&path);
@@ -242,21 +348,19 @@ impl MirrorTree {
         let key = (path.to_path_buf(), input.line_name.clone());
         let meta =
             std::fs::symlink_metadata(path).map_err(|e| io_refusal("cannot stat", path, e))?;
-        let wanted = Written {
-            stamp: Stamp::of(&meta),
-        };
+        let stamp = Stamp::of(&meta);
         let suffix = if input.line_name.is_some() {
             ".lzo.abs"
         } else {
             ".lzo"
         };
         let k = self.name_number(path, input.line_name.as_deref())?;
-        if self.remembered_file(&key) == Some(wanted) {
+        if self.remembered_file(&key).is_some_and(|w| w.stamp == stamp) {
             return self.mirror_path(k, path, suffix);
         }
-        let stamp = self.copy_file(k, path, suffix, input.line_name.as_deref())?;
+        let (stamp, _) = self.copy_file(k, path, suffix, input.line_name.as_deref(), false)?;
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.files.insert(key, Written { stamp });
+        memory.files.insert(key, Written { stamp, hash: None });
         drop(memory);
         self.mirror_path(k, path, suffix)
     }
@@ -290,14 +394,16 @@ impl MirrorTree {
     }
 
     /// Reads `path`, compresses it (after its `#line` if it has one) and
-    /// writes it into place. Returns the stamp of what was read.
+    /// writes it into place. Returns the stamp of what was read and, if
+    /// `hash`, the hash of the body.
     fn copy_file(
         &self,
         k: usize,
         path: &Path,
         suffix: &str,
         line_name: Option<&Path>,
-    ) -> Result<Stamp, NotCovered> {
+        hash: bool,
+    ) -> Result<(Stamp, Option<Hash>), NotCovered> {
         let (stamp, bytes) = read_source(path)?;
         let mut body = match line_name {
             Some(name) => line_directive(name)?,
@@ -314,7 +420,7 @@ impl MirrorTree {
             beneath::write_new(fd, temp, &lzo, 0o600)
         })
         .map_err(|e| io_refusal("cannot write the copy of", path, e))?;
-        Ok(stamp)
+        Ok((stamp, hash.then(|| sysheaders::hash(&body))))
     }
 
     /// The directory that holds `<root k><path><suffix>`, made as needed,
@@ -465,6 +571,24 @@ fn checked(path: &Path) -> Result<&Path, NotCovered> {
         .map_err(|e| refuse(format!("the path {} {e}", path.display())))
 }
 
+/// A search dir or preinclude as the compiler spells it: absolute, at
+/// most [`mirror::MAX_PATH_LEN`] bytes, with no control character (it may
+/// hold `..`: the daemon puts its root in front, and the directories before
+/// each `..` are in the answer as forcing files).
+fn checked_spelling(path: &Path) -> Result<&Path, NotCovered> {
+    let bytes = path.as_os_str().as_bytes();
+    if !bytes.starts_with(b"/")
+        || bytes.len() > mirror::MAX_PATH_LEN
+        || bytes.iter().any(|&c| c < 0x20 || c == 0x7f)
+    {
+        return Err(refuse(format!(
+            "the system search path {} cannot be sent",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
 /// The absolute realpath a client link leads to.
 fn resolve_link(link: &Link) -> Result<PathBuf, NotCovered> {
     std::fs::canonicalize(&link.path)
@@ -582,6 +706,7 @@ mod tests {
             }],
             dirs: vec![sys.join("sub")],
             system_dirs: vec![nested, system.clone()],
+            ..Closure::default()
         };
         let answer = t.answer(&closure).unwrap();
         let at = |p: &Path, s: &str| t.mirror_path(0, p, s).unwrap();
@@ -642,6 +767,47 @@ mod tests {
             [copy.file_name().unwrap()],
             "temporary files left"
         );
+    }
+
+    #[test]
+    fn a_system_answer_sends_the_system_headers_by_hash_beside_the_3_4_tree() {
+        let dir = TestDir::new("mirror-system");
+        let t = tree(&dir);
+        let sys = MirrorTree::open_system(&t).unwrap();
+        assert_eq!(sys.root(), dir.join("m.sys"));
+        let src = real(dir.write("t.c", "#include <s.h>\n"));
+        std::fs::create_dir(dir.join("sys")).unwrap();
+        let system = real(dir.join("sys"));
+        let header = real(dir.write("sys/s.h", "int s;\n"));
+        let closure = Closure {
+            files: vec![input(src.clone())],
+            system_dirs: vec![system.clone()],
+            system_files: vec![header.clone()],
+            system_search: vec![system.join("..").join("sys")],
+            cplusplus: true,
+            ..Closure::default()
+        };
+        // 3.4's answer links the system directory in its own tree; the
+        // system tree holds the header itself.
+        assert_eq!(t.answer(&closure).unwrap().len(), 2);
+        let (paths, answer) = sys.answer_with_system(&closure).unwrap();
+        assert_eq!(paths, [sys.mirror_path(0, &src, ".lzo").unwrap()]);
+        assert!(answer.cplusplus);
+        let (path, hash) = &answer.headers[0];
+        assert_eq!(body(Path::new(OsStr::from_bytes(path))), b"int s;\n");
+        assert_eq!(*hash, sysheaders::hash(b"int s;\n"));
+        let spelled = system.join("..").join("sys");
+        assert_eq!(answer.search, [spelled.as_os_str().as_bytes()]);
+        // A changed header gets its new hash.
+        std::fs::write(&header, "int s, t;\n").unwrap();
+        let (_, again) = sys.answer_with_system(&closure).unwrap();
+        assert_eq!(again.headers[0].1, sysheaders::hash(b"int s, t;\n"));
+        // A search dir that cannot be sent is not covered.
+        let relative = Closure {
+            system_search: vec![PathBuf::from("rel/dir")],
+            ..closure.clone()
+        };
+        assert!(sys.answer_with_system(&relative).is_err());
     }
 
     #[test]

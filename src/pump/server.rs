@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::proto::{self, Limits};
 use crate::pump::closure::{Closure, NotCovered, Request};
 use crate::pump::mirror_tree::MirrorTree;
+use crate::sysheaders::SystemAnswer;
 
 /// What the server asks for each compile: its closure, or why not.
 pub trait Scan: Send + Sync {
@@ -186,6 +187,9 @@ impl Drop for ConnectionPass {
 struct Shared {
     scanner: Arc<dyn Scan>,
     tree: MirrorTree,
+    /// The tree for answers with system headers (`,sysheaders`), beside
+    /// `tree`; `None` if it could not be made (such queries get `ARGC 0`).
+    system_tree: Option<MirrorTree>,
     config: Config,
     connections: Gate,
     scans: Gate,
@@ -218,9 +222,13 @@ impl Server {
 
     /// Starts answering on a thread of its own.
     pub fn start(self, scanner: Arc<dyn Scan>, tree: MirrorTree, config: Config) -> Running {
+        let system_tree = MirrorTree::open_system(&tree)
+            .map_err(|e| log::warn!("cannot make the mirror tree for system headers: {e}"))
+            .ok();
         let shared = Arc::new(Shared {
             scanner,
             tree,
+            system_tree,
             connections: Gate::new(config.max_connections),
             scans: Gate::new(config.max_scans),
             config,
@@ -340,7 +348,7 @@ fn serve(shared: &Shared, stream: UnixStream) {
         },
         &shared.config.limits,
     );
-    let (cwd, argv) = match query {
+    let query = match query {
         Ok(query) => query,
         Err(err) => {
             shared.counts.bad_queries.fetch_add(1, Ordering::Relaxed);
@@ -348,41 +356,57 @@ fn serve(shared: &Shared, stream: UnixStream) {
             return;
         }
     };
-    let answer = match answer(shared, cwd, argv) {
-        Ok(paths) => {
+    let system_headers = query.system_headers;
+    let (answer, system) = match answer(shared, query) {
+        Ok(answer) => {
             shared.counts.answered.fetch_add(1, Ordering::Relaxed);
-            paths
+            answer
         }
         Err(reason) => {
             shared.counts.not_covered.fetch_add(1, Ordering::Relaxed);
             log::info!("not covered: {reason}");
-            Vec::new()
+            (Vec::new(), SystemAnswer::default())
         }
     };
     let paths: Vec<&[u8]> = answer
         .iter()
         .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
         .collect();
+    let mut out = proto::encode_include_answer(&paths);
+    if system_headers {
+        system.encode(&mut out);
+    }
     let _ = stream.set_write_timeout(Some(shared.config.query_timeout));
-    if let Err(err) = (&stream).write_all(&proto::encode_include_answer(&paths)) {
+    if let Err(err) = (&stream).write_all(&out) {
         log::info!("a client went away before its answer: {err}");
     }
 }
 
-/// The mirror paths for one query.
-fn answer(shared: &Shared, cwd: Vec<u8>, argv: Vec<Vec<u8>>) -> Result<Vec<PathBuf>, NotCovered> {
+/// The mirror paths for one query, and for a query with `SYSH` the
+/// system headers' part.
+fn answer(
+    shared: &Shared,
+    query: proto::IncludeQuery,
+) -> Result<(Vec<PathBuf>, SystemAnswer), NotCovered> {
     if let Some(reason) = &shared.config.poison {
         return Err(NotCovered(reason.clone()));
     }
-    let request = request(cwd, argv)?;
+    let system_headers = query.system_headers;
+    let request = request(query.cwd, query.argv, system_headers)?;
     let _pass = shared.scans.enter();
     let closure = shared.scanner.closure(&request)?;
-    shared.tree.answer(&closure)
+    if !system_headers {
+        return Ok((shared.tree.answer(&closure)?, SystemAnswer::default()));
+    }
+    match &shared.system_tree {
+        Some(tree) => tree.answer_with_system(&closure),
+        None => Err(NotCovered("no mirror tree for system headers".into())),
+    }
 }
 
 /// The query as the scanner takes it: an absolute working directory and
 /// arguments that are text.
-fn request(cwd: Vec<u8>, argv: Vec<Vec<u8>>) -> Result<Request, NotCovered> {
+fn request(cwd: Vec<u8>, argv: Vec<Vec<u8>>, system_headers: bool) -> Result<Request, NotCovered> {
     let cwd = PathBuf::from(std::ffi::OsString::from_vec(cwd));
     if !cwd.is_absolute() {
         return Err(NotCovered(format!(
@@ -404,7 +428,11 @@ fn request(cwd: Vec<u8>, argv: Vec<Vec<u8>>) -> Result<Request, NotCovered> {
             })
         })
         .collect::<Result<_, _>>()?;
-    Ok(Request { cwd, argv })
+    Ok(Request {
+        cwd,
+        argv,
+        system_headers,
+    })
 }
 
 /// Reads from a stream until a deadline for the whole query.

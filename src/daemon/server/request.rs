@@ -58,6 +58,12 @@ impl Server<'_> {
                 }
                 Item::FileEnd => self.with_tree(id, Tree::end_file),
                 Item::Link { name, target } => self.with_tree(id, |t| t.add_link(name, target)),
+                Item::Header { name, hash } => {
+                    let store = self.header_store();
+                    self.with_tree(id, |t| t.add_header(name, hash, store))
+                }
+                Item::HeadersListed(_) => self.on_headers_listed(id),
+                Item::HeaderBody(len) => self.with_tree(id, |t| t.begin_header_body(len)),
                 Item::End => return self.on_request_end(id, input.len()),
             };
             if let Err((outcome, why)) = step {
@@ -133,6 +139,57 @@ impl Server<'_> {
         Ok(())
     }
 
+    /// The file list is in and sent headers by hash: tell the client which
+    /// bodies to send (`NEED`), and read on for them. The job holds no
+    /// slot meanwhile; the request's deadline still runs.
+    fn on_headers_listed(&mut self, id: ConnId) -> StepResult {
+        let needed = match self.reading(id) {
+            Some((Some(job), ..)) => job.tree_mut().map(|t| t.needed_headers()),
+            _ => None,
+        };
+        let Some(needed) = needed else {
+            return Ok(());
+        };
+        let count = needed.iter().filter(|&&n| n).count() as u32;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return Ok(());
+        };
+        let ConnState::Reading { decoder, out, .. } = &mut conn.state else {
+            return Ok(());
+        };
+        decoder.need(count);
+        out.extend_from_slice(&crate::sysheaders::encode_need(&needed));
+        self.flush_need(id)
+            .map_err(|e| (Outcome::Other, format!("cannot send NEED: {e}")))
+    }
+
+    /// Writes what the socket takes of a reading connection's `NEED`
+    /// bytes; watches for writability while some are left.
+    pub(super) fn flush_need(&mut self, id: ConnId) -> std::io::Result<()> {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return Ok(());
+        };
+        let ConnState::Reading { out, .. } = &mut conn.state else {
+            return Ok(());
+        };
+        while !out.is_empty() {
+            match conn.io.writer().write(out) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.watch_output(id, true);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.watch_output(id, false);
+        Ok(())
+    }
+
     /// The whole request is in: unpack a compressed source and queue the job.
     fn on_request_end(&mut self, id: ConnId, trailing: usize) -> bool {
         let max_input = self.config.limits.max_input as usize;
@@ -152,9 +209,22 @@ impl Server<'_> {
             self.refuse(id, Outcome::BadRequest, &why);
             return true;
         }
+        let counts = job
+            .tree_mut()
+            .map(|t| t.header_counts())
+            .unwrap_or_default();
         let Some(conn) = self.conns.get_mut(&id) else {
             return false;
         };
+        if counts.from_store + counts.received > 0 {
+            log::info!(
+                "client {}: system headers for {}: {} from the store, {} bodies received",
+                conn.peer,
+                String::from_utf8_lossy(job.input_name()),
+                counts.from_store,
+                counts.received
+            );
+        }
         if trailing > 0 {
             log::warn!(
                 "client {} sent {trailing} bytes after its request; ignored",

@@ -99,6 +99,8 @@ const SEARCH_VARIABLES: [&str; 5] = [
 type Once<T> = Arc<OnceLock<Result<T, String>>>;
 /// (driver-flag key, cwd, search options).
 type ChainKey = (u64, PathBuf, Vec<String>);
+/// (cwd, command, with the system headers).
+type ClosureKey = (PathBuf, Command, bool);
 /// (driver-flag key, operator, operand).
 type FeatureKey = (u64, Vec<u8>, Vec<u8>);
 
@@ -142,13 +144,18 @@ impl CachedClosure {
     /// The paths it holds, for the cache's bound.
     fn weight(&self) -> usize {
         let c = &self.closure;
-        1 + c.files.len() + c.links.len() + c.dirs.len() + c.system_dirs.len() + self.probes.len()
+        1 + c.files.len()
+            + c.links.len()
+            + c.dirs.len()
+            + c.system_dirs.len()
+            + c.system_files.len()
+            + self.probes.len()
     }
 }
 
 #[derive(Default)]
 struct ClosureCache {
-    map: HashMap<(PathBuf, Command), Arc<CachedClosure>>,
+    map: HashMap<ClosureKey, Arc<CachedClosure>>,
     paths: usize,
 }
 
@@ -199,7 +206,7 @@ impl Scanner {
     /// Every file the compile reads, or why the scanner cannot tell.
     pub fn closure(&self, req: &Request) -> Result<Closure, NotCovered> {
         let cmd = checked_command(req)?;
-        let key = (req.cwd.clone(), cmd.clone());
+        let key = (req.cwd.clone(), cmd.clone(), req.system_headers);
         if let Some(hit) = self.cached_closure(&key) {
             return Ok(hit);
         }
@@ -237,6 +244,7 @@ impl Scanner {
             chain.quote_len,
             chain.system_real.clone(),
         );
+        w.system_headers = req.system_headers;
         w.run()
             .map_err(|NotCovered(why)| NotCovered(why.trim_start_matches('@').to_string()))?;
         let mut probes = std::mem::take(&mut w.fs.probes);
@@ -248,7 +256,7 @@ impl Scanner {
         })
     }
 
-    fn cached_closure(&self, key: &(PathBuf, Command)) -> Option<Closure> {
+    fn cached_closure(&self, key: &ClosureKey) -> Option<Closure> {
         let hit = self
             .closures
             .lock()
@@ -265,7 +273,7 @@ impl Scanner {
 
     fn store_closure(
         &self,
-        key: (PathBuf, Command),
+        key: ClosureKey,
         closure: &Closure,
         probes: Vec<(PathBuf, Option<Sig>)>,
     ) {

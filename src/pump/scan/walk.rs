@@ -83,12 +83,15 @@ pub struct Walk<'a> {
     pub read: Vec<PathBuf>,
     seen_read: FastSet<PathBuf>,
     seen_files: FastMap<PathBuf, usize>,
+    seen_system: FastSet<PathBuf>,
     seen_links: FastSet<PathBuf>,
     seen_dirs: FastSet<PathBuf>,
     /// Function-like macros that pass a parameter to a `__has_*` name, as
     /// glibc's `__glibc_has_attribute (attr)`: the name and the index.
     feature_wrappers: FastMap<Text, (Text, usize)>,
     used_system: Vec<bool>,
+    /// Put the system headers in the closure too (`,sysheaders`).
+    pub system_headers: bool,
     deadline: Instant,
     bytes: usize,
     limits: Limits,
@@ -114,6 +117,7 @@ impl<'a> Walk<'a> {
             info_key,
             cwd: cwd.to_path_buf(),
             used_system: vec![false; system_real.len()],
+            system_headers: false,
             chain,
             quote_len,
             system_real,
@@ -125,6 +129,7 @@ impl<'a> Walk<'a> {
             read: Vec::new(),
             seen_read: FastSet::default(),
             seen_files: FastMap::default(),
+            seen_system: FastSet::default(),
             seen_links: FastSet::default(),
             seen_dirs: FastSet::default(),
             feature_wrappers: FastMap::default(),
@@ -162,6 +167,14 @@ impl<'a> Walk<'a> {
             .filter(|(_, used)| **used)
             .map(|(d, _)| d.clone())
             .collect();
+        self.closure.cplusplus = self.cmd.lang.ends_with("++");
+        if self.system_headers {
+            self.closure.system_search = self.chain[self.quote_len..]
+                .iter()
+                .filter(|d| d.system.is_some())
+                .map(|d| d.path.clone())
+                .collect();
+        }
         Ok(())
     }
 
@@ -216,6 +229,11 @@ impl<'a> Walk<'a> {
                 shown(name)
             ));
         }
+        if self.system_headers {
+            self.closure
+                .preincludes
+                .push(self.cwd.join(Path::new(OsStr::from_bytes(&found.name))));
+        }
         self.enter(found, false)
     }
 
@@ -265,10 +283,20 @@ impl<'a> Walk<'a> {
         self.system_real.iter().any(|s| real.starts_with(s))
     }
 
+    /// Whether the closure keeps a link or directory at `path`: not under
+    /// a system dir, unless the system headers go too.
+    fn keeps(&self, path: &Path) -> bool {
+        self.system_headers || !self.is_system(path)
+    }
+
     /// Puts a file (and the links and dirs on its way) in the closure.
     fn record(&mut self, f: &Found, source: bool) {
         let real = &f.resolved.real;
         if self.is_system(real) {
+            if self.system_headers && self.seen_system.insert(real.clone()) {
+                self.closure.system_files.push(real.clone());
+                self.record_way(&f.resolved);
+            }
             return;
         }
         if !self.seen_files.contains_key(real) {
@@ -286,7 +314,7 @@ impl<'a> Walk<'a> {
 
     fn record_way(&mut self, r: &Resolved) {
         for l in &r.links {
-            if !self.is_system(&l.path) && self.seen_links.insert(l.path.clone()) {
+            if self.keeps(&l.path) && self.seen_links.insert(l.path.clone()) {
                 self.closure.links.push(Link {
                     path: l.path.clone(),
                     target: l.target.clone(),
@@ -299,7 +327,7 @@ impl<'a> Walk<'a> {
     }
 
     fn record_dir(&mut self, d: PathBuf) {
-        if !self.is_system(&d) && d != Path::new("/") && self.seen_dirs.insert(d.clone()) {
+        if self.keeps(&d) && d != Path::new("/") && self.seen_dirs.insert(d.clone()) {
             self.closure.dirs.push(d);
         }
     }
