@@ -12,7 +12,7 @@
 
 use crate::common;
 
-use common::cross::{self, make_helper, HelperInstance, SlowMachine, ARMV7, POWERPC};
+use common::cross::{self, make_helper, run_bounded, HelperInstance, SlowMachine, ARMV7, POWERPC};
 use common::daemon::bin;
 use common::{exited_within, text, wait_until, TestDir};
 use std::process::{Child, Command, Output};
@@ -53,28 +53,6 @@ fn clang_cc(machine: &SlowMachine) {
         machine.dir.join("cc.calls").display(),
         machine.target.gnu_triple
     ));
-}
-
-/// Runs the client to completion, with a bounded wait: qemu is slow.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            // SAFETY: killing our own child, which has not been reaped.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-    }
 }
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(120);

@@ -655,8 +655,9 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut Rng) {
     }
 }
 
-/// A pump-mode (version 3) request to mutate: a source, a forcing file and
-/// a system-directory link.
+/// A pump-mode (version 3) request to mutate: a source, a forcing file, a
+/// system-directory link and a header by hash, then that header's body
+/// (`,sysheaders`).
 fn pump_seed(argv: &[&[u8]], input: &[u8]) -> Vec<u8> {
     use distcc_rs::proto::{encode_pump_request, PumpEntry};
     let lzo = distcc_rs::lzo::compress(input);
@@ -673,8 +674,14 @@ fn pump_seed(argv: &[&[u8]], input: &[u8]) -> Vec<u8> {
             name: b"/usr/include",
             target: b"../../../usr/include",
         },
+        PumpEntry::Header {
+            name: b"/sys/h.h",
+            hash: &[7; distcc_rs::proto::HASH_LEN],
+        },
     ];
-    encode_pump_request(b"/home/u", argv, &files)
+    let mut wire = encode_pump_request(b"/home/u", argv, &files);
+    distcc_rs::proto::put_body(&mut wire, &distcc_rs::proto::FILE, &lzo);
+    wire
 }
 
 /// A request to mutate: protocol version, arguments and source.

@@ -26,6 +26,7 @@ mod options;
 mod pump_e2e;
 mod pump_scan;
 mod pump_server;
+mod pump_sysheaders;
 mod refusals;
 mod scan;
 mod service;

@@ -812,6 +812,11 @@ mod tests {
         assert!(one("h,down").down);
         assert!(one("h,lzo,down").lzo);
         assert!(one("h,cpp,lzo").pump);
+        assert!(!one("h,cpp,lzo").sysheaders);
+        let sys = one("10.0.0.3/8,cpp,lzo,sysheaders");
+        assert!(sys.pump && sys.lzo && sys.sysheaders);
+        assert_eq!(sys.protocol(), 3);
+        assert!(one("h,sysheaders,lzo,cpp").sysheaders);
         assert_eq!(
             one("@big/16:/opt/bin/distccd,lzo").kind,
             Kind::Ssh {
@@ -976,6 +981,16 @@ mod tests {
             "g,cpp",
             "$DISTCC_HOSTS: bad host \"g,cpp\": pump mode (',cpp') requires compression \
              (',lzo') at column 1",
+        ),
+        (
+            "g,lzo,sysheaders",
+            "$DISTCC_HOSTS: bad host \"g,lzo,sysheaders\": system headers (',sysheaders') \
+             require pump mode (',cpp,lzo') at column 1",
+        ),
+        (
+            "g,cpp,lzo,sysheadersx",
+            "$DISTCC_HOSTS: bad host \"g,cpp,lzo,sysheadersx\": junk \"x\" after option \
+             \"sysheaders\" at column 21",
         ),
     ];
 

@@ -725,6 +725,47 @@ mod tests {
     }
 
     #[test]
+    fn the_system_headers_make_the_server_search_the_clients_dirs_in_order() {
+        let system = SystemAnswer {
+            cplusplus: false,
+            headers: Vec::new(),
+            search: vec![
+                b"/usr/lib/x/include".to_vec(),
+                b"/usr/a/../include".to_vec(),
+            ],
+            preincludes: vec![b"/usr/include/stdc-predef.h".to_vec()],
+        };
+        let (argv, deps) = system_server_argv(&job(&["gcc", "-I", "i", "-c", "a.c"]), &system);
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into()).collect();
+        assert_eq!(
+            argv,
+            [
+                "gcc",
+                "-include",
+                "/usr/include/stdc-predef.h",
+                "-I",
+                "i",
+                "-c",
+                "a.c",
+                "-o",
+                "a.o",
+                "-nostdinc",
+                "-isystem",
+                "/usr/lib/x/include",
+                "-isystem",
+                "/usr/a/../include"
+            ]
+        );
+        assert_eq!(deps, None);
+        let cxx = SystemAnswer {
+            cplusplus: true,
+            ..system
+        };
+        let (argv, _) = system_server_argv(&job(&["g++", "-c", "a.cc"]), &cxx);
+        assert!(argv.windows(2).any(|w| w == ["-nostdinc", "-nostdinc++"]));
+    }
+
+    #[test]
     fn wp_deps_options() {
         assert!(scan::wp_holds_deps(b"-Wp,-MMD,dir/.x.o.d"));
         assert!(scan::wp_holds_deps(b"-Wp,-DX,-MD,x.d"));

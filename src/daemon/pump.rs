@@ -210,19 +210,20 @@ impl Tree {
         self.drop_lines = drop;
     }
 
-    /// Where headers sent by hash come from (`,sysheaders`). Without one,
-    /// such a request is refused.
-    pub fn use_store(&mut self, store: Option<Arc<HeaderStore>>) {
-        self.store = store;
-    }
-
-    /// A header sent by hash at `name`: made from the store if the store
-    /// has it, else put on the list of bodies to ask for.
-    pub fn add_header(&mut self, name: Vec<u8>, hash: Hash) -> Result<(), String> {
+    /// A header sent by hash at `name`: made from `store` if it has it,
+    /// else put on the list of bodies to ask for. Without a store the
+    /// request is refused.
+    pub fn add_header(
+        &mut self,
+        name: Vec<u8>,
+        hash: Hash,
+        store: Option<Arc<HeaderStore>>,
+    ) -> Result<(), String> {
         self.check_name(&name)?;
-        let Some(store) = self.store.clone() else {
+        let Some(store) = store else {
             return Err("this daemon keeps no system headers (its header store is missing)".into());
         };
+        self.store = Some(store.clone());
         let mut placed = false;
         self.make(&name, |dir, last| {
             placed = store.place(&hash, dir, last)?;
@@ -509,6 +510,77 @@ mod tests {
         tree.begin_file(name.to_vec(), lzo.len() as u32)?;
         tree.extend(&lzo);
         tree.end_file()
+    }
+
+    /// A tree in its own job directory `name` in `dir`.
+    fn tree_in(dir: &TestDir, name: &str) -> Tree {
+        let job = dir.join(name);
+        std::fs::create_dir(&job).unwrap();
+        Tree::create(&job, b"/home/u/proj", &Limits::default()).unwrap()
+    }
+
+    /// Receives `body` as the next needed header's.
+    fn header_body(tree: &mut Tree, body: &[u8]) -> Result<(), String> {
+        let lzo = crate::lzo::compress(body);
+        tree.begin_header_body(lzo.len() as u32)?;
+        tree.extend(&lzo);
+        tree.end_file()
+    }
+
+    #[test]
+    fn headers_by_hash_come_from_the_store_or_as_checked_bodies() {
+        let dir = TestDir::new("pump-tree-headers");
+        let store = Arc::new(HeaderStore::create(&dir.path, 1 << 20, 100).unwrap());
+        let (honest, other) = (&b"#define H 1\n"[..], &b"#define O 2\n"[..]);
+        let (h, o) = (
+            crate::sysheaders::hash(honest),
+            crate::sysheaders::hash(other),
+        );
+        let mut t = tree_in(&dir, "none");
+        let err = t
+            .add_header(b"/usr/include/h.h".to_vec(), h, None)
+            .unwrap_err();
+        assert!(err.contains("no system headers"), "{err}");
+        let mut t = tree_in(&dir, "first");
+        t.add_header(b"/usr/include/h.h".to_vec(), h, Some(store.clone()))
+            .unwrap();
+        t.add_header(b"/usr/include/o.h".to_vec(), o, Some(store.clone()))
+            .unwrap();
+        assert_eq!(t.needed_headers(), [true, true]);
+        header_body(&mut t, honest).unwrap();
+        // A body that is not the one its hash names is refused.
+        let err = header_body(&mut t, b"#define O 666\n").unwrap_err();
+        assert!(err.contains("header '/usr/include/o.h' refused"), "{err}");
+        assert!(!t.root().join("usr/include/o.h").exists());
+        assert!(header_body(&mut t, other).is_err(), "a body not asked for");
+        assert_eq!(
+            std::fs::read(t.root().join("usr/include/h.h")).unwrap(),
+            honest
+        );
+        // The next job gets the honest one from the store, the other not.
+        let mut next = tree_in(&dir, "next");
+        for (name, hash) in [(&b"/usr/include/h.h"[..], h), (b"/usr/include/o.h", o)] {
+            next.add_header(name.to_vec(), hash, Some(store.clone()))
+                .unwrap();
+        }
+        assert_eq!(next.needed_headers(), [false, true]);
+        header_body(&mut next, other).unwrap();
+        assert_eq!(
+            next.header_counts(),
+            HeaderCounts {
+                from_store: 1,
+                received: 1
+            }
+        );
+        // The tree's rules hold: no header through a link of the request.
+        let mut linked = tree_in(&dir, "linked");
+        linked
+            .add_link(b"/usr/include".to_vec(), b"/elsewhere".to_vec())
+            .unwrap();
+        let err = linked
+            .add_header(b"/usr/include/h.h".to_vec(), h, Some(store))
+            .unwrap_err();
+        assert!(err.contains("passes through the link"), "{err}");
     }
 
     #[test]

@@ -70,9 +70,9 @@ pub struct Server<'a> {
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
     workers: Workers,
-    /// The store of system headers sent by hash (`,sysheaders`), if it
-    /// could be made.
-    headers: Option<Arc<HeaderStore>>,
+    /// The store of system headers sent by hash (`,sysheaders`), made
+    /// when the first such header arrives: `Some(None)` if it could not be.
+    headers: Option<Option<Arc<HeaderStore>>>,
 }
 
 impl<'a> Server<'a> {
@@ -120,7 +120,7 @@ impl<'a> Server<'a> {
             stopping: None,
             single: false,
             workers,
-            headers: header_store(config),
+            headers: None,
         })
     }
 
@@ -858,9 +858,19 @@ impl<'a> Server<'a> {
     }
 }
 
+impl Server<'_> {
+    /// The header store, made on first use.
+    pub(super) fn header_store(&mut self) -> Option<Arc<HeaderStore>> {
+        let config = self.config;
+        self.headers
+            .get_or_insert_with(|| make_header_store(config))
+            .clone()
+    }
+}
+
 /// The daemon's header store in its TMPDIR, or None (with the reason in
 /// the log) when it cannot be made.
-fn header_store(config: &Config) -> Option<Arc<HeaderStore>> {
+fn make_header_store(config: &Config) -> Option<Arc<HeaderStore>> {
     use super::header_store::{MAX_BYTES, MAX_FILES};
     match HeaderStore::create(&config.tmpdir, MAX_BYTES, MAX_FILES) {
         Ok(store) => {

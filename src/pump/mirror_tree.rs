@@ -770,6 +770,47 @@ mod tests {
     }
 
     #[test]
+    fn a_system_answer_sends_the_system_headers_by_hash_beside_the_3_4_tree() {
+        let dir = TestDir::new("mirror-system");
+        let t = tree(&dir);
+        let sys = MirrorTree::open_system(&t).unwrap();
+        assert_eq!(sys.root(), dir.join("m.sys"));
+        let src = real(dir.write("t.c", "#include <s.h>\n"));
+        std::fs::create_dir(dir.join("sys")).unwrap();
+        let system = real(dir.join("sys"));
+        let header = real(dir.write("sys/s.h", "int s;\n"));
+        let closure = Closure {
+            files: vec![input(src.clone())],
+            system_dirs: vec![system.clone()],
+            system_files: vec![header.clone()],
+            system_search: vec![system.join("..").join("sys")],
+            cplusplus: true,
+            ..Closure::default()
+        };
+        // 3.4's answer links the system directory in its own tree; the
+        // system tree holds the header itself.
+        assert_eq!(t.answer(&closure).unwrap().len(), 2);
+        let (paths, answer) = sys.answer_with_system(&closure).unwrap();
+        assert_eq!(paths, [sys.mirror_path(0, &src, ".lzo").unwrap()]);
+        assert!(answer.cplusplus);
+        let (path, hash) = &answer.headers[0];
+        assert_eq!(body(Path::new(OsStr::from_bytes(path))), b"int s;\n");
+        assert_eq!(*hash, sysheaders::hash(b"int s;\n"));
+        let spelled = system.join("..").join("sys");
+        assert_eq!(answer.search, [spelled.as_os_str().as_bytes()]);
+        // A changed header gets its new hash.
+        std::fs::write(&header, "int s, t;\n").unwrap();
+        let (_, again) = sys.answer_with_system(&closure).unwrap();
+        assert_eq!(again.headers[0].1, sysheaders::hash(b"int s, t;\n"));
+        // A search dir that cannot be sent is not covered.
+        let relative = Closure {
+            system_search: vec![PathBuf::from("rel/dir")],
+            ..closure.clone()
+        };
+        assert!(sys.answer_with_system(&relative).is_err());
+    }
+
+    #[test]
     fn nothing_is_written_through_a_system_directory_link() {
         let dir = TestDir::new("mirror-through");
         let t = tree(&dir);

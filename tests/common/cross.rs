@@ -282,6 +282,28 @@ impl SlowMachine {
     }
 }
 
+/// Runs the client to completion, with a bounded wait: qemu is slow.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: killing our own child, which has not been reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The helper: a compile server made by `distcc-rs wrap`, started from its unit.
 // ---------------------------------------------------------------------------

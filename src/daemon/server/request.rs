@@ -58,7 +58,10 @@ impl Server<'_> {
                 }
                 Item::FileEnd => self.with_tree(id, Tree::end_file),
                 Item::Link { name, target } => self.with_tree(id, |t| t.add_link(name, target)),
-                Item::Header { name, hash } => self.with_tree(id, |t| t.add_header(name, hash)),
+                Item::Header { name, hash } => {
+                    let store = self.header_store();
+                    self.with_tree(id, |t| t.add_header(name, hash, store))
+                }
                 Item::HeadersListed(_) => self.on_headers_listed(id),
                 Item::HeaderBody(len) => self.with_tree(id, |t| t.begin_header_body(len)),
                 Item::End => return self.on_request_end(id, input.len()),
@@ -88,11 +91,8 @@ impl Server<'_> {
             Some(ConnState::Reading { decoder, .. }) => decoder.cwd().map(<[u8]>::to_vec),
             _ => None,
         };
-        let mut accepted = accept_command(self.config, version, cwd.as_deref(), argv)
+        let accepted = accept_command(self.config, version, cwd.as_deref(), argv)
             .map_err(|e| (Outcome::Other, e))?;
-        if let Some(tree) = accepted.tree_mut() {
-            tree.use_store(self.headers.clone());
-        }
         if let Some((job, ..)) = self.reading(id) {
             *job = Some(accepted);
         }
