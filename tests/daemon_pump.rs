@@ -223,6 +223,50 @@ fn debian_client_in_pump_mode_gets_local_objects_and_dotd_files() {
         compare(&daemon, &project, &args, &["t.o", "t.d"]);
     }
     daemon.assert_no_leftovers();
+    store_holds_each_body_once(&daemon);
+}
+
+/// Every FILE went through the daemon's store: after 12 jobs of 5 files,
+/// it holds each distinct body once (the C and C++ sources, three headers,
+/// the empty forcing file), read-only, and no job's link to it is left.
+fn store_holds_each_body_once(daemon: &Daemon) {
+    let stores: Vec<PathBuf> = std::fs::read_dir(daemon.dir.join("daemon-tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("distccd-headers.")
+        })
+        .collect();
+    assert_eq!(stores.len(), 1, "the daemon's store: {stores:?}");
+    let mut bodies = Vec::new();
+    for entry in std::fs::read_dir(&stores[0]).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o444,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::nlink(&meta),
+            1,
+            "{}",
+            path.display()
+        );
+        bodies.push(std::fs::read(&path).unwrap());
+    }
+    bodies.sort();
+    assert!(bodies.contains(&b"#define X 0\n".to_vec()), "{bodies:?}");
+    assert!(bodies.contains(&Vec::new()), "the forcing file: {bodies:?}");
+    assert!(
+        bodies.len() <= 8,
+        "{} bodies kept, not each once",
+        bodies.len()
+    );
 }
 
 /// Everything under `dir`: each path with its kind and contents, sorted.

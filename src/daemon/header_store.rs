@@ -1,13 +1,16 @@
-//! The daemon's store of system headers by content hash (`,sysheaders`): files named by their SHA-256 in a private directory, bounded, least recently used out first, hard-linked into each job's tree.
+//! The daemon's store of pump-mode files by content hash: files named by their SHA-256 in a private directory, bounded, least recently used out first, hard-linked into each job's tree.
 //!
+//! Every FILE of a pump request is kept here under the hash of its bytes,
+//! computed by the daemon, and linked into the job's tree: a header costs a
+//! new inode and its bytes once per daemon, and each later job only a link.
 //! A client on a `,sysheaders` host sends its system headers by hash
 //! (`src/sysheaders.rs`); the daemon links those it has into the job's tree
 //! and asks for the rest. Every body received is hashed here and refused
 //! when it does not match the hash claimed for it, so one client cannot put
 //! a file under another content's name: the store is shared by every client.
 //!
-//! The store is `TMPDIR/distccd-headers.XXXXXX`, made when the daemon
-//! starts and removed when it stops (one left by a killed daemon stays,
+//! The store is `TMPDIR/distccd-headers.XXXXXX`, made for the daemon's first
+//! pump job and removed when it stops (one left by a killed daemon stays,
 //! like its job directories). Files are mode 0444. It holds at most
 //! [`MAX_BYTES`] and [`MAX_FILES`] files; past either, the least recently
 //! used go. A header is linked into a job's tree (or copied there, when
@@ -157,6 +160,28 @@ impl HeaderStore {
                 sysheaders::hex(claimed)
             ));
         }
+        self.store_and_place(claimed, body, dir, name)
+    }
+
+    /// Keeps `body` under its own hash (unless the store has it already)
+    /// and makes `name` in `dir` that file. Every pump job's FILE bodies
+    /// come this way: a header then costs a new inode and its bytes once
+    /// per daemon, and each later job only a link (on ext4, creating and
+    /// removing a kernel source's 700 headers per job cost more CPU than
+    /// the rest of the daemon's work for it).
+    pub fn keep_and_place(&self, body: &[u8], dir: RawFd, name: &CStr) -> Result<(), String> {
+        self.store_and_place(&sysheaders::hash(body), body, dir, name)
+    }
+
+    /// `body`, whose hash is `hash`, stored and made at `name` in `dir`.
+    fn store_and_place(
+        &self,
+        hash: &Hash,
+        body: &[u8],
+        dir: RawFd,
+        name: &CStr,
+    ) -> Result<(), String> {
+        let claimed = hash;
         let size = body.len() as u64;
         if size > self.max_bytes || self.max_files == 0 {
             return beneath::write_new(dir, name, body, 0o444).map_err(|e| e.to_string());

@@ -193,9 +193,17 @@ impl Tree {
             true => mirror::strip_line_prefix(&body),
             false => &body[..],
         };
+        let Some(store) = self.store.clone() else {
+            return self.make(&name, |dir, last| {
+                beneath::write_new(dir, last, body, 0o644)
+            });
+        };
+        let mut kept = Ok(());
         self.make(&name, |dir, last| {
-            beneath::write_new(dir, last, body, 0o644)
-        })
+            kept = store.keep_and_place(body, dir, last);
+            Ok(())
+        })?;
+        kept.map_err(|why| format!("cannot make FILE '{}': {why}", shown(&name)))
     }
 
     /// Whether to drop the include server's `#line 1 "NAME"` first line
@@ -208,6 +216,13 @@ impl Tree {
     /// source compiled 2.6 times slower).
     pub fn drop_line_prefixes(&mut self, drop: bool) {
         self.drop_lines = drop;
+    }
+
+    /// The daemon's store, which every FILE body goes through (and headers
+    /// sent by hash come from). Without one, files are written as they
+    /// come.
+    pub fn use_store(&mut self, store: Option<Arc<HeaderStore>>) {
+        self.store = store;
     }
 
     /// A header sent by hash at `name`: made from `store` if it has it,

@@ -91,8 +91,11 @@ impl Server<'_> {
             Some(ConnState::Reading { decoder, .. }) => decoder.cwd().map(<[u8]>::to_vec),
             _ => None,
         };
-        let accepted = accept_command(self.config, version, cwd.as_deref(), argv)
+        let mut accepted = accept_command(self.config, version, cwd.as_deref(), argv)
             .map_err(|e| (Outcome::Other, e))?;
+        if let Some(tree) = accepted.tree_mut() {
+            tree.use_store(self.header_store());
+        }
         if let Some((job, ..)) = self.reading(id) {
             *job = Some(accepted);
         }
