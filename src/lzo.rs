@@ -324,8 +324,11 @@ impl Decoder<'_> {
     }
 }
 
-/// Decompresses `src` into `out` (which should start empty); see [`decompress`].
-fn decompress_into(src: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), LzoError> {
+/// Decompresses `src` into `out` (which should start empty); see
+/// [`decompress`]. A caller decompressing many bodies keeps one `out` and
+/// clears it between them, so that its memory is not faulted in afresh
+/// for each.
+pub fn decompress_into(src: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), LzoError> {
     let mut decoder = Decoder {
         src,
         ip: 0,

@@ -51,6 +51,10 @@ pub struct Tree {
     max_file: usize,
     /// Drop a first line `#line 1 "/ABSOLUTE"` from each file.
     drop_lines: bool,
+    /// The buffers files are received and decompressed into, kept from
+    /// file to file.
+    spare: Vec<u8>,
+    scratch: Vec<u8>,
     /// `,sysheaders`: the store that headers sent by hash come from.
     store: Option<Arc<HeaderStore>>,
     /// `,sysheaders`: each header sent by hash, and whether the store had it.
@@ -95,6 +99,8 @@ impl Tree {
             budget: limits.max_files_total,
             max_file: limits.max_file as usize,
             drop_lines: false,
+            spare: Vec::new(),
+            scratch: Vec::new(),
             store: None,
             headers: Vec::new(),
             needed: VecDeque::new(),
@@ -146,7 +152,8 @@ impl Tree {
         self.check_name(&name)?;
         // Room for what is claimed, up to 1 MiB: a client that claims much
         // and sends little holds no more.
-        let mut body = Vec::new();
+        let mut body = std::mem::take(&mut self.spare);
+        body.clear();
         body.try_reserve_exact((len as usize).min(1 << 20))
             .map_err(|e| format!("cannot hold FILE '{}': {e}", shown(&name)))?;
         self.pending = Some((name, body));
@@ -163,19 +170,29 @@ impl Tree {
     }
 
     /// `body` decompressed within the per-file cap and what is left of
-    /// the request's, which it then takes from.
+    /// the request's, which it then takes from. The buffer is the tree's
+    /// own, reused from file to file (a kernel source brings 700): a fresh
+    /// one for each made most of the daemon's work page faults.
     fn decompress(&mut self, name: &[u8], lzo: &[u8]) -> Result<Vec<u8>, String> {
         let limit = self
             .max_file
             .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
-        let body = if lzo.is_empty() {
-            Vec::new()
-        } else {
-            crate::lzo::decompress(lzo, limit)
-                .map_err(|e| format!("cannot decompress FILE '{}': {e}", shown(name)))?
-        };
+        let mut body = std::mem::take(&mut self.scratch);
+        body.clear();
+        if !lzo.is_empty() {
+            crate::lzo::decompress_into(lzo, limit, &mut body)
+                .map_err(|e| format!("cannot decompress FILE '{}': {e}", shown(name)))?;
+        }
         self.budget -= body.len() as u64;
         Ok(body)
+    }
+
+    /// Gives the buffer [`Tree::decompress`] lent back, unless it is large
+    /// (more than 4 MiB is not kept for the rest of the job).
+    fn recycle(&mut self, body: Vec<u8>) {
+        if body.capacity() <= 4 << 20 {
+            self.scratch = body;
+        }
     }
 
     /// The FILE begun last is complete: decompress it within the caps and
@@ -187,23 +204,31 @@ impl Tree {
         let Some((name, lzo)) = self.pending.take() else {
             return Ok(());
         };
-        let body = self.decompress(&name, &lzo)?;
-        drop(lzo);
+        let whole = self.decompress(&name, &lzo)?;
+        if lzo.capacity() <= 1 << 20 {
+            self.spare = lzo;
+        }
         let body = match self.drop_lines {
-            true => mirror::strip_line_prefix(&body),
-            false => &body[..],
+            true => mirror::strip_line_prefix(&whole),
+            false => &whole[..],
         };
-        let Some(store) = self.store.clone() else {
-            return self.make(&name, |dir, last| {
+        let made = match self.store.clone() {
+            None => self.make(&name, |dir, last| {
                 beneath::write_new(dir, last, body, 0o644)
-            });
+            }),
+            Some(store) => {
+                let mut kept = Ok(());
+                self.make(&name, |dir, last| {
+                    kept = store.keep_and_place(body, dir, last);
+                    Ok(())
+                })
+                .and_then(|()| {
+                    kept.map_err(|why| format!("cannot make FILE '{}': {why}", shown(&name)))
+                })
+            }
         };
-        let mut kept = Ok(());
-        self.make(&name, |dir, last| {
-            kept = store.keep_and_place(body, dir, last);
-            Ok(())
-        })?;
-        kept.map_err(|why| format!("cannot make FILE '{}': {why}", shown(&name)))
+        self.recycle(whole);
+        made
     }
 
     /// Whether to drop the include server's `#line 1 "NAME"` first line
@@ -282,10 +307,12 @@ impl Tree {
         drop(lzo);
         let store = self.store.clone().ok_or("no header store")?;
         let mut stored = Ok(());
-        self.make(&name, |dir, last| {
+        let made = self.make(&name, |dir, last| {
             stored = store.add_and_place(&hash, &body, dir, last);
             Ok(())
-        })?;
+        });
+        self.recycle(body);
+        made?;
         stored.map_err(|why| format!("header '{}' refused: {why}", shown(&name)))
     }
 
