@@ -55,7 +55,8 @@ pub struct Tree {
     /// file to file.
     spare: Vec<u8>,
     scratch: Vec<u8>,
-    /// `,sysheaders`: the store that headers sent by hash come from.
+    /// The daemon's store, which every FILE goes through and headers sent
+    /// by hash (`,sysheaders`) come from.
     store: Option<Arc<HeaderStore>>,
     /// `,sysheaders`: each header sent by hash, and whether the store had it.
     headers: Vec<(Vec<u8>, Hash, bool)>,
@@ -171,8 +172,8 @@ impl Tree {
 
     /// `body` decompressed within the per-file cap and what is left of
     /// the request's, which it then takes from. The buffer is the tree's
-    /// own, reused from file to file (a kernel source brings 700): a fresh
-    /// one for each made most of the daemon's work page faults.
+    /// own, reused from file to file (a kernel source brings 700): with a
+    /// fresh one per file, the daemon faulted its pages in again each time.
     fn decompress(&mut self, name: &[u8], lzo: &[u8]) -> Result<Vec<u8>, String> {
         let limit = self
             .max_file
