@@ -192,16 +192,18 @@ os.execv(sys.argv[2], sys.argv[2:])
     kl_port=$(cat "$d/port")
 }
 
-# kl_start_distccd SLOTS NAME: starts Debian's distccd on a free port of
-# 127.0.0.1 (it has no socket activation: a port that is taken between the
-# probe and the bind is retried). Whitelist: DISTCC_CMDLIST. Sets kl_port,
-# kl_pid and kl_log.
+# kl_start_distccd SLOTS NAME [CCDIR]: starts Debian's distccd on a free
+# port of 127.0.0.1 (it has no socket activation: a port that is taken
+# between the probe and the bind is retried). Whitelist: DISTCC_CMDLIST,
+# which maps gcc, cc and x86_64-linux-gnu-gcc to those of CCDIR (default
+# /usr/bin). Sets kl_port, kl_pid and kl_log.
 kl_start_distccd() {
     kl_need distccd distcc
     d=$kl_work/$2
+    ccdir=${3:-/usr/bin}
     mkdir -p "$d"
     mkdir -m 1777 "$d/tmp"
-    printf '%s\n' /usr/bin/gcc /usr/bin/cc /usr/bin/x86_64-linux-gnu-gcc >"$d/cmdlist"
+    printf '%s\n' "$ccdir/gcc" "$ccdir/cc" "$ccdir/x86_64-linux-gnu-gcc" >"$d/cmdlist"
     chmod 644 "$d/cmdlist"
     : >"$d/log"
     chmod 666 "$d/log"
