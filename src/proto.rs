@@ -743,9 +743,15 @@ pub fn encode_pump_request(cwd: &[u8], argv: &[&[u8]], files: &[PumpEntry]) -> V
 
 /// Appends `ARGC n` and n `ARGV` strings.
 pub fn put_argv(out: &mut Vec<u8>, argv: &[&[u8]]) {
-    put_header(out, &ARGC, argv.len() as u32);
-    for arg in argv {
-        put_body(out, &ARGV, arg);
+    put_list(out, &ARGC, argv);
+}
+
+/// Appends a count packet `token` and an `ARGV` for each of `items`
+/// (what [`read_list`] reads).
+pub fn put_list<T: AsRef<[u8]>>(out: &mut Vec<u8>, token: &Token, items: &[T]) {
+    put_header(out, token, items.len() as u32);
+    for item in items {
+        put_body(out, &ARGV, item.as_ref());
     }
 }
 
@@ -776,7 +782,7 @@ pub fn encode_include_answer(paths: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Reads one header from a blocking stream and checks its token.
-fn read_expected<R: std::io::Read>(r: &mut R, expected: Token) -> std::io::Result<u32> {
+pub fn read_expected<R: std::io::Read>(r: &mut R, expected: Token) -> std::io::Result<u32> {
     let mut header = [0u8; HEADER_LEN];
     r.read_exact(&mut header)?;
     expected_in(&header, expected)

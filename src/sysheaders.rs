@@ -22,7 +22,7 @@
 
 use std::io;
 
-use crate::proto::{self, Limits, Token, HASH_LEN};
+use crate::proto::{self, Limits, HASH_LEN};
 
 /// A header's content hash: SHA-256 of its bytes as the compiler reads
 /// them (decompressed).
@@ -54,14 +54,6 @@ pub struct SystemAnswer {
     pub preincludes: Vec<Vec<u8>>,
 }
 
-/// Appends a count packet `token` and an `ARGV` for each of `items`.
-fn put_list(out: &mut Vec<u8>, token: &Token, items: &[Vec<u8>]) {
-    proto::put_header(out, token, items.len() as u32);
-    for item in items {
-        proto::put_body(out, &proto::ARGV, item);
-    }
-}
-
 impl SystemAnswer {
     /// Appends the answer's tail: `SYSX`, `SYSF`, `SYSD`, `PREI`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -71,23 +63,20 @@ impl SystemAnswer {
             proto::put_body(out, &proto::ARGV, path);
             proto::put_body(out, &proto::SHDR, hash);
         }
-        put_list(out, &proto::SYSD, &self.search);
-        put_list(out, &proto::PREI, &self.preincludes);
+        proto::put_list(out, &proto::SYSD, &self.search);
+        proto::put_list(out, &proto::PREI, &self.preincludes);
     }
 
     /// Reads the answer's tail within `limits`: at most `max_argc`
     /// entries in each list, each string at most `max_arg_len` bytes, all
     /// of them at most `max_args_total`.
     pub fn read<R: io::Read>(r: &mut R, limits: &Limits) -> io::Result<SystemAnswer> {
-        let mut header = [0u8; proto::HEADER_LEN];
-        r.read_exact(&mut header)?;
-        let cplusplus = match expect(&header, proto::SYSX)? {
+        let cplusplus = match proto::read_expected(r, proto::SYSX)? {
             0 => false,
             1 => true,
             other => return Err(invalid(format!("SYSX {other} is neither 0 nor 1"))),
         };
-        r.read_exact(&mut header)?;
-        let count = expect(&header, proto::SYSF)?;
+        let count = proto::read_expected(r, proto::SYSF)?;
         if count > limits.max_argc {
             return Err(invalid(format!(
                 "SYSF of {count} exceeds the limit of {}",
@@ -123,20 +112,6 @@ fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
-fn expect(header: &[u8; proto::HEADER_LEN], token: Token) -> io::Result<u32> {
-    let (got, value) = proto::parse_header(header).map_err(|e| invalid(e.to_string()))?;
-    if got != token {
-        return Err(invalid(
-            proto::ProtoError::Derailed {
-                expected: token,
-                got: *header,
-            }
-            .to_string(),
-        ));
-    }
-    Ok(value)
-}
-
 /// The `NEED` packet for `needed` (one flag per `SHDR` entry, in order).
 pub fn encode_need(needed: &[bool]) -> Vec<u8> {
     let mut bits = vec![0u8; needed.len().div_ceil(8)];
@@ -148,26 +123,36 @@ pub fn encode_need(needed: &[bool]) -> Vec<u8> {
     out
 }
 
-/// Reads a `NEED` packet for a request of `count` `SHDR` entries: its
-/// length must be exactly `count` bits rounded up to bytes, and the bits
-/// past `count` clear.
+/// Reads a `NEED` packet for a request of `count` `SHDR` entries
+/// ([`need_length`], then [`need_flags`]).
 pub fn read_need<R: io::Read>(r: &mut R, count: usize) -> io::Result<Vec<bool>> {
-    let mut header = [0u8; proto::HEADER_LEN];
-    r.read_exact(&mut header)?;
-    let len = expect(&header, proto::NEED)? as usize;
-    let want = count.div_ceil(8);
-    if len != want {
-        return Err(invalid(format!(
-            "a NEED of {len} bytes for {count} headers (wanted {want})"
-        )));
-    }
+    let len = proto::read_expected(r, proto::NEED)?;
+    let len = need_length(len, count).map_err(invalid)?;
     let mut bits = vec![0u8; len];
     r.read_exact(&mut bits)?;
-    let needed: Vec<bool> = (0..len * 8)
+    need_flags(&bits, count).map_err(invalid)
+}
+
+/// The length of a `NEED` for `count` headers, which the packet's `len`
+/// must be: `count` bits rounded up to bytes.
+pub fn need_length(len: u32, count: usize) -> Result<usize, String> {
+    let want = count.div_ceil(8);
+    if len as usize != want {
+        return Err(format!(
+            "a NEED of {len} bytes for {count} headers (wanted {want})"
+        ));
+    }
+    Ok(want)
+}
+
+/// The flags of a `NEED`'s bitmap for `count` headers; the bits past
+/// `count` must be clear.
+pub fn need_flags(bits: &[u8], count: usize) -> Result<Vec<bool>, String> {
+    let needed: Vec<bool> = (0..bits.len() * 8)
         .map(|i| bits[i / 8] & (1 << (i % 8)) != 0)
         .collect();
-    if needed[count..].iter().any(|&b| b) {
-        return Err(invalid("a NEED names headers past the last".into()));
+    if needed.len() < count || needed[count..].iter().any(|&b| b) {
+        return Err("a NEED names headers past the last".into());
     }
     Ok(needed[..count].to_vec())
 }

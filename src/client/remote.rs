@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::exitcode::ExitCode;
 use crate::proto::{self, Token};
+use crate::sysheaders;
 
 /// Where a job is sent.
 pub enum Target<'a> {
@@ -424,19 +425,10 @@ impl Connection {
         if token != proto::NEED {
             return Err(derailed(&proto::NEED, &header));
         }
-        let want = count.div_ceil(8);
-        if len as usize != want {
-            return Err(RemoteError::Protocol(format!(
-                "a NEED of {len} bytes for {count} headers (wanted {want})"
-            )));
-        }
-        let mut packet = header.to_vec();
-        packet.resize(proto::HEADER_LEN + want, 0);
-        self.read_exact(
-            &mut packet[proto::HEADER_LEN..],
-            Step::Doing("reading NEED"),
-        )?;
-        crate::sysheaders::read_need(&mut &packet[..], count)
+        let want = sysheaders::need_length(len, count).map_err(RemoteError::Protocol)?;
+        let mut bits = vec![0u8; want];
+        self.read_exact(&mut bits, Step::Doing("reading NEED"))?;
+        sysheaders::need_flags(&bits, count)
             .map(Need::Bodies)
             .map_err(|e| RemoteError::Protocol(format!("protocol error: {e}")))
     }
