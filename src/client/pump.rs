@@ -362,16 +362,7 @@ pub fn load(answer: &Answer) -> Result<Vec<Entry>, String> {
     }
     let root = answer.paths.first().and_then(|p| mirror_root(p));
     for (path, hash) in &system.headers {
-        let name = mirror::client_name(path)
-            .filter(|_| mirror_root(path).is_some() && mirror_root(path) == root)
-            .ok_or_else(|| {
-                format!(
-                    "{} is not in the include server's mirror tree",
-                    String::from_utf8_lossy(path)
-                )
-            })?;
-        mirror::check_path(name)
-            .map_err(|err| format!("{}: {err}", String::from_utf8_lossy(name)))?;
+        let name = entry_name(path, root.is_some() && mirror_root(path) == root)?;
         files.push(Entry::Header {
             name: name.to_vec(),
             hash: *hash,
@@ -395,16 +386,24 @@ fn load_paths(answer: &[Vec<u8>]) -> Result<Vec<Entry>, String> {
     let mut total = 0u64;
     let mut files = Vec::with_capacity(answer.len());
     for path in answer {
-        let name = mirror::client_name(path)
-            .filter(|_| root.is_some() && parent(path) == root)
-            .ok_or_else(|| format!("{} is not in the include server's mirror tree", shown(path)))?;
-        mirror::check_path(name).map_err(|err| format!("{}: {err}", shown(name)))?;
+        let name = entry_name(path, root.is_some() && parent(path) == root)?;
         let mirror_path = Path::new(std::ffi::OsStr::from_bytes(path));
         let entry = read_entry(mirror_path, name, &mut total)
             .map_err(|err| format!("{}: {err}", shown(path)))?;
         files.push(entry);
     }
     Ok(files)
+}
+
+/// The client name of the mirror entry `path`, which must be `in_tree`
+/// (under the answer's mirror roots) and name a plain absolute path.
+fn entry_name(path: &[u8], in_tree: bool) -> Result<&[u8], String> {
+    let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let name = mirror::client_name(path)
+        .filter(|_| in_tree)
+        .ok_or_else(|| format!("{} is not in the include server's mirror tree", shown(path)))?;
+    mirror::check_path(name).map_err(|err| format!("{}: {err}", shown(name)))?;
+    Ok(name)
 }
 
 /// One mirror entry: `lstat` it, then read its link or its bytes, adding
