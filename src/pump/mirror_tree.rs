@@ -278,30 +278,9 @@ impl MirrorTree {
     /// A system header's `.lzo` copy and the hash of its bytes.
     fn hashed_file(&self, path: &Path) -> Result<(PathBuf, Hash), NotCovered> {
         let path = checked(path)?;
-        let key = (path.to_path_buf(), None);
-        let meta =
-            std::fs::symlink_metadata(path).map_err(|e| io_refusal("cannot stat", path, e))?;
-        let stamp = Stamp::of(&meta);
-        if let Some(Written {
-            stamp: s,
-            hash: Some(hash),
-        }) = self.remembered_file(&key)
-        {
-            if s == stamp {
-                return Ok((self.mirror_path(0, path, ".lzo")?, hash));
-            }
-        }
-        let (stamp, hash) = self.copy_file(0, path, ".lzo", None, true)?;
+        let stamp = current_stamp(path)?;
+        let hash = self.copy_if_changed(0, path, None, ".lzo", stamp, true)?;
         let hash = hash.expect("asked for");
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.files.insert(
-            key,
-            Written {
-                stamp,
-                hash: Some(hash),
-            },
-        );
-        drop(memory);
         Ok((self.mirror_path(0, path, ".lzo")?, hash))
     }
 
@@ -345,24 +324,40 @@ impl MirrorTree {
     /// the root of that name's number.
     fn file(&self, input: &Input) -> Result<PathBuf, NotCovered> {
         let path = checked(&input.path)?;
-        let key = (path.to_path_buf(), input.line_name.clone());
-        let meta =
-            std::fs::symlink_metadata(path).map_err(|e| io_refusal("cannot stat", path, e))?;
-        let stamp = Stamp::of(&meta);
-        let suffix = if input.line_name.is_some() {
+        let stamp = current_stamp(path)?;
+        let line_name = input.line_name.as_deref();
+        let suffix = if line_name.is_some() {
             ".lzo.abs"
         } else {
             ".lzo"
         };
-        let k = self.name_number(path, input.line_name.as_deref())?;
-        if self.remembered_file(&key).is_some_and(|w| w.stamp == stamp) {
-            return self.mirror_path(k, path, suffix);
-        }
-        let (stamp, _) = self.copy_file(k, path, suffix, input.line_name.as_deref(), false)?;
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.files.insert(key, Written { stamp, hash: None });
-        drop(memory);
+        let k = self.name_number(path, line_name)?;
+        self.copy_if_changed(k, path, line_name, suffix, stamp, false)?;
         self.mirror_path(k, path, suffix)
+    }
+
+    /// Copies `path` to `<root k><path><suffix>` unless the copy there is
+    /// of the file as `stamp` says it is now (and, when `hash` is asked
+    /// for, its hash is remembered). Returns the hash if asked for.
+    fn copy_if_changed(
+        &self,
+        k: usize,
+        path: &Path,
+        line_name: Option<&Path>,
+        suffix: &str,
+        stamp: Stamp,
+        hash: bool,
+    ) -> Result<Option<Hash>, NotCovered> {
+        let key = (path.to_path_buf(), line_name.map(Path::to_path_buf));
+        if let Some(written) = self.remembered_file(&key) {
+            if written.stamp == stamp && (written.hash.is_some() || !hash) {
+                return Ok(written.hash);
+            }
+        }
+        let (stamp, hash) = self.copy_file(k, path, suffix, line_name, hash)?;
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.files.insert(key, Written { stamp, hash });
+        Ok(hash)
     }
 
     /// The number of the root that holds `path`'s copy for `line_name`:
@@ -569,6 +564,12 @@ fn checked(path: &Path) -> Result<&Path, NotCovered> {
     mirror::check_path(path.as_os_str().as_bytes())
         .map(|()| path)
         .map_err(|e| refuse(format!("the path {} {e}", path.display())))
+}
+
+/// The stamp of `path` as it is now (not following a last link).
+fn current_stamp(path: &Path) -> Result<Stamp, NotCovered> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io_refusal("cannot stat", path, e))?;
+    Ok(Stamp::of(&meta))
 }
 
 /// A search dir or preinclude as the compiler spells it: absolute, at
