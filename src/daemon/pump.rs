@@ -151,14 +151,28 @@ impl Tree {
     /// A FILE of `len` compressed bytes begins at `name`.
     pub fn begin_file(&mut self, name: Vec<u8>, len: u32) -> Result<(), String> {
         self.check_name(&name)?;
-        // Room for what is claimed, up to 1 MiB: a client that claims much
-        // and sends little holds no more.
-        let mut body = std::mem::take(&mut self.spare);
-        body.clear();
-        body.try_reserve_exact((len as usize).min(1 << 20))
+        let body = self
+            .body_buffer(len)
             .map_err(|e| format!("cannot hold FILE '{}': {e}", shown(&name)))?;
         self.pending = Some((name, body));
         Ok(())
+    }
+
+    /// The tree's spare buffer, emptied, with room for a body of `len`
+    /// claimed bytes up to 1 MiB: a client that claims much and sends
+    /// little holds no more.
+    fn body_buffer(&mut self, len: u32) -> Result<Vec<u8>, std::collections::TryReserveError> {
+        let mut body = std::mem::take(&mut self.spare);
+        body.clear();
+        body.try_reserve_exact((len as usize).min(1 << 20))?;
+        Ok(body)
+    }
+
+    /// Keeps a received body's buffer as the spare, unless it is large.
+    fn recycle_received(&mut self, lzo: Vec<u8>) {
+        if lzo.capacity() <= 1 << 20 {
+            self.spare = lzo;
+        }
     }
 
     /// More of the FILE (or header body) begun last.
@@ -206,9 +220,7 @@ impl Tree {
             return Ok(());
         };
         let whole = self.decompress(&name, &lzo)?;
-        if lzo.capacity() <= 1 << 20 {
-            self.spare = lzo;
-        }
+        self.recycle_received(lzo);
         let body = match self.drop_lines {
             true => mirror::strip_line_prefix(&whole),
             false => &whole[..],
@@ -251,20 +263,14 @@ impl Tree {
         self.store = store;
     }
 
-    /// A header sent by hash at `name`: made from `store` if it has it,
-    /// else put on the list of bodies to ask for. Without a store the
-    /// request is refused.
-    pub fn add_header(
-        &mut self,
-        name: Vec<u8>,
-        hash: Hash,
-        store: Option<Arc<HeaderStore>>,
-    ) -> Result<(), String> {
+    /// A header sent by hash at `name`: made from the tree's store
+    /// ([`Tree::use_store`]) if it has it, else put on the list of bodies
+    /// to ask for. Without a store the request is refused.
+    pub fn add_header(&mut self, name: Vec<u8>, hash: Hash) -> Result<(), String> {
         self.check_name(&name)?;
-        let Some(store) = store else {
+        let Some(store) = self.store.clone() else {
             return Err("this daemon keeps no system headers (its header store is missing)".into());
         };
-        self.store = Some(store.clone());
         let mut placed = false;
         self.make(&name, |dir, last| {
             placed = store.place(&hash, dir, last)?;
@@ -291,8 +297,8 @@ impl Tree {
         let Some((name, hash)) = self.needed.pop_front() else {
             return Err("a header body that was not asked for".into());
         };
-        let mut body = Vec::new();
-        body.try_reserve_exact((len as usize).min(1 << 20))
+        let body = self
+            .body_buffer(len)
             .map_err(|e| format!("cannot hold the body of '{}': {e}", shown(&name)))?;
         self.receiving = Some((name, hash, body));
         Ok(())
@@ -305,7 +311,7 @@ impl Tree {
             return Ok(());
         };
         let body = self.decompress(&name, &lzo)?;
-        drop(lzo);
+        self.recycle_received(lzo);
         let store = self.store.clone().ok_or("no header store")?;
         let mut stored = Ok(());
         let made = self.make(&name, |dir, last| {
@@ -580,15 +586,12 @@ mod tests {
             crate::sysheaders::hash(other),
         );
         let mut t = tree_in(&dir, "none");
-        let err = t
-            .add_header(b"/usr/include/h.h".to_vec(), h, None)
-            .unwrap_err();
+        let err = t.add_header(b"/usr/include/h.h".to_vec(), h).unwrap_err();
         assert!(err.contains("no system headers"), "{err}");
         let mut t = tree_in(&dir, "first");
-        t.add_header(b"/usr/include/h.h".to_vec(), h, Some(store.clone()))
-            .unwrap();
-        t.add_header(b"/usr/include/o.h".to_vec(), o, Some(store.clone()))
-            .unwrap();
+        t.use_store(Some(store.clone()));
+        t.add_header(b"/usr/include/h.h".to_vec(), h).unwrap();
+        t.add_header(b"/usr/include/o.h".to_vec(), o).unwrap();
         assert_eq!(t.needed_headers(), [true, true]);
         header_body(&mut t, honest).unwrap();
         // A body that is not the one its hash names is refused.
@@ -602,9 +605,9 @@ mod tests {
         );
         // The next job gets the honest one from the store, the other not.
         let mut next = tree_in(&dir, "next");
+        next.use_store(Some(store.clone()));
         for (name, hash) in [(&b"/usr/include/h.h"[..], h), (b"/usr/include/o.h", o)] {
-            next.add_header(name.to_vec(), hash, Some(store.clone()))
-                .unwrap();
+            next.add_header(name.to_vec(), hash).unwrap();
         }
         assert_eq!(next.needed_headers(), [false, true]);
         header_body(&mut next, other).unwrap();
@@ -620,8 +623,9 @@ mod tests {
         linked
             .add_link(b"/usr/include".to_vec(), b"/elsewhere".to_vec())
             .unwrap();
+        linked.use_store(Some(store));
         let err = linked
-            .add_header(b"/usr/include/h.h".to_vec(), h, Some(store))
+            .add_header(b"/usr/include/h.h".to_vec(), h)
             .unwrap_err();
         assert!(err.contains("passes through the link"), "{err}");
     }

@@ -58,10 +58,7 @@ impl Server<'_> {
                 }
                 Item::FileEnd => self.with_tree(id, Tree::end_file),
                 Item::Link { name, target } => self.with_tree(id, |t| t.add_link(name, target)),
-                Item::Header { name, hash } => {
-                    let store = self.header_store();
-                    self.with_tree(id, |t| t.add_header(name, hash, store))
-                }
+                Item::Header { name, hash } => self.with_tree(id, |t| t.add_header(name, hash)),
                 Item::HeadersListed(_) => self.on_headers_listed(id),
                 Item::HeaderBody(len) => self.with_tree(id, |t| t.begin_header_body(len)),
                 Item::End => return self.on_request_end(id, input.len()),
