@@ -181,27 +181,25 @@ impl HeaderStore {
         dir: RawFd,
         name: &CStr,
     ) -> Result<(), String> {
-        let claimed = hash;
         let size = body.len() as u64;
         if size > self.max_bytes || self.max_files == 0 {
             return beneath::write_new(dir, name, body, 0o444).map_err(|e| e.to_string());
         }
         let mut inner = self.lock();
-        let placed = self.place_locked(&mut inner, claimed, dir, name);
+        let placed = self.place_locked(&mut inner, hash, dir, name);
         if placed.map_err(|e| e.to_string())? {
             return Ok(());
         }
         self.make_room(&mut inner, size);
-        let file =
-            beneath::cstring(sysheaders::hex(claimed).as_bytes()).map_err(|e| e.to_string())?;
+        let file = stored_name(hash).map_err(|e| e.to_string())?;
         // SAFETY: a plain system call on our directory and a NUL-terminated name.
         unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), file.as_ptr(), 0) };
         beneath::write_new(self.dir_fd.as_raw_fd(), &file, body, 0o444)
             .map_err(|e| format!("cannot store it: {e}"))?;
-        inner.files.insert(*claimed, (size, 0));
+        inner.files.insert(*hash, (size, 0));
         inner.bytes += size;
-        inner.touch(claimed);
-        self.link_or_copy(claimed, dir, name)
+        inner.touch(hash);
+        self.link_or_copy(hash, dir, name)
             .map_err(|e| e.to_string())
     }
 
@@ -213,7 +211,7 @@ impl HeaderStore {
                 return;
             };
             inner.forget(&oldest);
-            if let Ok(file) = beneath::cstring(sysheaders::hex(&oldest).as_bytes()) {
+            if let Ok(file) = stored_name(&oldest) {
                 // SAFETY: as above.
                 unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), file.as_ptr(), 0) };
             }
@@ -223,7 +221,7 @@ impl HeaderStore {
     /// Hard-links the stored `hash` to `name` in `dir`, or copies it there
     /// when the link fails (another file system, say).
     fn link_or_copy(&self, hash: &Hash, dir: RawFd, name: &CStr) -> io::Result<()> {
-        let file = beneath::cstring(sysheaders::hex(hash).as_bytes())?;
+        let file = stored_name(hash)?;
         let store = self.dir_fd.as_raw_fd();
         // SAFETY: plain system calls on open directories and NUL-terminated names.
         if unsafe { libc::linkat(store, file.as_ptr(), dir, name.as_ptr(), 0) } == 0 {
@@ -245,6 +243,11 @@ impl HeaderStore {
         stored.read_to_end(&mut body)?;
         beneath::write_new(dir, name, &body, 0o444)
     }
+}
+
+/// The name of `hash`'s file in the store: the hash in hex.
+fn stored_name(hash: &Hash) -> io::Result<std::ffi::CString> {
+    beneath::cstring(sysheaders::hex(hash).as_bytes())
 }
 
 impl Drop for HeaderStore {

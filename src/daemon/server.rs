@@ -70,8 +70,9 @@ pub struct Server<'a> {
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
     workers: Workers,
-    /// The store of system headers sent by hash (`,sysheaders`), made
-    /// when the first such header arrives: `Some(None)` if it could not be.
+    /// The store every pump file goes through (and `,sysheaders` headers
+    /// come from), made for the first pump job: `Some(None)` if it could
+    /// not be.
     headers: Option<Option<Arc<HeaderStore>>>,
 }
 
@@ -874,12 +875,13 @@ fn make_header_store(config: &Config) -> Option<Arc<HeaderStore>> {
     use super::header_store::{MAX_BYTES, MAX_FILES};
     match HeaderStore::create(&config.tmpdir, MAX_BYTES, MAX_FILES) {
         Ok(store) => {
-            log::debug!("system headers are kept in {}", store.path().display());
+            log::debug!("pump files are kept in {}", store.path().display());
             Some(Arc::new(store))
         }
         Err(err) => {
             log::warn!(
-                "cannot make a header store in {}: {err}; ,sysheaders jobs will be refused",
+                "cannot make a header store in {}: {err}; pump jobs write their files \
+                 as they come, and ,sysheaders jobs will be refused",
                 config.tmpdir.display()
             );
             None
