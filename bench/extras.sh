@@ -21,13 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 kl_name=bench/extras.sh
 . "$root/tests/kernel-lib.sh"
 
-DISTCC_RS=${DISTCC_RS:-${BIN:-}}
-[ -n "$DISTCC_RS" ] || kl_die "set BIN to the distcc-rs binary (make bench does)"
-case $DISTCC_RS in
-/*) ;;
-*) DISTCC_RS=$PWD/$DISTCC_RS ;;
-esac
-[ -x "$DISTCC_RS" ] || kl_die "$DISTCC_RS is not an executable file (run make first)"
+kl_distcc_rs bench
 RUNS=${BENCH_EXTRA_RUNS:-200}
 JOBS=${BENCH_MON_JOBS:-64}
 kl_need hyperfine hyperfine

@@ -44,13 +44,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 kl_name=bench/farm.sh
 . "$root/tests/kernel-lib.sh"
 
-DISTCC_RS=${DISTCC_RS:-${BIN:-}}
-[ -n "$DISTCC_RS" ] || kl_die "set BIN to the distcc-rs binary (make bench-farm does)"
-case $DISTCC_RS in
-/*) ;;
-*) DISTCC_RS=$PWD/$DISTCC_RS ;;
-esac
-[ -x "$DISTCC_RS" ] || kl_die "$DISTCC_RS is not an executable file (run make first)"
+kl_distcc_rs bench-farm
 HOSTS=${BENCH_FARM_HOSTS:-8}
 SLOTS=${BENCH_FARM_SLOTS:-8}
 LIMIT=${BENCH_FARM_LIMIT:-$SLOTS}

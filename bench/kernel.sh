@@ -33,13 +33,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 kl_name=bench/kernel.sh
 . "$root/tests/kernel-lib.sh"
 
-DISTCC_RS=${DISTCC_RS:-${BIN:-}}
-[ -n "$DISTCC_RS" ] || kl_die "set BIN to the distcc-rs binary (make bench-kernel does)"
-case $DISTCC_RS in
-/*) ;;
-*) DISTCC_RS=$PWD/$DISTCC_RS ;;
-esac
-[ -x "$DISTCC_RS" ] || kl_die "$DISTCC_RS is not an executable file (run make first)"
+kl_distcc_rs bench-kernel
 RUNS=${BENCH_HELLO_RUNS:-200}
 KJOBS=${BENCH_KERNEL_JOBS:-4}
 kl_need hyperfine hyperfine

@@ -30,13 +30,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 kl_name=bench/pump.sh
 . "$root/tests/kernel-lib.sh"
 
-DISTCC_RS=${DISTCC_RS:-${BIN:-}}
-[ -n "$DISTCC_RS" ] || kl_die "set BIN to the distcc-rs binary (make bench-pump does)"
-case $DISTCC_RS in
-/*) ;;
-*) DISTCC_RS=$PWD/$DISTCC_RS ;;
-esac
-[ -x "$DISTCC_RS" ] || kl_die "$DISTCC_RS is not an executable file (run make first)"
+kl_distcc_rs bench-pump
 RUNS=${BENCH_HELLO_RUNS:-200}
 FILES=${BENCH_PUMP_FILES:-120}
 QUOTA=${BENCH_PUMP_QUOTA:-25000}

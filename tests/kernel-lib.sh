@@ -44,6 +44,19 @@ kl_need() {
         kl_die "$1 is missing: apt-get install $2 (or sh contrib/deps.sh); this test fails rather than skip"
 }
 
+# kl_distcc_rs TARGET: sets DISTCC_RS to the distcc-rs binary a benchmark
+# runs, from $DISTCC_RS or $BIN, made absolute; fails, naming the make
+# TARGET that sets BIN, when there is none or it is not executable.
+kl_distcc_rs() {
+    DISTCC_RS=${DISTCC_RS:-${BIN:-}}
+    [ -n "$DISTCC_RS" ] || kl_die "set BIN to the distcc-rs binary (make $1 does)"
+    case $DISTCC_RS in
+    /*) ;;
+    *) DISTCC_RS=$PWD/$DISTCC_RS ;;
+    esac
+    [ -x "$DISTCC_RS" ] || kl_die "$DISTCC_RS is not an executable file (run make first)"
+}
+
 # What a tinyconfig build needs, and the kernel source itself.
 kl_need_build_tools() {
     [ -r "$KERNEL_TARBALL" ] ||
