@@ -412,12 +412,12 @@ impl Scanner {
             return v;
         }
         let _asking = self.asking.lock().expect("feature query");
-        if let Some(v) = cached(&operand) {
-            return v;
-        }
         let mut batch = vec![operand];
         {
             let cache = self.features.lock().expect("feature cache");
+            if let Some(v) = cache.get(&key(&batch[0])) {
+                return v.clone();
+            }
             for m in more() {
                 if batch.len() < 256 && !batch.contains(&m) && !cache.contains_key(&key(&m)) {
                     batch.push(m);
