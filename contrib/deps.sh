@@ -12,7 +12,7 @@ APT_PACKAGES="distcc distcc-pump clang ccache qemu-user-static
  musl-tools file liblzo2-dev strace procps iproute2 hyperfine python3
  ca-certificates make gcc g++ gobjc
  linux-source-6.1 bc bison flex libelf-dev xz-utils binutils openssh-server openssh-client
- systemd mksh"
+ systemd mksh chromium"
 RUST_TARGETS="x86_64-unknown-linux-musl powerpc-unknown-linux-gnu armv7-unknown-linux-gnueabihf"
 
 missing=""
