@@ -90,9 +90,9 @@ struct Options {
     /// statistics port (default 3633)
     #[argh(option)]
     stats_port: Option<String>,
-    /// with --stats, show this daemon's stats port HOST[:PORT] (port 3633
-    /// unless given) on the /cluster page too (repeatable; this daemon is
-    /// always on it)
+    /// with --stats, also show the daemon whose stats port is HOST[:PORT]
+    /// (port 3633 unless given) on the cluster page, GET /cluster on the
+    /// stats port (repeatable; this daemon is always on it)
     #[argh(option, arg_name = "HOST[:PORT]")]
     cluster: Vec<String>,
     /// run any compiler a client names (no whitelist); for ssh use

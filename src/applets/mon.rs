@@ -47,7 +47,7 @@ struct Options {
     /// show the cluster view of these daemons, from their --stats pages at
     /// HOST[:PORT] (port 3633 unless given): slots, queue, running jobs
     /// and clients; all the words that follow, up to an option, are HOSTs
-    #[argh(option, arg_name = "HOST[:PORT]...")]
+    #[argh(option, arg_name = "HOST[:PORT]")]
     cluster: Vec<String>,
 }
 
