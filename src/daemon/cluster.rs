@@ -34,15 +34,43 @@ struct Shared {
     wake: Condvar,
 }
 
-/// The peers of `--cluster` and the thread that asks them.
+/// The peers of `--cluster` and the thread that asks them (none if it
+/// could not be started: then the page has only this daemon).
 pub struct ClusterWatch {
     peers: Vec<Target>,
-    shared: Arc<Shared>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl ClusterWatch {
     /// Starts the thread; `stats` are this daemon's stats listeners.
-    pub fn start(peers: Vec<Target>, stats: Vec<SocketAddr>) -> std::io::Result<ClusterWatch> {
+    pub fn start(peers: Vec<Target>, stats: Vec<SocketAddr>) -> ClusterWatch {
+        match Self::spawn(&peers, stats) {
+            Ok(shared) => ClusterWatch {
+                peers,
+                shared: Some(shared),
+            },
+            Err(err) => {
+                log::error!("cannot start asking the --cluster daemons: {err}");
+                ClusterWatch {
+                    peers: Vec::new(),
+                    shared: None,
+                }
+            }
+        }
+    }
+
+    /// The whole HTTP reply of the cluster page, with our own row from
+    /// `own_text`, the page we would serve at `/`.
+    pub fn reply(&self, own_text: &str, stats: &[SocketAddr]) -> String {
+        let hosts = self.hosts(own_answer(own_text), own_name(stats));
+        let body = crate::cluster::html(&hosts, REFRESH);
+        format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}"
+        )
+    }
+
+    fn spawn(peers: &[Target], stats: Vec<SocketAddr>) -> std::io::Result<Arc<Shared>> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 wanted: Instant::now(),
@@ -52,21 +80,31 @@ impl ClusterWatch {
             }),
             wake: Condvar::new(),
         });
-        let (thread_peers, thread_shared) = (peers.clone(), shared.clone());
+        let (thread_peers, thread_shared) = (peers.to_vec(), shared.clone());
         std::thread::Builder::new()
             .name("cluster".into())
             .spawn(move || watch(&thread_peers, &stats, &thread_shared))?;
-        Ok(ClusterWatch { peers, shared })
+        Ok(shared)
     }
 
-    /// The page's hosts: the peers' last answers, with our own `page` in our
-    /// row; marks the page as watched.
-    pub fn hosts(&self, own: Answer, own_name: String) -> Vec<Host> {
-        let Ok(mut state) = self.shared.state.lock() else {
-            return Vec::new();
+    /// The page's hosts: the peers' last answers, with our own answer in
+    /// our row; marks the page as watched.
+    fn hosts(&self, own: Answer, own_name: String) -> Vec<Host> {
+        let only_us = |own| {
+            vec![Host {
+                name: own_name.clone(),
+                this: true,
+                answer: own,
+            }]
+        };
+        let Some(shared) = &self.shared else {
+            return only_us(own);
+        };
+        let Ok(mut state) = shared.state.lock() else {
+            return only_us(own);
         };
         state.wanted = Instant::now();
-        self.shared.wake.notify_all();
+        shared.wake.notify_all();
         let ours = state.ours.clone();
         let mut hosts: Vec<Host> = self
             .peers
@@ -98,10 +136,13 @@ impl ClusterWatch {
 
 impl Drop for ClusterWatch {
     fn drop(&mut self) {
-        if let Ok(mut state) = self.shared.state.lock() {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if let Ok(mut state) = shared.state.lock() {
             state.stop = true;
         }
-        self.shared.wake.notify_all();
+        shared.wake.notify_all();
     }
 }
 
@@ -180,8 +221,19 @@ fn is_this_daemon(peer: &Target, stats: &[SocketAddr]) -> bool {
     })
 }
 
+/// True if a stats request's first line is `GET /cluster` (or `HEAD`),
+/// with or without a query.
+pub fn asks_for_cluster(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    let method = words.next().unwrap_or_default();
+    let path = words.next().unwrap_or_default();
+    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+    matches!(method, b"GET" | b"HEAD") && matches!(path, b"/cluster" | b"/cluster/")
+}
+
 /// Our own row's answer, from the page we would serve.
-pub fn own_answer(page_text: &str) -> Answer {
+fn own_answer(page_text: &str) -> Answer {
     match crate::stats_page::parse_page(page_text.as_bytes()) {
         Ok(page) => Answer::Page(page),
         Err(why) => Answer::Down(why.to_string()),
@@ -191,7 +243,7 @@ pub fn own_answer(page_text: &str) -> Answer {
 /// Our row's name when `--cluster` does not list us: our first stats
 /// listener's address, or this host's name for a wildcard listener, and
 /// its port.
-pub fn own_name(stats: &[SocketAddr]) -> String {
+fn own_name(stats: &[SocketAddr]) -> String {
     let host = || crate::sys::hostname().unwrap_or_else(|| "localhost".into());
     match stats.first() {
         Some(addr) if addr.ip().is_unspecified() => format!("{}:{}", host(), addr.port()),
@@ -207,6 +259,27 @@ pub fn own_name(stats: &[SocketAddr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_get_cluster_asks_for_the_page() {
+        for yes in [
+            &b"GET /cluster HTTP/1.1\r\nHost: x\r\n"[..],
+            b"GET /cluster?x=1 HTTP/1.0\r\n",
+            b"HEAD /cluster/ HTTP/1.0\n",
+        ] {
+            assert!(asks_for_cluster(yes), "{yes:?}");
+        }
+        for no in [
+            &b"GET / HTTP/1.0\r\n"[..],
+            b"",
+            b"x",
+            b"POST /cluster HTTP/1.0\r\n",
+            b"GET /clusters HTTP/1.0\r\n",
+            b"GET /x/cluster HTTP/1.0\r\n",
+        ] {
+            assert!(!asks_for_cluster(no), "{no:?}");
+        }
+    }
 
     #[test]
     fn a_peer_is_us_by_port_and_a_local_address() {

@@ -815,7 +815,7 @@ impl<'a> Server<'a> {
     /// for it, distccd's page (with our job sections) for anything else.
     fn reply_stats(&mut self, id: ConnId) {
         let cluster = match self.conns.get(&id).map(|c| &c.state) {
-            Some(ConnState::Stats { head }) => asks_for_cluster(head),
+            Some(ConnState::Stats { head }) => super::cluster::asks_for_cluster(head),
             _ => false,
         };
         let (running, queued) = job_lines(&self.conns);
@@ -840,27 +840,10 @@ impl<'a> Server<'a> {
             .filter(|(_, service)| *service == Service::Stats)
             .filter_map(|(l, _)| l.local_addr().ok())
             .collect();
-        if self.cluster.is_none() {
-            match ClusterWatch::start(self.config.cluster.clone(), stats.clone()) {
-                Ok(watch) => self.cluster = Some(watch),
-                Err(err) => log::error!("cannot start asking the --cluster daemons: {err}"),
-            }
-        }
-        let own = super::cluster::own_answer(own_text);
-        let name = super::cluster::own_name(&stats);
-        let hosts = match &self.cluster {
-            Some(watch) => watch.hosts(own, name),
-            None => vec![crate::cluster::Host {
-                name,
-                this: true,
-                answer: own,
-            }],
-        };
-        let body = crate::cluster::html(&hosts, super::cluster::REFRESH);
-        format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-             Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}"
-        )
+        let watch = self
+            .cluster
+            .get_or_insert_with(|| ClusterWatch::start(self.config.cluster.clone(), stats.clone()));
+        watch.reply(own_text, &stats)
     }
 
     fn check_deadlines(&mut self, now: Instant) {
@@ -955,17 +938,6 @@ fn job_lines(conns: &HashMap<ConnId, Conn>) -> (Vec<RunningJob<'_>>, Vec<Running
         });
     }
     (running, queued)
-}
-
-/// True if a stats request's first line is `GET /cluster` (or `HEAD`),
-/// with or without a query.
-fn asks_for_cluster(head: &[u8]) -> bool {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let mut words = line.split(|&b| b == b' ');
-    let method = words.next().unwrap_or_default();
-    let path = words.next().unwrap_or_default();
-    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-    matches!(method, b"GET" | b"HEAD") && matches!(path, b"/cluster" | b"/cluster/")
 }
 
 /// True if one of the connection's deadlines has come.
