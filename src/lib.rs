@@ -9,6 +9,7 @@
 pub mod applets;
 pub mod beneath;
 pub mod client;
+pub mod cluster;
 pub mod daemon;
 pub mod env;
 pub mod exitcode;

@@ -11,6 +11,7 @@ mod client_failures;
 mod client_objformat;
 mod client_pump;
 mod client_refused;
+mod cluster;
 mod cross;
 mod cross_build;
 mod daemon_process;

@@ -90,6 +90,11 @@ struct Options {
     /// statistics port (default 3633)
     #[argh(option)]
     stats_port: Option<String>,
+    /// with --stats, also show the daemon whose stats port is HOST[:PORT]
+    /// (port 3633 unless given) on the cluster page, GET /cluster on the
+    /// stats port (repeatable; this daemon is always on it)
+    #[argh(option, arg_name = "HOST[:PORT]")]
+    cluster: Vec<String>,
     /// run any compiler a client names (no whitelist); for ssh use
     #[argh(switch)]
     enable_tcp_insecure: bool,
@@ -147,6 +152,8 @@ pub enum ConfigError {
     IoTimeout(String),
     /// An environment variable that must be a number above zero.
     Env { name: &'static str, value: String },
+    /// A bad `--cluster` host, or too many.
+    Cluster(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -162,6 +169,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::Jobs(n) => f.write_str(&crate::sys::jobs_out_of_range(*n)),
             ConfigError::IoTimeout(why) => f.write_str(why),
             ConfigError::Env { name, value } => write!(f, "{name}: bad value '{value}'"),
+            ConfigError::Cluster(why) => write!(f, "--cluster: {why}"),
         }
     }
 }
@@ -276,6 +284,22 @@ fn stats_port(o: &Options) -> Result<Option<u16>> {
         .then(|| port.unwrap_or(crate::proto::DEFAULT_STATS_PORT)))
 }
 
+/// `--cluster`: at most `cluster::MAX_HOSTS` stats ports, each a
+/// HOST[:PORT] as `mon --daemon` takes it.
+fn cluster(o: &Options) -> Result<Vec<crate::stats_page::Target>> {
+    if o.cluster.len() > crate::cluster::MAX_HOSTS {
+        return Err(ConfigError::Cluster(format!(
+            "{} hosts; at most {} are shown",
+            o.cluster.len(),
+            crate::cluster::MAX_HOSTS
+        )));
+    }
+    o.cluster
+        .iter()
+        .map(|spec| crate::stats_page::Target::parse(spec).map_err(ConfigError::Cluster))
+        .collect()
+}
+
 fn jobs(o: &Options) -> Result<usize> {
     match &o.jobs {
         Some(j) => match number::<usize>("--jobs", j)? {
@@ -343,6 +367,7 @@ fn configure(o: Options) -> Result<Config> {
             None => DEFAULT_PORT,
         },
         stats_port: stats_port(&o)?,
+        cluster: cluster(&o)?,
         jobs: jobs(&o)?,
         nice: match &o.nice {
             Some(n) => number("--nice", n)?,

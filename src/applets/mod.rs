@@ -92,7 +92,7 @@ pub const APPLETS: &[Applet] = &[
         program: "distccmon-text",
         // distccmon-text's status for a bad command line, not distcc's 101.
         usage_status: 1,
-        synopsis: "[DELAY] [--summary] [--daemon HOST[:PORT]]",
+        synopsis: "[DELAY] [--summary] [--daemon HOST[:PORT] | --cluster HOST[:PORT]...]",
     },
     Applet {
         name: "pump",

@@ -6,6 +6,7 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use super::{stdout, Call, Outcome, Status};
+use crate::cluster::Host;
 use crate::exitcode::ExitCode;
 use crate::monitor::{self, daemon::Target};
 
@@ -20,7 +21,13 @@ use crate::monitor::{self, daemon::Target};
 /// HOME is set, 107 if the state directory cannot be read; with --daemon,
 /// 103 if the daemon cannot be reached, 107 if the connection fails or the
 /// reply takes over 5 s, 108 if it is cut short, and 109 if it is not a
-/// distcc-rs stats page.
+/// distcc-rs stats page. With --cluster HOST..., the cluster view of those
+/// daemons' --stats pages (docs/cluster.md): every host's slots, busy
+/// slots, queue, load and state, the running and queued jobs (host,
+/// elapsed, client, compiler, input) and the clients; a host that does not
+/// answer, or a distccd 3.4 (no job list), is a row that says so, and the
+/// exit status stays 0. The words after --cluster up to the next option are
+/// HOSTs, but a last one that is a number is DELAY.
 #[derive(FromArgs)]
 struct Options {
     /// poll again every DELAY seconds (a C number: fractions and exponents
@@ -37,6 +44,41 @@ struct Options {
     /// its --stats page at HOST[:PORT] (port 3633 unless given)
     #[argh(option, arg_name = "HOST[:PORT]")]
     daemon: Option<String>,
+    /// show the cluster view of these daemons, from their --stats pages at
+    /// HOST[:PORT] (port 3633 unless given): slots, queue, running jobs
+    /// and clients; all the words that follow, up to an option, are HOSTs
+    #[argh(option, arg_name = "HOST[:PORT]")]
+    cluster: Vec<String>,
+}
+
+/// Gives each word after `--cluster`, up to the next option, its own
+/// `--cluster` for argh; a last word that is a number stays DELAY.
+fn cluster_hosts_spread(words: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(words.len());
+    let mut words = words.into_iter().peekable();
+    while let Some(word) = words.next() {
+        if word != "--cluster" {
+            out.push(word);
+            continue;
+        }
+        let mut hosts = Vec::new();
+        while let Some(host) = words.next_if(|w| !w.starts_with('-')) {
+            hosts.push(host);
+        }
+        let delay = match hosts.last() {
+            Some(last) if hosts.len() > 1 && parse_delay(last).is_ok() => hosts.pop(),
+            _ => None,
+        };
+        if hosts.is_empty() {
+            // argh says that --cluster needs its value.
+            out.push(word);
+        }
+        for host in hosts {
+            out.extend(["--cluster".to_string(), host]);
+        }
+        out.extend(delay);
+    }
+    out
 }
 
 /// Lets argh take a negative number (`-0`, `-.5`) as DELAY rather than as
@@ -63,7 +105,7 @@ fn numbers_last(words: Vec<String>) -> Vec<String> {
 fn words(args: &[OsString]) -> Result<Vec<String>, String> {
     let words =
         super::utf8_words(args).map_err(|arg| format!("argument is not valid UTF-8: {arg:?}"))?;
-    Ok(numbers_last(words))
+    Ok(numbers_last(cluster_hosts_spread(words)))
 }
 
 pub fn main(call: Call) -> Outcome {
@@ -88,8 +130,16 @@ pub fn main(call: Call) -> Outcome {
     };
     let target = match options.daemon.as_deref().map(Target::parse).transpose() {
         Ok(target) => target,
-        Err(why) => return Ok(Status::Usage(why)),
+        Err(why) => return Ok(Status::Usage(format!("--daemon: {why}"))),
     };
+    if !options.cluster.is_empty() {
+        if target.is_some() {
+            return Ok(Status::Usage(
+                "--daemon and --cluster go one at a time".into(),
+            ));
+        }
+        return cluster(delay, &options.cluster);
+    }
     match target {
         Some(target) => run(delay, || {
             monitor::daemon::fetch(&target)
@@ -117,6 +167,38 @@ pub fn main(call: Call) -> Outcome {
             })
         }
     }
+}
+
+/// `mon --cluster`: every poll asks all the daemons at once, each bounded
+/// in time, and shows what each answered.
+fn cluster(delay: Option<Duration>, specs: &[String]) -> Outcome {
+    let targets = match specs
+        .iter()
+        .map(|s| Target::parse(s).map_err(|why| format!("--cluster: {why}")))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(targets) => targets,
+        Err(why) => return Ok(Status::Usage(why)),
+    };
+    if targets.len() > crate::cluster::MAX_HOSTS {
+        return Ok(Status::Usage(format!(
+            "--cluster: {} hosts; at most {} are shown",
+            targets.len(),
+            crate::cluster::MAX_HOSTS
+        )));
+    }
+    run(delay, || {
+        let hosts: Vec<Host> = crate::cluster::fetch_all(&targets)
+            .into_iter()
+            .zip(&targets)
+            .map(|(answer, target)| Host {
+                name: target.to_string(),
+                this: false,
+                answer,
+            })
+            .collect();
+        Ok(crate::cluster::text(&hosts).into_bytes())
+    })
 }
 
 /// `$DISTCC_DIR/state`, made if missing, as distccmon-text finds it.
@@ -377,6 +459,22 @@ mod tests {
         ] {
             assert!(parse_delay(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cluster_takes_the_words_that_follow() {
+        let w = |v: &[&str]| cluster_hosts_spread(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            w(&["--cluster", "a", "b:1", "2"]),
+            ["--cluster", "a", "--cluster", "b:1", "2"]
+        );
+        assert_eq!(w(&["2", "--cluster", "a"]), ["2", "--cluster", "a"]);
+        assert_eq!(
+            w(&["--cluster", "a", "--summary"]),
+            ["--cluster", "a", "--summary"]
+        );
+        assert_eq!(w(&["--cluster", "--summary"]), ["--cluster", "--summary"]);
+        assert_eq!(w(&["--cluster", "3"]), ["--cluster", "3"]);
     }
 
     #[test]

@@ -71,13 +71,19 @@ pub enum ConnState {
     Draining {
         left: u64,
     },
-    /// A stats client: reply once its request is read or after a short wait,
-    /// then drain until it closes.
-    Stats,
+    /// A stats client: reply once its request line is read (`head`, at
+    /// most `MAX_STATS_HEAD` bytes) or after a short wait, then drain until
+    /// it closes.
+    Stats {
+        head: Vec<u8>,
+    },
     /// The job has been taken out to move it to its next state; no event
     /// sees this, because the next state is set before the handler returns.
     Taken,
 }
+
+/// The most of a stats request that is kept: enough for its first line.
+pub const MAX_STATS_HEAD: usize = 1024;
 
 /// A job's compiler and source names, for logs and the stats page while the
 /// job is with a worker.

@@ -3,6 +3,7 @@
 //! the event loop is in `server`.
 
 pub mod access;
+mod cluster;
 mod conn;
 mod debuginfo;
 mod dotd;
@@ -59,6 +60,8 @@ pub struct Config {
     pub log_stderr: bool,
     pub log_level: LevelFilter,
     pub stats_port: Option<u16>,
+    /// `--cluster`: the daemons whose stats the `/cluster` page shows.
+    pub cluster: Vec<crate::stats_page::Target>,
     pub whitelist: Whitelist,
     pub limits: Limits,
     pub io_timeout: Duration,

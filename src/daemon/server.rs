@@ -21,9 +21,10 @@ use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Waker};
 
+use super::cluster::ClusterWatch;
 use super::conn::{
     conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
-    MAX_CONN_ID, MAX_LISTENERS, SIGNALS, WAKER,
+    MAX_CONN_ID, MAX_LISTENERS, MAX_STATS_HEAD, SIGNALS, WAKER,
 };
 use super::header_store::HeaderStore;
 use super::job::{self, Compiler, Results, ServerJob};
@@ -74,6 +75,8 @@ pub struct Server<'a> {
     /// come from), made for the first pump job: `Some(None)` if it could
     /// not be.
     headers: Option<Option<Arc<HeaderStore>>>,
+    /// The `/cluster` page's peers, watched from its first request.
+    cluster: Option<ClusterWatch>,
 }
 
 impl<'a> Server<'a> {
@@ -122,6 +125,7 @@ impl<'a> Server<'a> {
             single: false,
             workers,
             headers: None,
+            cluster: None,
         })
     }
 
@@ -264,7 +268,11 @@ impl<'a> Server<'a> {
         for id in self.ids() {
             let idle = matches!(
                 self.conns.get(&id).map(|c| &c.state),
-                Some(ConnState::Reading { .. } | ConnState::Stats | ConnState::Draining { .. })
+                Some(
+                    ConnState::Reading { .. }
+                        | ConnState::Stats { .. }
+                        | ConnState::Draining { .. }
+                )
             );
             if idle {
                 self.close(id);
@@ -321,7 +329,7 @@ impl<'a> Server<'a> {
             };
             let state = match service {
                 Service::Compile => ConnState::reading(&self.config.limits),
-                Service::Stats => ConnState::Stats,
+                Service::Stats => ConnState::Stats { head: Vec::new() },
             };
             log::debug!("connection from {addr}");
             if let Err(err) = self.add_conn(io, addr.to_string(), state) {
@@ -372,7 +380,7 @@ impl<'a> Server<'a> {
         )?;
         let now = Instant::now();
         let deadline = match state {
-            ConnState::Stats => now + STATS_WAIT,
+            ConnState::Stats { .. } => now + STATS_WAIT,
             _ => now + self.config.io_timeout,
         };
         self.conns.insert(
@@ -474,7 +482,9 @@ impl<'a> Server<'a> {
             // The peer may only have shut its write side: the reply still
             // goes out, until a write fails or the deadline passes.
             ConnState::Writing { .. } => {}
-            ConnState::Draining { .. } | ConnState::Stats | ConnState::Taken => self.close(id),
+            ConnState::Draining { .. } | ConnState::Stats { .. } | ConnState::Taken => {
+                self.close(id)
+            }
         }
     }
 
@@ -490,8 +500,12 @@ impl<'a> Server<'a> {
         };
         match &mut conn.state {
             ConnState::Reading { .. } => self.on_request_bytes(id, data),
-            ConnState::Stats => {
-                self.reply_stats(id);
+            ConnState::Stats { head } => {
+                let room = MAX_STATS_HEAD.saturating_sub(head.len());
+                head.extend_from_slice(&data[..data.len().min(room)]);
+                if head.contains(&b'\n') || head.len() >= MAX_STATS_HEAD {
+                    self.reply_stats(id);
+                }
                 true
             }
             ConnState::Draining { left } => {
@@ -797,29 +811,39 @@ impl<'a> Server<'a> {
         conn.deadline = Some(Instant::now() + time);
     }
 
+    /// Answers a stats client: the `/cluster` page if its request line asks
+    /// for it, distccd's page (with our job sections) for anything else.
     fn reply_stats(&mut self, id: ConnId) {
-        let running: Vec<RunningJob> = self
-            .conns
-            .values()
-            .filter_map(|c| match &c.state {
-                // A job whose compiler is starting is as good as running.
-                ConnState::Starting { label, .. } | ConnState::Compiling { label, .. } => {
-                    Some(RunningJob {
-                        client: c.peer.clone(),
-                        compiler: &label.program,
-                        input: &label.input,
-                        elapsed: c.started.elapsed(),
-                    })
-                }
-                _ => None,
-            })
-            .collect();
-        let text = self.stats.render(&self.config.tmpdir, &running);
+        let cluster = match self.conns.get(&id).map(|c| &c.state) {
+            Some(ConnState::Stats { head }) => super::cluster::asks_for_cluster(head),
+            _ => false,
+        };
+        let (running, queued) = job_lines(&self.conns);
+        let text = self.stats.render(&self.config.tmpdir, &running, &queued);
+        let text = if cluster {
+            self.cluster_page(&text)
+        } else {
+            text
+        };
         let drain = AfterWrite::Drain {
             bytes: STATS_DRAIN_BYTES,
             time: STATS_DRAIN_TIME,
         };
         self.start_writing(id, text.into_bytes(), drain);
+    }
+
+    /// The HTML cluster page: our own page's row and the peers' last answers.
+    fn cluster_page(&mut self, own_text: &str) -> String {
+        let stats: Vec<std::net::SocketAddr> = self
+            .listeners
+            .iter()
+            .filter(|(_, service)| *service == Service::Stats)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect();
+        let watch = self
+            .cluster
+            .get_or_insert_with(|| ClusterWatch::start(self.config.cluster.clone(), stats.clone()));
+        watch.reply(own_text, &stats)
     }
 
     fn check_deadlines(&mut self, now: Instant) {
@@ -839,7 +863,7 @@ impl<'a> Server<'a> {
                 continue;
             }
             match conn.state {
-                ConnState::Stats => self.reply_stats(id),
+                ConnState::Stats { .. } => self.reply_stats(id),
                 ConnState::Reading { .. } => {
                     log::warn!(
                         "client {} sent no whole request within {}s; closing",
@@ -891,6 +915,29 @@ fn make_header_store(config: &Config) -> Option<Arc<HeaderStore>> {
 
 fn conn_peer(conns: &HashMap<ConnId, Conn>, id: ConnId) -> String {
     conns.get(&id).map(|c| c.peer.clone()).unwrap_or_default()
+}
+
+/// The running jobs and the queued ones, for the stats page.
+fn job_lines(conns: &HashMap<ConnId, Conn>) -> (Vec<RunningJob<'_>>, Vec<RunningJob<'_>>) {
+    let mut running = Vec::new();
+    let mut queued = Vec::new();
+    for c in conns.values() {
+        let (list, program, input) = match &c.state {
+            // A job whose compiler is starting is as good as running.
+            ConnState::Starting { label, .. } | ConnState::Compiling { label, .. } => {
+                (&mut running, &label.program[..], &label.input[..])
+            }
+            ConnState::Queued { job } => (&mut queued, &job.program[..], job.input_name()),
+            _ => continue,
+        };
+        list.push(RunningJob {
+            client: c.peer.clone(),
+            compiler: program,
+            input,
+            elapsed: c.started.elapsed(),
+        });
+    }
+    (running, queued)
 }
 
 /// True if one of the connection's deadlines has come.

@@ -8,7 +8,9 @@
 //! (`<distccjobs>`), the load averages (getloadavg) and the counters come
 //! from the daemon itself and need no `/proc`.
 
-use crate::stats_page::escape_job_field;
+use crate::stats_page::{
+    escape_job_field, JOBS_BEGIN, JOBS_END, JOB_WORD, QUEUED_JOB_WORD, QUEUE_BEGIN, QUEUE_END,
+};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -30,7 +32,8 @@ pub enum Outcome {
     Other,
 }
 
-/// A job that is running now, for the stats page.
+/// A job that is running now, or queued for a slot (then `elapsed` is the
+/// time since its connection came), for the stats page.
 pub struct RunningJob<'a> {
     pub client: String,
     pub compiler: &'a [u8],
@@ -169,8 +172,14 @@ impl Stats {
         }
     }
 
-    /// The full HTTP reply for a stats connection.
-    pub fn render(&mut self, tmpdir: &Path, running: &[RunningJob]) -> String {
+    /// The full HTTP reply for a stats connection: distccd's page, then the
+    /// queue and the running jobs (`stats_page` says the format).
+    pub fn render(
+        &mut self,
+        tmpdir: &Path,
+        running: &[RunningJob],
+        queued: &[RunningJob],
+    ) -> String {
         self.expire(Instant::now());
         self.update_io_rate();
         let mut s = String::with_capacity(2048);
@@ -182,18 +191,9 @@ impl Stats {
             let _ = writeln!(s, "{name} {value}");
         }
         s.push_str("</distccstats>\n");
-        s.push_str("<distccjobs>\n");
-        for job in running {
-            let _ = writeln!(
-                s,
-                "dcc_job {} {} {} {}",
-                escape_job_field(job.client.as_bytes()),
-                escape_job_field(job.compiler),
-                escape_job_field(job.input),
-                job.elapsed.as_millis()
-            );
-        }
-        s.push_str("</distccjobs>\n");
+        // The queue first, so that the page still ends with the job list.
+        job_section(&mut s, [QUEUE_BEGIN, QUEUED_JOB_WORD, QUEUE_END], queued);
+        job_section(&mut s, [JOBS_BEGIN, JOB_WORD, JOBS_END], running);
         s
     }
 
@@ -256,6 +256,22 @@ impl Stats {
             ),
         ]
     }
+}
+
+/// A section of job lines: `[begin, word, end]`.
+fn job_section(s: &mut String, [begin, word, end]: [&str; 3], jobs: &[RunningJob]) {
+    let _ = writeln!(s, "{begin}");
+    for job in jobs {
+        let _ = writeln!(
+            s,
+            "{word} {} {} {} {}",
+            escape_job_field(job.client.as_bytes()),
+            escape_job_field(job.compiler),
+            escape_job_field(job.input),
+            job.elapsed.as_millis()
+        );
+    }
+    let _ = writeln!(s, "{end}");
 }
 
 /// The "running" count from /proc/loadavg, or -1.
@@ -336,7 +352,7 @@ mod tests {
             Some((b"a.c", b"gcc", Duration::from_millis(10))),
         );
         stats.record(Outcome::CompileError, None);
-        let text = stats.render(Path::new("/tmp"), &[]);
+        let text = stats.render(Path::new("/tmp"), &[], &[]);
         let names: Vec<&str> = text
             .lines()
             .skip_while(|l| *l != "<distccstats>")
@@ -403,7 +419,7 @@ mod tests {
                 elapsed: Duration::from_millis(7),
             },
         ];
-        let text = stats.render(Path::new("/tmp"), &running);
+        let text = stats.render(Path::new("/tmp"), &running, &running[1..]);
         let jobs = text.split("<distccjobs>\n").nth(1).unwrap();
         assert_eq!(
             jobs,
@@ -411,5 +427,13 @@ mod tests {
              dcc_job [::1]:40001 my%20cc dir/a%20b%25%0A%FF\u{e9}.c 7\n\
              </distccjobs>\n"
         );
+        assert!(text.contains(
+            "</distccstats>\n<distccqueue>\n\
+             dcc_queued_job [::1]:40001 my%20cc dir/a%20b%25%0A%FF\u{e9}.c 7\n\
+             </distccqueue>\n<distccjobs>\n"
+        ));
+        let page = crate::stats_page::parse_page(text.as_bytes()).unwrap();
+        assert_eq!(page.jobs.unwrap().len(), 2);
+        assert_eq!(page.queued.unwrap()[0].input, b"dir/a b%\n\xff\xc3\xa9.c");
     }
 }

@@ -6,87 +6,9 @@
 //! such section; that is reported as such rather than shown as an idle
 //! daemon. Reading is bounded in size and time.
 
-use crate::stats_page::unescape_job_field;
-use std::fmt;
-use std::io::{ErrorKind, Read, Write};
-use std::time::{Duration, Instant};
+use crate::stats_page::{client_host, shown, MONITOR_LIMITS};
 
-use crate::exitcode::ExitCode;
-use crate::net::{connect_tcp, ConnectError};
-use crate::proto::DEFAULT_STATS_PORT;
-
-/// The most a stats page may be: distccd's is about 1 KiB, plus a line per job.
-const MAX_PAGE: usize = 1 << 20;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(crate::env::DEFAULT_CONNECT_SECS);
-/// The whole exchange after connecting, request and reply.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The daemon to ask: `HOST`, `HOST:PORT`, `[V6ADDR]:PORT`, or a bare IPv6 address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Target {
-    pub fn parse(spec: &str) -> Result<Target, String> {
-        let bad_port = |p: &str| format!("--daemon: bad port '{p}' in '{spec}'");
-        let port_of = |p: &str| match p.parse::<u16>() {
-            Ok(0) | Err(_) => Err(bad_port(p)),
-            Ok(n) => Ok(n),
-        };
-        let (host, port) = if let Some(rest) = spec.strip_prefix('[') {
-            let (host, after) = rest
-                .split_once(']')
-                .ok_or_else(|| format!("--daemon: no ']' in '{spec}'"))?;
-            match after {
-                "" => (host, DEFAULT_STATS_PORT),
-                _ => match after.strip_prefix(':') {
-                    Some(p) => (host, port_of(p)?),
-                    None => return Err(format!("--daemon: bad address '{spec}'")),
-                },
-            }
-        } else {
-            match spec.matches(':').count() {
-                0 => (spec, DEFAULT_STATS_PORT),
-                1 => {
-                    let (host, p) = spec.split_once(':').unwrap_or((spec, ""));
-                    (host, port_of(p)?)
-                }
-                // More than one colon and no brackets: a bare IPv6 address.
-                _ => (spec, DEFAULT_STATS_PORT),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("--daemon: no host in '{spec}'"));
-        }
-        Ok(Target {
-            host: host.to_string(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-/// One running job on the daemon.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Job {
-    /// The client's address and port, as the daemon saw it.
-    pub client: Vec<u8>,
-    pub compiler: Vec<u8>,
-    pub input: Vec<u8>,
-    /// Milliseconds since the daemon started reading the request.
-    pub msecs: u64,
-}
+pub use crate::stats_page::{FetchError, Job, PageError, Target};
 
 /// What a stats page says about the daemon's jobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,211 +18,26 @@ pub struct Report {
     pub jobs: Vec<Job>,
 }
 
-/// Why the stats page could not be had; each maps to distcc's exit code.
-#[derive(Debug)]
-pub enum FetchError {
-    Connect(ConnectError),
-    Io(String),
-    Timeout(&'static str),
-    Truncated(&'static str),
-    Protocol(String),
-}
-
-impl FetchError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            FetchError::Connect(_) => ExitCode::ConnectFailed,
-            FetchError::Io(_) | FetchError::Timeout(_) => ExitCode::IoError,
-            FetchError::Truncated(_) => ExitCode::Truncated,
-            FetchError::Protocol(_) => ExitCode::ProtocolError,
-        }
-    }
-}
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchError::Connect(why) => write!(f, "connect failed: {why}"),
-            FetchError::Io(why) => write!(f, "i/o error: {why}"),
-            FetchError::Timeout(what) => write!(f, "timed out while {what}"),
-            FetchError::Truncated(what) => write!(f, "server closed the connection while {what}"),
-            FetchError::Protocol(why) => write!(f, "protocol error: {why}"),
-        }
-    }
-}
-
 /// Asks the daemon for its stats page and reads it.
 pub fn fetch(target: &Target) -> Result<Report, FetchError> {
-    let page = fetch_page(target)?;
+    let page = crate::stats_page::fetch_page(target, MONITOR_LIMITS)?;
     parse(&page).map_err(|why| match why {
         PageError::Truncated => FetchError::Truncated("sending its stats page"),
         why => FetchError::Protocol(format!("{target}: {why}")),
     })
 }
 
-fn fetch_page(target: &Target) -> Result<Vec<u8>, FetchError> {
-    let mut stream =
-        connect_tcp(&target.host, target.port, CONNECT_TIMEOUT).map_err(FetchError::Connect)?;
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let io = |e: std::io::Error| FetchError::Io(format!("{target}: {}", crate::sys::strerror(&e)));
-    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    // Any request will do; this one also suits an HTTP proxy or a person.
-    stream
-        .write_all(b"GET / HTTP/1.0\r\n\r\n")
-        .map_err(|e| match e.kind() {
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                FetchError::Timeout("sending the stats request")
-            }
-            _ => io(e),
-        })?;
-    let mut page = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(FetchError::Timeout("reading the stats page"));
-        }
-        stream.set_read_timeout(Some(left)).map_err(io)?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Ok(page),
-            Ok(n) => {
-                if page.len() + n > MAX_PAGE {
-                    return Err(FetchError::Protocol(format!(
-                        "{target}: stats page longer than {MAX_PAGE} bytes"
-                    )));
-                }
-                page.extend_from_slice(&buf[..n]);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(FetchError::Timeout("reading the stats page"))
-            }
-            // A reset after a complete page (the daemon closed without
-            // reading all we sent) loses nothing.
-            Err(e) if e.kind() == ErrorKind::ConnectionReset && !page.is_empty() => {
-                return Ok(page)
-            }
-            Err(e) => return Err(io(e)),
-        }
-    }
-}
-
-/// Why a reply is not a page of running jobs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PageError {
-    /// Nothing at all: a compile port, or a client the `--allow` list refuses.
-    Empty,
-    /// No `<distccstats>` section.
-    NotStats,
-    /// distccd statistics without `<distccjobs>`: a distccd 3.4, not distcc-rs.
-    NoJobList,
-    /// `<distccjobs>` without its end.
-    Truncated,
-    /// A `dcc_job` line that is not five words ending in a number.
-    BadJob(String),
-}
-
-impl fmt::Display for PageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PageError::Empty => write!(
-                f,
-                "closed the connection without a stats page (not a --stats port, or this \
-                 client is not in the daemon's --allow list)"
-            ),
-            PageError::NotStats => write!(f, "the reply is not a distccd --stats page"),
-            PageError::NoJobList => write!(
-                f,
-                "the stats page has no <distccjobs> section, so this daemon does not say \
-                 which jobs it runs (distccd 3.4 does not; a distcc-rs daemon does)"
-            ),
-            PageError::Truncated => write!(f, "the stats page ends inside <distccjobs>"),
-            PageError::BadJob(line) => write!(f, "bad dcc_job line: '{line}'"),
-        }
-    }
-}
-
-/// Reads the parts of a stats page the monitor needs.
+/// Reads the parts of a stats page the monitor needs: a page without a job
+/// list (distccd 3.4's) is an error here.
 pub fn parse(page: &[u8]) -> Result<Report, PageError> {
-    if page.is_empty() {
-        return Err(PageError::Empty);
+    let page = crate::stats_page::parse_page(page)?;
+    match page.jobs {
+        Some(jobs) => Ok(Report {
+            slots: page.slots,
+            jobs,
+        }),
+        None => Err(PageError::NoJobList),
     }
-    let lines: Vec<&[u8]> = page
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .collect();
-    if !lines.contains(&&b"<distccstats>"[..]) {
-        return Err(PageError::NotStats);
-    }
-    let slots = lines
-        .iter()
-        .find_map(|l| l.strip_prefix(b"dcc_max_kids "))
-        .and_then(|n| std::str::from_utf8(n).ok()?.trim().parse().ok());
-    let start = lines
-        .iter()
-        .position(|l| *l == b"<distccjobs>")
-        .ok_or(PageError::NoJobList)?;
-    let mut jobs = Vec::new();
-    for line in &lines[start + 1..] {
-        if *line == b"</distccjobs>" {
-            return Ok(Report { slots, jobs });
-        }
-        if line.is_empty() {
-            continue;
-        }
-        jobs.push(
-            parse_job(line)
-                .ok_or_else(|| PageError::BadJob(String::from_utf8_lossy(line).into_owned()))?,
-        );
-    }
-    Err(PageError::Truncated)
-}
-
-/// `dcc_job CLIENT COMPILER INPUT MSECS`. An unescaped line with more words
-/// (from before fields were escaped) takes the extra words as the input's.
-fn parse_job(line: &[u8]) -> Option<Job> {
-    let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    if words.len() < 5 || words[0] != b"dcc_job" {
-        return None;
-    }
-    let msecs = std::str::from_utf8(words[words.len() - 1])
-        .ok()?
-        .parse()
-        .ok()?;
-    Some(Job {
-        client: unescape_job_field(words[1]),
-        compiler: unescape_job_field(words[2]),
-        input: unescape_job_field(&words[3..words.len() - 1].join(&b' ')),
-        msecs,
-    })
-}
-
-/// A name for the screen: control characters (a newline in a file name)
-/// shown as `%XX` so that every job stays on one line.
-fn shown(name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len());
-    for &b in name {
-        if b < 0x20 || b == 0x7f {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        } else {
-            out.push(b);
-        }
-    }
-    out
-}
-
-/// The client's address without its port: `1.2.3.4:5` gives `1.2.3.4`,
-/// `[::1]:5` gives `::1`.
-fn client_host(client: &[u8]) -> &[u8] {
-    let host = match client.iter().rposition(|&b| b == b':') {
-        Some(colon) if client.starts_with(b"[") || !client[..colon].contains(&b':') => {
-            &client[..colon]
-        }
-        _ => client,
-    };
-    host.strip_prefix(b"[")
-        .and_then(|h| h.strip_suffix(b"]"))
-        .unwrap_or(host)
 }
 
 fn put_padded(out: &mut Vec<u8>, text: &[u8], width: usize) {
