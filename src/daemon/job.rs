@@ -13,6 +13,7 @@ use super::pump::{self, Tree};
 use crate::filename;
 use crate::masquerade;
 use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
+use crate::sandbox::Sandbox;
 
 /// A job's private directory under TMPDIR. Everything the job writes goes
 /// here, and the directory is removed when the job is dropped, unless
@@ -240,11 +241,15 @@ impl ServerJob {
     /// Starts the compiler in its own process group, in the job's directory,
     /// with stdin from /dev/null and stdout and stderr into files.
     /// `_DISTCC_SAFEGUARD` comes from the daemon's own environment, set once
-    /// by [`set_safeguard`], so that no spawn copies the environment.
-    pub fn spawn(&self, program: &Path) -> io::Result<Child> {
+    /// by [`set_safeguard`], so that no spawn copies the environment (but
+    /// a sandboxed one, whose `TMPDIR` is the job's directory). `sandbox`
+    /// confines the compiler to the job's directory.
+    pub fn spawn(&self, program: &Path, sandbox: &Sandbox) -> io::Result<Child> {
         let stdout = crate::sys::open_file(&self.path_of("stdout"), true)?;
         let stderr = crate::sys::open_file(&self.path_of("stderr"), true)?;
-        Command::new(program)
+        let mut command = Command::new(program);
+        sandbox.confine(&mut command, self.dir.path(), program)?;
+        command
             .arg0(OsStr::from_bytes(&self.program))
             .args(self.arguments())
             .current_dir(self.tree.as_ref().map_or(self.dir.path(), |t| t.cwd()))
