@@ -130,30 +130,32 @@ impl Sandbox {
         matches!(self.status, Status::On(_))
     }
 
-    /// Sets `command` (the compiler at `compiler`) to run confined to
-    /// `job_dir`, with its temporary files there too (`TMPDIR`). Without a
-    /// sandbox the command is left as it is.
+    /// Sets `command` (the compiler at `compiler`) to run confined to its
+    /// job: `job_dir` to read, and `work_dir` (the same, or one beneath
+    /// it) to write, with its temporary files there too (`TMPDIR`).
+    /// Without a sandbox the command is left as it is.
     pub fn confine(
         &self,
         command: &mut Command,
-        job_dir: &Path,
+        (job_dir, work_dir): (&Path, &Path),
         compiler: &Path,
     ) -> io::Result<()> {
         if !self.is_on() {
             return Ok(());
         }
-        command.env("TMPDIR", job_dir);
-        let reads = compiler_dirs(compiler);
+        command.env("TMPDIR", work_dir);
+        let mut reads = compiler_dirs(compiler);
+        reads.push(job_dir.to_path_buf());
         #[cfg(target_os = "linux")]
         if let Some(fixed) = &self.fixed {
-            let ruleset = fixed.for_job(job_dir, &reads)?;
+            let ruleset = fixed.for_job(work_dir, &reads)?;
             landlock_rules::restrict_before_exec(command, ruleset);
         }
         #[cfg(target_os = "openbsd")]
         {
             let reads = reads.iter().chain(&self.extra.extra_read);
-            let writes =
-                std::iter::once(job_dir).chain(self.extra.extra_write.iter().map(PathBuf::as_path));
+            let extra = self.extra.extra_write.iter().map(PathBuf::as_path);
+            let writes = std::iter::once(work_dir).chain(extra);
             let paths = unveil_rules::Paths::new(writes, reads)?;
             unveil_rules::restrict_before_exec(command, paths);
         }
@@ -433,7 +435,11 @@ mod tests {
         assert_eq!(sandbox.status(), &Status::Off);
         let mut command = Command::new("true");
         sandbox
-            .confine(&mut command, Path::new("/tmp"), Path::new("/bin/true"))
+            .confine(
+                &mut command,
+                (Path::new("/tmp"), Path::new("/tmp")),
+                Path::new("/bin/true"),
+            )
             .unwrap();
         assert!(command.get_envs().next().is_none());
     }
@@ -455,7 +461,7 @@ mod tests {
         let mut command = Command::new("/bin/sh");
         command.args(["-c", &script]);
         sandbox
-            .confine(&mut command, &job, Path::new("/bin/sh"))
+            .confine(&mut command, (&job, &job), Path::new("/bin/sh"))
             .unwrap();
         let out = command.output().unwrap();
         assert!(out.status.success(), "{out:?}");
