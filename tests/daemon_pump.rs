@@ -554,8 +554,9 @@ fn a_compiler_without_prefix_maps_gets_the_root_patched_out_of_its_debug_info() 
 
 /// A wrapper that, once the test has named a stored file in
 /// `$MARKS/store-file`, tries to write into the daemon's store: a new
-/// file in its directory, and the stored file itself made writable. Its
-/// tree's files are hard links to the store's.
+/// file in its directory, and the stored file itself made writable; then
+/// its tree's files, which are hard links to the store's, made writable,
+/// and a new file in the tree.
 const STORE_WRITER: &str = r#"if [ -r "$MARKS/store-file" ]; then
   f=$(cat "$MARKS/store-file")
   echo poison > "$(dirname "$f")/poison" && touch "$MARKS/store-dir-written"
@@ -563,12 +564,19 @@ const STORE_WRITER: &str = r#"if [ -r "$MARKS/store-file" ]; then
     echo poison >> "$f" && touch "$MARKS/store-file-written"
     chmod a-w "$f"
   fi
+  for f in ./*.c ./*.h; do
+    if chmod u+w "$f"; then
+      echo poison >> "$f" && touch "$MARKS/tree-file-written"
+      chmod a-w "$f"
+    fi
+  done
+  echo poison > ./new && touch "$MARKS/tree-written"
   touch "$MARKS/store-tried"
 fi
 "#;
 
 #[test]
-fn a_sandboxed_pump_compiler_reads_its_tree_but_cannot_write_the_store() {
+fn a_sandboxed_pump_compiler_reads_its_tree_but_cannot_write_it_or_the_store() {
     let (name, body) = wrapper("x86_64-linux-gnu-gcc");
     let daemon = Daemon::start(
         "pump-sandbox",
