@@ -134,6 +134,11 @@ echo "   median jobs/s: on $rate_on, off $rate_off (ratio on/off $(ratio "$rate_
 echo "   ms per job: on $wall_on, off $wall_off: the sandbox costs $(minus "$wall_on" "$wall_off") ms a job"
 echo "   CPU ms per job: on $cpu_on, off $cpu_off (ratio $(ratio "$cpu_on" "$cpu_off"),"\
     "$(minus "$cpu_on" "$cpu_off") ms)"
+# The two halves of a round ran seconds apart under about the same load, so
+# their difference and ratio vary less than either figure does.
+paired() { awk -v a="$2" -v b="$3" "{ printf \"%.4f\\n\", $1 }" "$kl_work/trivial" | median; }
+echo "   median of the rounds' paired figures: CPU ratio on/off $(paired '$a / $b' 2 6),"\
+    "CPU difference $(paired '$a - $b' 2 6) ms, jobs/s ratio $(paired '$a / $b' 1 5)"
 echo
 
 # --- 2. hello.c with gcc -----------------------------------------------------------
