@@ -6,13 +6,15 @@
 #   1. trivial jobs (bench/trivcc.c) from bench/load.py's raw protocol-1
 #      requests: jobs/s and CPU ms per job of the daemon and its compilers,
 #      in rounds that alternate which daemon goes first;
-#   2. `$BIN gcc -c hello.c` through each daemon (hyperfine medians).
+#   2. `$BIN gcc -c hello.c` through each daemon, in pairs of runs that
+#      alternate which daemon goes first.
 #
 #   BIN=target/x86_64-unknown-linux-musl/release/distcc-rs sh bench/sandbox.sh
 #   (`make bench-sandbox`; `make bench` runs it too)
 #
 # Environment: BENCH_SANDBOX_JOBS (trivial jobs per daemon, default 2000),
-# BENCH_SANDBOX_ROUNDS (default 10), BENCH_SANDBOX_RUNS (hyperfine runs, 100).
+# BENCH_SANDBOX_ROUNDS (default 10), BENCH_SANDBOX_RUNS (pairs of hello.c
+# compiles, default 100).
 
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +28,6 @@ JOBS=${BENCH_SANDBOX_JOBS:-2000}
 ROUNDS=${BENCH_SANDBOX_ROUNDS:-10}
 RUNS=${BENCH_SANDBOX_RUNS:-100}
 kl_need python3 python3
-kl_need hyperfine hyperfine
 kl_need gcc gcc
 
 kl_pids=""
@@ -151,21 +152,37 @@ for side in on off; do
     DISTCC_DIR=$h/state DISTCC_FALLBACK=0 DISTCC_HOSTS="127.0.0.1:$port/2" \
         "$BIN" gcc -c hello.c -o hello.o || kl_die "hello.c through the $side daemon failed"
 done
-echo "2. $BIN gcc -c hello.c through each daemon, $RUNS runs each (hyperfine):"
-# shellcheck disable=SC2154
-timeout 1200 hyperfine -N --style basic --warmup 5 --runs "$RUNS" --export-json "$h/hello.json" \
-    "env DISTCC_DIR=$h/state DISTCC_FALLBACK=0 DISTCC_HOSTS=127.0.0.1:$on_port/2 $BIN gcc -c hello.c -o hello.o" \
-    "env DISTCC_DIR=$h/state DISTCC_FALLBACK=0 DISTCC_HOSTS=127.0.0.1:$off_port/2 $BIN gcc -c hello.c -o hello.o" \
-    >"$h/hyperfine.out" 2>&1 || { cat "$h/hyperfine.out" >&2; kl_die "hyperfine failed"; }
-medians=$(python3 -c '
-import json, sys
-for r in json.load(open(sys.argv[1]))["results"]:
-    print("%.3f" % (r["median"] * 1000))
-' "$h/hello.json")
-t_on=$(echo "$medians" | sed -n 1p)
-t_off=$(echo "$medians" | sed -n 2p)
-echo "   median ms: on $t_on, off $t_off (ratio on/off $(ratio "$t_on" "$t_off"),"\
-    "$(minus "$t_on" "$t_off") ms a job)"
+echo "2. $BIN gcc -c hello.c through each daemon, $RUNS pairs of runs, the two"
+echo "   daemons taking turns to go first (a hyperfine run of one, then of the"
+echo "   other, would compare two different loads of a shared machine):"
+# One timed compile through daemon $1's port, in microseconds.
+timed() {
+    t0=$(date +%s%N)
+    DISTCC_DIR=$h/state DISTCC_FALLBACK=0 DISTCC_HOSTS="127.0.0.1:$1/2" \
+        "$BIN" gcc -c hello.c -o hello.o || kl_die "hello.c through port $1 failed"
+    t1=$(date +%s%N)
+    echo $(((t1 - t0) / 1000))
+}
+i=1
+while [ $i -le "$RUNS" ]; do
+    # shellcheck disable=SC2154
+    if [ $((i % 2)) = 1 ]; then
+        a=$(timed "$on_port")
+        b=$(timed "$off_port")
+    else
+        b=$(timed "$off_port")
+        a=$(timed "$on_port")
+    fi
+    echo "$a $b" >>"$h/pairs"
+    i=$((i + 1))
+done
+us_on=$(column "$h/pairs" 1 | median)
+us_off=$(column "$h/pairs" 2 | median)
+us_diff=$(awk '{ print $1 - $2 }' "$h/pairs" | median)
+t_on=$(awk -v u="$us_on" 'BEGIN { printf "%.3f", u / 1000 }')
+t_off=$(awk -v u="$us_off" 'BEGIN { printf "%.3f", u / 1000 }')
+echo "   median ms: on $t_on, off $t_off (ratio on/off $(ratio "$t_on" "$t_off"));"\
+    "median of the pairs' differences $(awk -v u="$us_diff" 'BEGIN { printf "%.3f", u / 1000 }') ms a job"
 ok_on=$(grep -c 'COMPILE_OK' "$kl_work/on/log" || true)
 ok_off=$(grep -c 'COMPILE_OK' "$kl_work/off/log" || true)
 echo "   jobs compiled: on $ok_on, off $ok_off (both daemons' logs)"
