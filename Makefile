@@ -18,12 +18,15 @@
 #                      (the monitor, the object check), then bench/pump.sh
 #                      (pump mode: per-job overhead, the 0.25-CPU slow
 #                      client, the include server), then bench/farm.sh (the
-#                      farm) on the release binary
+#                      farm), then bench/sandbox.sh (the compilers'
+#                      sandbox on against off) on the release binary
 #   make bench-kernel  bench/kernel.sh alone
 #   make bench-extras  bench/extras.sh alone
 #   make bench-pump    bench/pump.sh alone
 #   make bench-farm    bench/farm.sh alone (a farm of sleeping compilers on
 #                      loopback: placement by distcc 3.4's clients and ours)
+#   make bench-sandbox bench/sandbox.sh alone (the daemon's cost per job with
+#                      the compilers' sandbox on and off)
 #   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus a relative symlink
 #                      for every applet link in its applet table (distcc-rs
 #                      --install -s), the systemd units (SYSTEMDUNITDIR) and
@@ -85,7 +88,7 @@ qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
 linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
 linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 
-.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras bench-pump bench-farm install uninstall clean deps demo \
+.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras bench-pump bench-farm bench-sandbox install uninstall clean deps demo \
 	rustup-targets rustup-cross-targets cross-tools
 
 all: rustup-targets
@@ -167,6 +170,7 @@ bench: all
 	BIN='$(BIN)' sh bench/extras.sh
 	BIN='$(BIN)' sh bench/pump.sh
 	BIN='$(BIN)' sh bench/farm.sh
+	BIN='$(BIN)' sh bench/sandbox.sh
 
 bench-kernel: all
 	BIN='$(BIN)' sh bench/kernel.sh
@@ -179,6 +183,9 @@ bench-pump: all
 
 bench-farm: all
 	BIN='$(BIN)' sh bench/farm.sh
+
+bench-sandbox: all
+	BIN='$(BIN)' sh bench/sandbox.sh
 
 install: all
 	$(INSTALL) -d '$(DESTDIR)$(BINDIR)'

@@ -23,6 +23,7 @@ pub mod net;
 pub mod options;
 pub mod proto;
 pub mod pump;
+pub mod sandbox;
 pub mod state;
 pub mod stats_page;
 pub mod sys;

@@ -551,3 +551,67 @@ fn a_compiler_without_prefix_maps_gets_the_root_patched_out_of_its_debug_info() 
     );
     daemon.assert_no_leftovers();
 }
+
+/// A wrapper that, once the test has named a stored file in
+/// `$MARKS/store-file`, tries to write into the daemon's store: a new
+/// file in its directory, and the stored file itself made writable; then
+/// its tree's files, which are hard links to the store's, made writable,
+/// and a new file in the tree.
+const STORE_WRITER: &str = r#"if [ -r "$MARKS/store-file" ]; then
+  f=$(cat "$MARKS/store-file")
+  echo poison > "$(dirname "$f")/poison" && touch "$MARKS/store-dir-written"
+  if chmod u+w "$f"; then
+    echo poison >> "$f" && touch "$MARKS/store-file-written"
+    chmod a-w "$f"
+  fi
+  for f in ./*.c ./*.h; do
+    if chmod u+w "$f"; then
+      echo poison >> "$f" && touch "$MARKS/tree-file-written"
+      chmod a-w "$f"
+    fi
+  done
+  echo poison > ./new && touch "$MARKS/tree-written"
+  touch "$MARKS/store-tried"
+fi
+"#;
+
+#[test]
+fn a_sandboxed_pump_compiler_reads_its_tree_but_cannot_write_it_or_the_store() {
+    let (name, body) = wrapper("x86_64-linux-gnu-gcc");
+    let daemon = Daemon::start(
+        "pump-sandbox",
+        DaemonOptions {
+            scripts: vec![(name, format!("{STORE_WRITER}{body}"))],
+            args: vec!["--jobs".into(), "1".into()],
+            ..DaemonOptions::default()
+        },
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("compilers run in a sandbox: Landlock"),
+        "{}",
+        daemon.log()
+    );
+    let project = Project::new("pump-sandbox-project", "gcc", "c");
+    let args = project.args("gcc", &["-g", "-MD"]);
+    compare(&daemon, &project, &args, &["t.o", "t.d"]);
+    let store = std::fs::read_dir(daemon.dir.join("daemon-tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("distccd-headers."))
+        .expect("the daemon's store");
+    let stored = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(daemon.marks.join("store-file"), stored.to_str().unwrap()).unwrap();
+    compare(&daemon, &project, &args, &["t.o", "t.d"]);
+    let marks = daemon.marks();
+    assert!(marks.contains(&"store-tried".to_string()), "{marks:?}");
+    assert!(!marks.iter().any(|m| m.ends_with("-written")), "{marks:?}");
+    daemon.assert_no_leftovers();
+    store_holds_each_body_once(&daemon);
+}

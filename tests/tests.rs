@@ -29,5 +29,6 @@ mod pump_scan;
 mod pump_server;
 mod pump_sysheaders;
 mod refusals;
+mod sandbox;
 mod scan;
 mod service;

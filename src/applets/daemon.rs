@@ -21,7 +21,10 @@ use crate::proto::{Limits, DEFAULT_PORT};
 /// DISTCC_CMDLIST. Environment: DISTCCD_PATH, DISTCC_CMDLIST,
 /// DISTCC_CMDLIST_NUMWORDS, TMPDIR, DISTCC_SAVE_TEMPS, DISTCC_IO_TIMEOUT,
 /// DISTCC_RS_MAX_INPUT (lowers the 512 MiB limit on a job's source, and
-/// pump mode's on its files).
+/// pump mode's on its files). Compilers run in a sandbox (Landlock on
+/// Linux, unveil and pledge on OpenBSD): they may read /usr, /lib*, a few
+/// files under /etc and their own directories, and write only in their
+/// job's directory (docs/sandbox.md).
 #[derive(FromArgs)]
 struct Options {
     /// allow clients from ADDR[/BITS] (repeatable)
@@ -104,6 +107,22 @@ struct Options {
     /// whitelist the compiler links in this directory (repeatable)
     #[argh(option)]
     masquerade_dir: Vec<PathBuf>,
+    /// run compilers without the sandbox (Landlock on Linux, unveil and
+    /// pledge on OpenBSD) that lets them read only system directories and
+    /// write only in their job's directory
+    #[argh(switch)]
+    no_sandbox: bool,
+    /// refuse to start where compilers cannot run in the sandbox
+    #[argh(switch)]
+    require_sandbox: bool,
+    /// let sandboxed compilers also read and execute beneath this path
+    /// (repeatable), e.g. a toolchain outside /usr
+    #[argh(option)]
+    sandbox_allow: Vec<PathBuf>,
+    /// let sandboxed compilers also read and write beneath this directory
+    /// (repeatable), e.g. the cache of a ccache run as the compiler
+    #[argh(option)]
+    sandbox_write: Vec<PathBuf>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -389,6 +408,12 @@ fn configure(o: Options) -> Result<Config> {
         log_file: o.log_file,
         save_temps: crate::env::save_temps(),
         tmpdir: crate::env::tmp_dir(),
+        sandbox: crate::sandbox::Settings {
+            off: o.no_sandbox,
+            require: o.require_sandbox,
+            extra_read: o.sandbox_allow,
+            extra_write: o.sandbox_write,
+        },
     };
     if let Some(path) = std::env::var_os("DISTCCD_PATH") {
         std::env::set_var("PATH", path);

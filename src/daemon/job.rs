@@ -13,6 +13,7 @@ use super::pump::{self, Tree};
 use crate::filename;
 use crate::masquerade;
 use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
+use crate::sandbox::Sandbox;
 
 /// A job's private directory under TMPDIR. Everything the job writes goes
 /// here, and the directory is removed when the job is dropped, unless
@@ -133,6 +134,21 @@ impl ServerJob {
         self.dir.path().join(name)
     }
 
+    /// Where the compiler writes: the job's directory, or in pump mode its
+    /// `out` beside the tree, so that the sandbox can keep the tree (whose
+    /// files are the store's, hard-linked) read-only.
+    fn work_dir(&self) -> PathBuf {
+        match self.tree {
+            Some(_) => self.path_of(PUMP_WORK_DIR),
+            None => self.dir.path().to_path_buf(),
+        }
+    }
+
+    /// The compiler's output `name` (`output.o`, `output.d`) in [`Self::work_dir`].
+    fn output_of(&self, name: &str) -> PathBuf {
+        self.work_dir().join(name)
+    }
+
     /// Decompresses a version 2 body into the source file, producing at most `limit` bytes.
     pub fn unpack_input(&self, limit: usize) -> Result<(), String> {
         let raw_path = self.body_path(true);
@@ -150,7 +166,7 @@ impl ServerJob {
     fn arguments(&self) -> Vec<OsString> {
         let mut out = match &self.tree {
             Some(tree) => {
-                let (output, deps) = (self.path_of("output.o"), self.path_of("output.d"));
+                let (output, deps) = (self.output_of("output.o"), self.output_of("output.d"));
                 let paths = pump::Paths {
                     root: tree.root(),
                     output: &output,
@@ -172,7 +188,7 @@ impl ServerJob {
     /// `-x LANG` by its preprocessed form (the source is already
     /// preprocessed: `-x c` becomes `-x cpp-output`).
     fn plain_arguments(&self) -> Vec<OsString> {
-        let output = self.path_of("output.o").into_os_string();
+        let output = self.output_of("output.o").into_os_string();
         let argv = &self.argv;
         let arg = |i: usize| OsString::from_vec(argv[i].clone());
         let mut out = Vec::with_capacity(argv.len() + 3);
@@ -240,11 +256,20 @@ impl ServerJob {
     /// Starts the compiler in its own process group, in the job's directory,
     /// with stdin from /dev/null and stdout and stderr into files.
     /// `_DISTCC_SAFEGUARD` comes from the daemon's own environment, set once
-    /// by [`set_safeguard`], so that no spawn copies the environment.
-    pub fn spawn(&self, program: &Path) -> io::Result<Child> {
+    /// by [`set_safeguard`], so that no spawn copies the environment (but
+    /// a sandboxed one, whose `TMPDIR` is where it writes). `sandbox`
+    /// confines the compiler to the job's directory, and in pump mode its
+    /// writes to the `out` directory beside the tree.
+    pub fn spawn(&self, program: &Path, sandbox: &Sandbox) -> io::Result<Child> {
         let stdout = crate::sys::open_file(&self.path_of("stdout"), true)?;
         let stderr = crate::sys::open_file(&self.path_of("stderr"), true)?;
-        Command::new(program)
+        let work = self.work_dir();
+        if self.tree.is_some() {
+            std::fs::create_dir(&work)?;
+        }
+        let mut command = Command::new(program);
+        sandbox.confine(&mut command, (self.dir.path(), &work), program)?;
+        command
             .arg0(OsStr::from_bytes(&self.program))
             .args(self.arguments())
             .current_dir(self.tree.as_ref().map_or(self.dir.path(), |t| t.cwd()))
@@ -258,19 +283,19 @@ impl ServerJob {
     /// Reads what the compiler left. The object is read only after a
     /// successful compile; a missing object then is `None`.
     pub fn results(&self, success: bool) -> Results {
-        let read = |name: &str| read_output(&self.path_of(name)).unwrap_or_default();
+        let read = |path: PathBuf| read_output(&path).unwrap_or_default();
         Results {
-            stderr: read("stderr"),
-            stdout: read("stdout"),
+            stderr: read(self.path_of("stderr")),
+            stdout: read(self.path_of("stdout")),
             object: if success {
-                read_output(&self.path_of("output.o"))
+                read_output(&self.output_of("output.o"))
                     .ok()
                     .map(|o| self.client_object(o))
             } else {
                 None
             },
             dotd: match (&self.tree, success) {
-                (Some(tree), true) => self.client_dotd(tree, &read("output.d")),
+                (Some(tree), true) => self.client_dotd(tree, &read(self.output_of("output.d"))),
                 _ => Vec::new(),
             },
         }
@@ -289,7 +314,7 @@ impl ServerJob {
     /// The compiler's `.d` file as the client's, naming the client's target.
     fn client_dotd(&self, tree: &Tree, dotd: &[u8]) -> Vec<u8> {
         let target = pump::dotd_target(&self.argv, &self.tokens, &self.compile);
-        let output = self.path_of("output.o").into_os_string();
+        let output = self.output_of("output.o").into_os_string();
         let root = tree.root().as_os_str().as_bytes();
         super::dotd::clean(dotd, output.as_bytes(), &target, root)
     }
@@ -329,8 +354,13 @@ impl Compiler {
 }
 
 /// The files a job writes itself, removed by name when it ends, so that its
-/// directory is usually empty by then (see `JobDir`'s drop).
-const JOB_FILES: [&str; 4] = ["stdout", "stderr", "output.o", "output.d"];
+/// directory is usually empty by then (see `JobDir`'s drop): the first two
+/// in the job's directory, the outputs in [`ServerJob::work_dir`].
+const JOB_FILES: [&str; 2] = ["stdout", "stderr"];
+const OUTPUT_FILES: [&str; 2] = ["output.o", "output.d"];
+
+/// A pump job's directory for what its compiler writes, beside its tree.
+const PUMP_WORK_DIR: &str = "out";
 
 impl Drop for ServerJob {
     /// Removes the job's own files (not when `DISTCC_SAVE_TEMPS` keeps them);
@@ -342,6 +372,12 @@ impl Drop for ServerJob {
         let _ = std::fs::remove_file(self.input_path());
         for name in JOB_FILES {
             let _ = std::fs::remove_file(self.path_of(name));
+        }
+        for name in OUTPUT_FILES {
+            let _ = std::fs::remove_file(self.output_of(name));
+        }
+        if self.tree.is_some() {
+            let _ = std::fs::remove_dir(self.work_dir());
         }
     }
 }

@@ -29,6 +29,7 @@ use mio::net::TcpListener;
 use crate::exitcode::ExitCode;
 use crate::logging::Destination;
 use crate::proto::Limits;
+use crate::sandbox::{Sandbox, Status};
 use access::AccessList;
 use policy::Whitelist;
 use server::{Server, Service};
@@ -67,6 +68,8 @@ pub struct Config {
     pub io_timeout: Duration,
     pub save_temps: bool,
     pub tmpdir: PathBuf,
+    /// `--no-sandbox`, `--require-sandbox`, `--sandbox-allow`.
+    pub sandbox: crate::sandbox::Settings,
 }
 
 impl Config {
@@ -248,11 +251,12 @@ fn start_and_serve(config: &Config) -> Result<(), i32> {
         return Err(ExitCode::NoSuchFile.into());
     }
     check_whitelist(config)?;
+    let sandbox = start_sandbox(config)?;
     log::info!("allowing access from: {}", config.access);
     if config.mode == Mode::Daemon {
         detach(config)?;
     }
-    let result = serve(config, listeners);
+    let result = serve(config, listeners, sandbox);
     if let Some(path) = &config.pid_file {
         if config.mode == Mode::Daemon {
             let _ = std::fs::remove_file(path);
@@ -287,6 +291,26 @@ fn check_whitelist(config: &Config) -> Result<(), i32> {
     Ok(())
 }
 
+/// The compilers' sandbox, with its one line in the log; with
+/// `--require-sandbox`, none is an error.
+fn start_sandbox(config: &Config) -> Result<Sandbox, i32> {
+    let sandbox = Sandbox::new(&config.sandbox);
+    match sandbox.status() {
+        Status::On(how) => log::info!("compilers run in a sandbox: {how}"),
+        Status::Off if config.sandbox.require => {
+            log::error!("--require-sandbox and --no-sandbox contradict each other; not starting");
+            return Err(ExitCode::DistccFailed.into());
+        }
+        Status::Off => log::warn!("--no-sandbox: compilers run without a sandbox"),
+        Status::Unavailable(why) if config.sandbox.require => {
+            log::error!("--require-sandbox: {why}; not starting");
+            return Err(ExitCode::DistccFailed.into());
+        }
+        Status::Unavailable(why) => log::warn!("compilers run without a sandbox: {why}"),
+    }
+    Ok(sandbox)
+}
+
 /// Goes into the background (`--detach`, the default) or leads a process
 /// group of its own, and writes the pid file.
 fn detach(config: &Config) -> Result<(), i32> {
@@ -310,8 +334,12 @@ fn detach(config: &Config) -> Result<(), i32> {
 }
 
 /// Runs the event loop until it ends.
-fn serve(config: &Config, listeners: Vec<(TcpListener, Service)>) -> Result<(), i32> {
-    let mut server = Server::new(config, listeners).map_err(|err| {
+fn serve(
+    config: &Config,
+    listeners: Vec<(TcpListener, Service)>,
+    sandbox: Sandbox,
+) -> Result<(), i32> {
+    let mut server = Server::new(config, listeners, sandbox).map_err(|err| {
         log::error!("cannot start the event loop: {err}");
         i32::from(ExitCode::DistccFailed)
     })?;

@@ -4,7 +4,8 @@
 //! sends the source and its headers as a file list of NAMEs, each a FILE
 //! (LZO1X-compressed) or a LINK. The daemon rebuilds them under the job's
 //! root, `JOBDIR/root`, at `root + NAME`, runs the compiler in
-//! `root + CDIR`, and sends back the object and the `.d` file.
+//! `root + CDIR`, and sends back the object and the `.d` file, which the
+//! compiler writes into `JOBDIR/out` (the sandbox keeps the tree read-only).
 //!
 //! distccd 3.4 joins the path strings and follows whatever links a client
 //! made (pump-notes §1.8). Here every name must pass

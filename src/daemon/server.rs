@@ -33,6 +33,7 @@ use super::stats::{Outcome, RunningJob, Stats};
 use super::workers::{Report, Workers};
 use super::Config;
 use crate::exitcode::ExitCode;
+use crate::sandbox::Sandbox;
 
 mod request;
 
@@ -80,7 +81,12 @@ pub struct Server<'a> {
 }
 
 impl<'a> Server<'a> {
-    pub fn new(config: &'a Config, listeners: Vec<(TcpListener, Service)>) -> io::Result<Self> {
+    /// The loop for `listeners`, whose compilers run in `sandbox`.
+    pub fn new(
+        config: &'a Config,
+        listeners: Vec<(TcpListener, Service)>,
+        sandbox: Sandbox,
+    ) -> io::Result<Self> {
         if listeners.len() > MAX_LISTENERS {
             return Err(io::Error::new(
                 ErrorKind::InvalidInput,
@@ -107,7 +113,7 @@ impl<'a> Server<'a> {
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let compilers = job::CompilerSearch::new(config.masquerade_dirs());
-        let workers = Workers::new(config.jobs, compilers, waker);
+        let workers = Workers::new(config.jobs, compilers, sandbox, waker);
         let nofile = crate::sys::raise_nofile_limit();
         Ok(Server {
             config,

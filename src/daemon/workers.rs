@@ -19,6 +19,7 @@ use mio::Waker;
 
 use super::conn::ConnId;
 use super::job::{Compiler, CompilerSearch, Results, ServerJob};
+use crate::sandbox::Sandbox;
 
 /// What a worker reports about the job of connection `conn`.
 pub enum Report {
@@ -48,6 +49,7 @@ pub struct Workers {
     inbox: Inbox,
     outbox: Sender<Report>,
     compilers: Arc<CompilerSearch>,
+    sandbox: Arc<Sandbox>,
     waker: Arc<Waker>,
 }
 
@@ -55,9 +57,15 @@ pub struct Workers {
 const STACK_SIZE: usize = 256 * 1024;
 
 impl Workers {
-    /// Workers for up to `max` jobs at a time; each wakes `waker` after
-    /// each report. None runs until [`Workers::make_room`] starts it.
-    pub fn new(max: usize, compilers: CompilerSearch, waker: Arc<Waker>) -> Workers {
+    /// Workers for up to `max` jobs at a time, whose compilers run in
+    /// `sandbox`; each wakes `waker` after each report. None runs until
+    /// [`Workers::make_room`] starts it.
+    pub fn new(
+        max: usize,
+        compilers: CompilerSearch,
+        sandbox: Sandbox,
+        waker: Arc<Waker>,
+    ) -> Workers {
         let (requests, inbox) = mpsc::channel();
         let (outbox, reports) = mpsc::channel();
         Workers {
@@ -68,6 +76,7 @@ impl Workers {
             inbox: Arc::new(Mutex::new(inbox)),
             outbox,
             compilers: Arc::new(compilers),
+            sandbox: Arc::new(sandbox),
             waker,
         }
     }
@@ -82,10 +91,11 @@ impl Workers {
         }
         let (inbox, outbox) = (self.inbox.clone(), self.outbox.clone());
         let (compilers, waker) = (self.compilers.clone(), self.waker.clone());
+        let sandbox = self.sandbox.clone();
         let started = std::thread::Builder::new()
             .name(format!("worker{}", self.threads.len()))
             .stack_size(STACK_SIZE)
-            .spawn(move || work(&inbox, &compilers, &outbox, &waker));
+            .spawn(move || work(&inbox, (&compilers, &sandbox), &outbox, &waker));
         match started {
             Ok(thread) => self.threads.push(thread),
             Err(err) => log::warn!(
@@ -134,7 +144,7 @@ impl Drop for Workers {
 }
 
 /// A worker's life: take a job, run it, report; until the loop hangs up.
-fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, waker: &Waker) {
+fn work(inbox: &Inbox, run: (&CompilerSearch, &Sandbox), outbox: &Sender<Report>, waker: &Waker) {
     loop {
         let next = inbox.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((conn, job)) = next else {
@@ -150,7 +160,7 @@ fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, wake
         let report_quietly = |report: Report| {
             let _ = outbox.send(report);
         };
-        let child = match start_compiler(compilers, &job) {
+        let child = match start_compiler(run, &job) {
             Ok(child) => child,
             Err(err) => {
                 let ended = Err(err);
@@ -182,11 +192,14 @@ fn work(inbox: &Inbox, compilers: &CompilerSearch, outbox: &Sender<Report>, wake
     }
 }
 
-fn start_compiler(compilers: &CompilerSearch, job: &ServerJob) -> io::Result<Child> {
+fn start_compiler(
+    (compilers, sandbox): (&CompilerSearch, &Sandbox),
+    job: &ServerJob,
+) -> io::Result<Child> {
     let path = compilers
         .find(&job.program)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not found on the server's PATH"))?;
-    job.spawn(&path)
+    job.spawn(&path, sandbox)
 }
 
 /// Waits for the compiler to exit, marks it exited, then reaps it. The wait

@@ -114,9 +114,13 @@ fn fixed_flags(instance: &Instance) -> String {
     format!("--no-detach --port {}", instance.port)
 }
 
-/// The options a site may change: access list, job slots, statistics.
+/// The options a site may change: access list, job slots, statistics, and
+/// what the compilers' sandbox must let the wrapped compiler read.
 fn site_flags(instance: &Instance) -> String {
     let mut flags = Vec::new();
+    for dir in sandbox_allow(&instance.compiler) {
+        flags.push(format!("--sandbox-allow {}", dir.display()));
+    }
     for allow in &instance.allow {
         flags.push(format!("--allow {allow}"));
     }
@@ -127,6 +131,19 @@ fn site_flags(instance: &Instance) -> String {
         flags.push(format!("--stats --stats-port {port}"));
     }
     flags.join(" ")
+}
+
+/// The wrapped compiler's own directories that the daemon's sandbox does
+/// not already allow: the daemon only sees the wrapper scripts in the
+/// instance's `bin`, so a compiler outside `/usr` (`/opt/llvm/bin/clang`)
+/// must be named. Those that do not exist are left out.
+fn sandbox_allow(compiler: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let allowed =
+        |dir: &std::path::Path| crate::sandbox::READ_DIRS.iter().any(|d| dir.starts_with(d));
+    crate::sandbox::compiler_dirs(compiler)
+        .into_iter()
+        .filter(|dir| !allowed(dir) && dir.is_dir())
+        .collect()
 }
 
 /// The sandbox of the generated unit and of contrib/systemd/distcc-rs.service
@@ -259,6 +276,19 @@ pub fn rc_script(instance: &Instance) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compiler_outside_usr_is_allowed_to_the_sandbox_with_its_libraries() {
+        use std::path::{Path, PathBuf};
+        assert!(sandbox_allow(Path::new("/usr/bin/clang")).is_empty());
+        assert!(sandbox_allow(Path::new("/bin/sh")).is_empty());
+        let tmp = crate::testing::TestDir::new("wrap-sandbox");
+        let prefix = tmp.path.join("llvm");
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        std::fs::create_dir_all(prefix.join("lib")).unwrap();
+        let want: Vec<PathBuf> = vec![prefix.join("bin"), prefix.join("lib")];
+        assert_eq!(sandbox_allow(&prefix.join("bin/clang")), want);
+    }
 
     #[test]
     fn the_generated_unit_is_as_hardened_as_the_contrib_unit() {

@@ -110,6 +110,8 @@ impl Daemon {
         if let Some(allow) = &opts.allow {
             args.extend(["--allow".into(), allow.into()]);
         }
+        // Marker scripts write their marks outside their job's directory.
+        args.extend(["--sandbox-write".into(), dir.join("marks").into_os_string()]);
         args.extend(opts.args.iter().map(OsString::from));
         let path = std::env::var("PATH").unwrap_or_default();
         let mut env = vec![(
