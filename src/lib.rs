@@ -8,11 +8,13 @@
 
 pub mod applets;
 pub mod beneath;
+pub mod channel;
 pub mod client;
 pub mod daemon;
 pub mod env;
 pub mod exitcode;
 pub mod filename;
+pub mod keys;
 pub mod logging;
 pub mod lzo;
 pub mod masquerade;

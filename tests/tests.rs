@@ -30,3 +30,4 @@ mod pump_sysheaders;
 mod refusals;
 mod scan;
 mod service;
+mod trust;

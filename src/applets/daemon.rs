@@ -10,7 +10,8 @@ use argh::FromArgs;
 use super::{stdout, Call, Outcome, Status};
 use crate::daemon::access::{AccessList, Allow};
 use crate::daemon::policy::{self, CmdList, Whitelist};
-use crate::daemon::{Config, Mode};
+use crate::daemon::{Config, Mode, Trust};
+use crate::keys::{AuthKeys, PrivateKey};
 use crate::proto::{Limits, DEFAULT_PORT};
 
 /// distcc-rs daemon: a distcc compile server, compatible with distccd 3.4
@@ -99,6 +100,13 @@ struct Options {
     /// whitelist the compiler links in this directory (repeatable)
     #[argh(option)]
     masquerade_dir: Vec<PathBuf>,
+    /// this daemon's private key (distcc-rs key generate FILE); needs --auth-keys
+    #[argh(option)]
+    key: Option<PathBuf>,
+    /// serve only clients that prove a public key listed in this file, over
+    /// the encrypted channel (docs/trust.md); needs --key
+    #[argh(option)]
+    auth_keys: Option<PathBuf>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -147,6 +155,8 @@ pub enum ConfigError {
     IoTimeout(String),
     /// An environment variable that must be a number above zero.
     Env { name: &'static str, value: String },
+    /// `--key` or `--auth-keys` missing its partner, or a file that cannot be read.
+    Trust(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -162,6 +172,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::Jobs(n) => f.write_str(&crate::sys::jobs_out_of_range(*n)),
             ConfigError::IoTimeout(why) => f.write_str(why),
             ConfigError::Env { name, value } => write!(f, "{name}: bad value '{value}'"),
+            ConfigError::Trust(why) => f.write_str(why),
         }
     }
 }
@@ -328,13 +339,42 @@ fn whitelist(o: &Options) -> Whitelist {
     }
 }
 
+/// `--key` and `--auth-keys`, read now (before root is dropped). Each
+/// needs the other: a daemon that served any client over the channel
+/// would look protected and not be; an open port is a second instance.
+fn trust(o: &Options) -> Result<Option<Trust>> {
+    let (key, clients) = match (&o.key, &o.auth_keys) {
+        (None, None) => return Ok(None),
+        (Some(key), Some(clients)) => (key, clients),
+        (Some(_), None) => {
+            return Err(ConfigError::Trust(
+                "--key needs --auth-keys: the client keys this daemon accepts".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Trust(
+                "--auth-keys needs --key: this daemon's private key".into(),
+            ))
+        }
+    };
+    let key = PrivateKey::load(key).map_err(ConfigError::Trust)?;
+    let clients =
+        AuthKeys::load(clients).map_err(|e| ConfigError::Trust(format!("--auth-keys: {e}")))?;
+    if clients.is_empty() {
+        log::warn!("--auth-keys lists no key: every client will be refused");
+    }
+    Ok(Some(Trust { key, clients }))
+}
+
 /// Turns parsed options and the environment into the daemon's configuration.
 fn configure(o: Options) -> Result<Config> {
     if o.no_fork || o.no_fifo {
         log::debug!("--no-fork and --no-fifo are accepted for distccd compatibility only");
     }
     let mode = mode(&o);
+    let trust = trust(&o)?;
     let config = Config {
+        trust,
         mode,
         access: access(&o, mode)?,
         listen: listen_addresses(&o)?,

@@ -64,6 +64,15 @@ pub struct Config {
     pub io_timeout: Duration,
     pub save_temps: bool,
     pub tmpdir: PathBuf,
+    /// `--key` and `--auth-keys`: every compile connection must prove an
+    /// accepted client key over the encrypted channel (docs/trust.md).
+    pub trust: Option<Trust>,
+}
+
+/// The daemon's own key and the client keys it accepts.
+pub struct Trust {
+    pub key: crate::keys::PrivateKey,
+    pub clients: crate::keys::AuthKeys,
 }
 
 impl Config {

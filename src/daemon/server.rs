@@ -34,6 +34,7 @@ use super::Config;
 use crate::exitcode::ExitCode;
 
 mod request;
+mod secure;
 
 /// How long a stats client may take to send its request before it gets the reply anyway.
 const STATS_WAIT: Duration = Duration::from_millis(200);
@@ -371,8 +372,13 @@ impl<'a> Server<'a> {
             Interest::READABLE,
         )?;
         let now = Instant::now();
+        let channel = match state {
+            ConnState::Reading { .. } => self.new_channel(),
+            _ => None,
+        };
         let deadline = match state {
             ConnState::Stats => now + STATS_WAIT,
+            _ if channel.is_some() => now + secure::HANDSHAKE_TIME.min(self.config.io_timeout),
             _ => now + self.config.io_timeout,
         };
         self.conns.insert(
@@ -384,6 +390,7 @@ impl<'a> Server<'a> {
                 deadline: Some(deadline),
                 state,
                 write_armed: false,
+                channel,
             },
         );
         Ok(())
@@ -429,7 +436,7 @@ impl<'a> Server<'a> {
                 return;
             }
             let data = std::mem::take(&mut self.scratch);
-            let keep_going = self.on_data(id, &data[..n]);
+            let keep_going = self.on_received(id, &data[..n]);
             self.scratch = data;
             if !keep_going {
                 return;
@@ -442,7 +449,15 @@ impl<'a> Server<'a> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        let handshaking = secure::in_handshake(conn);
         match &mut conn.state {
+            ConnState::Reading { .. } if handshaking => {
+                log::warn!(
+                    "client {} closed during the handshake; nothing run",
+                    conn.peer
+                );
+                self.close(id);
+            }
             ConnState::Reading { .. } => {
                 log::debug!("client {} closed before sending a whole request", conn.peer);
                 self.close(id);
@@ -688,6 +703,9 @@ impl<'a> Server<'a> {
     }
 
     fn start_writing(&mut self, id: ConnId, out: Vec<u8>, then: AfterWrite) {
+        let Some(out) = self.seal(id, out) else {
+            return;
+        };
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -840,6 +858,13 @@ impl<'a> Server<'a> {
             }
             match conn.state {
                 ConnState::Stats => self.reply_stats(id),
+                ConnState::Reading { .. } if secure::in_handshake(conn) => {
+                    log::warn!(
+                        "client {} did not finish the handshake in time; closing, nothing run",
+                        conn.peer
+                    );
+                    self.close(id);
+                }
                 ConnState::Reading { .. } => {
                     log::warn!(
                         "client {} sent no whole request within {}s; closing",
