@@ -3,7 +3,8 @@
 # plain TCP, in one run on this machine, with distcc-rs's client and daemon
 # on both sides and Debian's distcc as a reference:
 #
-#   1. per-job overhead over a local `gcc -c hello.c` (hyperfine medians):
+#   1. per-job overhead over a local `gcc -c hello.c` (medians of runs that
+#      take turns, so the shared machine's load hits every command alike):
 #      plain TCP and the channel; their difference is the handshake and the
 #      framing of one small job (goal: the handshake <= 1 ms);
 #   2. jobs per second with a 1 MB source (a preprocessed .i that is mostly
@@ -17,9 +18,10 @@
 #
 # Part 3 needs the powerpc binary (make cross; BIN_PPC overrides
 # target/cross/powerpc-unknown-linux-gnu/release/distcc-rs) and
-# qemu-ppc-static. Environment: BENCH_TRUST_RUNS (hyperfine runs per
-# command in part 1, default 200), BENCH_TRUST_BIG_RUNS (part 2, default
-# 40), BENCH_TRUST_PPC_RUNS (part 3, default 10).
+# qemu-ppc-static. Environment: BENCH_TRUST_RUNS (runs per command in
+# part 1, default 200), BENCH_TRUST_BIG_RUNS (part 2, default
+# 40), BENCH_TRUST_PPC_RUNS (part 3, default 10). Part 3 compiles with the
+# x86_64 gcc, so it turns the object check off (DISTCC_RS_OBJECT_CHECK=0).
 
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +34,6 @@ BIG_RUNS=${BENCH_TRUST_BIG_RUNS:-40}
 PPC_RUNS=${BENCH_TRUST_PPC_RUNS:-10}
 BIN_PPC=${BIN_PPC:-$root/target/cross/powerpc-unknown-linux-gnu/release/distcc-rs}
 SLOTS=4
-kl_need hyperfine hyperfine
 kl_need distcc distcc
 kl_need gcc gcc
 kl_need python3 python3
@@ -77,24 +78,33 @@ sys.stdout.write(line * (1048576 // len(line)) + "int big_source_marker = 1;\n")
 ' >"$h/big.i"
 size=$(wc -c <"$h/big.i")
 
-# hyperfine_ms OUT RUNS CMD...: medians in ms, one line per command.
-hyperfine_ms() {
+# median_ms OUT RUNS CMD...: runs the commands in RUNS rounds, each round
+# every command once in turn (so a change in the shared machine's load hits
+# them alike), after one warm-up round; the medians in ms, one line per
+# command. A command that fails stops the benchmark.
+median_ms() {
     out=$1
-    runs=$2
-    shift 2
-    (cd "$h" && timeout 1800 hyperfine -N --style basic --warmup 3 --runs "$runs" \
-        --export-json "$kl_work/$out.json" "$@") >"$kl_work/$out.out" 2>&1 ||
-        { cat "$kl_work/$out.out" >&2; kl_die "hyperfine failed"; }
-    python3 -c '
-import json, sys
-for r in json.load(open(sys.argv[1]))["results"]:
-    print("%.3f" % (r["median"] * 1000))
-' "$kl_work/$out.json" >"$kl_work/$out.ms"
+    shift
+    (cd "$h" && timeout 1800 python3 -c '
+import shlex, statistics, subprocess, sys, time
+runs, cmds = int(sys.argv[1]), sys.argv[2:]
+times = [[] for _ in cmds]
+for r in range(runs + 1):
+    for i, cmd in enumerate(cmds):
+        t = time.perf_counter()
+        p = subprocess.run(shlex.split(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            sys.exit("%s exited %d: %s" % (cmd, p.returncode, p.stderr.decode(errors="replace")))
+        if r > 0:
+            times[i].append(time.perf_counter() - t)
+for t in times:
+    print("%.3f" % (statistics.median(t) * 1000))
+' "$@") >"$kl_work/$out.ms" || kl_die "a benchmark command failed"
 }
 
 # --- 1. Per-job overhead -----------------------------------------------------
-echo "1. hello.c, $RUNS runs each (hyperfine), distcc-rs client and daemon on 127.0.0.1:"
-hyperfine_ms hello "$RUNS" \
+echo "1. hello.c, $RUNS runs each in turns, distcc-rs client and daemon on 127.0.0.1:"
+median_ms hello "$RUNS" \
     "gcc -c hello.c -o hello.o" \
     "env DISTCC_HOSTS=$plain_host distcc gcc -c hello.c -o hello.o" \
     "env DISTCC_HOSTS=$plain_host $DISTCC_RS gcc -c hello.c -o hello.o" \
@@ -115,7 +125,7 @@ echo
 
 # --- 2. 1 MB sources ---------------------------------------------------------
 echo "2. a $size-byte source, $BIG_RUNS runs each, distcc-rs client and daemon:"
-hyperfine_ms big "$BIG_RUNS" \
+median_ms big "$BIG_RUNS" \
     "env DISTCC_HOSTS=$plain_host $DISTCC_RS gcc -c big.i -o big.o" \
     "env DISTCC_HOSTS=$keyed_host $DISTCC_RS gcc -c big.i -o big.o"
 b_plain=$(sed -n 1p "$kl_work/big.ms")
@@ -128,9 +138,9 @@ echo
 
 # --- 3. The powerpc client under qemu ------------------------------------------
 echo "3. the static powerpc client under qemu-ppc-static, the same source, $PPC_RUNS runs each:"
-hyperfine_ms ppc "$PPC_RUNS" \
-    "env DISTCC_HOSTS=$plain_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o" \
-    "env DISTCC_HOSTS=$keyed_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o"
+median_ms ppc "$PPC_RUNS" \
+    "env DISTCC_RS_OBJECT_CHECK=0 DISTCC_HOSTS=$plain_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o" \
+    "env DISTCC_RS_OBJECT_CHECK=0 DISTCC_HOSTS=$keyed_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o"
 p_plain=$(sed -n 1p "$kl_work/ppc.ms")
 p_keyed=$(sed -n 2p "$kl_work/ppc.ms")
 mbs() { awk -v s="$size" -v ms="$1" 'BEGIN { printf "%.1f", s / 1048576 / (ms / 1000) }'; }

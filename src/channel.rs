@@ -97,12 +97,15 @@ impl Frames {
     }
 
     /// The next whole frame's body, if it is all in.
-    pub fn next_frame(&mut self) -> Option<Vec<u8>> {
+    pub fn next_frame(&mut self) -> Option<&[u8]> {
         let pending = &self.buf[self.start..];
         let len = usize::from(u16::from_be_bytes([*pending.first()?, *pending.get(1)?]));
-        let body = pending.get(2..2 + len)?.to_vec();
-        self.start += 2 + len;
-        Some(body)
+        if pending.len() < 2 + len {
+            return None;
+        }
+        let body = self.start + 2;
+        self.start = body + len;
+        Some(&self.buf[body..body + len])
     }
 
     /// The first bytes not yet taken as frames.
@@ -114,26 +117,25 @@ impl Frames {
 /// The channel after the handshake: seals and opens transport frames.
 pub struct Transport {
     state: snow::TransportState,
-    scratch: Vec<u8>,
 }
 
 impl Transport {
     fn new(state: snow::TransportState) -> Transport {
-        Transport {
-            state,
-            scratch: vec![0; MAX_FRAME],
-        }
+        Transport { state }
     }
 
     /// Appends `plain` to `out` as transport frames.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
         out.reserve(plain.len() + plain.len().div_ceil(MAX_PLAIN) * (TAG + 2));
         for chunk in plain.chunks(MAX_PLAIN) {
+            let head = out.len();
+            out.resize(head + 2 + chunk.len() + TAG, 0);
             let n = self
                 .state
-                .write_message(chunk, &mut self.scratch)
+                .write_message(chunk, &mut out[head + 2..])
                 .map_err(|e| failed("cannot encrypt", e))?;
-            put_frame(out, &self.scratch[..n]);
+            out[head..head + 2].copy_from_slice(&(n as u16).to_be_bytes());
+            out.truncate(head + 2 + n);
         }
         Ok(())
     }
@@ -141,12 +143,18 @@ impl Transport {
     /// Opens one transport frame, appending its plaintext to `out`. Any
     /// change to a frame, or a frame out of order, fails here.
     pub fn open(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
-        let n = self
-            .state
-            .read_message(frame, &mut self.scratch)
-            .map_err(|_| ChannelError("a frame failed its integrity check".into()))?;
-        out.extend_from_slice(&self.scratch[..n]);
-        Ok(())
+        let start = out.len();
+        out.resize(start + frame.len(), 0);
+        match self.state.read_message(frame, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(())
+            }
+            Err(_) => {
+                out.truncate(start);
+                Err(ChannelError("a frame failed its integrity check".into()))
+            }
+        }
     }
 }
 
@@ -216,6 +224,9 @@ enum Stage {
 pub struct ServerChannel {
     frames: Frames,
     stage: Stage,
+    /// A plaintext buffer the caller borrows, so a large request is not
+    /// an allocation per read.
+    spare: Vec<u8>,
 }
 
 impl ServerChannel {
@@ -228,7 +239,19 @@ impl ServerChannel {
         Ok(ServerChannel {
             frames: Frames::default(),
             stage: Stage::Hello(Box::new(state)),
+            spare: Vec::new(),
         })
+    }
+
+    /// An empty buffer for [`ServerChannel::input`]'s plaintext.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spare)
+    }
+
+    /// Gives a buffer back for the next read.
+    pub fn keep_buffer(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        self.spare = buf;
     }
 
     /// True once the client's key was proved and admitted.
@@ -270,14 +293,14 @@ impl ServerChannel {
                 return Ok(None);
             };
             match std::mem::replace(&mut self.stage, Stage::Failed) {
-                Stage::Hello(state) => self.stage = Stage::Finish(answer(state, &frame, send)?),
+                Stage::Hello(state) => self.stage = Stage::Finish(answer(state, frame, send)?),
                 Stage::Finish(state) => {
-                    let (transport, client) = finish(*state, &frame)?;
+                    let (transport, client) = finish(*state, frame)?;
                     self.stage = Stage::Proven(transport);
                     return Ok(Some(client));
                 }
                 Stage::Open(mut transport) => {
-                    transport.open(&frame, plain)?;
+                    transport.open(frame, plain)?;
                     self.stage = Stage::Open(transport);
                 }
                 Stage::Proven(_) | Stage::Failed => {
@@ -372,7 +395,7 @@ mod tests {
     fn bodies(bytes: &[u8]) -> Vec<Vec<u8>> {
         let mut frames = Frames::default();
         frames.push(bytes);
-        std::iter::from_fn(|| frames.next_frame()).collect()
+        std::iter::from_fn(|| frames.next_frame().map(<[u8]>::to_vec)).collect()
     }
 
     #[test]

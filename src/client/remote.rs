@@ -156,6 +156,8 @@ struct Sealed {
     frames: Frames,
     opened: Vec<u8>,
     pos: usize,
+    /// What each read from the socket goes into.
+    raw: Vec<u8>,
 }
 
 /// What the daemon answered to a request's headers sent by hash.
@@ -330,6 +332,7 @@ impl Connection {
             frames: Frames::default(),
             opened: Vec::new(),
             pos: 0,
+            raw: vec![0; 256 * 1024],
         });
         Ok(())
     }
@@ -367,17 +370,18 @@ impl Connection {
             while let Some(frame) = sealed.frames.next_frame() {
                 sealed
                     .transport
-                    .open(&frame, &mut sealed.opened)
+                    .open(frame, &mut sealed.opened)
                     .map_err(|e| RemoteError::Protocol(step.says(format_args!("channel: {e}"))))?;
             }
             if sealed.opened.is_empty() {
-                let mut raw = vec![0u8; 64 * 1024];
-                let n = self.raw_read_some(&mut raw, step)?;
-                self.sealed
-                    .as_mut()
-                    .expect("a channel")
-                    .frames
-                    .push(&raw[..n]);
+                let mut raw = std::mem::take(&mut sealed.raw);
+                let read = self.raw_read_some(&mut raw, step);
+                let sealed = self.sealed.as_mut().expect("a channel");
+                if let Ok(n) = read {
+                    sealed.frames.push(&raw[..n]);
+                }
+                sealed.raw = raw;
+                read?;
             }
         }
     }

@@ -54,7 +54,7 @@ impl Server<'_> {
             // After the request, bytes are only counted or ignored.
             return self.on_data(id, raw);
         };
-        let (mut send, mut plain) = (Vec::new(), Vec::new());
+        let (mut send, mut plain) = (Vec::new(), channel.take_buffer());
         let proven = channel.input(raw, &mut send, &mut plain);
         let admitted = match proven {
             Ok(Some(client)) => self.admit(id, &client, &mut plain),
@@ -72,7 +72,11 @@ impl Server<'_> {
         if !send.is_empty() && !self.send_handshake(id, send) {
             return false;
         }
-        plain.is_empty() || self.on_data(id, &plain)
+        let keep_going = plain.is_empty() || self.on_data(id, &plain);
+        if let Some(channel) = self.conns.get_mut(&id).and_then(|c| c.channel.as_mut()) {
+            channel.keep_buffer(plain);
+        }
+        keep_going
     }
 
     /// Checks a proved client key against `--auth-keys`; an accepted one
