@@ -304,6 +304,7 @@ impl Connection {
     /// public key file `server_key`) to this client, then turns the
     /// channel on: everything after is sealed.
     fn handshake(&mut self, server_key: &Path) -> Result<(), RemoteError> {
+        let began = Instant::now();
         let server = PublicKey::load(server_key).map_err(RemoteError::Connect)?;
         let own = crate::env::client_key()
             .and_then(|path| PrivateKey::load(&path))
@@ -334,6 +335,11 @@ impl Connection {
             pos: 0,
             raw: vec![0; 256 * 1024],
         });
+        log::debug!(
+            "channel open: server key {} proved, handshake {} us",
+            server.fingerprint(),
+            began.elapsed().as_micros()
+        );
         Ok(())
     }
 
