@@ -18,11 +18,14 @@
 #                      (the monitor, the object check), then bench/pump.sh
 #                      (pump mode: per-job overhead, the 0.25-CPU slow
 #                      client, the include server), then bench/farm.sh (the
-#                      farm), then bench/sandbox.sh (the compilers'
-#                      sandbox on against off) on the release binary
+#                      farm), then bench/trust.sh (the encrypted channel),
+#                      then bench/sandbox.sh (the compilers' sandbox on
+#                      against off) on the release binary
 #   make bench-kernel  bench/kernel.sh alone
 #   make bench-extras  bench/extras.sh alone
 #   make bench-pump    bench/pump.sh alone
+#   make bench-trust   bench/trust.sh alone (the encrypted channel against
+#                      plain TCP; the powerpc client under qemu)
 #   make bench-farm    bench/farm.sh alone (a farm of sleeping compilers on
 #                      loopback: placement by distcc 3.4's clients and ours)
 #   make bench-sandbox bench/sandbox.sh alone (the daemon's cost per job with
@@ -88,7 +91,7 @@ qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
 linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
 linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 
-.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras bench-pump bench-farm bench-sandbox install uninstall clean deps demo \
+.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras bench-pump bench-farm bench-trust bench-sandbox install uninstall clean deps demo \
 	rustup-targets rustup-cross-targets cross-tools
 
 all: rustup-targets
@@ -164,13 +167,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-bench: all
+bench: all cross
 	BIN='$(BIN)' sh bench/run.sh
 	BIN='$(BIN)' sh bench/kernel.sh
 	BIN='$(BIN)' sh bench/extras.sh
 	BIN='$(BIN)' sh bench/pump.sh
 	BIN='$(BIN)' sh bench/farm.sh
+	BIN='$(BIN)' BIN_PPC='$(BIN_PPC)' sh bench/trust.sh
 	BIN='$(BIN)' sh bench/sandbox.sh
+
+bench-trust: all cross
+	BIN='$(BIN)' BIN_PPC='$(BIN_PPC)' sh bench/trust.sh
 
 bench-kernel: all
 	BIN='$(BIN)' sh bench/kernel.sh

@@ -107,6 +107,23 @@ fn dir_from(distcc_dir: Option<OsString>, home: Option<OsString>) -> io::Result<
     }
 }
 
+/// The client's private key for `,key=` hosts: `$DISTCC_RS_KEY`, else
+/// `$DISTCC_DIR/key` (or `~/.distcc/key`) if that file exists.
+pub fn client_key() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("DISTCC_RS_KEY").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let dir = dir_from(std::env::var_os("DISTCC_DIR"), std::env::var_os("HOME"));
+    match dir.map(|d| d.join("key")) {
+        Ok(path) if path.exists() => Ok(path),
+        _ => Err(
+            "no client key: set DISTCC_RS_KEY, or make $DISTCC_DIR/key with \
+                  'distcc-rs key generate' (docs/trust.md)"
+                .to_string(),
+        ),
+    }
+}
+
 /// `mkdir(path, 0777)` (the umask applies); an existing directory is fine.
 fn make_dir(path: &std::path::Path) -> io::Result<()> {
     match std::fs::DirBuilder::new().mode(0o777).create(path) {

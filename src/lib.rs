@@ -8,12 +8,14 @@
 
 pub mod applets;
 pub mod beneath;
+pub mod channel;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod env;
 pub mod exitcode;
 pub mod filename;
+pub mod keys;
 pub mod logging;
 pub mod lzo;
 pub mod masquerade;

@@ -164,7 +164,8 @@ kl_client_env() {
 # LISTEN_FDS=1, LISTEN_PID: python3 binds port 0 and execs the daemon, so
 # there is no race for the port). gcc is whitelisted by a masquerade
 # directory (Debian's client sends x86_64-linux-gnu-gcc). Sets kl_port,
-# kl_pid and kl_log ($kl_work/NAME/log).
+# kl_pid and kl_log ($kl_work/NAME/log). $kl_rs_args, if set, are more
+# daemon options (split on spaces, no quoting).
 kl_start_rs() {
     d=$kl_work/$3
     mkdir -p "$d/masq"
@@ -188,7 +189,7 @@ os.set_inheritable(3, True)
 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
 os.execv(sys.argv[2], sys.argv[2:])
 ' "$d/port" "$1" daemon --no-detach --allow 127.0.0.1 --jobs "$2" \
-        --log-file "$d/log" --masquerade-dir "$d/masq" \
+        --log-file "$d/log" --masquerade-dir "$d/masq" ${kl_rs_args:-} \
         </dev/null >"$d/out" 2>&1 &
     kl_pid=$!
     kl_pids="$kl_pids $kl_pid"

@@ -32,3 +32,4 @@ mod refusals;
 mod sandbox;
 mod scan;
 mod service;
+mod trust;

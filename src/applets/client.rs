@@ -46,6 +46,9 @@ const USAGE: &str = "Usage:\n\
          \x20  HOST...,cpp,lzo,sysheaders            pump mode that also sends the system\n\
          \x20                                         headers (for a cross helper; distcc-rs\n\
          \x20                                         daemons only)\n\
+         \x20  HOST...,key=PATH                       the encrypted channel to a distcc-rs\n\
+         \x20                                         daemon with --auth-keys; PATH holds its\n\
+         \x20                                         public key (docs/trust.md)\n\
          \x20  [USER]@HOST[/LIMIT][:COMMAND][,lzo]    over ssh ($DISTCC_SSH, default ssh)\n\
          \x20  --randomize  --localslots=N  --localslots_cpp=N  # comments\n\
          \n\
@@ -53,7 +56,8 @@ const USAGE: &str = "Usage:\n\
          DISTCC_SKIP_LOCAL_RETRY, DISTCC_BACKOFF_PERIOD, DISTCC_IO_TIMEOUT,\n\
          DISTCC_CONNECT_TIMEOUT, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS, DISTCC_SSH,\n\
          DISTCC_NO_REWRITE_CROSS, TMPDIR, UNCACHED_ERR_FD; DISTCC_RS_OBJECT_CHECK=0 turns\n\
-         off the check of returned objects' format. Pump mode: INCLUDE_SERVER_PORT (set by\n\
+         off the check of returned objects' format; DISTCC_RS_KEY (this client's key for\n\
+         ,key= hosts, else $DISTCC_DIR/key). Pump mode: INCLUDE_SERVER_PORT (set by\n\
          distcc-rs pump), INCLUDE_SERVER_STUB, DISTCC_MAX_DISCREPANCY, DEPENDENCIES_OUTPUT.\n\
          See README.md and docs/pump.md.\n";
 

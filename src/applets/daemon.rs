@@ -10,7 +10,8 @@ use argh::FromArgs;
 use super::{stdout, Call, Outcome, Status};
 use crate::daemon::access::{AccessList, Allow};
 use crate::daemon::policy::{self, CmdList, Whitelist};
-use crate::daemon::{Config, Mode};
+use crate::daemon::{Config, Mode, Trust};
+use crate::keys::{AuthKeys, PrivateKey};
 use crate::proto::{Limits, DEFAULT_PORT};
 
 /// distcc-rs daemon: a distcc compile server, compatible with distccd 3.4
@@ -123,6 +124,13 @@ struct Options {
     /// (repeatable), e.g. the cache of a ccache run as the compiler
     #[argh(option)]
     sandbox_write: Vec<PathBuf>,
+    /// this daemon's private key (distcc-rs key generate FILE); needs --auth-keys
+    #[argh(option)]
+    key: Option<PathBuf>,
+    /// serve only clients that prove a public key listed in this file, over
+    /// the encrypted channel (docs/trust.md); needs --key
+    #[argh(option)]
+    auth_keys: Option<PathBuf>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -173,6 +181,8 @@ pub enum ConfigError {
     Env { name: &'static str, value: String },
     /// A bad `--cluster` host, or too many.
     Cluster(String),
+    /// `--key` or `--auth-keys` missing its partner, or a file that cannot be read.
+    Trust(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -189,6 +199,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::IoTimeout(why) => f.write_str(why),
             ConfigError::Env { name, value } => write!(f, "{name}: bad value '{value}'"),
             ConfigError::Cluster(why) => write!(f, "--cluster: {why}"),
+            ConfigError::Trust(why) => f.write_str(why),
         }
     }
 }
@@ -371,13 +382,42 @@ fn whitelist(o: &Options) -> Whitelist {
     }
 }
 
+/// `--key` and `--auth-keys`, read now (before root is dropped). Each
+/// needs the other: a daemon that served any client over the channel
+/// would look protected and not be; an open port is a second instance.
+fn trust(o: &Options) -> Result<Option<Trust>> {
+    let (key, clients) = match (&o.key, &o.auth_keys) {
+        (None, None) => return Ok(None),
+        (Some(key), Some(clients)) => (key, clients),
+        (Some(_), None) => {
+            return Err(ConfigError::Trust(
+                "--key needs --auth-keys: the client keys this daemon accepts".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Trust(
+                "--auth-keys needs --key: this daemon's private key".into(),
+            ))
+        }
+    };
+    let key = PrivateKey::load(key).map_err(ConfigError::Trust)?;
+    let clients =
+        AuthKeys::load(clients).map_err(|e| ConfigError::Trust(format!("--auth-keys: {e}")))?;
+    if clients.is_empty() {
+        log::warn!("--auth-keys lists no key: every client will be refused");
+    }
+    Ok(Some(Trust { key, clients }))
+}
+
 /// Turns parsed options and the environment into the daemon's configuration.
 fn configure(o: Options) -> Result<Config> {
     if o.no_fork || o.no_fifo {
         log::debug!("--no-fork and --no-fifo are accepted for distccd compatibility only");
     }
     let mode = mode(&o);
+    let trust = trust(&o)?;
     let config = Config {
+        trust,
         mode,
         access: access(&o, mode)?,
         listen: listen_addresses(&o)?,

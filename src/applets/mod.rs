@@ -18,6 +18,7 @@ use crate::exitcode::ExitCode;
 
 mod client;
 mod daemon;
+mod key;
 mod mon;
 mod pump;
 pub mod status;
@@ -103,6 +104,16 @@ pub const APPLETS: &[Applet] = &[
         program: "distcc-pump",
         usage_status: 1,
         synopsis: "COMMAND [ARG...] | --startup | --shutdown",
+    },
+    Applet {
+        name: "key",
+        links: &[],
+        main: key::main,
+        about:
+            "make or show the keys of the encrypted channel (key generate FILE, key public FILE)",
+        program: "distcc-rs key",
+        usage_status: 1,
+        synopsis: "generate FILE [--comment TEXT] | public FILE",
     },
     Applet {
         name: "wrap",

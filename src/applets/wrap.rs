@@ -59,6 +59,11 @@ struct Options {
     /// the daemon's job slots (default: CPUs + 2)
     #[argh(option)]
     jobs: Option<usize>,
+    /// serve only clients with a key: make DIR/key (kept if it exists),
+    /// DIR/key.pub and DIR/auth-keys, and start the daemon with --key and
+    /// --auth-keys (docs/trust.md); needs --user, who gets the key
+    #[argh(switch)]
+    key: bool,
     /// show what would be written and change nothing
     #[argh(switch)]
     dry_run: bool,
@@ -159,6 +164,32 @@ fn summary(instance: &Instance) -> Result<(), Error> {
     Ok(())
 }
 
+/// With `--key`: the host line for clients, and how to accept them.
+fn key_summary(instance: &Instance, line: &str) -> Result<(), Error> {
+    let host = crate::sys::hostname().unwrap_or_else(|| "THIS_HOST".into());
+    let jobs = instance.jobs.unwrap_or_else(|| crate::sys::cpu_count() + 2);
+    say!();
+    say!(
+        "The daemon's public key ({}):",
+        instance.dir.join("key.pub").display()
+    );
+    say!("  {line}");
+    say!(
+        "Clients copy it to a file, say ~/.distcc/{}.pub, and use:",
+        instance.name
+    );
+    say!(
+        "  DISTCC_HOSTS=\"{host}:{}/{jobs},key=$HOME/.distcc/{}.pub\"",
+        instance.port,
+        instance.name
+    );
+    say!(
+        "Each client's own public key (distcc-rs key generate ~/.distcc/key) goes, one a line, in {}; restart the daemon after a change.",
+        instance.auth_keys_file().display()
+    );
+    Ok(())
+}
+
 pub fn main(call: Call) -> Outcome {
     let words = match super::utf8_words(&call.args) {
         Ok(words) => words,
@@ -220,7 +251,14 @@ fn write(o: Options) -> Outcome {
         allow: o.allow,
         user: o.user,
         jobs: o.jobs,
+        key: o.key,
     };
+    if request.key && request.user.is_none() {
+        return usage(
+            "--key needs --user: the service user must own the daemon's key \
+             (systemd's DynamicUser has no fixed owner to give it to)",
+        );
+    }
     let instance = match Instance::new(request, exe) {
         Ok(i) => i,
         Err(message) => return usage(message),
@@ -241,6 +279,13 @@ fn write(o: Options) -> Outcome {
     if !run_plan(&plan, o.dry_run)? {
         say!("Nothing changed: every file is already as wrap would write it.");
     }
+    let key_line = match (instance.key, o.dry_run) {
+        (true, false) => Some(instance.make_key().map_err(Error::failure)?),
+        _ => None,
+    };
     summary(&instance)?;
+    if let Some(line) = key_line {
+        key_summary(&instance, &line)?;
+    }
     Ok(Status::OK)
 }

@@ -62,6 +62,9 @@ pub struct Host {
     pub sysheaders: bool,
     /// `,down`: never use this host.
     pub down: bool,
+    /// `,key=PATH` (distcc-rs only, TCP hosts): the file with the server's
+    /// public key; the job goes over the encrypted channel (docs/trust.md).
+    pub key: Option<String>,
 }
 
 impl Host {
@@ -292,6 +295,7 @@ fn parse_localhost(token: &str) -> Result<Host, TokenError> {
         pump: false,
         sysheaders: false,
         down: false,
+        key: None,
     })
 }
 
@@ -330,6 +334,7 @@ fn parse_ssh(token: &str) -> Result<Host, TokenError> {
         pump: false,
         sysheaders: false,
         down: false,
+        key: None,
     };
     parse_options(token, pos, after, &mut host)?;
     Ok(host)
@@ -382,6 +387,7 @@ fn parse_tcp(token: &str) -> Result<Host, TokenError> {
         pump: false,
         sysheaders: false,
         down: false,
+        key: None,
     };
     parse_options(token, pos, after, &mut host)?;
     Ok(host)
@@ -464,7 +470,7 @@ fn parse_port(token: &str, start: usize) -> Result<(u16, usize), TokenError> {
     }
 }
 
-/// The `,lzo`, `,cpp`, `,sysheaders`, `,down` and `,auth[=NAME]` options from `pos` to
+/// The `,lzo`, `,cpp`, `,sysheaders`, `,down`, `,key=PATH` and `,auth[=NAME]` options from `pos` to
 /// the end of the token. `after` names what came before, for messages.
 fn parse_options(
     token: &str,
@@ -482,6 +488,7 @@ fn parse_options(
             "cpp" => host.pump = true,
             "sysheaders" => host.sysheaders = true,
             "down" => host.down = true,
+            _ if option.starts_with("key=") => host.key = Some(key_path(token, start, host)?),
             _ if option == "auth" || option.starts_with("auth=") => log::warn!(
                 "ignoring \",{option}\" in host \"{token}\": distcc-rs has no GSS-API \
                  authentication"
@@ -528,6 +535,26 @@ fn parse_options(
         ));
     }
     Ok(())
+}
+
+/// The PATH of `,key=PATH` at `start` (just after its comma): TCP hosts
+/// only, since ssh authenticates its own hosts.
+fn key_path(token: &str, start: usize, host: &Host) -> Result<String, TokenError> {
+    let end = token[start..].find(',').map_or(token.len(), |i| start + i);
+    let path = &token[start + "key=".len()..end];
+    if !matches!(host.kind, Kind::Tcp { .. }) {
+        return Err((
+            start,
+            "',key=' is for TCP hosts; ssh hosts are authenticated by ssh".to_string(),
+        ));
+    }
+    if path.is_empty() {
+        return Err((
+            start,
+            "',key=' needs the path of the server's public key".into(),
+        ));
+    }
+    Ok(path.to_string())
 }
 
 /// Fails unless `pos` is the end of the token.
@@ -696,6 +723,7 @@ mod tests {
             pump: false,
             sysheaders: false,
             down: false,
+            key: None,
         }
     }
 
@@ -791,6 +819,22 @@ mod tests {
                 "ssh_e"
             ]
         );
+    }
+
+    #[test]
+    fn key_combines_with_limit_port_and_options_on_tcp_hosts_only() {
+        let host = one("h/3:4000,lzo,key=/k/h.pub,cpp");
+        assert_eq!(host.key.as_deref(), Some("/k/h.pub"));
+        assert_eq!(
+            (host.limit, host.kind.clone()),
+            (3, Kind::Tcp { port: 4000 })
+        );
+        assert!(host.lzo && host.pump);
+        assert_eq!(one("h,key=a.pub").key.as_deref(), Some("a.pub"));
+        assert_eq!(one("h").key, None);
+        for bad in ["@h,key=a.pub", "u@h:/bin/distccd,key=a.pub", "h,key="] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

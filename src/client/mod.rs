@@ -289,6 +289,7 @@ fn target(host: &Host) -> Target<'_> {
         Kind::Tcp { port } => Target::Tcp {
             host: &host.hostname,
             port: *port,
+            key: host.key.as_deref(),
         },
         Kind::Ssh { user, command } => Target::Ssh {
             user: user.as_deref(),

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::channel::{ClientHandshake, Frames, Transport};
 use crate::exitcode::ExitCode;
+use crate::keys::{PrivateKey, PublicKey};
 use crate::proto::{self, Token};
 use crate::sysheaders;
 
@@ -18,6 +20,8 @@ pub enum Target<'a> {
     Tcp {
         host: &'a str,
         port: u16,
+        /// `,key=PATH`: the server's public key; the job goes over the channel.
+        key: Option<&'a str>,
     },
     /// `[USER]@HOST[:COMMAND]`: `DISTCC_SSH [-l USER] HOST COMMAND --inetd --enable-tcp-insecure`.
     Ssh {
@@ -141,6 +145,19 @@ pub struct Connection {
     write: Option<OwnedFd>,
     ssh: Option<Child>,
     io_timeout: Duration,
+    /// The encrypted channel to a `,key=` host.
+    sealed: Option<Sealed>,
+}
+
+/// A channel's transport, its frames read but not yet opened, and the
+/// plaintext opened but not yet read.
+struct Sealed {
+    transport: Transport,
+    frames: Frames,
+    opened: Vec<u8>,
+    pos: usize,
+    /// What each read from the socket goes into.
+    raw: Vec<u8>,
 }
 
 /// What the daemon answered to a request's headers sent by hash.
@@ -191,7 +208,7 @@ pub fn connect(
     io_timeout: Duration,
 ) -> Result<Connection, RemoteError> {
     match target {
-        Target::Tcp { host, port } => {
+        Target::Tcp { host, port, key } => {
             let stream = crate::net::connect_tcp(host, *port, connect_timeout)?;
             stream
                 .set_nodelay(true)
@@ -202,12 +219,17 @@ pub fn connect(
                 .into();
             let read: OwnedFd = stream.into();
             set_nonblocking(&read)?;
-            Ok(Connection {
+            let mut connection = Connection {
                 read: Some(read),
                 write: Some(write),
                 ssh: None,
                 io_timeout,
-            })
+                sealed: None,
+            };
+            if let Some(key) = key {
+                connection.handshake(Path::new(key))?;
+            }
+            Ok(connection)
         }
         Target::Ssh {
             user,
@@ -237,6 +259,7 @@ pub fn connect(
                 write: Some(write),
                 ssh: Some(child),
                 io_timeout,
+                sealed: None,
             })
         }
     }
@@ -277,8 +300,108 @@ impl Connection {
         self.write.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
+    /// Proves this client's key to the server and the server's key (the
+    /// public key file `server_key`) to this client, then turns the
+    /// channel on: everything after is sealed.
+    fn handshake(&mut self, server_key: &Path) -> Result<(), RemoteError> {
+        let began = Instant::now();
+        let server = PublicKey::load(server_key).map_err(RemoteError::Connect)?;
+        let own = crate::env::client_key()
+            .and_then(|path| PrivateKey::load(&path))
+            .map_err(RemoteError::Connect)?;
+        let (started, hello) = ClientHandshake::start(&own, &server)
+            .map_err(|e| RemoteError::Connect(format!("handshake failed: {e}")))?;
+        let step = Step::Doing("in the handshake");
+        self.raw_write_all(&hello, step)?;
+        let mut len = [0u8; 2];
+        self.raw_read_exact(&mut len, step)
+            .map_err(|e| e.followed_by("the server refused the handshake (is ,key= its key?)"))?;
+        let len = usize::from(u16::from_be_bytes(len));
+        if len > crate::channel::MAX_HANDSHAKE_FRAME {
+            return Err(RemoteError::Protocol(format!(
+                "handshake failed: the server's answer is {len} bytes (is it a distcc-rs daemon with --auth-keys?)"
+            )));
+        }
+        let mut answer = vec![0u8; len];
+        self.raw_read_exact(&mut answer, step)?;
+        let (finish, transport) = started
+            .finish(&answer)
+            .map_err(|e| RemoteError::Connect(format!("handshake failed: {e}")))?;
+        self.raw_write_all(&finish, step)?;
+        self.sealed = Some(Sealed {
+            transport,
+            frames: Frames::default(),
+            opened: Vec::new(),
+            pos: 0,
+            raw: vec![0; 256 * 1024],
+        });
+        log::debug!(
+            "channel open: server key {} proved, handshake {} us",
+            server.fingerprint(),
+            began.elapsed().as_micros()
+        );
+        Ok(())
+    }
+
+    /// Writes all of `buf`, sealed on a channel.
+    fn write_all(&mut self, buf: &[u8], step: Step) -> Result<(), RemoteError> {
+        let Some(sealed) = self.sealed.as_mut() else {
+            return self.raw_write_all(buf, step);
+        };
+        let mut out = Vec::new();
+        sealed
+            .transport
+            .seal(buf, &mut out)
+            .map_err(|e| RemoteError::Io(step.says(e)))?;
+        self.raw_write_all(&out, step)
+    }
+
+    /// Reads some bytes into `buf` (at least one), opened from the
+    /// channel's frames on a channel; a frame that fails its check fails
+    /// the read.
+    fn read_some(&mut self, buf: &mut [u8], step: Step) -> Result<usize, RemoteError> {
+        if self.sealed.is_none() {
+            return self.raw_read_some(buf, step);
+        }
+        loop {
+            let sealed = self.sealed.as_mut().expect("a channel");
+            if sealed.pos < sealed.opened.len() {
+                let n = buf.len().min(sealed.opened.len() - sealed.pos);
+                buf[..n].copy_from_slice(&sealed.opened[sealed.pos..sealed.pos + n]);
+                sealed.pos += n;
+                return Ok(n);
+            }
+            sealed.opened.clear();
+            sealed.pos = 0;
+            while let Some(frame) = sealed.frames.next_frame() {
+                sealed
+                    .transport
+                    .open(frame, &mut sealed.opened)
+                    .map_err(|e| RemoteError::Protocol(step.says(format_args!("channel: {e}"))))?;
+            }
+            if sealed.opened.is_empty() {
+                let mut raw = std::mem::take(&mut sealed.raw);
+                let read = self.raw_read_some(&mut raw, step);
+                let sealed = self.sealed.as_mut().expect("a channel");
+                if let Ok(n) = read {
+                    sealed.frames.push(&raw[..n]);
+                }
+                sealed.raw = raw;
+                read?;
+            }
+        }
+    }
+
+    fn raw_read_exact(&mut self, mut buf: &mut [u8], step: Step) -> Result<(), RemoteError> {
+        while !buf.is_empty() {
+            let n = self.raw_read_some(buf, step)?;
+            buf = &mut buf[n..];
+        }
+        Ok(())
+    }
+
     /// Writes all of `buf`, waiting at most the I/O timeout for each step of progress.
-    fn write_all(&mut self, mut buf: &[u8], step: Step) -> Result<(), RemoteError> {
+    fn raw_write_all(&mut self, mut buf: &[u8], step: Step) -> Result<(), RemoteError> {
         while !buf.is_empty() {
             // SAFETY: buf is valid for buf.len() bytes.
             let n = unsafe { libc::write(self.write_fd(), buf.as_ptr().cast(), buf.len()) };
@@ -308,7 +431,7 @@ impl Connection {
     }
 
     /// Reads some bytes into `buf` (at least one), or fails on EOF.
-    fn read_some(&mut self, buf: &mut [u8], step: Step) -> Result<usize, RemoteError> {
+    fn raw_read_some(&mut self, buf: &mut [u8], step: Step) -> Result<usize, RemoteError> {
         loop {
             // SAFETY: buf is valid for buf.len() bytes.
             let n = unsafe { libc::read(self.read_fd(), buf.as_mut_ptr().cast(), buf.len()) };

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::job::Compiler;
 use super::job::ServerJob;
 use super::stats::Outcome;
+use crate::channel::ServerChannel;
 use crate::proto::{Limits, RequestDecoder};
 
 /// A connection's two directions: one socket, or (inetd over ssh) two pipes.
@@ -134,6 +135,8 @@ pub struct Conn {
     /// True while the poll also watches for writability: only while output
     /// is pending and the last write would have blocked.
     pub write_armed: bool,
+    /// The encrypted channel, on a daemon with `--auth-keys`.
+    pub channel: Option<ServerChannel>,
 }
 
 /// The poll tokens below connections: the signal pipe, the workers' waker,

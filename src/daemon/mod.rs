@@ -70,6 +70,15 @@ pub struct Config {
     pub tmpdir: PathBuf,
     /// `--no-sandbox`, `--require-sandbox`, `--sandbox-allow`.
     pub sandbox: crate::sandbox::Settings,
+    /// `--key` and `--auth-keys`: every compile connection must prove an
+    /// accepted client key over the encrypted channel (docs/trust.md).
+    pub trust: Option<Trust>,
+}
+
+/// The daemon's own key and the client keys it accepts.
+pub struct Trust {
+    pub key: crate::keys::PrivateKey,
+    pub clients: crate::keys::AuthKeys,
 }
 
 impl Config {

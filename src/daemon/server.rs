@@ -36,6 +36,7 @@ use crate::exitcode::ExitCode;
 use crate::sandbox::Sandbox;
 
 mod request;
+mod secure;
 
 /// How long a stats client may take to send its request before it gets the reply anyway.
 const STATS_WAIT: Duration = Duration::from_millis(200);
@@ -385,8 +386,13 @@ impl<'a> Server<'a> {
             Interest::READABLE,
         )?;
         let now = Instant::now();
+        let channel = match state {
+            ConnState::Reading { .. } => self.new_channel(),
+            _ => None,
+        };
         let deadline = match state {
             ConnState::Stats { .. } => now + STATS_WAIT,
+            _ if channel.is_some() => now + secure::HANDSHAKE_TIME.min(self.config.io_timeout),
             _ => now + self.config.io_timeout,
         };
         self.conns.insert(
@@ -398,6 +404,7 @@ impl<'a> Server<'a> {
                 deadline: Some(deadline),
                 state,
                 write_armed: false,
+                channel,
             },
         );
         Ok(())
@@ -443,7 +450,7 @@ impl<'a> Server<'a> {
                 return;
             }
             let data = std::mem::take(&mut self.scratch);
-            let keep_going = self.on_data(id, &data[..n]);
+            let keep_going = self.on_received(id, &data[..n]);
             self.scratch = data;
             if !keep_going {
                 return;
@@ -456,7 +463,15 @@ impl<'a> Server<'a> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        let handshaking = secure::in_handshake(conn);
         match &mut conn.state {
+            ConnState::Reading { .. } if handshaking => {
+                log::warn!(
+                    "client {} closed during the handshake; nothing run",
+                    conn.peer
+                );
+                self.close(id);
+            }
             ConnState::Reading { .. } => {
                 log::debug!("client {} closed before sending a whole request", conn.peer);
                 self.close(id);
@@ -708,6 +723,9 @@ impl<'a> Server<'a> {
     }
 
     fn start_writing(&mut self, id: ConnId, out: Vec<u8>, then: AfterWrite) {
+        let Some(out) = self.seal(id, out) else {
+            return;
+        };
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -870,6 +888,13 @@ impl<'a> Server<'a> {
             }
             match conn.state {
                 ConnState::Stats { .. } => self.reply_stats(id),
+                ConnState::Reading { .. } if secure::in_handshake(conn) => {
+                    log::warn!(
+                        "client {} did not finish the handshake in time; closing, nothing run",
+                        conn.peer
+                    );
+                    self.close(id);
+                }
                 ConnState::Reading { .. } => {
                     log::warn!(
                         "client {} sent no whole request within {}s; closing",

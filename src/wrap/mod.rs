@@ -55,6 +55,9 @@ pub struct Instance {
     pub allow: Vec<String>,
     pub user: Option<String>,
     pub jobs: Option<usize>,
+    /// `--key`: the daemon serves only clients with a key in `DIR/auth-keys`,
+    /// with its own key in `DIR/key` (docs/trust.md).
+    pub key: bool,
     /// The distcc-rs binary the unit and the rc.d script start, resolved.
     pub exe: PathBuf,
 }
@@ -71,6 +74,7 @@ pub struct Request {
     pub allow: Vec<String>,
     pub user: Option<String>,
     pub jobs: Option<usize>,
+    pub key: bool,
 }
 
 /// Bytes allowed in a path or word that goes into a script or a unit:
@@ -216,8 +220,56 @@ impl Instance {
             allow: request.allow,
             user: request.user,
             jobs: request.jobs,
+            key: request.key,
             exe,
         })
+    }
+
+    /// `DIR/key`, the daemon's private key with `--key`.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.join("key")
+    }
+
+    /// `DIR/auth-keys`, the client keys the daemon accepts with `--key`.
+    pub fn auth_keys_file(&self) -> PathBuf {
+        self.dir.join("auth-keys")
+    }
+
+    /// With `--key`: makes the daemon's key (kept if it exists, never
+    /// replaced), its `.pub`, and an empty `auth-keys`, owned by the
+    /// service user when run as root. Returns the public key line.
+    pub fn make_key(&self) -> Result<String, String> {
+        let key_file = self.key_file();
+        let key = if key_file.exists() {
+            crate::keys::PrivateKey::load(&key_file)?
+        } else {
+            let key = crate::keys::PrivateKey::generate()?;
+            key.save_new(&key_file)?;
+            key
+        };
+        let line = key.public(&format!("distcc-rs-{}", self.name))?.to_line();
+        let write = |path: PathBuf, text: String| {
+            fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        write(self.dir.join("key.pub"), format!("{line}\n"))?;
+        if !self.auth_keys_file().exists() {
+            write(
+                self.auth_keys_file(),
+                "# One client public key a line (distcc-rs key generate FILE; FILE.pub)\n".into(),
+            )?;
+        }
+        self.give_key_to_user()?;
+        Ok(line)
+    }
+
+    /// Root runs wrap, the service user runs the daemon: the key is its.
+    fn give_key_to_user(&self) -> Result<(), String> {
+        let Some(user) = self.user.as_deref().filter(|_| crate::sys::is_root()) else {
+            return Ok(());
+        };
+        let ids = crate::sys::lookup_user(user).ok_or(format!("--user: no user '{user}'"))?;
+        std::os::unix::fs::chown(self.key_file(), Some(ids.uid), Some(ids.gid))
+            .map_err(|e| format!("cannot give {} to {user}: {e}", self.key_file().display()))
     }
 
     pub fn bin_dir(&self) -> PathBuf {

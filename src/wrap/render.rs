@@ -130,6 +130,13 @@ fn site_flags(instance: &Instance) -> String {
     if let Some(port) = instance.stats_port {
         flags.push(format!("--stats --stats-port {port}"));
     }
+    if instance.key {
+        flags.push(format!(
+            "--key {} --auth-keys {}",
+            instance.key_file().display(),
+            instance.auth_keys_file().display()
+        ));
+    }
     flags.join(" ")
 }
 

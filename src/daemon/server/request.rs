@@ -151,6 +151,10 @@ impl Server<'_> {
             return Ok(());
         };
         let count = needed.iter().filter(|&&n| n).count() as u32;
+        let need = crate::sysheaders::encode_need(&needed);
+        let Some(need) = self.seal(id, need) else {
+            return Ok(());
+        };
         let Some(conn) = self.conns.get_mut(&id) else {
             return Ok(());
         };
@@ -158,7 +162,7 @@ impl Server<'_> {
             return Ok(());
         };
         decoder.need(count);
-        out.extend_from_slice(&crate::sysheaders::encode_need(&needed));
+        out.extend_from_slice(&need);
         self.flush_need(id)
             .map_err(|e| (Outcome::Other, format!("cannot send NEED: {e}")))
     }

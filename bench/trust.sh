@@ -1,0 +1,161 @@
+#!/bin/sh
+# bench/trust.sh: the encrypted channel (,key= and --auth-keys) against
+# plain TCP, in one run on this machine, with distcc-rs's client and daemon
+# on both sides and Debian's distcc as a reference:
+#
+#   1. per-job overhead over a local `gcc -c hello.c` (medians of runs that
+#      take turns, so the shared machine's load hits every command alike):
+#      plain TCP and the channel; their difference is the handshake and the
+#      framing of one small job (goal: the handshake <= 1 ms);
+#   2. jobs per second with a 1 MB source (a preprocessed .i that is mostly
+#      a comment, so the wire and not the compiler dominates), plain and
+#      over the channel (goal: the channel <= 5% slower);
+#   3. the static powerpc client under qemu-user sending the same 1 MB job,
+#      plain and over the channel: MB/s of the whole job.
+#
+#   BIN=target/x86_64-unknown-linux-musl/release/distcc-rs sh bench/trust.sh
+#   (or `make bench-trust`; `make bench` runs it after the others)
+#
+# Part 3 needs the powerpc binary (make cross; BIN_PPC overrides
+# target/cross/powerpc-unknown-linux-gnu/release/distcc-rs) and
+# qemu-ppc-static. Environment: BENCH_TRUST_RUNS (runs per command in
+# part 1, default 200), BENCH_TRUST_BIG_RUNS (part 2, default
+# 100), BENCH_TRUST_PPC_RUNS (part 3, default 10). Part 3 compiles with the
+# x86_64 gcc, so it turns the object check and the compiler-name rewriting
+# off (DISTCC_RS_OBJECT_CHECK=0, DISTCC_NO_REWRITE_CROSS=1).
+
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+kl_name=bench/trust.sh
+. "$root/tests/kernel-lib.sh"
+
+kl_distcc_rs bench-trust
+RUNS=${BENCH_TRUST_RUNS:-200}
+BIG_RUNS=${BENCH_TRUST_BIG_RUNS:-100}
+PPC_RUNS=${BENCH_TRUST_PPC_RUNS:-10}
+BIN_PPC=${BIN_PPC:-$root/target/cross/powerpc-unknown-linux-gnu/release/distcc-rs}
+SLOTS=4
+kl_need distcc distcc
+kl_need gcc gcc
+kl_need python3 python3
+kl_need qemu-ppc-static qemu-user-static
+[ -x "$BIN_PPC" ] || kl_die "no powerpc binary at $BIN_PPC (make cross)"
+
+kl_init
+keys=$kl_work/keys
+mkdir "$keys"
+"$DISTCC_RS" key generate "$keys/server" >/dev/null
+"$DISTCC_RS" key generate "$keys/client" >"$keys/auth"
+chmod 644 "$keys/auth"
+kl_start_rs "$DISTCC_RS" "$SLOTS" plain
+plain_port=$kl_port
+kl_rs_args="--key $keys/server --auth-keys $keys/auth"
+kl_start_rs "$DISTCC_RS" "$SLOTS" keyed
+keyed_port=$kl_port
+kl_rs_args=
+keyed_log=$kl_log
+export DISTCC_RS_KEY=$keys/client DISTCC_DIR=$kl_work/state DISTCC_FALLBACK=0
+mkdir "$DISTCC_DIR"
+plain_host="127.0.0.1:$plain_port/$SLOTS"
+keyed_host="127.0.0.1:$keyed_port/$SLOTS,key=$keys/server.pub"
+
+echo "distcc-rs channel benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "distcc-rs: $("$DISTCC_RS" --version | head -n 1) ($DISTCC_RS)"
+echo "distcc:    $(distcc --version | head -n 1)"
+echo
+
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+h=$kl_work/hello
+mkdir "$h"
+printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+# 1 MB of comment and one definition: cheap to compile, 1 MB on the wire.
+python3 -c '
+import sys
+line = "/* " + "x" * 60 + " */\n"
+sys.stdout.write(line * (1048576 // len(line)) + "int big_source_marker = 1;\n")
+' >"$h/big.i"
+size=$(wc -c <"$h/big.i")
+
+# median_ms OUT RUNS CMD...: runs the commands in RUNS rounds, each round
+# every command once in turn (so a change in the shared machine's load hits
+# them alike), after one warm-up round; the medians in ms, one line per
+# command. A command that fails stops the benchmark.
+median_ms() {
+    out=$1
+    shift
+    (cd "$h" && timeout 1800 python3 -c '
+import shlex, statistics, subprocess, sys, time
+runs, cmds = int(sys.argv[1]), sys.argv[2:]
+times = [[] for _ in cmds]
+for r in range(runs + 1):
+    for i, cmd in enumerate(cmds):
+        t = time.perf_counter()
+        p = subprocess.run(shlex.split(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            sys.exit("%s exited %d: %s" % (cmd, p.returncode, p.stderr.decode(errors="replace")))
+        if r > 0:
+            times[i].append(time.perf_counter() - t)
+for t in times:
+    print("%.3f" % (statistics.median(t) * 1000))
+' "$@") >"$kl_work/$out.ms" || kl_die "a benchmark command failed"
+}
+
+# --- 1. Per-job overhead -----------------------------------------------------
+echo "1. hello.c, $RUNS runs each in turns, distcc-rs client and daemon on 127.0.0.1:"
+median_ms hello "$RUNS" \
+    "gcc -c hello.c -o hello.o" \
+    "env DISTCC_HOSTS=$plain_host distcc gcc -c hello.c -o hello.o" \
+    "env DISTCC_HOSTS=$plain_host $DISTCC_RS gcc -c hello.c -o hello.o" \
+    "env DISTCC_HOSTS=$keyed_host $DISTCC_RS gcc -c hello.c -o hello.o"
+t_local=$(sed -n 1p "$kl_work/hello.ms")
+t_d=$(sed -n 2p "$kl_work/hello.ms")
+t_plain=$(sed -n 3p "$kl_work/hello.ms")
+t_keyed=$(sed -n 4p "$kl_work/hello.ms")
+proved=$(grep -c 'proved key' "$keyed_log" || true)
+[ "$proved" -ge "$RUNS" ] || kl_die "only $proved of the channel runs proved their key"
+printf '   %-44s %10s %12s\n' "" "median ms" "overhead ms"
+printf '   %-44s %10s %12s\n' "local gcc -c hello.c" "$t_local" "-"
+printf '   %-44s %10s %12s\n' "Debian distcc, plain TCP (reference)" "$t_d" "$(sub "$t_d" "$t_local")"
+printf '   %-44s %10s %12s\n' "distcc-rs, plain TCP" "$t_plain" "$(sub "$t_plain" "$t_local")"
+printf '   %-44s %10s %12s\n' "distcc-rs, channel (,key=)" "$t_keyed" "$(sub "$t_keyed" "$t_local")"
+echo "   the channel's cost per job (handshake, key files, framing): $(sub "$t_keyed" "$t_plain") ms"
+# The handshake itself, as the client times it (key files read, three
+# messages): the debug line of $RUNS jobs.
+(cd "$h" && for _ in $(seq "$RUNS"); do
+    DISTCC_VERBOSE=1 DISTCC_HOSTS=$keyed_host "$DISTCC_RS" gcc -c hello.c -o hello.o 2>&1 |
+        sed -n 's/.*handshake \([0-9]*\) us.*/\1/p'
+done) >"$kl_work/handshake.us"
+n_hs=$(wc -l <"$kl_work/handshake.us")
+[ "$n_hs" -eq "$RUNS" ] || kl_die "only $n_hs of $RUNS jobs logged their handshake"
+hs=$(sort -n "$kl_work/handshake.us" | awk '{ v[NR] = $1 } END { printf "%.3f", v[int((NR + 1) / 2)] / 1000 }')
+echo "   the handshake on loopback, median of $RUNS as the client times it: $hs ms (goal <= 1 ms)"
+echo
+
+# --- 2. 1 MB sources ---------------------------------------------------------
+echo "2. a $size-byte source, $BIG_RUNS runs each, distcc-rs client and daemon:"
+median_ms big "$BIG_RUNS" \
+    "env DISTCC_HOSTS=$plain_host $DISTCC_RS gcc -c big.i -o big.o" \
+    "env DISTCC_HOSTS=$keyed_host $DISTCC_RS gcc -c big.i -o big.o"
+b_plain=$(sed -n 1p "$kl_work/big.ms")
+b_keyed=$(sed -n 2p "$kl_work/big.ms")
+printf '   %-30s %10s %10s\n' "" "median ms" "jobs/s"
+printf '   %-30s %10s %10s\n' "plain TCP" "$b_plain" "$(div 1000 "$b_plain")"
+printf '   %-30s %10s %10s\n' "channel (,key=)" "$b_keyed" "$(div 1000 "$b_keyed")"
+echo "   channel / plain time: $(div "$b_keyed" "$b_plain") (goal <= 1.05)"
+echo
+
+# --- 3. The powerpc client under qemu ------------------------------------------
+echo "3. the static powerpc client under qemu-ppc-static, the same source, $PPC_RUNS runs each:"
+median_ms ppc "$PPC_RUNS" \
+    "env DISTCC_RS_OBJECT_CHECK=0 DISTCC_NO_REWRITE_CROSS=1 DISTCC_HOSTS=$plain_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o" \
+    "env DISTCC_RS_OBJECT_CHECK=0 DISTCC_NO_REWRITE_CROSS=1 DISTCC_HOSTS=$keyed_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o"
+p_plain=$(sed -n 1p "$kl_work/ppc.ms")
+p_keyed=$(sed -n 2p "$kl_work/ppc.ms")
+mbs() { awk -v s="$size" -v ms="$1" 'BEGIN { printf "%.1f", s / 1048576 / (ms / 1000) }'; }
+printf '   %-30s %10s %10s\n' "" "median ms" "MB/s"
+printf '   %-30s %10s %10s\n' "plain TCP" "$p_plain" "$(mbs "$p_plain")"
+printf '   %-30s %10s %10s\n' "channel (,key=)" "$p_keyed" "$(mbs "$p_keyed")"
+echo "   channel / plain time: $(div "$p_keyed" "$p_plain")"

@@ -1,0 +1,508 @@
+//! The encrypted channel end to end: keys made by `distcc-rs key`, a daemon
+//! with `--key` and `--auth-keys`, clients with `,key=`. Every refused
+//! connection runs nothing, which the daemon's marker compiler proves; a
+//! relay in the test flips bytes, records and replays sessions.
+
+use crate::common;
+
+use common::cross::{run_bounded, SlowMachine, POWERPC};
+use common::daemon::{bin, client, distcc, need, Daemon, DaemonOptions};
+use common::{local_object, text, wait_until, TestDir};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A source whose text must never be seen on the wire.
+const SECRET_C: &str = "int secret_marker_4711(int x) { return x * 4711; }\n";
+
+/// A compiler that leaves a mark in $MARKS each time it runs, then is gcc.
+const MARKER: &str = "touch \"$MARKS/ran.$$\"; exec /usr/bin/gcc \"$@\"";
+
+/// Runs `distcc-rs key generate PATH`; returns the public key line.
+fn generate(path: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["key", "generate"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "key generate: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// The keys of one test: the daemon's, an accepted client's, and an
+/// outsider's (a client key not in --auth-keys, a server key not the daemon's).
+struct Keys {
+    dir: TestDir,
+}
+
+impl Keys {
+    fn new(name: &str) -> Keys {
+        let dir = TestDir::new(name);
+        let client_line = generate(&dir.join("client"));
+        generate(&dir.join("server"));
+        generate(&dir.join("outsider"));
+        dir.write("auth", format!("# the accepted clients\n{client_line}\n"));
+        Keys { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// The daemon's options: --key, --auth-keys, and the marker compiler.
+    fn daemon(&self) -> DaemonOptions {
+        DaemonOptions {
+            args: vec![
+                "--key".into(),
+                self.path("server"),
+                "--auth-keys".into(),
+                self.path("auth"),
+            ],
+            scripts: marker_scripts(),
+            ..DaemonOptions::default()
+        }
+    }
+}
+
+fn marker_scripts() -> Vec<(String, String)> {
+    ["gcc", "x86_64-linux-gnu-gcc"]
+        .iter()
+        .map(|name| (name.to_string(), MARKER.to_string()))
+        .collect()
+}
+
+/// A host entry for `port` pinning the server key in `pubkey`.
+fn keyed_host(port: u16, pubkey: &str, lzo: bool) -> String {
+    format!(
+        "127.0.0.1:{port}/8{},key={pubkey}",
+        if lzo { ",lzo" } else { "" }
+    )
+}
+
+/// Compiles `x.c` with our client as `client_key`, falling back to a local
+/// compile; returns the client's stderr after checking it succeeded and the
+/// object is the local one.
+fn compile(work: &TestDir, hosts: &str, client_key: &str, fallback: bool) -> String {
+    let want = local_object(&work.path, "x.c");
+    let _ = std::fs::remove_file(work.join("x.o"));
+    let mut env = vec![("DISTCC_RS_KEY", client_key)];
+    if !fallback {
+        env.push(("DISTCC_FALLBACK", "0"));
+    }
+    let out = client(&work.path, hosts, &["gcc", "-c", "x.c"], &env);
+    assert!(out.status.success(), "client: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(work.join("x.o")).unwrap(),
+        want,
+        "x.o differs"
+    );
+    text(&out.stderr)
+}
+
+fn work_dir(name: &str) -> TestDir {
+    let work = TestDir::new(name);
+    work.write("x.c", SECRET_C);
+    work
+}
+
+#[test]
+fn authenticated_compiles_match_local_ones() {
+    need("gcc", "gcc");
+    let keys = Keys::new("trust-ok-keys");
+    let daemon = Daemon::start("trust-ok", keys.daemon());
+    let work = work_dir("trust-ok-work");
+    for lzo in [false, true] {
+        let host = keyed_host(daemon.port, &keys.path("server.pub"), lzo);
+        compile(&work, &host, &keys.path("client"), false);
+    }
+    assert_eq!(daemon.marks().len(), 2, "{}", daemon.log());
+    assert_eq!(daemon.log().matches(" COMPILE_OK ").count(), 2);
+    daemon.wait_for_log("proved key SHA256:", Duration::from_secs(5));
+    // No key material in the log: neither base64 key appears.
+    let client_pub = std::fs::read_to_string(keys.dir.join("client.pub")).unwrap();
+    let key_text = client_pub.split_whitespace().nth(1).unwrap();
+    assert!(!daemon.log().contains(key_text), "{}", daemon.log());
+}
+
+#[test]
+fn key_files_are_private_and_never_overwritten() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new("trust-keyfiles");
+    let line = generate(&dir.join("k"));
+    assert!(line.starts_with("distcc-rs-x25519 "), "{line}");
+    let mode = std::fs::metadata(dir.join("k"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("k.pub")).unwrap().trim(),
+        line
+    );
+    let public = Command::new(bin())
+        .args(["key", "public"])
+        .arg(dir.join("k"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&public.stdout).trim(), line);
+    let again = Command::new(bin())
+        .args(["key", "generate"])
+        .arg(dir.join("k"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("k.pub")).unwrap().trim(),
+        line
+    );
+}
+
+#[test]
+fn an_unknown_client_key_or_a_wrong_server_key_runs_nothing() {
+    need("gcc", "gcc");
+    let keys = Keys::new("trust-refused-keys");
+    let daemon = Daemon::start("trust-refused", keys.daemon());
+    let work = work_dir("trust-refused-work");
+    let host = keyed_host(daemon.port, &keys.path("server.pub"), false);
+    let stderr = compile(&work, &host, &keys.path("outsider"), true);
+    assert!(stderr.contains("failed to distribute"), "{stderr}");
+    daemon.wait_for_log("is not in --auth-keys; nothing run", Duration::from_secs(5));
+    // A client of its own: the first one has backed the host off.
+    let work = work_dir("trust-refused-work2");
+    let wrong = keyed_host(daemon.port, &keys.path("outsider.pub"), false);
+    let stderr = compile(&work, &wrong, &keys.path("client"), true);
+    assert!(stderr.contains("failed to distribute"), "{stderr}");
+    daemon.wait_for_log("not for this daemon's key", Duration::from_secs(5));
+    assert!(daemon.marks().is_empty(), "{:?}", daemon.marks());
+}
+
+#[test]
+fn debian_distcc_and_a_truncated_handshake_run_nothing() {
+    need("gcc", "gcc");
+    let keys = Keys::new("trust-plain-keys");
+    let daemon = Daemon::start("trust-plain", keys.daemon());
+    let work = work_dir("trust-plain-work");
+    let out = distcc(&work.path, &daemon.host(false), &["gcc", "-c", "x.c"], &[]);
+    // distcc 3.4 gets no answer and compiles locally.
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    daemon.wait_for_log("a plain distcc request", Duration::from_secs(10));
+    // A first message's length and half its bytes, then the client goes away.
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    s.write_all(&[0, 48]).unwrap();
+    s.write_all(&[7; 24]).unwrap();
+    drop(s);
+    daemon.wait_for_log(
+        "closed during the handshake; nothing run",
+        Duration::from_secs(10),
+    );
+    assert!(daemon.marks().is_empty(), "{:?}", daemon.marks());
+}
+
+/// One relayed TCP session: what went each way.
+#[derive(Default)]
+struct Capture {
+    to_server: Vec<u8>,
+    to_client: Vec<u8>,
+}
+
+/// A relay on a free port of 127.0.0.1 that forwards one connection to
+/// `port`, flipping the byte at `flip` (direction: true is towards the
+/// server), and records both directions.
+fn relay(port: u16, flip: Option<(bool, usize)>) -> (u16, Arc<Mutex<Capture>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_port = listener.local_addr().unwrap().port();
+    let capture = Arc::new(Mutex::new(Capture::default()));
+    let cap = capture.clone();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = listener.accept() else {
+            return;
+        };
+        let server = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let up_flip = flip.filter(|f| f.0).map(|f| f.1);
+        let down_flip = flip.filter(|f| !f.0).map(|f| f.1);
+        let cap2 = cap.clone();
+        let up = std::thread::spawn(move || pump(client, server, up_flip, &cap2, true));
+        pump(s2, c2, down_flip, &cap, false);
+        let _ = up.join();
+    });
+    (relay_port, capture)
+}
+
+/// Copies `from` to `to` until EOF or an error (bounded by read timeouts),
+/// flipping one byte, recording what passed.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    flip: Option<usize>,
+    cap: &Mutex<Capture>,
+    up: bool,
+) {
+    from.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 16384];
+    let mut offset = 0;
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if let Some(at) = flip.filter(|&at| at >= offset && at < offset + n) {
+            buf[at - offset] ^= 0x20;
+        }
+        offset += n;
+        let mut cap = cap.lock().unwrap();
+        if up {
+            cap.to_server.extend_from_slice(&buf[..n]);
+        } else {
+            cap.to_client.extend_from_slice(&buf[..n]);
+        }
+        drop(cap);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+/// Waits until the relay's client has closed both ways.
+fn captured(capture: &Mutex<Capture>, up_at_least: usize) -> (Vec<u8>, Vec<u8>) {
+    assert!(
+        wait_until(Duration::from_secs(10), || capture
+            .lock()
+            .unwrap()
+            .to_server
+            .len()
+            >= up_at_least),
+        "the relay saw too little"
+    );
+    let cap = capture.lock().unwrap();
+    (cap.to_server.clone(), cap.to_client.clone())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_flipped_byte_either_way_fails_the_host_and_the_job_is_retried() {
+    need("gcc", "gcc");
+    let keys = Keys::new("trust-flip-keys");
+    let daemon = Daemon::start("trust-flip", keys.daemon());
+    let work = work_dir("trust-flip-work");
+    let server_pub = keys.path("server.pub");
+    // Past the handshake (50 + 66 bytes up, 50 down): in the first frames.
+    for (up, at, runs) in [(true, 140, 0), (false, 70, 1)] {
+        let before = daemon.marks().len();
+        let (port, capture) = relay(daemon.port, Some((up, at)));
+        let hosts = format!(
+            "{} {}",
+            keyed_host(port, &server_pub, false),
+            keyed_host(daemon.port, &server_pub, false)
+        );
+        let stderr = compile(&work, &hosts, &keys.path("client"), false);
+        assert!(stderr.contains("failed to distribute"), "{stderr}");
+        let (to_server, _) = captured(&capture, at);
+        assert!(to_server.len() > at);
+        // The tampered job ran (down) or not (up); the retry ran once.
+        assert_eq!(daemon.marks().len(), before + runs + 1, "{}", daemon.log());
+    }
+    // The job whose reply was tampered with, and the two retries.
+    assert_eq!(daemon.log().matches(" COMPILE_OK ").count(), 3);
+}
+
+#[test]
+fn the_wire_shows_no_source_and_a_replayed_session_runs_nothing() {
+    need("gcc", "gcc");
+    let keys = Keys::new("trust-replay-keys");
+    let daemon = Daemon::start("trust-replay", keys.daemon());
+    let work = work_dir("trust-replay-work");
+    let (port, capture) = relay(daemon.port, None);
+    compile(
+        &work,
+        &keyed_host(port, &keys.path("server.pub"), false),
+        &keys.path("client"),
+        false,
+    );
+    assert_eq!(daemon.marks().len(), 1);
+    let (to_server, to_client) = captured(&capture, 200);
+    for wire in [&to_server, &to_client] {
+        assert!(
+            !contains(wire, b"secret_marker_4711"),
+            "plaintext on the wire"
+        );
+        assert!(!contains(wire, b"DIST") && !contains(wire, b"DONE"));
+    }
+    // The same capture through a relay to a plain daemon does show the
+    // source: the check above could fail.
+    let plain = Daemon::start("trust-replay-plain", DaemonOptions::default());
+    let (port, capture) = relay(plain.port, None);
+    compile(
+        &work,
+        &format!("127.0.0.1:{port}/8"),
+        &keys.path("client"),
+        false,
+    );
+    assert!(contains(&captured(&capture, 200).0, b"secret_marker_4711"));
+    // Replay everything the client sent: the daemon answers the first
+    // message with a fresh key, so the rest opens to nothing.
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(&to_server);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.len() <= 50, "the replay got {} bytes", reply.len());
+    daemon.wait_for_log(
+        "the client's key failed the handshake",
+        Duration::from_secs(10),
+    );
+    assert_eq!(daemon.marks().len(), 1, "{}", daemon.log());
+}
+
+/// The first handshake message a real client sends to `port`, recorded by a relay.
+fn first_message(keys: &Keys, port: u16) -> Vec<u8> {
+    let (relay_port, capture) = relay(port, None);
+    let work = work_dir("trust-first-message");
+    let host = keyed_host(relay_port, &keys.path("server.pub"), false);
+    compile(&work, &host, &keys.path("client"), false);
+    let (to_server, _) = captured(&capture, 50);
+    to_server[..50].to_vec()
+}
+
+#[test]
+fn five_hundred_idle_half_handshakes_do_not_stop_a_real_job() {
+    need("gcc", "gcc");
+    let keys = Keys::new("trust-idle-keys");
+    let daemon = Daemon::start("trust-idle", keys.daemon());
+    let hello = first_message(&keys, daemon.port);
+    let mut idle = Vec::new();
+    let started = Instant::now();
+    for i in 0..500 {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", daemon.port)) else {
+            panic!("connection {i} failed");
+        };
+        // Every other one sends its first message and never the third.
+        if i % 2 == 0 {
+            s.write_all(&hello).unwrap();
+        }
+        idle.push(s);
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    let work = work_dir("trust-idle-work");
+    let t = Instant::now();
+    let host = keyed_host(daemon.port, &keys.path("server.pub"), false);
+    compile(&work, &host, &keys.path("client"), false);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(daemon.log().matches(" COMPILE_OK ").count(), 2);
+    drop(idle);
+}
+
+#[test]
+fn the_powerpc_client_under_qemu_compiles_over_the_channel() {
+    let keys = Keys::new("trust-ppc-keys");
+    let triple = POWERPC.gnu_triple;
+    let compiler = format!("touch \"$MARKS/ran.$$\"; exec clang --target={triple} \"$@\"");
+    let daemon = Daemon::start(
+        "trust-ppc",
+        DaemonOptions {
+            masquerade: vec!["cc".into()],
+            scripts: vec![("cc".into(), compiler)],
+            ..keys.daemon()
+        },
+    );
+    let machine = SlowMachine::new(&POWERPC, "trust-ppc-client");
+    machine.cc(&format!("exec clang --target={triple} \"$@\""));
+    machine.dir.write("x.c", SECRET_C);
+    let local = Command::new("clang")
+        .args([&format!("--target={triple}"), "-c", "x.c", "-o", "local.o"])
+        .current_dir(&machine.dir.path)
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let host = keyed_host(daemon.port, &keys.path("server.pub"), true);
+    let client_key: PathBuf = keys.dir.join("client");
+    let out = run_bounded(
+        machine.distcc_rs(
+            &host,
+            &["cc", "-c", "x.c", "-o", "x.o"],
+            &[
+                ("DISTCC_FALLBACK", "0"),
+                ("DISTCC_RS_KEY", client_key.to_str().unwrap()),
+            ],
+        ),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        daemon.log()
+    );
+    let got = std::fs::read(machine.dir.join("x.o")).unwrap();
+    assert_eq!(got, std::fs::read(machine.dir.join("local.o")).unwrap());
+    assert_eq!(daemon.marks().len(), 1, "{}", daemon.log());
+    daemon.wait_for_log("proved key SHA256:", Duration::from_secs(5));
+}
+
+#[test]
+fn wrap_makes_a_key_for_its_instance_and_prints_the_host_line() {
+    let dir = TestDir::new("trust-wrap");
+    let user = text(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    let run = || {
+        Command::new(bin())
+            .args([
+                "wrap",
+                "--target",
+                "powerpc-unknown-linux-gnu",
+                "--key",
+                "--user",
+                &user,
+            ])
+            .args([
+                "--compiler",
+                need("clang", "clang").to_str().unwrap(),
+                "--dir",
+            ])
+            .arg(dir.join("helper"))
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let helper = dir.join("helper");
+    let line = std::fs::read_to_string(helper.join("key.pub")).unwrap();
+    assert!(
+        text(&out.stdout).contains(line.trim()),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains(",key="), "{}", text(&out.stdout));
+    let unit = std::fs::read_to_string(helper.join("distcc-rs-powerpc-unknown-linux-gnu.service"))
+        .unwrap();
+    let flags = format!(
+        "--key {} --auth-keys {}",
+        helper.join("key").display(),
+        helper.join("auth-keys").display()
+    );
+    assert!(unit.contains(&flags), "{unit}");
+    // A second run keeps the key.
+    assert!(run().status.success());
+    assert_eq!(
+        std::fs::read_to_string(helper.join("key.pub")).unwrap(),
+        line
+    );
+}
