@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod env;
 pub mod exitcode;
 pub mod filename;
+pub mod load;
 pub mod logging;
 pub mod lzo;
 pub mod masquerade;
