@@ -23,7 +23,10 @@
 #   make bench-extras  bench/extras.sh alone
 #   make bench-pump    bench/pump.sh alone
 #   make bench-farm    bench/farm.sh alone (a farm of sleeping compilers on
-#                      loopback: placement by distcc 3.4's clients and ours)
+#                      loopback: placement by distcc 3.4's clients and ours;
+#                      8x8 with 3 client machines, with 1, and 16 hosts x 4
+#                      slots), then bench/placement.sh (what placement adds
+#                      to a job)
 #   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus a relative symlink
 #                      for every applet link in its applet table (distcc-rs
 #                      --install -s), the systemd units (SYSTEMDUNITDIR) and
@@ -166,7 +169,7 @@ bench: all
 	BIN='$(BIN)' sh bench/kernel.sh
 	BIN='$(BIN)' sh bench/extras.sh
 	BIN='$(BIN)' sh bench/pump.sh
-	BIN='$(BIN)' sh bench/farm.sh
+	$(MAKE) bench-farm
 
 bench-kernel: all
 	BIN='$(BIN)' sh bench/kernel.sh
@@ -178,7 +181,10 @@ bench-pump: all
 	BIN='$(BIN)' sh bench/pump.sh
 
 bench-farm: all
-	BIN='$(BIN)' sh bench/farm.sh
+	BIN='$(BIN)' BENCH_FARM_SIDES='d rs rs0' sh bench/farm.sh
+	BIN='$(BIN)' BENCH_FARM_SIDES='d rs rs0' BENCH_FARM_CLIENTS=1 sh bench/farm.sh
+	BIN='$(BIN)' BENCH_FARM_SIDES='d rs rs0' BENCH_FARM_HOSTS=16 BENCH_FARM_SLOTS=4 sh bench/farm.sh
+	BIN='$(BIN)' sh bench/placement.sh
 
 install: all
 	$(INSTALL) -d '$(DESTDIR)$(BINDIR)'
