@@ -4,9 +4,10 @@
 # compiler copies an object made once by gcc (no sleep), so that a job is
 # the client's own work: start, preprocess hello.c, pick a host, send,
 # receive. BENCH_PLACEMENT_JOBS jobs (default 200) run one after another
-# with DISTCC_PLACEMENT=0 (distcc 3.4's static rules), then as many with
-# placement on (a load query to every host, a claim to the chosen one);
-# BENCH_PLACEMENT_RUNS rounds (default 3) alternate which goes first.
+# with DISTCC_PLACEMENT=0 (distcc 3.4's static rules) and as many with
+# placement on (a load query to every host, a claim to the chosen one), in
+# turn, so that the machine's load drifts alike for both; per round of
+# BENCH_PLACEMENT_RUNS (default 3), the median and mean wall time of a job.
 #
 #   BIN=target/x86_64-unknown-linux-musl/release/distcc-rs sh bench/placement.sh
 #   (make bench-farm runs it after bench/farm.sh)
@@ -55,38 +56,41 @@ while [ $h -lt "$HOSTS" ]; do
     h=$((h + 1))
 done
 
-# ms_per_job PLACEMENT: runs the jobs, prints the mean wall time of one in ms.
-ms_per_job() {
-    rm -rf "$kl_work/distcc-dir"
-    mkdir "$kl_work/distcc-dir"
-    start=$(date +%s.%N)
-    i=0
-    while [ $i -lt "$JOBS" ]; do
-        DISTCC_HOSTS=${list# } DISTCC_DIR=$kl_work/distcc-dir DISTCC_FALLBACK=0 \
-            DISTCC_PLACEMENT=$1 "$DISTCC_RS" gcc -c "$kl_work/project/hello.c" \
-            -o "$kl_work/project/hello.o" || kl_die "job $i failed with DISTCC_PLACEMENT=$1"
-        i=$((i + 1))
-    done
-    end=$(date +%s.%N)
-    awk -v a="$start" -v b="$end" -v n="$JOBS" 'BEGIN { printf "%.3f", 1000 * (b - a) / n }'
+# one_job PLACEMENT: runs one job, prints its wall time in ns.
+one_job() {
+    a=$(date +%s%N)
+    DISTCC_HOSTS=${list# } DISTCC_DIR=$kl_work/distcc-dir DISTCC_FALLBACK=0 \
+        DISTCC_PLACEMENT=$1 "$DISTCC_RS" gcc -c "$kl_work/project/hello.c" \
+        -o "$kl_work/project/hello.o" || kl_die "a job failed with DISTCC_PLACEMENT=$1"
+    b=$(date +%s%N)
+    echo $((b - a))
 }
 
 echo "placement cost benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "distcc-rs: $("$DISTCC_RS" --version | head -n 1) ($DISTCC_RS)"
-echo "$HOSTS hosts on loopback, $JOBS jobs of hello.c one after another per side"
+echo "$HOSTS hosts on loopback, $JOBS jobs of hello.c per side and round, one after"
+echo "another, static and placed in turn; median and mean wall time of a job"
 echo
-printf '%-6s %14s %14s %12s\n' round "static ms/job" "placed ms/job" "added ms"
+printf '%-6s %20s %20s %16s\n' round "static median/mean" "placed median/mean" "added median"
+mkdir "$kl_work/distcc-dir"
 round=1
 while [ $round -le "$RUNS" ]; do
-    if [ $((round % 2)) -eq 1 ]; then
-        s=$(ms_per_job 0)
-        p=$(ms_per_job load)
-    else
-        p=$(ms_per_job load)
-        s=$(ms_per_job 0)
-    fi
-    printf '%-6s %14s %14s %12s\n' "$round" "$s" "$p" "$(awk -v a="$p" -v b="$s" 'BEGIN { printf "%.3f", a - b }')"
+    : >"$kl_work/static" && : >"$kl_work/placed"
+    i=0
+    while [ $i -lt "$JOBS" ]; do
+        one_job 0 >>"$kl_work/static"
+        one_job load >>"$kl_work/placed"
+        i=$((i + 1))
+    done
+    python3 - "$kl_work/static" "$kl_work/placed" "$round" <<'PY'
+import statistics, sys
+s = [int(x) / 1e6 for x in open(sys.argv[1])]
+p = [int(x) / 1e6 for x in open(sys.argv[2])]
+ms, mp = statistics.median(s), statistics.median(p)
+print("%-6s %20s %20s %16s" % (sys.argv[3], "%.2f/%.2f ms" % (ms, statistics.mean(s)),
+      "%.2f/%.2f ms" % (mp, statistics.mean(p)), "%.2f ms" % (mp - ms)))
+PY
     round=$((round + 1))
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
