@@ -436,6 +436,22 @@ mod tests {
     }
 
     #[test]
+    fn busy_slots_counts_held_slots_without_taking_any() {
+        let tmp = TestDir::new("lock");
+        assert_eq!(busy_slots(tmp.path(), "localhost", 4), 0);
+        let cpp = local_slot(tmp.path(), 8, Duration::ZERO).unwrap();
+        let list = parse("localhost/3").unwrap();
+        let job = pick(&list, tmp.path(), Duration::ZERO, Duration::ZERO, &[]).unwrap();
+        assert_eq!(busy_slots(tmp.path(), "localhost", 3), 2);
+        assert_eq!(busy_slots(tmp.path(), "localhost", 1), 1);
+        drop(cpp);
+        assert_eq!(busy_slots(tmp.path(), "localhost", 3), 1);
+        // Counting took nothing: slot 0 is free for the next job.
+        let next = pick(&list, tmp.path(), Duration::ZERO, Duration::ZERO, &[]).unwrap();
+        assert_eq!((job.slot, next.slot), (1, 0));
+    }
+
+    #[test]
     fn local_slots_share_the_localhost_files() {
         let tmp = TestDir::new("lock");
         let list = parse("localhost/2 remote").unwrap();
