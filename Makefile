@@ -17,17 +17,21 @@
 #                      per-job overhead and kernel builds), then bench/extras.sh
 #                      (the monitor, the object check), then bench/pump.sh
 #                      (pump mode: per-job overhead, the 0.25-CPU slow
-#                      client, the include server), then bench/farm.sh (the
-#                      farm), then bench/trust.sh (the encrypted channel),
-#                      then bench/sandbox.sh (the compilers' sandbox on
-#                      against off) on the release binary
+#                      client, the include server), then make bench-farm
+#                      (the farms and placement's cost), then bench/trust.sh
+#                      (the encrypted channel), then bench/sandbox.sh (the
+#                      compilers' sandbox on against off), on the release
+#                      binary
 #   make bench-kernel  bench/kernel.sh alone
 #   make bench-extras  bench/extras.sh alone
 #   make bench-pump    bench/pump.sh alone
 #   make bench-trust   bench/trust.sh alone (the encrypted channel against
 #                      plain TCP; the powerpc client under qemu)
 #   make bench-farm    bench/farm.sh alone (a farm of sleeping compilers on
-#                      loopback: placement by distcc 3.4's clients and ours)
+#                      loopback: placement by distcc 3.4's clients and ours;
+#                      8x8 with 3 client machines, with 1, and 16 hosts x 4
+#                      slots), then bench/placement.sh (what placement adds
+#                      to a job)
 #   make bench-sandbox bench/sandbox.sh alone (the daemon's cost per job with
 #                      the compilers' sandbox on and off)
 #   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus a relative symlink
@@ -172,7 +176,7 @@ bench: all cross
 	BIN='$(BIN)' sh bench/kernel.sh
 	BIN='$(BIN)' sh bench/extras.sh
 	BIN='$(BIN)' sh bench/pump.sh
-	BIN='$(BIN)' sh bench/farm.sh
+	$(MAKE) bench-farm
 	BIN='$(BIN)' BIN_PPC='$(BIN_PPC)' sh bench/trust.sh
 	BIN='$(BIN)' sh bench/sandbox.sh
 
@@ -189,7 +193,10 @@ bench-pump: all
 	BIN='$(BIN)' sh bench/pump.sh
 
 bench-farm: all
-	BIN='$(BIN)' sh bench/farm.sh
+	BIN='$(BIN)' BENCH_FARM_SIDES='d rs rs0' sh bench/farm.sh
+	BIN='$(BIN)' BENCH_FARM_SIDES='d rs rs0' BENCH_FARM_CLIENTS=1 sh bench/farm.sh
+	BIN='$(BIN)' BENCH_FARM_SIDES='d rs rs0' BENCH_FARM_HOSTS=16 BENCH_FARM_SLOTS=4 sh bench/farm.sh
+	BIN='$(BIN)' sh bench/placement.sh
 
 bench-sandbox: all
 	BIN='$(BIN)' sh bench/sandbox.sh

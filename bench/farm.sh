@@ -21,6 +21,8 @@
 #   rs     distcc-rs clients, distcc-rs daemons
 #   rs-d   distcc-rs clients, distccd 3.4 daemons
 #   d-rs   Debian's distcc clients, distcc-rs daemons
+#   rs0    distcc-rs clients placing by 3.4's static rules (DISTCC_PLACEMENT=0)
+#   rs2    distcc-rs clients asking two random hosts (DISTCC_PLACEMENT=two)
 #
 # Each of BENCH_FARM_RUNS rounds (default 2) runs every side once, the side
 # that goes first turning round by round; the ratios are of the same round.
@@ -33,7 +35,9 @@
 #   BENCH_FARM_SLOW=0.6 BENCH_FARM_CLIENTS=2 BENCH_FARM_FILES=40 \
 #   BENCH_FARM_JOBS=16 BIN=... sh bench/farm.sh
 #
-# BENCH_FARM_SIDES picks the sides; BENCH_FARM_LIMIT is the limit the host
+# BENCH_FARM_SIDES picks the sides; BENCH_FARM_PLACEMENT sets DISTCC_PLACEMENT
+# for the sides that do not set it; BENCH_FARM_JOBLOG=DIR copies each
+# build's job log (`host start end` lines) and start time there; BENCH_FARM_LIMIT is the limit the host
 # list gives each host (default: its slots); BENCH_FARM_TIMEOUT (seconds, default
 # 600) bounds every make; BENCH_FARM_PAUSE sets DISTCC_PAUSE_TIME_MSEC for
 # the clients (unset: their default, 1000 ms); KERNEL_KEEP=1 keeps the
@@ -65,7 +69,7 @@ for t in "$FAST" "$SLOW"; do
         kl_die "BENCH_FARM_FAST and _SLOW must be seconds above 0"
 done
 for side in $SIDES; do
-    case $side in d | rs | rs-d | d-rs) ;; *) kl_die "unknown side '$side' in BENCH_FARM_SIDES" ;; esac
+    case $side in d | rs | rs0 | rs2 | rs-d | d-rs) ;; *) kl_die "unknown side '$side' in BENCH_FARM_SIDES" ;; esac
 done
 kl_need distcc distcc
 kl_need distccd distcc
@@ -160,7 +164,7 @@ done
 kinds=""
 for side in $SIDES; do
     case $side in d | rs-d) kinds="$kinds d" ;; esac
-    case $side in rs | d-rs) kinds="$kinds rs" ;; esac
+    case $side in rs | rs0 | rs2 | d-rs) kinds="$kinds rs" ;; esac
 done
 case $kinds in *d*) start_farm d ;; esac
 case $kinds in *rs*) start_farm rs ;; esac
@@ -184,11 +188,14 @@ count_jobs() { grep -c 'COMPILE_OK' "$(cat "$kl_work/$1-$2/logname")" || true; }
 # slow host).
 farm_build() {
     case $1 in
-    d) client=distcc kind=d ;;
-    rs) client=$DISTCC_RS kind=rs ;;
-    rs-d) client=$DISTCC_RS kind=d ;;
-    d-rs) client=distcc kind=rs ;;
+    d) client=distcc kind=d placement= ;;
+    rs) client=$DISTCC_RS kind=rs placement= ;;
+    rs0) client=$DISTCC_RS kind=rs placement=0 ;;
+    rs2) client=$DISTCC_RS kind=rs placement=two ;;
+    rs-d) client=$DISTCC_RS kind=d placement= ;;
+    d-rs) client=distcc kind=rs placement= ;;
     esac
+    placement=${placement:-${BENCH_FARM_PLACEMENT:-}}
     eval "list=\$hosts_$kind"
     i=0
     while [ $i -lt "$HOSTS" ]; do
@@ -213,6 +220,10 @@ farm_build() {
         (
             DISTCC_HOSTS=$list DISTCC_DIR=$d/distcc-dir DISTCC_FALLBACK=0 DISTCC_SKIP_LOCAL_RETRY=1
             export DISTCC_HOSTS DISTCC_DIR DISTCC_FALLBACK DISTCC_SKIP_LOCAL_RETRY
+            if [ -n "$placement" ]; then
+                DISTCC_PLACEMENT=$placement
+                export DISTCC_PLACEMENT
+            fi
             if [ -n "${BENCH_FARM_PAUSE:-}" ]; then
                 DISTCC_PAUSE_TIME_MSEC=$BENCH_FARM_PAUSE
                 export DISTCC_PAUSE_TIME_MSEC
@@ -249,6 +260,10 @@ farm_build() {
     done
     [ "$all" -eq "$total" ] || kl_die "side $1: the daemons logged $all jobs, not $total"
     [ "$(wc -l <"$jobs")" -eq "$total" ] || kl_die "side $1: the compilers ran $(wc -l <"$jobs") jobs, not $total"
+    if [ -n "${BENCH_FARM_JOBLOG:-}" ]; then
+        cp "$jobs" "$BENCH_FARM_JOBLOG/$1-$2.jobs"
+        echo "$start" >"$BENCH_FARM_JOBLOG/$1-$2.start"
+    fi
     r_makespan=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
     r_fast=$(awk -v n="$sum_fast" -v h="$fast_hosts" 'BEGIN { printf "%.1f", n / h }')
     r_slow=$(awk -v n="$sum_slow" -v h="$((HOSTS - fast_hosts))" 'BEGIN { printf "%.1f", n / h }')
@@ -271,6 +286,8 @@ label() {
     case $1 in
     d) echo "distcc 3.4 + distccd 3.4" ;;
     rs) echo "distcc-rs + distcc-rs daemon" ;;
+    rs0) echo "distcc-rs static + rs daemon" ;;
+    rs2) echo "distcc-rs two choices + rs daemon" ;;
     rs-d) echo "distcc-rs + distccd 3.4" ;;
     d-rs) echo "distcc 3.4 + distcc-rs daemon" ;;
     esac

@@ -152,6 +152,33 @@ fn backoff_from(value: Option<&str>) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
+/// How the client places its jobs (`DISTCC_PLACEMENT`, distcc-rs only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// By the load its distcc-rs daemons report (the default).
+    Load,
+    /// By the load of two hosts drawn at random (the power of two choices,
+    /// kept for measurement).
+    Two,
+    /// By distcc 3.4's static rules only.
+    Static,
+}
+
+/// `DISTCC_PLACEMENT`: unset, empty or `load` is [`Placement::Load`]; `0`,
+/// `off` or `static` is [`Placement::Static`]; `two` is [`Placement::Two`];
+/// anything else is the default.
+pub fn placement() -> Placement {
+    placement_from(std::env::var("DISTCC_PLACEMENT").ok().as_deref())
+}
+
+fn placement_from(value: Option<&str>) -> Placement {
+    match value {
+        Some("0" | "off" | "static") => Placement::Static,
+        Some("two") => Placement::Two,
+        _ => Placement::Load,
+    }
+}
+
 /// `DISTCC_PAUSE_TIME_MSEC` (`atoi`, default 1000): how long to sleep when
 /// every slot is busy. Zero or negative gives zero; the slot picker still
 /// sleeps a little so as not to burn a CPU.
@@ -237,6 +264,17 @@ mod tests {
         // The reader itself, on a name no other test uses.
         assert!(bool_var("DISTCC_RS_TEST_UNSET_BOOL", true));
         assert!(!bool_var("DISTCC_RS_TEST_UNSET_BOOL", false));
+    }
+
+    #[test]
+    fn placement_is_load_unless_turned_off() {
+        assert_eq!(placement_from(None), Placement::Load);
+        assert_eq!(placement_from(Some("")), Placement::Load);
+        assert_eq!(placement_from(Some("load")), Placement::Load);
+        assert_eq!(placement_from(Some("two")), Placement::Two);
+        for off in ["0", "off", "static"] {
+            assert_eq!(placement_from(Some(off)), Placement::Static);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod env;
 pub mod exitcode;
 pub mod filename;
 pub mod keys;
+pub mod load;
 pub mod logging;
 pub mod lzo;
 pub mod masquerade;

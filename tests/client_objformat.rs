@@ -134,7 +134,9 @@ fn wrong_machine_object_is_caught_and_the_next_host_compiles() {
     let work = workdir("objfmt-next");
     let want = local_ppc_object(&work);
     let hosts = format!("{} {}", bad.host(false), good.host(true));
-    let out = compile(&work, &hosts, &[("DISTCC_FALLBACK", "0")]);
+    // 3.4's static rule, so that the bad host, first in the list, is tried first.
+    let env = [("DISTCC_FALLBACK", "0"), ("DISTCC_PLACEMENT", "0")];
+    let out = compile(&work, &hosts, &env);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let got = std::fs::read(work.join("x.o")).unwrap();

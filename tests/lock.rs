@@ -7,7 +7,7 @@ use crate::common;
 
 use common::daemon::need;
 use common::TestDir;
-use distcc_rs::client::lock::try_lock;
+use distcc_rs::client::lock::{busy_slots, try_lock};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -90,4 +90,16 @@ fn a_slot_held_by_this_process_is_busy_too() {
     python.release();
     drop(first);
     assert!(try_lock(tmp.path(), "localhost", 0).unwrap().is_some());
+}
+
+#[test]
+fn placement_counts_a_slot_another_process_holds_without_taking_it() {
+    let tmp = TestDir::new("lock-busy");
+    let theirs = Python::lock(&tmp.join("cpu_localhost_1"));
+    assert_eq!(theirs.said, "locked");
+    assert_eq!(busy_slots(tmp.path(), "localhost", 4), 1);
+    // Counting opened and closed the file: the other process still holds it.
+    assert!(try_lock(tmp.path(), "localhost", 1).unwrap().is_none());
+    theirs.release();
+    assert_eq!(busy_slots(tmp.path(), "localhost", 4), 0);
 }

@@ -16,6 +16,7 @@ mod cross;
 mod cross_build;
 mod daemon_process;
 mod daemon_pump;
+mod farm;
 mod hostile;
 mod house;
 mod interop;

@@ -88,7 +88,9 @@ fn keyed_host(port: u16, pubkey: &str, lzo: bool) -> String {
 fn compile(work: &TestDir, hosts: &str, client_key: &str, fallback: bool) -> String {
     let want = local_object(&work.path, "x.c");
     let _ = std::fs::remove_file(work.join("x.o"));
-    let mut env = vec![("DISTCC_RS_KEY", client_key)];
+    // The list's order decides, as in distcc 3.4: a relay listed first is
+    // tried first, although the daemon behind it answers placement's query.
+    let mut env = vec![("DISTCC_RS_KEY", client_key), ("DISTCC_PLACEMENT", "0")];
     if !fallback {
         env.push(("DISTCC_FALLBACK", "0"));
     }

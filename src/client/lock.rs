@@ -203,10 +203,26 @@ impl fmt::Display for PickError {
 
 impl std::error::Error for PickError {}
 
+/// The hosts a job may go to, as (index, host): not backed off, not
+/// `,down`, not in `exclude` (indices of hosts that already failed this job,
+/// so that a dead host is not retried forever when backoff is off).
+pub fn candidates<'l>(
+    list: &'l HostList,
+    lock_dir: &Path,
+    period: Duration,
+    exclude: &[usize],
+) -> Vec<(usize, &'l Host)> {
+    list.hosts
+        .iter()
+        .enumerate()
+        .filter(|&(i, host)| {
+            !host.down && !exclude.contains(&i) && !is_backed_off(lock_dir, host, period)
+        })
+        .collect()
+}
+
 /// Picks a host and takes one of its slots (3.4's `dcc_pick_host_from_list`).
-/// Hosts that are backed off, `,down` or in `exclude` (indices of hosts that
-/// already failed this job, so that a dead host is not retried forever when
-/// backoff is off) are passed over. Slot 0 of every host, in list order, is
+/// Only [`candidates`] are tried. Slot 0 of every host, in list order, is
 /// tried before any slot 1, and so on. When every slot is busy, sleeps
 /// `pause` (at least 1 ms) and starts again, for as long as it takes.
 pub fn pick(
@@ -216,41 +232,80 @@ pub fn pick(
     pause: Duration,
     exclude: &[usize],
 ) -> Result<Slot, PickError> {
-    let candidates: Vec<(usize, &Host)> = list
-        .hosts
-        .iter()
-        .enumerate()
-        .filter(|&(i, host)| {
-            !host.down && !exclude.contains(&i) && !is_backed_off(lock_dir, host, period)
-        })
-        .collect();
+    let candidates = candidates(list, lock_dir, period, exclude);
     if candidates.is_empty() {
         return Err(PickError::NoHosts);
     }
-    let names: Vec<String> = candidates.iter().map(|(_, h)| h.lock_name()).collect();
-    let top = candidates
+    loop {
+        if let Some(slot) = try_slot_major(lock_dir, &candidates)? {
+            return Ok(slot);
+        }
+        log::debug!("every slot is busy; waiting {pause:?}");
+        pause_between_rounds(pause);
+    }
+}
+
+/// One round of 3.4's rule over `hosts`: slot 0 of each in order, then
+/// slot 1, and so on; None when every slot is busy.
+pub fn try_slot_major(
+    lock_dir: &Path,
+    hosts: &[(usize, &Host)],
+) -> Result<Option<Slot>, PickError> {
+    let names: Vec<String> = hosts.iter().map(|(_, h)| h.lock_name()).collect();
+    let top = hosts
         .iter()
         .map(|(_, h)| h.limit)
         .max()
         .unwrap_or(0)
         .min(MAX_SLOTS);
-    loop {
-        for slot in 0..top {
-            for (&(i, host), name) in candidates.iter().zip(&names) {
-                if slot >= host.limit {
-                    continue;
-                }
-                if let Some(lock) = try_lock(lock_dir, name, slot).map_err(PickError::Lock)? {
-                    return Ok(Slot {
-                        host: i,
-                        slot,
-                        lock,
-                    });
-                }
+    for slot in 0..top {
+        for (&(i, host), name) in hosts.iter().zip(&names) {
+            if slot >= host.limit {
+                continue;
+            }
+            if let Some(lock) = try_lock(lock_dir, name, slot).map_err(PickError::Lock)? {
+                return Ok(Some(Slot {
+                    host: i,
+                    slot,
+                    lock,
+                }));
             }
         }
-        log::debug!("every slot is busy; waiting {pause:?}");
-        std::thread::sleep(pause.max(MIN_PAUSE));
+    }
+    Ok(None)
+}
+
+/// The sleep between two rounds when every slot is busy: `pause`, at least 1 ms.
+pub fn pause_between_rounds(pause: Duration) {
+    std::thread::sleep(pause.max(MIN_PAUSE));
+}
+
+/// How many of the slots below `limit` of the host named `lock_name` are
+/// held, by this process or another, without taking any.
+pub fn busy_slots(lock_dir: &Path, lock_name: &str, limit: u32) -> u32 {
+    let mut busy = 0;
+    for slot in 0..limit.min(MAX_SLOTS) {
+        let path = lock_dir.join(format!("cpu_{lock_name}_{slot}"));
+        if held().contains(&path) || locked_by_another(&path) {
+            busy += 1;
+        }
+    }
+    busy
+}
+
+/// True if another process holds a lock on `path` (`F_GETLK`); a missing
+/// file is a free slot.
+fn locked_by_another(path: &Path) -> bool {
+    let Ok(fd) = open(path, libc::O_RDONLY) else {
+        return false;
+    };
+    // SAFETY: an all-zero flock is valid; F_GETLK fills it in on our own descriptor.
+    unsafe {
+        let mut probe: libc::flock = std::mem::zeroed();
+        probe.l_type = libc::F_WRLCK as libc::c_short;
+        probe.l_whence = libc::SEEK_SET as libc::c_short;
+        libc::fcntl(fd.as_raw_fd(), libc::F_GETLK, &mut probe) == 0
+            && probe.l_type != libc::F_UNLCK as libc::c_short
     }
 }
 
@@ -378,6 +433,22 @@ mod tests {
             ),
             Err(PickError::NoHosts)
         ));
+    }
+
+    #[test]
+    fn busy_slots_counts_held_slots_without_taking_any() {
+        let tmp = TestDir::new("lock");
+        assert_eq!(busy_slots(tmp.path(), "localhost", 4), 0);
+        let cpp = local_slot(tmp.path(), 8, Duration::ZERO).unwrap();
+        let list = parse("localhost/3").unwrap();
+        let job = pick(&list, tmp.path(), Duration::ZERO, Duration::ZERO, &[]).unwrap();
+        assert_eq!(busy_slots(tmp.path(), "localhost", 3), 2);
+        assert_eq!(busy_slots(tmp.path(), "localhost", 1), 1);
+        drop(cpp);
+        assert_eq!(busy_slots(tmp.path(), "localhost", 3), 1);
+        // Counting took nothing: slot 0 is free for the next job.
+        let next = pick(&list, tmp.path(), Duration::ZERO, Duration::ZERO, &[]).unwrap();
+        assert_eq!((job.slot, next.slot), (1, 0));
     }
 
     #[test]

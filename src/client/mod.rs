@@ -34,6 +34,7 @@ pub mod local;
 pub mod lock;
 pub mod objformat;
 pub mod output;
+pub mod placement;
 pub mod pump;
 pub mod remote;
 pub mod scan;
@@ -389,7 +390,8 @@ impl Client {
         let mut last: Option<(&Host, String)> = None;
         let mut prepared = Prepared::default();
         loop {
-            let slot = match lock::pick(&list, &lock_dir, period, env::pause_time(), &excluded) {
+            let slot = match placement::pick(&list, &lock_dir, period, env::pause_time(), &excluded)
+            {
                 Ok(slot) => slot,
                 Err(err) => {
                     let (host, detail) = match last {

@@ -35,6 +35,7 @@ use super::Config;
 use crate::exitcode::ExitCode;
 use crate::sandbox::Sandbox;
 
+mod load;
 mod request;
 mod secure;
 
@@ -67,6 +68,8 @@ pub struct Server<'a> {
     queue: VecDeque<ConnId>,
     /// Slots in use: jobs with a worker, until it reports them finished.
     running: usize,
+    /// Placement's load answers and the recent job time they give.
+    load: load::LoadAnswers,
     stats: Stats,
     scratch: Vec<u8>,
     stopping: Option<Instant>,
@@ -112,6 +115,11 @@ impl<'a> Server<'a> {
                 Interest::READABLE,
             )?;
         }
+        let mut load = match listeners.len() * 2 <= MAX_LISTENERS {
+            true => load::LoadAnswers::bind(&listeners),
+            false => load::LoadAnswers::none(),
+        };
+        load.register(poll.registry(), FIRST_LISTENER + listeners.len());
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let compilers = job::CompilerSearch::new(config.masquerade_dirs());
         let workers = Workers::new(config.jobs, compilers, sandbox, waker);
@@ -126,6 +134,7 @@ impl<'a> Server<'a> {
             max_conns: (nofile.saturating_sub(64) / 2).clamp(16, 8192) as usize,
             queue: VecDeque::new(),
             running: 0,
+            load,
             stats: Stats::new(config.jobs),
             scratch: vec![0; 64 * 1024],
             stopping: None,
@@ -197,7 +206,7 @@ impl<'a> Server<'a> {
                 WAKER => {}
                 token => match conn_of(token) {
                     Some(id) => self.on_conn_event(id, event),
-                    None => self.accept(token.0 - FIRST_LISTENER),
+                    None => self.on_listener(token.0 - FIRST_LISTENER),
                 },
             }
         }
@@ -302,6 +311,34 @@ impl<'a> Server<'a> {
         self.workers.stop();
     }
 
+    /// A listener's event: a connection to accept, or load queries.
+    fn on_listener(&mut self, i: usize) {
+        match i.checked_sub(self.listeners.len()) {
+            None => self.accept(i),
+            Some(j) => {
+                let load = self.load_now();
+                self.load.answer_queries(j, &load, &self.config.access);
+            }
+        }
+    }
+
+    /// What a load query is answered: the slots, the jobs and the recent job time.
+    fn load_now(&self) -> crate::load::Load {
+        let arriving = self
+            .conns
+            .values()
+            .filter(|c| matches!(c.state, ConnState::Reading { .. }))
+            .count();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        crate::load::Load {
+            slots: count(self.config.jobs),
+            running: count(self.running),
+            queued: count(self.queue.len()),
+            arriving: count(arriving),
+            recent_ms: self.load.recent_ms(),
+        }
+    }
+
     fn accept(&mut self, listener: usize) {
         loop {
             let Some((sock, service)) = self.listeners.get(listener) else {
@@ -319,6 +356,7 @@ impl<'a> Server<'a> {
             };
             if service == Service::Compile {
                 self.stats.tcp_accept += 1;
+                self.load.connection_from(addr.ip());
             }
             // Closed without a byte, as distccd 3.4 does (docs/refusals.md).
             if !self.config.access.allows(addr.ip()) {
@@ -574,6 +612,7 @@ impl<'a> Server<'a> {
                 gone: false,
             };
             self.running += 1;
+            self.load.job_started(id);
             self.workers.start(id, job);
         }
     }
@@ -636,6 +675,8 @@ impl<'a> Server<'a> {
         ended: io::Result<(ExitStatus, Results)>,
     ) {
         self.running -= 1;
+        let succeeded = matches!(&ended, Ok((status, _)) if status.success());
+        self.load.job_finished(id, succeeded);
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };

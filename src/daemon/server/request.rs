@@ -235,6 +235,14 @@ impl Server<'_> {
                 conn.peer
             );
         }
+        if self.running + self.queue.len() >= self.config.jobs {
+            log::debug!(
+                "job {} from {} waits: all {} slots busy",
+                String::from_utf8_lossy(job.input_name()),
+                conn.peer,
+                self.config.jobs
+            );
+        }
         conn.state = ConnState::Queued { job };
         conn.deadline = None;
         self.queue.push_back(id);
