@@ -109,6 +109,8 @@ fn make_j8_of_200_files_across_two_daemons_shares_slots_with_real_distcc() {
                 ("CONC_DIR".into(), ours_conc.display().to_string()),
                 ("DISTCCD_PATH".into(), path.clone()),
             ],
+            // The counting compiler writes its samples outside its job.
+            args: vec!["--sandbox-write".into(), ours_conc.display().to_string()],
             ..DaemonOptions::default()
         },
     );

@@ -136,7 +136,12 @@ fn a_refused_job_goes_to_the_next_host() {
     let accepts = Daemon::start("refused-second", opts);
     let work = Work::new("refused-next-work");
     let hosts = format!("{} {}", refuses.host(false), accepts.host(true));
-    let out = work.run(&hosts, &["mycc", "-c", "x.c"], &[("DISTCC_FALLBACK", "0")]);
+    // The list's order, as in distcc 3.4: the refusing host is tried first.
+    let out = work.run(
+        &hosts,
+        &["mycc", "-c", "x.c"],
+        &[("DISTCC_FALLBACK", "0"), ("DISTCC_PLACEMENT", "0")],
+    );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(&refused_line(&refuses)), "{stderr}");
