@@ -235,6 +235,7 @@ impl Server<'_> {
                 conn.peer
             );
         }
+        job.identify = conn.channel.is_some();
         conn.state = ConnState::Queued { job };
         conn.deadline = None;
         self.queue.push_back(id);
