@@ -18,6 +18,7 @@ mod daemon_process;
 mod daemon_pump;
 mod hostile;
 mod house;
+mod identity;
 mod interop;
 mod lock;
 mod lzo_reference;
