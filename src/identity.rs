@@ -263,33 +263,45 @@ pub fn is_wrapped(program: &Path) -> bool {
 /// binary's stat is unchanged; shared by the compile workers.
 #[derive(Default)]
 pub struct Cache {
-    known: Mutex<HashMap<CacheKey, (Stamp, Arc<Identity>)>>,
+    known: Mutex<HashMap<CacheKey, Known>>,
 }
 
 /// A compiler's path and the name it is asked by.
 type CacheKey = (PathBuf, String);
+/// What a probe found, for the stamp it was made at (None: no identity).
+type Known = (Stamp, Option<Arc<Identity>>);
 
 impl Cache {
     /// The identity of `program` asked for as `name`, from the cache or
-    /// from `probe` (which is not run under the cache's lock).
+    /// from `probe` (which is not run under the cache's lock). A compiler
+    /// whose `-v` tells no identity is remembered as such (and logged
+    /// once), so that it is not run again for every job.
     pub fn get(
         &self,
         program: &Path,
         name: &str,
         probe: impl FnOnce() -> io::Result<Identity>,
-    ) -> io::Result<Arc<Identity>> {
-        let stamp = Stamp::of(program)?;
+    ) -> Option<Arc<Identity>> {
+        let stamp = Stamp::of(program).ok()?;
         let key = (program.to_path_buf(), name.to_string());
         let lock = || self.known.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((known, identity)) = lock().get(&key) {
             if *known == stamp {
-                return Ok(identity.clone());
+                return identity.clone();
             }
         }
-        let identity = Arc::new(probe()?);
-        log::info!("compiler {}: {identity}", program.display());
+        let identity = match probe() {
+            Ok(identity) => {
+                log::info!("compiler {}: {identity}", program.display());
+                Some(Arc::new(identity))
+            }
+            Err(err) => {
+                log::warn!("cannot tell the identity of {}: {err}", program.display());
+                None
+            }
+        };
         lock().insert(key, (stamp, identity.clone()));
-        Ok(identity)
+        identity
     }
 }
 
@@ -316,6 +328,29 @@ mod tests {
         gcc version 12.2.0 (Debian 12.2.0-14)\n";
     const CLANG: &str = "Debian clang version 14.0.6\nTarget: powerpc-unknown-linux-gnu\n\
         Thread model: posix\nInstalledDir: /usr/bin\n";
+
+    #[test]
+    fn the_cache_probes_once_per_stamp() {
+        let dir = crate::testing::TestDir::new("identity-cache");
+        let program = dir.write("gcc", "one");
+        let cache = Cache::default();
+        let probes = std::cell::Cell::new(0);
+        let probe = || {
+            probes.set(probes.get() + 1);
+            Identity::parse("gcc", GCC, false).map_err(io::Error::other)
+        };
+        assert!(cache.get(&program, "gcc", probe).is_some());
+        assert!(cache.get(&program, "gcc", probe).is_some());
+        assert_eq!(probes.get(), 1);
+        dir.write("gcc", "two, longer");
+        assert!(cache.get(&program, "gcc", probe).is_some());
+        assert_eq!(probes.get(), 2);
+        let fails = || Err(io::Error::other("no"));
+        assert!(cache.get(&program, "cc", fails).is_none());
+        assert!(cache
+            .get(&program, "cc", || panic!("probed again"))
+            .is_none());
+    }
 
     #[test]
     fn gcc_and_clang_identities() {

@@ -215,10 +215,7 @@ fn start_compiler(
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not found on the server's PATH"))?;
     let identity = job.identify.then(|| {
         let name = String::from_utf8_lossy(crate::filename::basename(&job.program)).into_owned();
-        identities
-            .get(&path, &name, || job.probe_identity(&path, sandbox))
-            .map_err(|err| log::warn!("cannot tell the identity of {}: {err}", path.display()))
-            .ok()
+        identities.get(&path, &name, || job.probe_identity(&path, sandbox))
     });
     Ok((job.spawn(&path, sandbox)?, identity.flatten()))
 }
