@@ -134,7 +134,7 @@ impl Identity {
     pub fn encode(&self) -> Vec<u8> {
         format!(
             "{}\n{}\n{}\n{}\n{}\n",
-            self.name,
+            self.name.replace(['\n', '\r'], "?"),
             self.version,
             self.target,
             self.fingerprint,

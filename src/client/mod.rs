@@ -1025,8 +1025,6 @@ impl Client {
     }
 }
 
-/// Marks `host` as failing for DISTCC_BACKOFF_PERIOD; a mark that cannot
-/// be written only costs the next job a retry.
 /// Compares the identity the host sent (inside the channel) with the
 /// local compiler's: another compiler makes the attempt fail, unless
 /// `DISTCC_RS_ACCEPT_COMPILER` accepts it (warned once).
@@ -1045,6 +1043,8 @@ fn other_compiler(job: &scan::Job, host: &Host, outcome: &remote::Outcome) -> Op
     Some(Attempt::OtherCompiler(Box::new((local, remote.clone()))))
 }
 
+/// Marks `host` as failing for DISTCC_BACKOFF_PERIOD; a mark that cannot
+/// be written only costs the next job a retry.
 fn mark_backoff(dir: &Path, host: &Host, period: Duration) {
     if let Err(err) = lock::mark_backoff(dir, host, period) {
         log::debug!("cannot write the backoff mark of {}: {err}", host.hostdef);
