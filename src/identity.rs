@@ -22,6 +22,16 @@ use std::time::{Duration, Instant};
 /// The token of the daemon's identity packet, sent only inside the channel,
 /// before `DONE`: a body of [`Identity::encode`]'s lines.
 pub const CIDR: crate::proto::Token = *b"CIDR";
+/// The client's ask, the first 12 bytes of its first transport frame:
+/// `CIDQ` with parameter 0. A daemon sends `CIDR` only to a client that
+/// asked, so a distcc-rs client from before the check still gets `DONE`.
+pub const CIDQ: crate::proto::Token = *b"CIDQ";
+/// The ask as it is on the wire.
+pub fn ask() -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::proto::put_header(&mut out, &CIDQ, 0);
+    out
+}
 /// The longest `CIDR` body either side accepts.
 pub const MAX_BODY: usize = 4096;
 /// How long `-v` may take.

@@ -159,6 +159,8 @@ struct Sealed {
     pos: usize,
     /// What each read from the socket goes into.
     raw: Vec<u8>,
+    /// The identity ask (`CIDQ`), sent in front of the first write.
+    ask: Vec<u8>,
 }
 
 /// What the daemon answered to a request's headers sent by hash.
@@ -337,6 +339,7 @@ impl Connection {
             opened: Vec::new(),
             pos: 0,
             raw: vec![0; 256 * 1024],
+            ask: identity::ask(),
         });
         log::debug!(
             "channel open: server key {} proved, handshake {} us",
@@ -352,10 +355,15 @@ impl Connection {
             return self.raw_write_all(buf, step);
         };
         let mut out = Vec::new();
-        sealed
-            .transport
-            .seal(buf, &mut out)
-            .map_err(|e| RemoteError::Io(step.says(e)))?;
+        let sealing = if sealed.ask.is_empty() {
+            sealed.transport.seal(buf, &mut out)
+        } else {
+            // One seal, so the ask and the request's start share the first frame.
+            let mut first = std::mem::take(&mut sealed.ask);
+            first.extend_from_slice(buf);
+            sealed.transport.seal(&first, &mut out)
+        };
+        sealing.map_err(|e| RemoteError::Io(step.says(e)))?;
         self.raw_write_all(&out, step)
     }
 

@@ -405,6 +405,7 @@ impl<'a> Server<'a> {
                 state,
                 write_armed: false,
                 channel,
+                asked_identity: None,
             },
         );
         Ok(())

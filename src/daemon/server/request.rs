@@ -235,7 +235,7 @@ impl Server<'_> {
                 conn.peer
             );
         }
-        job.identify = conn.channel.is_some();
+        job.identify = conn.asked_identity == Some(true);
         conn.state = ConnState::Queued { job };
         conn.deadline = None;
         self.queue.push_back(id);
