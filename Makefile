@@ -32,6 +32,9 @@
 #                      8x8 with 3 client machines, with 1, and 16 hosts x 4
 #                      slots), then bench/placement.sh (what placement adds
 #                      to a job)
+#   make bench-identity BIN_BEFORE=... bench/identity.sh alone (the compiler
+#                      identity check's cost per job, against a distcc-rs
+#                      without it; make bench runs it when BIN_BEFORE is set)
 #   make bench-sandbox bench/sandbox.sh alone (the daemon's cost per job with
 #                      the compilers' sandbox on and off)
 #   make install       $(DESTDIR)$(PREFIX)/bin/distcc-rs plus a relative symlink
@@ -95,7 +98,7 @@ qemu_armv7-unknown-linux-gnueabihf = qemu-arm-static
 linker_powerpc-unknown-linux-gnu = powerpc-linux-gnu-gcc
 linker_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 
-.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras bench-pump bench-farm bench-trust bench-sandbox install uninstall clean deps demo \
+.PHONY: all cross check-openbsd test lint bench bench-kernel bench-extras bench-pump bench-farm bench-trust bench-sandbox bench-identity install uninstall clean deps demo \
 	rustup-targets rustup-cross-targets cross-tools
 
 all: rustup-targets
@@ -179,6 +182,11 @@ bench: all cross
 	$(MAKE) bench-farm
 	BIN='$(BIN)' BIN_PPC='$(BIN_PPC)' sh bench/trust.sh
 	BIN='$(BIN)' sh bench/sandbox.sh
+	if [ -n '$(BIN_BEFORE)' ]; then BIN='$(BIN)' BIN_BEFORE='$(BIN_BEFORE)' sh bench/identity.sh; \
+	else echo 'bench/identity.sh: skipped, BIN_BEFORE (a distcc-rs without the identity check) is not set'; fi
+
+bench-identity: all
+	BIN='$(BIN)' BIN_BEFORE='$(BIN_BEFORE)' sh bench/identity.sh
 
 bench-trust: all cross
 	BIN='$(BIN)' BIN_PPC='$(BIN_PPC)' sh bench/trust.sh

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod env;
 pub mod exitcode;
 pub mod filename;
+pub mod identity;
 pub mod keys;
 pub mod load;
 pub mod logging;

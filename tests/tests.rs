@@ -19,6 +19,7 @@ mod daemon_pump;
 mod farm;
 mod hostile;
 mod house;
+mod identity;
 mod interop;
 mod lock;
 mod lzo_reference;

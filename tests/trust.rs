@@ -22,7 +22,7 @@ const SECRET_C: &str = "int secret_marker_4711(int x) { return x * 4711; }\n";
 const MARKER: &str = "touch \"$MARKS/ran.$$\"; exec /usr/bin/gcc \"$@\"";
 
 /// Runs `distcc-rs key generate PATH`; returns the public key line.
-fn generate(path: &Path) -> String {
+pub(crate) fn generate(path: &Path) -> String {
     let out = Command::new(bin())
         .args(["key", "generate"])
         .arg(path)
@@ -34,12 +34,12 @@ fn generate(path: &Path) -> String {
 
 /// The keys of one test: the daemon's, an accepted client's, and an
 /// outsider's (a client key not in --auth-keys, a server key not the daemon's).
-struct Keys {
+pub(crate) struct Keys {
     dir: TestDir,
 }
 
 impl Keys {
-    fn new(name: &str) -> Keys {
+    pub(crate) fn new(name: &str) -> Keys {
         let dir = TestDir::new(name);
         let client_line = generate(&dir.join("client"));
         generate(&dir.join("server"));
@@ -48,12 +48,12 @@ impl Keys {
         Keys { dir }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 
     /// The daemon's options: --key, --auth-keys, and the marker compiler.
-    fn daemon(&self) -> DaemonOptions {
+    pub(crate) fn daemon(&self) -> DaemonOptions {
         DaemonOptions {
             args: vec![
                 "--key".into(),
@@ -75,7 +75,7 @@ fn marker_scripts() -> Vec<(String, String)> {
 }
 
 /// A host entry for `port` pinning the server key in `pubkey`.
-fn keyed_host(port: u16, pubkey: &str, lzo: bool) -> String {
+pub(crate) fn keyed_host(port: u16, pubkey: &str, lzo: bool) -> String {
     format!(
         "127.0.0.1:{port}/8{},key={pubkey}",
         if lzo { ",lzo" } else { "" }

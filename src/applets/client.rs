@@ -57,7 +57,8 @@ const USAGE: &str = "Usage:\n\
          DISTCC_CONNECT_TIMEOUT, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS, DISTCC_SSH,\n\
          DISTCC_NO_REWRITE_CROSS, TMPDIR, UNCACHED_ERR_FD; DISTCC_RS_OBJECT_CHECK=0 turns\n\
          off the check of returned objects' format; DISTCC_RS_KEY (this client's key for\n\
-         ,key= hosts, else $DISTCC_DIR/key). Pump mode: INCLUDE_SERVER_PORT (set by\n\
+         ,key= hosts, else $DISTCC_DIR/key); DISTCC_RS_ACCEPT_COMPILER=1 (or HOST,...)\n\
+         uses a ,key= host whose compiler is another than the local one. Pump mode: INCLUDE_SERVER_PORT (set by\n\
          distcc-rs pump), INCLUDE_SERVER_STUB, DISTCC_MAX_DISCREPANCY, DEPENDENCIES_OUTPUT.\n\
          See README.md and docs/pump.md.\n";
 

@@ -30,6 +30,7 @@
 
 pub mod compiler;
 pub mod hosts;
+pub mod identity;
 pub mod local;
 pub mod lock;
 pub mod objformat;
@@ -208,6 +209,9 @@ enum Attempt {
     /// compiler's (distcc issue #440); it was thrown away. The message says
     /// what was returned and what was expected.
     WrongObject(String),
+    /// The host's compiler is another than the local one (its identity,
+    /// inside the channel): the job goes elsewhere (`client/identity.rs`).
+    OtherCompiler(Box<(crate::identity::Identity, crate::identity::Identity)>),
 }
 
 /// What a job was made into for the hosts tried so far: the local
@@ -386,7 +390,7 @@ impl Client {
         let period = env::backoff_period();
         // Hosts that failed or refused this job, and the last one's name
         // and story for the fallback.
-        let mut excluded = Vec::new();
+        let mut excluded = identity::marked_hosts(&list, &lock_dir, &job.argv[0]);
         let mut last: Option<(&Host, String)> = None;
         let mut prepared = Prepared::default();
         loop {
@@ -461,6 +465,11 @@ impl Client {
                 let why = format!("{} refused the job: {reason}", host.hostdef);
                 log::warn!("{why}");
                 why
+            }
+            Attempt::OtherCompiler(sides) => {
+                let (local, remote) = &*sides;
+                identity::note_mismatch(lock_dir, host, (local, remote), false);
+                format!("{} has another compiler: {remote}", host.hostdef)
             }
             Attempt::WrongObject(why) => {
                 log::warn!("{why}; not using it, trying elsewhere");
@@ -801,6 +810,9 @@ impl Client {
             Ok(outcome) => outcome,
             Err(attempt) => return attempt,
         };
+        if let Some(attempt) = other_compiler(job, host, &outcome) {
+            return attempt;
+        }
         let file = local::display_name(job.input.as_os_str());
         self.note_state(
             Phase::Receive,
@@ -1013,6 +1025,24 @@ impl Client {
             )),
         }
     }
+}
+
+/// Compares the identity the host sent (inside the channel) with the
+/// local compiler's: another compiler makes the attempt fail, unless
+/// `DISTCC_RS_ACCEPT_COMPILER` accepts it (warned once).
+fn other_compiler(job: &scan::Job, host: &Host, outcome: &remote::Outcome) -> Option<Attempt> {
+    let remote = outcome.identity.as_ref()?;
+    let local = identity::local(&job.argv[0])?;
+    if local.matches(remote) {
+        return None;
+    }
+    if identity::accepted(host) {
+        if let Ok(lock_dir) = env::distcc_subdir("lock") {
+            identity::note_mismatch(&lock_dir, host, (&local, remote), true);
+        }
+        return None;
+    }
+    Some(Attempt::OtherCompiler(Box::new((local, remote.clone()))))
 }
 
 /// Marks `host` as failing for DISTCC_BACKOFF_PERIOD; a mark that cannot

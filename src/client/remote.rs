@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::{ClientHandshake, Frames, Transport};
 use crate::exitcode::ExitCode;
+use crate::identity::{self, Identity};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::proto::{self, Token};
 use crate::sysheaders;
@@ -158,6 +159,8 @@ struct Sealed {
     pos: usize,
     /// What each read from the socket goes into.
     raw: Vec<u8>,
+    /// The identity ask (`CIDQ`), sent in front of the first write.
+    ask: Vec<u8>,
 }
 
 /// What the daemon answered to a request's headers sent by hash.
@@ -182,6 +185,8 @@ pub struct Outcome {
     pub status: u32,
     pub stderr: Vec<u8>,
     pub stdout: Vec<u8>,
+    /// What the daemon said its compiler is (`CIDR`, inside the channel only).
+    pub identity: Option<Identity>,
 }
 
 /// The ssh program and its leading words from DISTCC_SSH: split on spaces,
@@ -334,6 +339,7 @@ impl Connection {
             opened: Vec::new(),
             pos: 0,
             raw: vec![0; 256 * 1024],
+            ask: identity::ask(),
         });
         log::debug!(
             "channel open: server key {} proved, handshake {} us",
@@ -349,10 +355,15 @@ impl Connection {
             return self.raw_write_all(buf, step);
         };
         let mut out = Vec::new();
-        sealed
-            .transport
-            .seal(buf, &mut out)
-            .map_err(|e| RemoteError::Io(step.says(e)))?;
+        let sealing = if sealed.ask.is_empty() {
+            sealed.transport.seal(buf, &mut out)
+        } else {
+            // One seal, so the ask and the request's start share the first frame.
+            let mut first = std::mem::take(&mut sealed.ask);
+            first.extend_from_slice(buf);
+            sealed.transport.seal(&first, &mut out)
+        };
+        sealing.map_err(|e| RemoteError::Io(step.says(e)))?;
         self.raw_write_all(&out, step)
     }
 
@@ -621,9 +632,14 @@ impl Connection {
     /// Reads the daemon's reply up to the object: `DONE STAT SERR SOUT`,
     /// or distcc-rs's refusal, `DENY` and the reason, in place of `DONE`.
     pub fn read_reply(&mut self, version: u32) -> Result<Reply, RemoteError> {
-        let (header, token, done) = self
+        let (mut header, mut token, mut done) = self
             .read_header(&proto::DONE)
             .map_err(|e| e.followed_by(NO_ANSWER))?;
+        let mut identity = None;
+        if token == identity::CIDR && self.sealed.is_some() {
+            identity = Some(self.read_identity(done)?);
+            (header, token, done) = self.read_header(&proto::DONE)?;
+        }
         let refusal = proto::deny_length(&header)
             .map_err(|e| RemoteError::Protocol(format!("protocol error: {e}")))?;
         if let Some(len) = refusal {
@@ -646,7 +662,19 @@ impl Connection {
             status,
             stderr,
             stdout,
+            identity,
         }))
+    }
+
+    /// Reads the body of a `CIDR` of `len` bytes: the daemon's compiler.
+    fn read_identity(&mut self, len: u32) -> Result<Identity, RemoteError> {
+        let bad = |e: String| RemoteError::Protocol(format!("protocol error: CIDR: {e}"));
+        if len as usize > identity::MAX_BODY {
+            return Err(bad(format!("{len} bytes is over the limit")));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.read_exact(&mut body, Step::Doing("reading the compiler's identity"))?;
+        Identity::decode(&body).map_err(bad)
     }
 
     /// Reads the `len` bytes of a `DENY`'s reason (already checked

@@ -137,6 +137,9 @@ pub struct Conn {
     pub write_armed: bool,
     /// The encrypted channel, on a daemon with `--auth-keys`.
     pub channel: Option<ServerChannel>,
+    /// Whether the client's first transport frame began with the identity
+    /// ask (`CIDQ`); None until its first plaintext.
+    pub asked_identity: Option<bool>,
 }
 
 /// The poll tokens below connections: the signal pipe, the workers' waker,

@@ -64,6 +64,8 @@ pub struct ServerJob {
     /// Pump mode (version 3): the client's files, and where the compiler runs.
     tree: Option<Box<Tree>>,
     dir: JobDir,
+    /// The job came over the channel: its reply carries the compiler's identity.
+    pub identify: bool,
 }
 
 /// What a finished compiler left behind.
@@ -74,6 +76,8 @@ pub struct Results {
     pub object: Option<Vec<u8>>,
     /// Pump mode: the `.d` file, rewritten for the client (empty otherwise).
     pub dotd: Vec<u8>,
+    /// The compiler's identity, for a job with [`ServerJob::identify`].
+    pub identity: Option<std::sync::Arc<crate::identity::Identity>>,
 }
 
 impl ServerJob {
@@ -93,6 +97,7 @@ impl ServerJob {
             compile,
             tree: None,
             dir,
+            identify: false,
         }
     }
 
@@ -298,7 +303,24 @@ impl ServerJob {
                 (Some(tree), true) => self.client_dotd(tree, &read(self.output_of("output.d"))),
                 _ => Vec::new(),
             },
+            identity: None,
         }
+    }
+
+    /// Runs `program -v`, as this job's compiler would run, in the same
+    /// sandbox, its output in the job's directory, for the compiler's
+    /// identity (`crate::identity`).
+    pub fn probe_identity(
+        &self,
+        program: &Path,
+        sandbox: &Sandbox,
+    ) -> io::Result<crate::identity::Identity> {
+        let name = String::from_utf8_lossy(filename::basename(&self.program)).into_owned();
+        let dir = self.dir.path();
+        crate::identity::probe(program, &name, &self.path_of("identity"), |command| {
+            command.current_dir(dir);
+            sandbox.confine(command, (dir, dir), program)
+        })
     }
 
     /// The object as the client's: in pump mode, with a compiler that was

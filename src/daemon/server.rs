@@ -443,6 +443,7 @@ impl<'a> Server<'a> {
                 state,
                 write_armed: false,
                 channel,
+                asked_identity: None,
             },
         );
         Ok(())
@@ -720,7 +721,12 @@ impl<'a> Server<'a> {
             Some(_) => response::timed_out(job, results),
             None => {
                 let peer = self.conns.get(&id).map_or("", |c| c.peer.as_str());
-                response::compiled(job, status, &results, peer)
+                let mut answer = response::compiled(job, status, &results, peer);
+                if let Some(identity) = &results.identity {
+                    // Inside the channel only: a distcc-rs extension.
+                    answer.out.splice(0..0, identity.packet());
+                }
+                answer
             }
         };
         self.answer(id, job, answer);

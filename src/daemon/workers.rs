@@ -19,6 +19,7 @@ use mio::Waker;
 
 use super::conn::ConnId;
 use super::job::{Compiler, CompilerSearch, Results, ServerJob};
+use crate::identity::{self, Identity};
 use crate::sandbox::Sandbox;
 
 /// What a worker reports about the job of connection `conn`.
@@ -50,6 +51,7 @@ pub struct Workers {
     outbox: Sender<Report>,
     compilers: Arc<CompilerSearch>,
     sandbox: Arc<Sandbox>,
+    identities: Arc<identity::Cache>,
     waker: Arc<Waker>,
 }
 
@@ -77,6 +79,7 @@ impl Workers {
             outbox,
             compilers: Arc::new(compilers),
             sandbox: Arc::new(sandbox),
+            identities: Arc::default(),
             waker,
         }
     }
@@ -91,11 +94,14 @@ impl Workers {
         }
         let (inbox, outbox) = (self.inbox.clone(), self.outbox.clone());
         let (compilers, waker) = (self.compilers.clone(), self.waker.clone());
-        let sandbox = self.sandbox.clone();
+        let (sandbox, identities) = (self.sandbox.clone(), self.identities.clone());
         let started = std::thread::Builder::new()
             .name(format!("worker{}", self.threads.len()))
             .stack_size(STACK_SIZE)
-            .spawn(move || work(&inbox, (&compilers, &sandbox), &outbox, &waker));
+            .spawn(move || {
+                let run = (&*compilers, &*sandbox, &*identities);
+                work(&inbox, run, &outbox, &waker)
+            });
         match started {
             Ok(thread) => self.threads.push(thread),
             Err(err) => log::warn!(
@@ -144,7 +150,7 @@ impl Drop for Workers {
 }
 
 /// A worker's life: take a job, run it, report; until the loop hangs up.
-fn work(inbox: &Inbox, run: (&CompilerSearch, &Sandbox), outbox: &Sender<Report>, waker: &Waker) {
+fn work(inbox: &Inbox, run: Run, outbox: &Sender<Report>, waker: &Waker) {
     loop {
         let next = inbox.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((conn, job)) = next else {
@@ -160,8 +166,8 @@ fn work(inbox: &Inbox, run: (&CompilerSearch, &Sandbox), outbox: &Sender<Report>
         let report_quietly = |report: Report| {
             let _ = outbox.send(report);
         };
-        let child = match start_compiler(run, &job) {
-            Ok(child) => child,
+        let (child, identity) = match start_compiler(run, &job) {
+            Ok(started) => started,
             Err(err) => {
                 let ended = Err(err);
                 report(Report::Finished {
@@ -180,7 +186,9 @@ fn work(inbox: &Inbox, run: (&CompilerSearch, &Sandbox), outbox: &Sender<Report>
         });
         let ended = wait_for(child, &compiler).map(|status| {
             use std::os::unix::process::ExitStatusExt;
-            (status, job.results(status.into_raw() == 0))
+            let mut results = job.results(status.into_raw() == 0);
+            results.identity = identity;
+            (status, results)
         });
         if !report(Report::Finished {
             conn,
@@ -192,14 +200,24 @@ fn work(inbox: &Inbox, run: (&CompilerSearch, &Sandbox), outbox: &Sender<Report>
     }
 }
 
+/// What a worker runs jobs with: the compiler search, the sandbox, the
+/// compilers' identities.
+type Run<'a> = (&'a CompilerSearch, &'a Sandbox, &'a identity::Cache);
+
+/// Finds the job's compiler, its identity if the job asks for it, and
+/// starts it.
 fn start_compiler(
-    (compilers, sandbox): (&CompilerSearch, &Sandbox),
+    (compilers, sandbox, identities): Run,
     job: &ServerJob,
-) -> io::Result<Child> {
+) -> io::Result<(Child, Option<Arc<Identity>>)> {
     let path = compilers
         .find(&job.program)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not found on the server's PATH"))?;
-    job.spawn(&path, sandbox)
+    let identity = job.identify.then(|| {
+        let name = String::from_utf8_lossy(crate::filename::basename(&job.program)).into_owned();
+        identities.get(&path, &name, || job.probe_identity(&path, sandbox))
+    });
+    Ok((job.spawn(&path, sandbox)?, identity.flatten()))
 }
 
 /// Waits for the compiler to exit, marks it exited, then reaps it. The wait

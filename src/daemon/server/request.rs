@@ -243,6 +243,7 @@ impl Server<'_> {
                 self.config.jobs
             );
         }
+        job.identify = conn.asked_identity == Some(true);
         conn.state = ConnState::Queued { job };
         conn.deadline = None;
         self.queue.push_back(id);

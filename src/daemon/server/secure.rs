@@ -72,11 +72,29 @@ impl Server<'_> {
         if !send.is_empty() && !self.send_handshake(id, send) {
             return false;
         }
+        self.take_ask(id, &mut plain);
         let keep_going = plain.is_empty() || self.on_data(id, &plain);
         if let Some(channel) = self.conns.get_mut(&id).and_then(|c| c.channel.as_mut()) {
             channel.keep_buffer(plain);
         }
         keep_going
+    }
+
+    /// At the client's first plaintext: takes the identity ask (`CIDQ`)
+    /// off its front, and notes whether it was there.
+    fn take_ask(&mut self, id: ConnId, plain: &mut Vec<u8>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if plain.is_empty() || conn.asked_identity.is_some() {
+            return;
+        }
+        let ask = crate::identity::ask();
+        let asked = plain.starts_with(&ask);
+        if asked {
+            plain.drain(..ask.len());
+        }
+        conn.asked_identity = Some(asked);
     }
 
     /// Checks a proved client key against `--auth-keys`; an accepted one
