@@ -349,22 +349,35 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes all of `buf`, sealed on a channel.
+    /// Writes all of `buf`, sealed on a channel. A large `buf` is sealed
+    /// and written a few frames at a time, so that the server opens the
+    /// first frames while the rest are still being sealed.
     fn write_all(&mut self, buf: &[u8], step: Step) -> Result<(), RemoteError> {
+        const SEAL_AT_ONCE: usize = 4 * crate::channel::MAX_PLAIN;
         let Some(sealed) = self.sealed.as_mut() else {
             return self.raw_write_all(buf, step);
         };
-        let mut out = Vec::new();
-        let sealing = if sealed.ask.is_empty() {
-            sealed.transport.seal(buf, &mut out)
+        // The ask goes first, so that it and the request's start share the
+        // first frame.
+        let ask = std::mem::take(&mut sealed.ask);
+        let joined;
+        let plain = if ask.is_empty() {
+            buf
         } else {
-            // One seal, so the ask and the request's start share the first frame.
-            let mut first = std::mem::take(&mut sealed.ask);
-            first.extend_from_slice(buf);
-            sealed.transport.seal(&first, &mut out)
+            joined = [ask.as_slice(), buf].concat();
+            joined.as_slice()
         };
-        sealing.map_err(|e| RemoteError::Io(step.says(e)))?;
-        self.raw_write_all(&out, step)
+        let mut out = Vec::new();
+        for chunk in plain.chunks(SEAL_AT_ONCE) {
+            out.clear();
+            let sealed = self.sealed.as_mut().expect("a channel");
+            sealed
+                .transport
+                .seal(chunk, &mut out)
+                .map_err(|e| RemoteError::Io(step.says(e)))?;
+            self.raw_write_all(&out, step)?;
+        }
+        Ok(())
     }
 
     /// Reads some bytes into `buf` (at least one), opened from the
