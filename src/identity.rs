@@ -217,9 +217,10 @@ impl Stamp {
     }
 }
 
-/// Runs `program -v` (as `name`), its output into `out`, in a clean
-/// environment (only `PATH`, and `LC_ALL=C` so that the lines are in
-/// English), after `confine` has had its say; kills it after [`PROBE_TIME`].
+/// Runs `program -v` (as `name`), its output into `out`, in the
+/// environment its jobs get (so that a wrapper script finds what it
+/// needs) with `LC_ALL=C`, so that the lines are in English, after
+/// `confine` has had its say; kills it after [`PROBE_TIME`].
 pub fn probe(
     program: &Path,
     name: &str,
@@ -232,8 +233,6 @@ pub fn probe(
     command
         .arg0(name)
         .arg("-v")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)

@@ -46,6 +46,8 @@ fn compile(work: &TestDir, hosts: &str, env: &[(&str, &str)]) -> Output {
     let _ = std::fs::remove_file(work.join("x.o"));
     let mut env = env.to_vec();
     env.push(("DISTCC_FALLBACK", "0"));
+    // The list's order decides, so that the first job meets the first host.
+    env.push(("DISTCC_PLACEMENT", "0"));
     let out = client(&work.path, hosts, &["gcc", "-c", "x.c"], &env);
     assert!(out.status.success(), "client: {}", text(&out.stderr));
     let got = std::fs::read(work.join("x.o")).unwrap();

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 const SECRET_C: &str = "int secret_marker_4711(int x) { return x * 4711; }\n";
 
 /// A compiler that leaves a mark in $MARKS each time it runs, then is gcc.
-const MARKER: &str = "touch \"$MARKS/ran.$$\"; exec /usr/bin/gcc \"$@\"";
+/// Marks each compile it runs; the daemon's `-v` for the compiler's
+/// identity is not a compile.
+const MARKER: &str = "[ \"$1\" = -v ] || touch \"$MARKS/ran.$$\"; exec /usr/bin/gcc \"$@\"";
 
 /// Runs `distcc-rs key generate PATH`; returns the public key line.
 pub(crate) fn generate(path: &Path) -> String {
@@ -415,7 +417,8 @@ fn five_hundred_idle_half_handshakes_do_not_stop_a_real_job() {
 fn the_powerpc_client_under_qemu_compiles_over_the_channel() {
     let keys = Keys::new("trust-ppc-keys");
     let triple = POWERPC.gnu_triple;
-    let compiler = format!("touch \"$MARKS/ran.$$\"; exec clang --target={triple} \"$@\"");
+    let compiler =
+        format!("[ \"$1\" = -v ] || touch \"$MARKS/ran.$$\"; exec clang --target={triple} \"$@\"");
     let daemon = Daemon::start(
         "trust-ppc",
         DaemonOptions {
