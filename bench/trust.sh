@@ -34,6 +34,12 @@ RUNS=${BENCH_TRUST_RUNS:-200}
 BIG_RUNS=${BENCH_TRUST_BIG_RUNS:-100}
 PPC_RUNS=${BENCH_TRUST_PPC_RUNS:-10}
 BIN_PPC=${BIN_PPC:-$root/target/cross/powerpc-unknown-linux-gnu/release/distcc-rs}
+# The commands run in the benchmark's own directory: a relative path
+# (make's, or one given by hand) is made absolute first.
+case $BIN_PPC in
+/*) ;;
+*) BIN_PPC=$PWD/$BIN_PPC ;;
+esac
 SLOTS=4
 kl_need distcc distcc
 kl_need gcc gcc
