@@ -53,25 +53,10 @@ echo
 h=$kl_work/hello
 mkdir "$h"
 printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
-(cd "$h" && timeout 1800 python3 -c '
-import shlex, statistics, subprocess, sys, time
-runs, cmds = int(sys.argv[1]), sys.argv[2:]
-times = [[] for _ in cmds]
-for r in range(runs + 1):
-    for i, cmd in enumerate(cmds):
-        t = time.perf_counter()
-        p = subprocess.run(shlex.split(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if p.returncode != 0 or p.stderr:
-            sys.exit("%s exited %d: %s" % (cmd, p.returncode, p.stderr.decode(errors="replace")))
-        if r > 0:
-            times[i].append(time.perf_counter() - t)
-for t in times:
-    print("%.3f" % (statistics.median(t) * 1000))
-' "$RUNS" \
+KL_QUIET=1 kl_median_ms "$h" "$kl_work/ms" "$RUNS" \
     "gcc -c hello.c -o hello.o" \
     "env DISTCC_HOSTS=$without_host $BEFORE gcc -c hello.c -o hello.o" \
-    "env DISTCC_HOSTS=$with_host $DISTCC_RS gcc -c hello.c -o hello.o") >"$kl_work/ms" ||
-    kl_die "a benchmark command failed"
+    "env DISTCC_HOSTS=$with_host $DISTCC_RS gcc -c hello.c -o hello.o"
 grep -q 'fingerprint' "$with_log" || kl_die "the daemon with the check did not probe its compiler"
 t_local=$(sed -n 1p "$kl_work/ms")
 t_without=$(sed -n 2p "$kl_work/ms")

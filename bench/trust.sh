@@ -85,28 +85,12 @@ sys.stdout.write(line * (1048576 // len(line)) + "int big_source_marker = 1;\n")
 ' >"$h/big.i"
 size=$(wc -c <"$h/big.i")
 
-# median_ms OUT RUNS CMD...: runs the commands in RUNS rounds, each round
-# every command once in turn (so a change in the shared machine's load hits
-# them alike), after one warm-up round; the medians in ms, one line per
-# command. A command that fails stops the benchmark.
+# median_ms OUT RUNS CMD...: kl_median_ms in the benchmark's directory, the
+# medians in $kl_work/OUT.ms.
 median_ms() {
     out=$1
     shift
-    (cd "$h" && timeout 1800 python3 -c '
-import shlex, statistics, subprocess, sys, time
-runs, cmds = int(sys.argv[1]), sys.argv[2:]
-times = [[] for _ in cmds]
-for r in range(runs + 1):
-    for i, cmd in enumerate(cmds):
-        t = time.perf_counter()
-        p = subprocess.run(shlex.split(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if p.returncode != 0:
-            sys.exit("%s exited %d: %s" % (cmd, p.returncode, p.stderr.decode(errors="replace")))
-        if r > 0:
-            times[i].append(time.perf_counter() - t)
-for t in times:
-    print("%.3f" % (statistics.median(t) * 1000))
-' "$@") >"$kl_work/$out.ms" || kl_die "a benchmark command failed"
+    kl_median_ms "$h" "$kl_work/$out.ms" "$@"
 }
 
 # --- 1. Per-job overhead -----------------------------------------------------

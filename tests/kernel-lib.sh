@@ -255,3 +255,30 @@ kl_try_client() {
     (cd "$kl_work/try" && timeout 60 $1 -c probe.c -o probe.o) >"$kl_work/try/out" 2>&1 &&
         grep -q 'COMPILE_OK.* probe\.c$' "$2"
 }
+
+# kl_median_ms DIR OUT RUNS CMD...: runs the commands in DIR in RUNS rounds,
+# each round every command once in turn (so that a change in the shared
+# machine's load hits them alike), after one warm-up round, and writes the
+# medians in ms to OUT, one line per command. A command that fails (or,
+# with KL_QUIET=1, writes to stderr) stops the benchmark.
+kl_median_ms() {
+    dir=$1
+    out=$2
+    shift 2
+    (cd "$dir" && KL_QUIET=${KL_QUIET:-0} timeout 1800 python3 -c '
+import os, shlex, statistics, subprocess, sys, time
+runs, cmds = int(sys.argv[1]), sys.argv[2:]
+quiet = os.environ.get("KL_QUIET") == "1"
+times = [[] for _ in cmds]
+for r in range(runs + 1):
+    for i, cmd in enumerate(cmds):
+        t = time.perf_counter()
+        p = subprocess.run(shlex.split(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if p.returncode != 0 or (quiet and p.stderr):
+            sys.exit("%s exited %d: %s" % (cmd, p.returncode, p.stderr.decode(errors="replace")))
+        if r > 0:
+            times[i].append(time.perf_counter() - t)
+for t in times:
+    print("%.3f" % (statistics.median(t) * 1000))
+' "$@") >"$out" || kl_die "a benchmark command failed"
+}
