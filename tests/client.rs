@@ -10,7 +10,7 @@ use crate::common;
 use common::compare::{self, summaries_at_least, Server};
 use common::daemon::{bin, client, need, Daemon, DaemonOptions, DebianDistccd};
 use common::TestDir;
-use common::{local, text};
+use common::{local, text, write_c_cxx_objc_sources};
 use std::path::Path;
 use std::process::Command;
 
@@ -52,20 +52,7 @@ fn c_cxx_and_objc_objects_are_identical_to_local() {
     );
     for server in both_servers("client-langs") {
         let work = TestDir::new("client-langs-work");
-        work.write(
-            "hello.c",
-            "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
-        );
-        work.write(
-            "vec.cc",
-            "#include <vector>\n#include <numeric>\nint sum(const std::vector<int>& v) {\n\
-             return std::accumulate(v.begin(), v.end(), 0); }\n",
-        );
-        work.write(
-            "obj.m",
-            "@interface Counter { int n; }\n- (int)bump;\n@end\n\
-             @implementation Counter\n- (int)bump { return ++n; }\n@end\n",
-        );
+        write_c_cxx_objc_sources(&work);
         same_as_local(
             &*server,
             &work,

@@ -9,7 +9,7 @@ use crate::common;
 
 use common::compare::{self, summaries_at_least};
 use common::daemon::{client, need, Daemon, DaemonOptions};
-use common::{text, TestDir};
+use common::{text, write_c_cxx_objc_sources, TestDir};
 use std::path::Path;
 
 /// What our client sends for `gcc` (distcc 3.4's rewrite).
@@ -145,20 +145,7 @@ fn c_cxx_objc_and_clang_for_powerpc_objects_are_identical_under_the_sandbox() {
     opts.masquerade.push("clang".into());
     let daemon = start("sandbox-langs", opts);
     let work = TestDir::new("sandbox-langs-work");
-    work.write(
-        "hello.c",
-        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
-    );
-    work.write(
-        "vec.cc",
-        "#include <vector>\n#include <numeric>\nint sum(const std::vector<int>& v) {\n\
-         return std::accumulate(v.begin(), v.end(), 0); }\n",
-    );
-    work.write(
-        "obj.m",
-        "@interface Counter { int n; }\n- (int)bump;\n@end\n\
-         @implementation Counter\n- (int)bump { return ++n; }\n@end\n",
-    );
+    write_c_cxx_objc_sources(&work);
     let cases: [(&[&str], &str, &str, &str); 4] = [
         (
             &["gcc", "-O2", "-c", "hello.c", "-o", "hello.o"],

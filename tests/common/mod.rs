@@ -57,6 +57,25 @@ pub fn local(cwd: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// One source in each of C (`hello.c`), C++ (`vec.cc`) and Objective-C
+/// (`obj.m`), for the tests that compare the three languages' objects.
+pub fn write_c_cxx_objc_sources(work: &TestDir) {
+    work.write(
+        "hello.c",
+        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+    );
+    work.write(
+        "vec.cc",
+        "#include <vector>\n#include <numeric>\nint sum(const std::vector<int>& v) {\n\
+         return std::accumulate(v.begin(), v.end(), 0); }\n",
+    );
+    work.write(
+        "obj.m",
+        "@interface Counter { int n; }\n- (int)bump;\n@end\n\
+         @implementation Counter\n- (int)bump { return ++n; }\n@end\n",
+    );
+}
+
 /// The object local `gcc -c SRC` makes in `cwd`, leaving nothing behind.
 pub fn local_object(cwd: &Path, src: &str) -> Vec<u8> {
     let out = local(cwd, &["gcc", "-c", src, "-o", "local.o"]);
