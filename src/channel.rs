@@ -1,6 +1,7 @@
 //! The authenticated, encrypted channel between distcc-rs peers: a Noise
-//! XK handshake (`Noise_XK_25519_ChaChaPoly_BLAKE2s`, the `snow` crate),
-//! then the distcc byte stream in length-prefixed frames (docs/trust.md).
+//! XK handshake (`Noise_XK_25519_AESGCM_BLAKE2s` or
+//! `Noise_XK_25519_ChaChaPoly_BLAKE2s`, the `snow` crate), then the distcc
+//! byte stream in length-prefixed frames (docs/trust.md).
 //!
 //! Everything here is sans-I/O: the daemon feeds it what its non-blocking
 //! sockets read, the client what its blocking reads return. On the wire
@@ -14,11 +15,15 @@
 //! against `--auth-keys` before it opens one transport frame. The transport
 //! keys mix the server's fresh ephemeral key in, so a recorded session
 //! played again decrypts to nothing on the server: it runs nothing.
+//!
+//! The client picks the cipher ([`Suite::preferred`]): AES-256-GCM on
+//! x86_64, ChaCha20-Poly1305 elsewhere (a G4, armv7 boards: no AES
+//! instructions). The server reads the first message as either suite; the
+//! protocol name is in the handshake hash, so the suite cannot be changed
+//! on the way.
 
 use crate::keys::{PrivateKey, PublicKey, KEY_LEN};
 
-/// The Noise protocol name.
-pub const PATTERN: &str = "Noise_XK_25519_ChaChaPoly_BLAKE2s";
 /// Bound into the handshake hash: both sides must speak this channel's version.
 const PROLOGUE: &[u8] = b"distcc-rs channel 1";
 /// The largest Noise message, hence frame body.
@@ -31,6 +36,52 @@ pub const MAX_PLAIN: usize = MAX_FRAME - TAG;
 const HELLO_LEN: usize = KEY_LEN + TAG;
 /// XK's third message with an empty payload: the encrypted static key and two tags.
 const FINISH_LEN: usize = KEY_LEN + 2 * TAG;
+
+/// The channel's two cipher suites. Both use X25519 and BLAKE2s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    AesGcm,
+    ChaChaPoly,
+}
+
+impl Suite {
+    /// The Noise protocol name.
+    pub fn pattern(self) -> &'static str {
+        match self {
+            Suite::AesGcm => "Noise_XK_25519_AESGCM_BLAKE2s",
+            Suite::ChaChaPoly => "Noise_XK_25519_ChaChaPoly_BLAKE2s",
+        }
+    }
+
+    /// The suite this machine seals fastest: AES-256-GCM on x86_64, whose
+    /// ciphers come from ring (AES-NI and VAES code, and a constant-time
+    /// SSSE3 fallback on the rare CPU without AES-NI); ChaCha20-Poly1305
+    /// everywhere else (a G4, armv7), where AES would be slow software.
+    /// It asks the CPU nothing itself: each `cpuid` traps in a VM (7 us
+    /// here), and ring has already asked.
+    pub fn preferred() -> Suite {
+        if cfg!(target_arch = "x86_64") {
+            Suite::AesGcm
+        } else {
+            Suite::ChaChaPoly
+        }
+    }
+
+    /// The cipher's name, for the log.
+    pub fn cipher(self) -> &'static str {
+        match self {
+            Suite::AesGcm => "AES-256-GCM",
+            Suite::ChaChaPoly => "ChaCha20-Poly1305",
+        }
+    }
+
+    fn other(self) -> Suite {
+        match self {
+            Suite::AesGcm => Suite::ChaChaPoly,
+            Suite::ChaChaPoly => Suite::AesGcm,
+        }
+    }
+}
 
 /// Why the channel failed. Never holds key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +97,14 @@ fn failed(what: &str, err: snow::Error) -> ChannelError {
     ChannelError(format!("{what}: {err}"))
 }
 
-/// A builder for this channel's Noise protocol.
-pub fn builder() -> snow::Builder<'static> {
-    snow::Builder::new(PATTERN.parse().expect("a valid Noise protocol name"))
+/// A builder for one of this channel's Noise protocols.
+pub fn builder(suite: Suite) -> snow::Builder<'static> {
+    snow::Builder::new(
+        suite
+            .pattern()
+            .parse()
+            .expect("a valid Noise protocol name"),
+    )
 }
 
 /// The public key of `key`: an NX handshake in memory, whose responder
@@ -112,6 +168,51 @@ impl Frames {
     pub fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
     }
+
+    /// How many more bytes the frame begun in [`Frames::pending`] needs
+    /// before its length, or its body, is all in.
+    fn missing(&self) -> usize {
+        match self.pending() {
+            [] => 0,
+            [_] => 1,
+            [a, b, body @ ..] => {
+                usize::from(u16::from_be_bytes([*a, *b])).saturating_sub(body.len())
+            }
+        }
+    }
+}
+
+/// Opens every whole frame of `frames` and then of `raw`, appending the
+/// plaintext to `plain`, and keeps the last frame begun for the next call.
+/// Only a frame split between two reads is copied: the others are opened
+/// where `raw` holds them.
+fn open_stream(
+    transport: &mut Transport,
+    frames: &mut Frames,
+    mut raw: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<(), ChannelError> {
+    loop {
+        while let Some(frame) = frames.next_frame() {
+            transport.open(frame, plain)?;
+        }
+        let take = frames.missing().min(raw.len());
+        if take == 0 {
+            break;
+        }
+        frames.push(&raw[..take]);
+        raw = &raw[take..];
+    }
+    while let [a, b, rest @ ..] = raw {
+        let len = usize::from(u16::from_be_bytes([*a, *b]));
+        let Some((frame, after)) = rest.split_at_checked(len) else {
+            break;
+        };
+        transport.open(frame, plain)?;
+        raw = after;
+    }
+    frames.push(raw);
+    Ok(())
 }
 
 /// The channel after the handshake: seals and opens transport frames.
@@ -164,13 +265,22 @@ pub struct ClientHandshake {
 }
 
 impl ClientHandshake {
-    /// Starts a handshake as `own` with the server whose key is `server`;
-    /// returns the first message, framed.
+    /// Starts a handshake as `own` with the server whose key is `server`,
+    /// in this machine's preferred suite; returns the first message, framed.
     pub fn start(
         own: &PrivateKey,
         server: &PublicKey,
     ) -> Result<(ClientHandshake, Vec<u8>), ChannelError> {
-        let mut state = builder()
+        ClientHandshake::start_with(own, server, Suite::preferred())
+    }
+
+    /// [`ClientHandshake::start`] in the suite `suite`.
+    pub fn start_with(
+        own: &PrivateKey,
+        server: &PublicKey,
+        suite: Suite,
+    ) -> Result<(ClientHandshake, Vec<u8>), ChannelError> {
+        let mut state = builder(suite)
             .local_private_key(own.bytes())
             .remote_public_key(&server.bytes)
             .prologue(PROLOGUE)
@@ -210,8 +320,9 @@ impl ClientHandshake {
 pub const MAX_HANDSHAKE_FRAME: usize = 2 + FINISH_LEN;
 
 enum Stage {
-    /// Waiting for the client's first message.
-    Hello(Box<snow::HandshakeState>),
+    /// Waiting for the client's first message, ready for it in either
+    /// suite, this machine's preferred one first.
+    Hello(Vec<(Suite, snow::HandshakeState)>),
     /// Answered; waiting for the client's key.
     Finish(Box<snow::HandshakeState>),
     /// The client proved a key, not yet admitted: nothing more is opened.
@@ -224,34 +335,34 @@ enum Stage {
 pub struct ServerChannel {
     frames: Frames,
     stage: Stage,
-    /// A plaintext buffer the caller borrows, so a large request is not
-    /// an allocation per read.
-    spare: Vec<u8>,
+    /// The suite the client's first message was written in.
+    suite: Option<Suite>,
 }
 
 impl ServerChannel {
     pub fn new(key: &PrivateKey) -> Result<ServerChannel, ChannelError> {
-        let state = builder()
-            .local_private_key(key.bytes())
-            .prologue(PROLOGUE)
-            .build_responder()
-            .map_err(|e| failed("cannot start a handshake", e))?;
+        let preferred = Suite::preferred();
+        let states = [preferred, preferred.other()]
+            .into_iter()
+            .map(|suite| {
+                let state = builder(suite)
+                    .local_private_key(key.bytes())
+                    .prologue(PROLOGUE)
+                    .build_responder()
+                    .map_err(|e| failed("cannot start a handshake", e))?;
+                Ok((suite, state))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ServerChannel {
             frames: Frames::default(),
-            stage: Stage::Hello(Box::new(state)),
-            spare: Vec::new(),
+            stage: Stage::Hello(states),
+            suite: None,
         })
     }
 
-    /// An empty buffer for [`ServerChannel::input`]'s plaintext.
-    pub fn take_buffer(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.spare)
-    }
-
-    /// Gives a buffer back for the next read.
-    pub fn keep_buffer(&mut self, mut buf: Vec<u8>) {
-        buf.clear();
-        self.spare = buf;
+    /// The client's suite, once its first message is read.
+    pub fn suite(&self) -> Option<Suite> {
+        self.suite
     }
 
     /// True once the client's key was proved and admitted.
@@ -269,8 +380,12 @@ impl ServerChannel {
         send: &mut Vec<u8>,
         plain: &mut Vec<u8>,
     ) -> Result<Option<[u8; KEY_LEN]>, ChannelError> {
-        self.frames.push(raw);
-        let result = self.step(send, plain);
+        let result = if let Stage::Open(transport) = &mut self.stage {
+            open_stream(transport, &mut self.frames, raw, plain).map(|()| None)
+        } else {
+            self.frames.push(raw);
+            self.step(send, plain)
+        };
         if result.is_err() {
             self.stage = Stage::Failed;
         }
@@ -293,7 +408,11 @@ impl ServerChannel {
                 return Ok(None);
             };
             match std::mem::replace(&mut self.stage, Stage::Failed) {
-                Stage::Hello(state) => self.stage = Stage::Finish(answer(state, frame, send)?),
+                Stage::Hello(states) => {
+                    let (suite, state) = answer(states, frame, send)?;
+                    self.suite = Some(suite);
+                    self.stage = Stage::Finish(state);
+                }
                 Stage::Finish(state) => {
                     let (transport, client) = finish(*state, frame)?;
                     self.stage = Stage::Proven(transport);
@@ -347,21 +466,28 @@ impl ServerChannel {
     }
 }
 
-/// Reads the client's first message and writes the answer, framed, to `send`.
+/// Reads the client's first message, in whichever suite it was written,
+/// and writes the answer, framed, to `send`.
 fn answer(
-    mut state: Box<snow::HandshakeState>,
+    states: Vec<(Suite, snow::HandshakeState)>,
     hello: &[u8],
     send: &mut Vec<u8>,
-) -> Result<Box<snow::HandshakeState>, ChannelError> {
+) -> Result<(Suite, Box<snow::HandshakeState>), ChannelError> {
     let mut buf = [0u8; 256];
-    state
-        .read_message(hello, &mut buf)
-        .map_err(|_| ChannelError("the client's handshake is not for this daemon's key".into()))?;
+    let (suite, mut state) = states
+        .into_iter()
+        .find_map(|(suite, mut state)| {
+            let read = state.read_message(hello, &mut buf);
+            read.is_ok().then_some((suite, state))
+        })
+        .ok_or_else(|| {
+            ChannelError("the client's handshake is not for this daemon's key".into())
+        })?;
     let n = state
         .write_message(&[], &mut buf)
         .map_err(|e| failed("cannot answer the handshake", e))?;
     put_frame(send, &buf[..n]);
-    Ok(state)
+    Ok((suite, Box::new(state)))
 }
 
 /// Reads the client's third message: its key, proved.
@@ -400,8 +526,15 @@ mod tests {
 
     #[test]
     fn a_handshake_proves_both_keys_and_carries_data_both_ways() {
+        for suite in [Suite::AesGcm, Suite::ChaChaPoly] {
+            handshake_and_data_in(suite);
+        }
+    }
+
+    /// A client in `suite` against a server ready for either.
+    fn handshake_and_data_in(suite: Suite) {
         let ((server, server_pub), (client, client_pub)) = (pair(), pair());
-        let (hs, hello) = ClientHandshake::start(&client, &server_pub).unwrap();
+        let (hs, hello) = ClientHandshake::start_with(&client, &server_pub, suite).unwrap();
         let mut channel = ServerChannel::new(&server).unwrap();
         let (mut send, mut plain) = (Vec::new(), Vec::new());
         // Byte by byte: frames may arrive in any pieces.
@@ -421,6 +554,32 @@ mod tests {
         let mut got = Vec::new();
         transport.open(&bodies(&back)[0], &mut got).unwrap();
         assert_eq!(got, b"DONE");
+    }
+
+    #[test]
+    fn an_open_channel_takes_frames_in_any_pieces() {
+        let ((server, server_pub), (client, _)) = (pair(), pair());
+        let (hs, hello) = ClientHandshake::start(&client, &server_pub).unwrap();
+        let mut channel = ServerChannel::new(&server).unwrap();
+        let (mut send, mut plain) = (Vec::new(), Vec::new());
+        channel.input(&hello, &mut send, &mut plain).unwrap();
+        let (finish_msg, mut transport) = hs.finish(&bodies(&send)[0]).unwrap();
+        channel.input(&finish_msg, &mut send, &mut plain).unwrap();
+        channel.admit(&mut plain).unwrap();
+        let big: Vec<u8> = (0..400_000u32).map(|i| (i * 7) as u8).collect();
+        let mut stream = Vec::new();
+        transport.seal(&big, &mut stream).unwrap();
+        // Pieces that split a length, split a body, hold several frames.
+        let mut rest = stream.as_slice();
+        for size in [1, 1, 5, 65536, 200_000, 3].into_iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at(size.min(rest.len()));
+            channel.input(piece, &mut send, &mut plain).unwrap();
+            rest = after;
+        }
+        assert_eq!(plain, big);
     }
 
     #[test]

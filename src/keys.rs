@@ -47,7 +47,7 @@ impl PrivateKey {
 
     /// A new key from the system's random source.
     pub fn generate() -> Result<PrivateKey, String> {
-        let pair = crate::channel::builder()
+        let pair = crate::channel::builder(crate::channel::Suite::ChaChaPoly)
             .generate_keypair()
             .map_err(|e| format!("cannot generate a key: {e}"))?;
         let bytes: [u8; KEY_LEN] = pair.private[..]

@@ -48,6 +48,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long, and how much, a stats client may send after its reply.
 const STATS_DRAIN_TIME: Duration = Duration::from_secs(1);
 const STATS_DRAIN_BYTES: u64 = 64 * 1024;
+/// The most one read from a connection takes: four whole channel frames.
+const READ_SIZE: usize = 4 * (crate::channel::MAX_FRAME + 2);
+/// The most a channel opens from one read: that read, a frame begun in the
+/// read before, and while a frame is opened its own room; twice a frame is
+/// more than enough, so `opened` never grows (see `sys::unforked_buffer`).
+pub(super) const OPENED_ROOM: usize = READ_SIZE + 2 * crate::channel::MAX_FRAME;
 
 /// What a listening socket serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +77,10 @@ pub struct Server<'a> {
     /// Placement's load answers and the recent job time they give.
     load: load::LoadAnswers,
     stats: Stats,
+    /// What each read from a connection goes into.
     scratch: Vec<u8>,
+    /// What a channel opened from `scratch` (secure.rs).
+    opened: Vec<u8>,
     stopping: Option<Instant>,
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
@@ -136,7 +145,8 @@ impl<'a> Server<'a> {
             running: 0,
             load,
             stats: Stats::new(config.jobs),
-            scratch: vec![0; 64 * 1024],
+            scratch: crate::sys::unforked_buffer(READ_SIZE, 0),
+            opened: crate::sys::unforked_buffer(0, OPENED_ROOM),
             stopping: None,
             single: false,
             workers,

@@ -45,7 +45,7 @@ impl Server<'_> {
             return false;
         };
         let reading = matches!(conn.state, ConnState::Reading { .. });
-        let Some(channel) = conn.channel.as_mut().filter(|_| reading) else {
+        if conn.channel.is_none() || !reading {
             if trusted && reading {
                 // A channel that could not be made: serve nothing.
                 self.close(id);
@@ -53,11 +53,27 @@ impl Server<'_> {
             }
             // After the request, bytes are only counted or ignored.
             return self.on_data(id, raw);
+        }
+        // One plaintext buffer for every connection: a large request is
+        // not an allocation (and its page faults) per connection.
+        let mut plain = std::mem::take(&mut self.opened);
+        let keep_going = self.open_received(id, raw, &mut plain);
+        debug_assert!(plain.capacity() <= super::OPENED_ROOM + 64, "opened grew");
+        plain.clear();
+        self.opened = plain;
+        keep_going
+    }
+
+    /// [`Server::on_received`] for a connection with a channel: `raw`
+    /// through the handshake or opened into `plain`, then to the request.
+    fn open_received(&mut self, id: ConnId, raw: &[u8], plain: &mut Vec<u8>) -> bool {
+        let Some(channel) = self.conns.get_mut(&id).and_then(|c| c.channel.as_mut()) else {
+            return false;
         };
-        let (mut send, mut plain) = (Vec::new(), channel.take_buffer());
-        let proven = channel.input(raw, &mut send, &mut plain);
+        let mut send = Vec::new();
+        let proven = channel.input(raw, &mut send, plain);
         let admitted = match proven {
-            Ok(Some(client)) => self.admit(id, &client, &mut plain),
+            Ok(Some(client)) => self.admit(id, &client, plain),
             Ok(None) => Ok(()),
             Err(err) => Err(err.to_string()),
         };
@@ -72,12 +88,8 @@ impl Server<'_> {
         if !send.is_empty() && !self.send_handshake(id, send) {
             return false;
         }
-        self.take_ask(id, &mut plain);
-        let keep_going = plain.is_empty() || self.on_data(id, &plain);
-        if let Some(channel) = self.conns.get_mut(&id).and_then(|c| c.channel.as_mut()) {
-            channel.keep_buffer(plain);
-        }
-        keep_going
+        self.take_ask(id, plain);
+        plain.is_empty() || self.on_data(id, plain)
     }
 
     /// At the client's first plaintext: takes the identity ask (`CIDQ`)
@@ -107,16 +119,18 @@ impl Server<'_> {
             return Err(format!("client key {fingerprint} is not in --auth-keys"));
         };
         let conn = self.conns.get_mut(&id).ok_or("gone")?;
+        conn.deadline = Some(Instant::now() + io_timeout);
+        let cipher = conn.channel.as_ref().and_then(ServerChannel::suite);
         log::info!(
-            "client {} proved key {fingerprint} ({})",
+            "client {} proved key {fingerprint} ({}), {}",
             conn.peer,
             if known.comment.is_empty() {
                 "no comment"
             } else {
                 &known.comment
-            }
+            },
+            cipher.map_or("?", crate::channel::Suite::cipher)
         );
-        conn.deadline = Some(Instant::now() + io_timeout);
         match conn.channel.as_mut() {
             Some(channel) => channel.admit(plain).map_err(|e| e.to_string()),
             None => Err("no channel".into()),
