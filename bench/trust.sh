@@ -112,8 +112,10 @@ printf '   %-44s %10s %12s\n' "Debian distcc, plain TCP (reference)" "$t_d" "$(s
 printf '   %-44s %10s %12s\n' "distcc-rs, plain TCP" "$t_plain" "$(sub "$t_plain" "$t_local")"
 printf '   %-44s %10s %12s\n' "distcc-rs, channel (,key=)" "$t_keyed" "$(sub "$t_keyed" "$t_local")"
 echo "   the channel's cost per job (handshake, key files, framing): $(sub "$t_keyed" "$t_plain") ms"
-# The handshake itself, as the client times it (key files read, three
-# messages): the debug line of $RUNS jobs.
+# The handshake itself, as the client times it: its own time in it (key
+# files read, the first and third messages made and sent, the wait for the
+# server's answer), not the preprocessor run it overlaps. The debug line
+# of $RUNS jobs.
 (cd "$h" && for _ in $(seq "$RUNS"); do
     DISTCC_VERBOSE=1 DISTCC_HOSTS=$keyed_host "$DISTCC_RS" gcc -c hello.c -o hello.o 2>&1 |
         sed -n 's/.*handshake \([0-9]*\) us.*/\1/p'

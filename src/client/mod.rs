@@ -664,7 +664,13 @@ impl Client {
                 Err(attempt) => return attempt,
             }
         }
-        let connection = remote::connect(&target(host), env::connect_timeout(), self.io_timeout);
+        let mut connection =
+            remote::connect(&target(host), env::connect_timeout(), self.io_timeout);
+        // A channel's handshake ends while the preprocessor runs; with no
+        // preprocessor, at the first write, after the source is read.
+        if cpp.is_some() {
+            connection = connection.and_then(|mut c| c.finish_handshake().map(|()| c));
+        }
         // Finish the preprocessor whatever the connect did: its result is
         // kept for the next host.
         if let Some(pre) = cpp.as_mut() {

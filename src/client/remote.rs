@@ -137,6 +137,8 @@ const MAX_TEXT: u32 = 64 * 1024 * 1024;
 const MAX_OBJECT: usize = 1 << 30;
 /// The size of the buffer files are copied through.
 const CHUNK: usize = 256 * 1024;
+/// How much of a source is read at once on a channel: four whole frames.
+const CHANNEL_CHUNK: usize = 4 * crate::channel::MAX_PLAIN;
 
 /// An open conversation: a read side and a write side (one socket for TCP,
 /// two pipes for ssh).
@@ -146,8 +148,26 @@ pub struct Connection {
     write: Option<OwnedFd>,
     ssh: Option<Child>,
     io_timeout: Duration,
-    /// The encrypted channel to a `,key=` host.
+    /// The encrypted channel to a `,key=` host, once its handshake is done.
     sealed: Option<Sealed>,
+    /// A `,key=` host's handshake between its first message and the
+    /// server's answer; the first read or write finishes it.
+    handshake: Handshake,
+}
+
+/// Where a `,key=` connection's handshake is.
+enum Handshake {
+    /// Done, or never begun (plain TCP, ssh).
+    Idle,
+    /// The first message is sent; the server's answer is not yet read.
+    Sent {
+        started: Box<ClientHandshake>,
+        server: String,
+        /// The client's time in the handshake so far.
+        spent: Duration,
+    },
+    /// It failed: nothing more is read or written.
+    Failed,
 }
 
 /// A channel's transport, its frames read but not yet opened, and the
@@ -159,8 +179,10 @@ struct Sealed {
     pos: usize,
     /// What each read from the socket goes into.
     raw: Vec<u8>,
-    /// The identity ask (`CIDQ`), sent in front of the first write.
+    /// The identity ask (`CIDQ`), sealed in front of the first write.
     ask: Vec<u8>,
+    /// Sealed frames on their way out, kept for the next write.
+    out: Vec<u8>,
 }
 
 /// What the daemon answered to a request's headers sent by hash.
@@ -230,9 +252,10 @@ pub fn connect(
                 ssh: None,
                 io_timeout,
                 sealed: None,
+                handshake: Handshake::Idle,
             };
             if let Some(key) = key {
-                connection.handshake(Path::new(key))?;
+                connection.start_handshake(Path::new(key))?;
             }
             Ok(connection)
         }
@@ -265,6 +288,7 @@ pub fn connect(
                 ssh: Some(child),
                 io_timeout,
                 sealed: None,
+                handshake: Handshake::Idle,
             })
         }
     }
@@ -305,10 +329,12 @@ impl Connection {
         self.write.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
-    /// Proves this client's key to the server and the server's key (the
-    /// public key file `server_key`) to this client, then turns the
-    /// channel on: everything after is sealed.
-    fn handshake(&mut self, server_key: &Path) -> Result<(), RemoteError> {
+    /// Begins the handshake with the server whose public key file is
+    /// `server_key`: sends the first message and returns. The server works
+    /// out its answer while this client goes on with the job (reads its
+    /// source, waits for its preprocessor); [`Connection::finish_handshake`]
+    /// reads it.
+    fn start_handshake(&mut self, server_key: &Path) -> Result<(), RemoteError> {
         let began = Instant::now();
         let server = PublicKey::load(server_key).map_err(RemoteError::Connect)?;
         let own = crate::env::client_key()
@@ -316,8 +342,46 @@ impl Connection {
             .map_err(RemoteError::Connect)?;
         let (started, hello) = ClientHandshake::start(&own, &server)
             .map_err(|e| RemoteError::Connect(format!("handshake failed: {e}")))?;
+        self.raw_write_all(&hello, Step::Doing("in the handshake"))?;
+        self.handshake = Handshake::Sent {
+            started: Box::new(started),
+            server: server.fingerprint(),
+            spent: began.elapsed(),
+        };
+        Ok(())
+    }
+
+    /// Reads the server's answer to the handshake, which proves it holds
+    /// the pinned key, sends the third message, which proves this client's
+    /// key, and turns the channel on: everything after is sealed. Does
+    /// nothing once the handshake is over; fails every time once it has
+    /// failed.
+    pub fn finish_handshake(&mut self) -> Result<(), RemoteError> {
+        match std::mem::replace(&mut self.handshake, Handshake::Failed) {
+            Handshake::Idle => {
+                self.handshake = Handshake::Idle;
+                Ok(())
+            }
+            Handshake::Failed => Err(RemoteError::Connect("the handshake failed".into())),
+            Handshake::Sent {
+                started,
+                server,
+                spent,
+            } => {
+                let began = Instant::now();
+                self.read_answer(*started)?;
+                self.handshake = Handshake::Idle;
+                log::debug!(
+                    "channel open: server key {server} proved, handshake {} us",
+                    (spent + began.elapsed()).as_micros()
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn read_answer(&mut self, started: ClientHandshake) -> Result<(), RemoteError> {
         let step = Step::Doing("in the handshake");
-        self.raw_write_all(&hello, step)?;
         let mut len = [0u8; 2];
         self.raw_read_exact(&mut len, step)
             .map_err(|e| e.followed_by("the server refused the handshake (is ,key= its key?)"))?;
@@ -332,6 +396,8 @@ impl Connection {
         let (finish, transport) = started
             .finish(&answer)
             .map_err(|e| RemoteError::Connect(format!("handshake failed: {e}")))?;
+        // At once, not with the first sealed bytes: the server checks the
+        // client's key while this client seals them.
         self.raw_write_all(&finish, step)?;
         self.sealed = Some(Sealed {
             transport,
@@ -340,20 +406,17 @@ impl Connection {
             pos: 0,
             raw: vec![0; 256 * 1024],
             ask: identity::ask(),
+            out: Vec::new(),
         });
-        log::debug!(
-            "channel open: server key {} proved, handshake {} us",
-            server.fingerprint(),
-            began.elapsed().as_micros()
-        );
         Ok(())
     }
 
     /// Writes all of `buf`, sealed on a channel. A large `buf` is sealed
-    /// and written a few frames at a time, so that the server opens the
-    /// first frames while the rest are still being sealed.
+    /// and written a frame at a time: the server opens each frame while
+    /// the next is sealed, and the sealed copy takes one frame's pages, not
+    /// the whole body's (a page fault costs 2 us in a VM).
     fn write_all(&mut self, buf: &[u8], step: Step) -> Result<(), RemoteError> {
-        const SEAL_AT_ONCE: usize = 4 * crate::channel::MAX_PLAIN;
+        self.finish_handshake()?;
         let Some(sealed) = self.sealed.as_mut() else {
             return self.raw_write_all(buf, step);
         };
@@ -367,16 +430,17 @@ impl Connection {
             joined = [ask.as_slice(), buf].concat();
             joined.as_slice()
         };
-        let mut out = Vec::new();
-        for chunk in plain.chunks(SEAL_AT_ONCE) {
-            out.clear();
+        let mut out = std::mem::take(&mut sealed.out);
+        for chunk in plain.chunks(crate::channel::MAX_PLAIN) {
             let sealed = self.sealed.as_mut().expect("a channel");
             sealed
                 .transport
                 .seal(chunk, &mut out)
                 .map_err(|e| RemoteError::Io(step.says(e)))?;
             self.raw_write_all(&out, step)?;
+            out.clear();
         }
+        self.sealed.as_mut().expect("a channel").out = out;
         Ok(())
     }
 
@@ -384,6 +448,7 @@ impl Connection {
     /// channel's frames on a channel; a frame that fails its check fails
     /// the read.
     fn read_some(&mut self, buf: &mut [u8], step: Step) -> Result<usize, RemoteError> {
+        self.finish_handshake()?;
         if self.sealed.is_none() {
             return self.raw_read_some(buf, step);
         }
@@ -534,9 +599,12 @@ impl Connection {
         let len = u32::try_from(len)
             .map_err(|_| RemoteError::Io(format!("{} is over 4 GiB", input.display())))?;
         proto::put_header(&mut head, &proto::DOTI, len);
-        self.write_all(&head, Step::Doing("sending the request"))?;
-        let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
+        // On a channel, each read fills whole frames.
+        let channel = !matches!(self.handshake, Handshake::Idle) || self.sealed.is_some();
+        let chunk = if channel { CHANNEL_CHUNK } else { CHUNK };
+        let mut buf = vec![0u8; chunk.min(len as usize).max(1)];
         let mut left = len as usize;
+        let mut head = Some(head);
         while left > 0 {
             let want = left.min(buf.len());
             let n = file
@@ -548,8 +616,16 @@ impl Connection {
                     input.display()
                 )));
             }
+            // The first read comes before the head's write, so that it
+            // overlaps the server's answer to a handshake.
+            if let Some(head) = head.take() {
+                self.write_all(&head, Step::Doing("sending the request"))?;
+            }
             self.write_all(&buf[..n], Step::Doing("sending the source"))?;
             left -= n;
+        }
+        if let Some(head) = head {
+            self.write_all(&head, Step::Doing("sending the request"))?;
         }
         Ok(())
     }
