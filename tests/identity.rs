@@ -1,10 +1,11 @@
 //! The compiler identity check over the channel (docs/trust.md): a helper
 //! whose gcc says it is another version is not used for gcc jobs and the
 //! client's warning names both sides; `DISTCC_RS_ACCEPT_COMPILER` accepts
-//! it; a wrap-made powerpc helper is used by the powerpc client.
+//! it; a wrap-made powerpc helper is used by the powerpc client, and a
+//! helper whose clang is another version is not.
 
 use crate::common;
-use crate::trust::{generate, keyed_host, Keys};
+use crate::trust::{generate, keyed_host, Keys, PowerpcClient};
 
 use common::cross::{run_bounded, SlowMachine, POWERPC};
 use common::daemon::{bin, client, need, Daemon, DaemonOptions};
@@ -113,6 +114,45 @@ fn a_helper_whose_gcc_is_another_version_is_not_used_for_gcc_jobs() {
     let out = client(&work.path, &alone, &["gcc", "-c", "x.c"], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(other.marks().len(), 1, "a gcc job went there again");
+}
+
+#[test]
+fn the_powerpc_client_does_not_use_a_helper_whose_clang_is_another_version() {
+    let ppc = PowerpcClient::new("identity-ppc-client", Keys::new("identity-ppc-keys"));
+    let triple = POWERPC.gnu_triple;
+    let other = ppc.daemon_with(
+        "identity-ppc-other",
+        format!(
+            "if [ \"$1\" = -v ]; then clang --target={triple} -v 2>&1 | \
+             sed 's/version [0-9][0-9.]*/version 99.1.0/' >&2; exit 0; fi
+             touch \"$MARKS/ran.$$\"; exec clang --target={triple} \"$@\""
+        ),
+    );
+    let good = ppc.daemon("identity-ppc-good");
+    let pubkey = ppc.keys.path("server.pub");
+    let hosts = format!(
+        "{} {}",
+        keyed_host(other.port, &pubkey, true),
+        keyed_host(good.port, &pubkey, true)
+    );
+    let first = ppc.compile(&hosts, "client", false);
+    let clang = Command::new("clang").arg("-dumpversion").output().unwrap();
+    let here = format!("version {}", text(&clang.stdout).trim());
+    assert!(
+        first.contains("another compiler")
+            && first.contains("version 99.1.0")
+            && first.contains(&here),
+        "the warning must name both compilers:\n{first}"
+    );
+    assert_eq!(other.marks().len(), 1, "{}", other.log());
+    assert_eq!(good.marks().len(), 1, "{}", good.log());
+    let second = ppc.compile(&hosts, "client", false);
+    assert!(
+        !second.contains("another compiler"),
+        "warned twice:\n{second}"
+    );
+    assert_eq!(other.marks().len(), 1, "a cc job went there again");
+    assert_eq!(good.marks().len(), 2, "{}", good.log());
 }
 
 #[test]

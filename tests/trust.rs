@@ -1,7 +1,8 @@
 //! The encrypted channel end to end: keys made by `distcc-rs key`, a daemon
 //! with `--key` and `--auth-keys`, clients with `,key=`. Every refused
 //! connection runs nothing, which the daemon's marker compiler proves; a
-//! relay in the test flips bytes, records and replays sessions.
+//! relay in the test flips bytes, records and replays sessions. The
+//! static powerpc client under qemu goes through the same cases.
 
 use crate::common;
 
@@ -10,7 +11,7 @@ use common::daemon::{bin, client, distcc, need, Daemon, DaemonOptions};
 use common::{local_object, text, wait_until, TestDir};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -414,53 +415,164 @@ fn five_hundred_idle_half_handshakes_do_not_stop_a_real_job() {
     drop(idle);
 }
 
-#[test]
-fn the_powerpc_client_under_qemu_compiles_over_the_channel() {
-    let keys = Keys::new("trust-ppc-keys");
-    let triple = POWERPC.gnu_triple;
-    let compiler =
-        format!("[ \"$1\" = -v ] || touch \"$MARKS/ran.$$\"; exec clang --target={triple} \"$@\"");
-    let daemon = Daemon::start(
-        "trust-ppc",
-        DaemonOptions {
-            masquerade: vec!["cc".into()],
-            scripts: vec![("cc".into(), compiler)],
-            ..keys.daemon()
-        },
-    );
-    let machine = SlowMachine::new(&POWERPC, "trust-ppc-client");
-    machine.cc(&format!("exec clang --target={triple} \"$@\""));
-    machine.dir.write("x.c", SECRET_C);
-    let local = Command::new("clang")
-        .args([&format!("--target={triple}"), "-c", "x.c", "-o", "local.o"])
-        .current_dir(&machine.dir.path)
-        .output()
-        .unwrap();
-    assert!(local.status.success(), "{}", text(&local.stderr));
-    let host = keyed_host(daemon.port, &keys.path("server.pub"), true);
-    let client_key: PathBuf = keys.dir.join("client");
-    let out = run_bounded(
-        machine.distcc_rs(
-            &host,
-            &["cc", "-c", "x.c", "-o", "x.o"],
-            &[
-                ("DISTCC_FALLBACK", "0"),
-                ("DISTCC_RS_KEY", client_key.to_str().unwrap()),
-            ],
-        ),
-        Duration::from_secs(120),
-    );
+/// The static powerpc client under qemu (big-endian, ChaCha20-Poly1305),
+/// its `cc` the cross clang, against an x86_64 daemon with the marker.
+pub(crate) struct PowerpcClient {
+    machine: SlowMachine,
+    pub(crate) keys: Keys,
+}
+
+impl PowerpcClient {
+    pub(crate) fn new(name: &str, keys: Keys) -> PowerpcClient {
+        let triple = POWERPC.gnu_triple;
+        let machine = SlowMachine::new(&POWERPC, name);
+        machine.cc(&format!("exec clang --target={triple} \"$@\""));
+        machine.dir.write("x.c", SECRET_C);
+        let local = Command::new("clang")
+            .args([&format!("--target={triple}"), "-c", "x.c", "-o", "local.o"])
+            .current_dir(&machine.dir.path)
+            .output()
+            .unwrap();
+        assert!(local.status.success(), "{}", text(&local.stderr));
+        PowerpcClient { machine, keys }
+    }
+
+    /// The daemon for it: --key, --auth-keys, the cross clang as `cc`, marked.
+    pub(crate) fn daemon(&self, name: &str) -> Daemon {
+        let triple = POWERPC.gnu_triple;
+        let compiler = format!(
+            "[ \"$1\" = -v ] || touch \"$MARKS/ran.$$\"; exec clang --target={triple} \"$@\""
+        );
+        self.daemon_with(name, compiler)
+    }
+
+    /// [`PowerpcClient::daemon`] with `compiler` as the body of its `cc`.
+    pub(crate) fn daemon_with(&self, name: &str, compiler: String) -> Daemon {
+        Daemon::start(
+            name,
+            DaemonOptions {
+                masquerade: vec!["cc".into()],
+                scripts: vec![("cc".into(), compiler)],
+                ..self.keys.daemon()
+            },
+        )
+    }
+
+    /// `cc -c x.c` on `hosts` as the key file `key` (of `keys`), in the
+    /// list's order, no backoff between cases; checks that it succeeded
+    /// and that x.o is the local object. Returns the client's stderr.
+    pub(crate) fn compile(&self, hosts: &str, key: &str, fallback: bool) -> String {
+        let _ = std::fs::remove_file(self.machine.dir.join("x.o"));
+        let key = self.keys.path(key);
+        let mut env = vec![
+            ("DISTCC_RS_KEY", key.as_str()),
+            ("DISTCC_PLACEMENT", "0"),
+            ("DISTCC_BACKOFF_PERIOD", "0"),
+        ];
+        if !fallback {
+            env.push(("DISTCC_FALLBACK", "0"));
+        }
+        let out = run_bounded(
+            self.machine
+                .distcc_rs(hosts, &["cc", "-c", "x.c", "-o", "x.o"], &env),
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let dir = &self.machine.dir;
+        assert_eq!(
+            std::fs::read(dir.join("x.o")).unwrap(),
+            std::fs::read(dir.join("local.o")).unwrap(),
+            "x.o differs"
+        );
+        text(&out.stderr)
+    }
+}
+
+/// Waits until `text` is in the daemon's log `count` times.
+fn wait_for_count(daemon: &Daemon, text: &str, count: usize) {
     assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stderr),
+        wait_until(Duration::from_secs(10), || daemon
+            .log()
+            .matches(text)
+            .count()
+            >= count),
+        "daemon log has not {count} '{text}':\n{}",
         daemon.log()
     );
-    let got = std::fs::read(machine.dir.join("x.o")).unwrap();
-    assert_eq!(got, std::fs::read(machine.dir.join("local.o")).unwrap());
+}
+
+#[test]
+fn the_powerpc_client_under_qemu_passes_every_key_case() {
+    let ppc = PowerpcClient::new("trust-ppc-client", Keys::new("trust-ppc-keys"));
+    let daemon = ppc.daemon("trust-ppc");
+    let server_pub = ppc.keys.path("server.pub");
+    let direct = keyed_host(daemon.port, &server_pub, true);
+    // Authenticated: the object is the local one; the G4's stand-in picks
+    // ChaCha20-Poly1305, and the daemon reads either suite.
+    ppc.compile(&direct, "client", false);
     assert_eq!(daemon.marks().len(), 1, "{}", daemon.log());
-    // The G4's stand-in picks ChaCha20-Poly1305; the daemon reads either.
     daemon.wait_for_log("ChaCha20-Poly1305", Duration::from_secs(5));
+    // An unknown client key, a wrong pinned server key: built locally, nothing run.
+    let stderr = ppc.compile(&direct, "outsider", true);
+    assert!(stderr.contains("failed to distribute"), "{stderr}");
+    daemon.wait_for_log("is not in --auth-keys; nothing run", Duration::from_secs(5));
+    let wrong = keyed_host(daemon.port, &ppc.keys.path("outsider.pub"), true);
+    let stderr = ppc.compile(&wrong, "client", true);
+    assert!(stderr.contains("failed to distribute"), "{stderr}");
+    daemon.wait_for_log("not for this daemon's key", Duration::from_secs(5));
+    assert_eq!(daemon.marks().len(), 1, "{}", daemon.log());
+    // A flipped byte either way, past the handshake: that host fails, the
+    // job is retried on the next one, the object is right.
+    for (up, at, runs) in [(true, 140, 0), (false, 70, 1)] {
+        let before = daemon.marks().len();
+        let (port, capture) = relay(daemon.port, Some((up, at)));
+        let hosts = format!("{} {direct}", keyed_host(port, &server_pub, true));
+        let stderr = ppc.compile(&hosts, "client", false);
+        assert!(stderr.contains("failed to distribute"), "{stderr}");
+        assert!(captured(&capture, at).0.len() > at);
+        assert_eq!(daemon.marks().len(), before + runs + 1, "{}", daemon.log());
+    }
+    // The wire shows no source; the session played again runs nothing.
+    let (port, capture) = relay(daemon.port, None);
+    ppc.compile(&keyed_host(port, &server_pub, false), "client", false);
+    let ran = daemon.marks().len();
+    let (to_server, to_client) = captured(&capture, 200);
+    for wire in [&to_server, &to_client] {
+        assert!(
+            !contains(wire, b"secret_marker_4711"),
+            "plaintext on the wire"
+        );
+        assert!(!contains(wire, b"DIST") && !contains(wire, b"DONE"));
+    }
+    let failed_before = daemon
+        .log()
+        .matches("the client's key failed the handshake")
+        .count();
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(&to_server);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.len() <= 50, "the replay got {} bytes", reply.len());
+    wait_for_count(
+        &daemon,
+        "the client's key failed the handshake",
+        failed_before + 1,
+    );
+    assert_eq!(daemon.marks().len(), ran, "{}", daemon.log());
+    // 500 idle half-handshakes, every other one with the client's first
+    // message, do not stop its next job.
+    let mut idle = Vec::new();
+    for i in 0..500 {
+        let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+        if i % 2 == 0 {
+            s.write_all(&to_server[..50]).unwrap();
+        }
+        idle.push(s);
+    }
+    ppc.compile(&direct, "client", false);
+    assert_eq!(daemon.marks().len(), ran + 1, "{}", daemon.log());
+    drop(idle);
 }
 
 #[test]
