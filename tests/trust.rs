@@ -415,6 +415,33 @@ fn five_hundred_idle_half_handshakes_do_not_stop_a_real_job() {
     drop(idle);
 }
 
+/// The load a daemon on `port` answers to a claim (placement's datagram).
+fn claim_answer(port: u16) -> distcc_rs::load::Load {
+    use distcc_rs::load::{query, read_answer, Ask};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.send_to(&query(4711, Ask::Claim), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = sock.recv_from(&mut buf).expect("a load answer");
+    read_answer(&buf[..n], 4711).expect("a well-formed answer")
+}
+
+#[test]
+fn a_daemon_with_auth_keys_counts_no_claims() {
+    let keys = Keys::new("trust-claim-keys");
+    let keyed = Daemon::start("trust-claim", keys.daemon());
+    let plain = Daemon::start("trust-claim-plain", DaemonOptions::default());
+    // A plain daemon counts the claim as a job on its way, at once; so the
+    // keyed one's 0 is not just an answer sent too early.
+    assert_eq!(claim_answer(plain.port).arriving, 1);
+    for _ in 0..3 {
+        let load = claim_answer(keyed.port);
+        assert_eq!(load.arriving, 0, "{load:?}");
+    }
+}
+
 /// The static powerpc client under qemu (big-endian, ChaCha20-Poly1305),
 /// its `cc` the cross clang, against an x86_64 daemon with the marker.
 pub(crate) struct PowerpcClient {

@@ -128,6 +128,9 @@ impl<'a> Server<'a> {
             true => load::LoadAnswers::bind(&listeners),
             false => load::LoadAnswers::none(),
         };
+        // Claims are unauthenticated datagrams: a daemon that demands keys
+        // does not let them hold its slots.
+        load.take_claims(config.trust.is_none());
         load.register(poll.registry(), FIRST_LISTENER + listeners.len());
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let compilers = job::CompilerSearch::new(config.masquerade_dirs());

@@ -4,7 +4,10 @@
 //! still sending a request, and the mean wall time of the recent compiles
 //! (a moving average, so that a client can tell a fast host from a slow
 //! one). A claim counts as a connection on its way until one comes from
-//! the claimant's address, or for `load::CLAIM_LIFE`. Only hosts the access list allows get an answer; a socket that
+//! the claimant's address, or for `load::CLAIM_LIFE`; a daemon with
+//! `--auth-keys` answers claims as queries and counts none, since anyone
+//! who can send a datagram from an allowed address (or forge one) could
+//! claim its slots. Only hosts the access list allows get an answer; a socket that
 //! cannot be bound (the port taken for UDP) leaves placement off for that
 //! port, and the clients then place by distcc's static rules.
 
@@ -35,6 +38,8 @@ pub(super) struct LoadAnswers {
     recent_ms: Option<f64>,
     /// Claims not yet followed by a connection: the claimant and when it claimed.
     claims: VecDeque<(IpAddr, Instant)>,
+    /// False with `--auth-keys`: claims are answered, not counted.
+    counts_claims: bool,
 }
 
 impl LoadAnswers {
@@ -58,6 +63,7 @@ impl LoadAnswers {
             started: HashMap::new(),
             recent_ms: None,
             claims: VecDeque::new(),
+            counts_claims: true,
         }
     }
 
@@ -68,7 +74,13 @@ impl LoadAnswers {
             started: HashMap::new(),
             recent_ms: None,
             claims: VecDeque::new(),
+            counts_claims: true,
         }
+    }
+
+    /// Whether claims are counted (true by default).
+    pub(super) fn take_claims(&mut self, on: bool) {
+        self.counts_claims = on;
     }
 
     /// Watches the sockets for queries, as tokens `first`, `first + 1`, ...
@@ -148,7 +160,7 @@ impl LoadAnswers {
             if !access.allows(peer.ip()) {
                 continue;
             }
-            if ask == Ask::Claim && self.claims.len() < MAX_CLAIMS {
+            if ask == Ask::Claim && self.counts_claims && self.claims.len() < MAX_CLAIMS {
                 self.claims.push_back((peer.ip(), Instant::now()));
             }
             let mut now = *load;
