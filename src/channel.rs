@@ -558,14 +558,8 @@ mod tests {
 
     #[test]
     fn an_open_channel_takes_frames_in_any_pieces() {
-        let ((server, server_pub), (client, _)) = (pair(), pair());
-        let (hs, hello) = ClientHandshake::start(&client, &server_pub).unwrap();
-        let mut channel = ServerChannel::new(&server).unwrap();
+        let (mut channel, mut transport) = open_pair();
         let (mut send, mut plain) = (Vec::new(), Vec::new());
-        channel.input(&hello, &mut send, &mut plain).unwrap();
-        let (finish_msg, mut transport) = hs.finish(&bodies(&send)[0]).unwrap();
-        channel.input(&finish_msg, &mut send, &mut plain).unwrap();
-        channel.admit(&mut plain).unwrap();
         let big: Vec<u8> = (0..400_000u32).map(|i| (i * 7) as u8).collect();
         let mut stream = Vec::new();
         transport.seal(&big, &mut stream).unwrap();
@@ -580,6 +574,57 @@ mod tests {
             rest = after;
         }
         assert_eq!(plain, big);
+    }
+
+    /// An open server channel and the client's transport.
+    fn open_pair() -> (ServerChannel, Transport) {
+        let ((server, server_pub), (client, _)) = (pair(), pair());
+        let (hs, hello) = ClientHandshake::start(&client, &server_pub).unwrap();
+        let mut channel = ServerChannel::new(&server).unwrap();
+        let (mut send, mut plain) = (Vec::new(), Vec::new());
+        channel.input(&hello, &mut send, &mut plain).unwrap();
+        let (finish_msg, transport) = hs.finish(&bodies(&send)[0]).unwrap();
+        channel.input(&finish_msg, &mut send, &mut plain).unwrap();
+        channel.admit(&mut plain).unwrap();
+        (channel, transport)
+    }
+
+    #[test]
+    fn a_stream_in_random_pieces_opens_whole_and_a_flipped_byte_anywhere_fails() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for round in 0..20 {
+            let (mut channel, mut transport) = open_pair();
+            let big: Vec<u8> = (0..150_000 + round * 7919)
+                .map(|i| (i * 31) as u8)
+                .collect();
+            let mut stream = Vec::new();
+            transport.seal(&big, &mut stream).unwrap();
+            let flipped = (round % 2 == 1).then(|| next(stream.len()));
+            if let Some(at) = flipped {
+                stream[at] ^= 0x01;
+            }
+            let (mut send, mut plain) = (Vec::new(), Vec::new());
+            let mut rest = stream.as_slice();
+            let mut failed = false;
+            while !rest.is_empty() && !failed {
+                let (piece, after) = rest.split_at(1 + next(rest.len().min(300_000)));
+                failed = channel.input(piece, &mut send, &mut plain).is_err();
+                rest = after;
+            }
+            match flipped {
+                None => assert_eq!(plain, big, "round {round}"),
+                // A changed length or body: an error, or (a length made
+                // longer) a frame still waiting; never the wrong bytes.
+                Some(_) => assert!(failed || plain.len() < big.len(), "round {round}"),
+            }
+            assert!(big.starts_with(&plain), "round {round}: wrong plaintext");
+        }
     }
 
     #[test]
