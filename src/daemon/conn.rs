@@ -61,9 +61,13 @@ pub enum ConnState {
         lifetime_ends: Option<Instant>,
     },
     Writing {
+        /// The reply; on a channel, its plaintext.
         out: Vec<u8>,
+        /// How much of `out` is written (or, on a channel, sealed).
         pos: usize,
         then: AfterWrite,
+        /// On a channel: the frames sealed from `out` and not yet written.
+        sealed: Option<SealedOut>,
     },
     /// The reply is out and the write side shut: what the peer still sends
     /// is read and thrown away, up to `left` bytes and the deadline, so that
@@ -140,6 +144,15 @@ pub struct Conn {
     /// Whether the client's first transport frame began with the identity
     /// ask (`CIDQ`); None until its first plaintext.
     pub asked_identity: Option<bool>,
+}
+
+/// A reply's sealed frames on their way out. The reply is sealed a few
+/// frames at a time, as the socket takes them, so that a large object
+/// never has a sealed copy of its own (and its page faults).
+#[derive(Default)]
+pub struct SealedOut {
+    pub bytes: Vec<u8>,
+    pub pos: usize,
 }
 
 /// The poll tokens below connections: the signal pipe, the workers' waker,

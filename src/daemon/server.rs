@@ -23,8 +23,8 @@ use mio::{Events, Interest, Poll, Waker};
 
 use super::cluster::ClusterWatch;
 use super::conn::{
-    conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, FIRST_LISTENER,
-    MAX_CONN_ID, MAX_LISTENERS, MAX_STATS_HEAD, SIGNALS, WAKER,
+    conn_of, conn_token, AfterWrite, Conn, ConnId, ConnState, Io, JobLabel, SealedOut,
+    FIRST_LISTENER, MAX_CONN_ID, MAX_LISTENERS, MAX_STATS_HEAD, SIGNALS, WAKER,
 };
 use super::header_store::HeaderStore;
 use super::job::{self, Compiler, Results, ServerJob};
@@ -48,6 +48,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long, and how much, a stats client may send after its reply.
 const STATS_DRAIN_TIME: Duration = Duration::from_secs(1);
 const STATS_DRAIN_BYTES: u64 = 64 * 1024;
+/// How much of a reply is sealed at a time on a channel: four frames.
+const REPLY_BATCH: usize = 4 * crate::channel::MAX_PLAIN;
 /// The most one read from a connection takes: four whole channel frames.
 const READ_SIZE: usize = 4 * (crate::channel::MAX_FRAME + 2);
 /// The most a channel opens from one read: that read, a frame begun in the
@@ -709,7 +711,7 @@ impl<'a> Server<'a> {
             }
         };
         match ended {
-            Err(err) => self.answer(id, &job, response::compiler_missing(&job, &err)),
+            Err(err) => self.answer(id, &job, response::compiler_missing(&job, &err), &[]),
             Ok((status, results)) => self.finish(id, &job, stopped, status, results),
         }
     }
@@ -734,26 +736,26 @@ impl<'a> Server<'a> {
             Some(_) => response::timed_out(job, results),
             None => {
                 let peer = self.conns.get(&id).map_or("", |c| c.peer.as_str());
-                let mut answer = response::compiled(job, status, &results, peer);
-                if let Some(identity) = &results.identity {
-                    // Inside the channel only: a distcc-rs extension.
-                    answer.out.splice(0..0, identity.packet());
-                }
-                answer
+                let answer = response::compiled(job, status, &results, peer);
+                // Inside the channel only: a distcc-rs extension.
+                let identity = results.identity.as_ref().map(|i| i.packet());
+                self.answer(id, job, answer, &identity.unwrap_or_default());
+                return;
             }
         };
-        self.answer(id, job, answer);
+        self.answer(id, job, answer, &[]);
     }
 
     /// Counts the job, logs its summary and sends its response.
-    fn answer(&mut self, id: ConnId, job: &ServerJob, answer: Answer) {
+    /// Sends a job's answer, after `first` (the identity, on a channel).
+    fn answer(&mut self, id: ConnId, job: &ServerJob, answer: Answer, first: &[u8]) {
         let took = self.conns.get(&id).map(|c| c.started.elapsed());
         let timing = took
             .filter(|_| answer.outcome == Outcome::Ok)
             .map(|took| (job.input_name(), job.program.as_slice(), took));
         self.stats.record(answer.outcome, timing);
         self.summary(id, job, answer.word, answer.status);
-        self.start_writing(id, answer.out, AfterWrite::Close);
+        self.start_reply(id, first, answer.out, AfterWrite::Close);
     }
 
     /// One log line per job, as distccd's `dcc_job_summary` writes.
@@ -783,13 +785,34 @@ impl<'a> Server<'a> {
     }
 
     fn start_writing(&mut self, id: ConnId, out: Vec<u8>, then: AfterWrite) {
-        let Some(out) = self.seal(id, out) else {
-            return;
-        };
+        self.start_reply(id, &[], out, then);
+    }
+
+    /// [`Server::start_writing`] with `first` ahead of `out`, sealed in
+    /// frames of its own; `first` is for a channel only (it is dropped
+    /// without one).
+    fn start_reply(&mut self, id: ConnId, first: &[u8], out: Vec<u8>, then: AfterWrite) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        conn.state = ConnState::Writing { out, pos: 0, then };
+        let sealed = match conn.channel.as_mut() {
+            None => None,
+            Some(channel) => {
+                let mut bytes = Vec::new();
+                if let Err(err) = channel.seal(first, &mut bytes) {
+                    log::warn!("cannot send to {}: {err}", conn.peer);
+                    self.close(id);
+                    return;
+                }
+                Some(SealedOut { bytes, pos: 0 })
+            }
+        };
+        conn.state = ConnState::Writing {
+            out,
+            pos: 0,
+            then,
+            sealed,
+        };
         conn.deadline = Some(Instant::now() + self.config.io_timeout);
         self.on_writable(id);
     }
@@ -808,16 +831,53 @@ impl<'a> Server<'a> {
             }
             return;
         }
-        let ConnState::Writing { out, pos, then } = &mut conn.state else {
+        let Conn {
+            io,
+            state,
+            channel,
+            peer,
+            deadline,
+            ..
+        } = conn;
+        let ConnState::Writing {
+            out,
+            pos,
+            then,
+            sealed,
+        } = state
+        else {
             return;
         };
         let then = *then;
-        while *pos < out.len() {
-            match conn.io.writer().write(&out[*pos..]) {
+        loop {
+            let pending = match (sealed.as_mut(), channel.as_mut()) {
+                (Some(batch), Some(channel)) => {
+                    if batch.pos == batch.bytes.len() && *pos < out.len() {
+                        let end = (*pos + REPLY_BATCH).min(out.len());
+                        batch.bytes.clear();
+                        batch.pos = 0;
+                        if let Err(err) = channel.seal(&out[*pos..end], &mut batch.bytes) {
+                            log::warn!("cannot send to {peer}: {err}");
+                            self.close(id);
+                            return;
+                        }
+                        *pos = end;
+                    }
+                    &batch.bytes[batch.pos..]
+                }
+                _ => &out[*pos..],
+            };
+            if pending.is_empty() {
+                break;
+            }
+            match io.writer().write(pending) {
                 Ok(0) => break,
                 Ok(n) => {
-                    *pos += n;
-                    conn.deadline = Some(Instant::now() + io_timeout);
+                    match sealed.as_mut() {
+                        Some(batch) => batch.pos += n,
+                        None => *pos += n,
+                    }
+                    *deadline = Some(Instant::now() + io_timeout);
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => {
                     self.watch_output(id, true);
@@ -825,7 +885,7 @@ impl<'a> Server<'a> {
                 }
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
-                    log::warn!("cannot send the result to {}: {err}", conn.peer);
+                    log::warn!("cannot send the result to {peer}: {err}");
                     self.close(id);
                     return;
                 }
