@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::channel::{ClientHandshake, Frames, Transport};
+use crate::channel::{ClientHandshake, FrameBuffer, Transport};
 use crate::exitcode::ExitCode;
 use crate::identity::{self, Identity};
 use crate::keys::{PrivateKey, PublicKey};
@@ -171,14 +171,13 @@ enum Handshake {
 }
 
 /// A channel's transport, its frames read but not yet opened, and the
-/// plaintext opened but not yet read.
+/// plaintext of a frame opened but not yet read.
 struct Sealed {
     transport: Transport,
-    frames: Frames,
+    /// What each read from the socket goes into.
+    inbox: FrameBuffer,
     opened: Vec<u8>,
     pos: usize,
-    /// What each read from the socket goes into.
-    raw: Vec<u8>,
     /// The identity ask (`CIDQ`), sealed in front of the first write.
     ask: Vec<u8>,
     /// Sealed frames on their way out, kept for the next write.
@@ -401,10 +400,9 @@ impl Connection {
         self.raw_write_all(&finish, step)?;
         self.sealed = Some(Sealed {
             transport,
-            frames: Frames::default(),
+            inbox: FrameBuffer::new(CHUNK),
             opened: Vec::new(),
             pos: 0,
-            raw: vec![0; 256 * 1024],
             ask: identity::ask(),
             out: Vec::new(),
         });
@@ -452,6 +450,9 @@ impl Connection {
         if self.sealed.is_none() {
             return self.raw_read_some(buf, step);
         }
+        let failed = |e: crate::channel::ChannelError| {
+            RemoteError::Protocol(step.says(format_args!("channel: {e}")))
+        };
         loop {
             let sealed = self.sealed.as_mut().expect("a channel");
             if sealed.pos < sealed.opened.len() {
@@ -460,24 +461,30 @@ impl Connection {
                 sealed.pos += n;
                 return Ok(n);
             }
-            sealed.opened.clear();
-            sealed.pos = 0;
-            while let Some(frame) = sealed.frames.next_frame() {
+            if let Some(frame) = sealed.inbox.next_frame() {
+                // Straight into the caller's buffer when the frame fits.
+                if buf.len() >= frame.len() {
+                    let n = sealed.transport.open_into(frame, buf).map_err(failed)?;
+                    if n > 0 {
+                        return Ok(n);
+                    }
+                    continue;
+                }
+                sealed.opened.clear();
+                sealed.pos = 0;
                 sealed
                     .transport
                     .open(frame, &mut sealed.opened)
-                    .map_err(|e| RemoteError::Protocol(step.says(format_args!("channel: {e}"))))?;
+                    .map_err(failed)?;
+                continue;
             }
-            if sealed.opened.is_empty() {
-                let mut raw = std::mem::take(&mut sealed.raw);
-                let read = self.raw_read_some(&mut raw, step);
-                let sealed = self.sealed.as_mut().expect("a channel");
-                if let Ok(n) = read {
-                    sealed.frames.push(&raw[..n]);
-                }
-                sealed.raw = raw;
-                read?;
+            let mut inbox = std::mem::take(&mut sealed.inbox);
+            let read = self.raw_read_some(inbox.space(), step);
+            if let Ok(n) = read {
+                inbox.filled(n);
             }
+            self.sealed.as_mut().expect("a channel").inbox = inbox;
+            read?;
         }
     }
 
