@@ -9,10 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A loopback port nobody listens on: connecting to it is refused.
-fn dead_host() -> String {
-    let port = common::free_port();
-    format!("127.0.0.1:{port}")
+/// A loopback port nobody listens on: connecting to it is refused for as
+/// long as the socket lives.
+fn dead_host() -> (socket2::Socket, String) {
+    let (socket, port) = common::refusing_port();
+    (socket, format!("127.0.0.1:{port}"))
 }
 
 /// Names in `dir` that look like our temporary objects or cpp outputs.
@@ -31,7 +32,8 @@ fn first_host_dead_second_compiles() {
     let work = TestDir::new("fail-second-work");
     work.write("x.c", "int x = 7;\n");
     let want = local_object(&work.path, "x.c");
-    let hosts = format!("{} {}", dead_host(), daemon.host(false));
+    let (_dead, dead) = dead_host();
+    let hosts = format!("{dead} {}", daemon.host(false));
     // 3.4's static rule, so that the dead host, first in the list, is tried
     // first (placement would go to the live one: tests/farm.rs).
     let out = client(
@@ -63,7 +65,8 @@ fn all_hosts_dead_falls_back_locally_or_exits_116() {
     let work = TestDir::new("fail-all");
     work.write("x.c", "int x = 8;\n");
     let want = local_object(&work.path, "x.c");
-    let hosts = format!("{} {}", dead_host(), dead_host());
+    let ((_a, dead_a), (_b, dead_b)) = (dead_host(), dead_host());
+    let hosts = format!("{dead_a} {dead_b}");
     // The fallback also creates a missing object directory, as a remote compile would.
     let out = client(
         &work.path,

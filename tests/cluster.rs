@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::daemon::{bin, need, Daemon, DaemonOptions, DebianDistccd};
-use crate::common::{exited_within, free_port, text, wait_until, TestDir};
+use crate::common::{exited_within, free_port, refusing_port, text, wait_until, TestDir};
 
 /// How long a job's compiler sleeps: longer than the whole test's checks.
 const SLEEP: &str = "sleep 40; exec /usr/bin/gcc \"$@\"";
@@ -233,7 +233,8 @@ fn the_cluster_page_shows_the_running_jobs_as_mon_does() {
         "distccd's stats port never opened:\n{}",
         old.log()
     );
-    let dead_spec = format!("127.0.0.1:{}", free_port());
+    let (_dead, dead_port) = refusing_port();
+    let dead_spec = format!("127.0.0.1:{dead_port}");
     let b = slow_daemon("cluster-b", &[]);
     let c = slow_daemon("cluster-c", &[]);
     let peers = vec![

@@ -273,7 +273,7 @@ fn a_dead_host_and_a_distccd_3_4_host_degrade_to_the_static_rules() {
     let object = template_object(&tmp);
     let distccd = DebianDistccd::start("farm-degrade-34");
     let ours = start_farm("farm-degrade-rs", &object, &[0.1], 2, false);
-    let dead = crate::common::free_port();
+    let (_dead_socket, dead) = crate::common::refusing_port();
     let hosts = format!(
         "127.0.0.1:{dead}/2 127.0.0.1:{}/2 127.0.0.1:{}/2",
         distccd.port, ours[0].port

@@ -148,7 +148,8 @@ fn an_empty_hosts_file_contains_no_hosts() {
 
 #[test]
 fn a_dead_host_is_a_failure_to_distribute_to_it() {
-    let host = format!("127.0.0.1:{}", common::free_port());
+    let (_dead, port) = common::refusing_port();
+    let host = format!("127.0.0.1:{port}");
     let (_dir, theirs, ours) = both("msg-dead-host", Some(&host), &[], |_| {});
     assert_both_say(
         &theirs,
@@ -161,7 +162,8 @@ fn a_dead_host_is_a_failure_to_distribute_to_it() {
 #[test]
 fn a_dead_host_without_fallback_says_fallbacks_are_disabled() {
     let dir = TestDir::new("msg-no-fallback");
-    let host = format!("127.0.0.1:{}", common::free_port());
+    let (_dead, port) = common::refusing_port();
+    let host = format!("127.0.0.1:{port}");
     for program in [need("distcc", "distcc"), bin().into()] {
         let cwd = dir.join(&format!("{}", program.display()).replace('/', "_"));
         std::fs::create_dir_all(&cwd).unwrap();
@@ -303,7 +305,8 @@ const NO_ANSWER: &str = "server provided no answer. Is the server configured to 
 
 #[test]
 fn a_refused_connect_is_a_failed_nonblocking_connect() {
-    let host = format!("127.0.0.1:{}", common::free_port());
+    let (_dead, port) = common::refusing_port();
+    let host = format!("127.0.0.1:{port}");
     let (_dir, theirs, ours) = both("msg-refused-connect", Some(&host), &[], |_| {});
     assert_both_contain(
         &theirs,

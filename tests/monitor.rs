@@ -760,7 +760,7 @@ fn daemon_mode_says_plainly_what_is_wrong() {
     assert!(text(&out.stderr).contains("without a stats page"));
 
     // Nobody listening: distcc's "connect failed".
-    let dead = common::free_port();
+    let (_dead_socket, dead) = common::refusing_port();
     let out = ours_daemon(&format!("127.0.0.1:{dead}"), &[]);
     assert_eq!(out.status.code(), Some(103), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("Connection refused"));

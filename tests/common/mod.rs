@@ -22,6 +22,17 @@ pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A port of 127.0.0.1 that refuses connections for as long as the
+/// returned socket lives: bound, never listening, so that no other test
+/// can be handed the port meanwhile (as a port from [`free_port`] can).
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    sock.bind(&addr.into()).unwrap();
+    let port = sock.local_addr().unwrap().as_socket().unwrap().port();
+    (sock, port)
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (bound to port 0 and
 /// closed again), for programs that cannot take a listening socket from
 /// the test, and for a port that nobody listens on.
