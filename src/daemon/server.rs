@@ -746,8 +746,8 @@ impl<'a> Server<'a> {
         self.answer(id, job, answer, &[]);
     }
 
-    /// Counts the job, logs its summary and sends its response.
-    /// Sends a job's answer, after `first` (the identity, on a channel).
+    /// Counts the job, logs its summary and sends its response, after
+    /// `first` (the identity answer, on a channel).
     fn answer(&mut self, id: ConnId, job: &ServerJob, answer: Answer, first: &[u8]) {
         let took = self.conns.get(&id).map(|c| c.started.elapsed());
         let timing = took
