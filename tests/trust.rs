@@ -86,14 +86,18 @@ pub(crate) fn keyed_host(port: u16, pubkey: &str, lzo: bool) -> String {
 }
 
 /// Compiles `x.c` with our client as `client_key`, falling back to a local
-/// compile; returns the client's stderr after checking it succeeded and the
-/// object is the local one.
+/// compile, no backoff between cases; returns the client's stderr after
+/// checking it succeeded and the object is the local one.
 fn compile(work: &TestDir, hosts: &str, client_key: &str, fallback: bool) -> String {
     let want = local_object(&work.path, "x.c");
     let _ = std::fs::remove_file(work.join("x.o"));
     // The list's order decides, as in distcc 3.4: a relay listed first is
     // tried first, although the daemon behind it answers placement's query.
-    let mut env = vec![("DISTCC_RS_KEY", client_key), ("DISTCC_PLACEMENT", "0")];
+    let mut env = vec![
+        ("DISTCC_RS_KEY", client_key),
+        ("DISTCC_PLACEMENT", "0"),
+        ("DISTCC_BACKOFF_PERIOD", "0"),
+    ];
     if !fallback {
         env.push(("DISTCC_FALLBACK", "0"));
     }
@@ -111,6 +115,109 @@ fn work_dir(name: &str) -> TestDir {
     let work = TestDir::new(name);
     work.write("x.c", SECRET_C);
     work
+}
+
+/// A test's client: compiles `x.c` on the hosts given as the key named
+/// (a file of [`Keys`]), with a local fallback or not; checks the object
+/// and returns the client's stderr. The key cases below take one, so that
+/// the x86_64 client and the powerpc one go through the same cases.
+type Compile<'a> = &'a dyn Fn(&str, &str, bool) -> String;
+
+/// Our x86_64 client in `work`, with the keys of `keys`.
+fn local_client<'a>(work: &'a TestDir, keys: &'a Keys) -> impl Fn(&str, &str, bool) -> String + 'a {
+    move |hosts, key, fallback| compile(work, hosts, &keys.path(key), fallback)
+}
+
+/// An unknown client key and a wrong pinned server key: each job is built
+/// locally, and the daemon runs nothing.
+fn refused_keys_run_nothing(compile: Compile, daemon: &Daemon, keys: &Keys, lzo: bool) {
+    let ran = daemon.marks().len();
+    let host = keyed_host(daemon.port, &keys.path("server.pub"), lzo);
+    let stderr = compile(&host, "outsider", true);
+    assert!(stderr.contains("failed to distribute"), "{stderr}");
+    daemon.wait_for_log("is not in --auth-keys; nothing run", Duration::from_secs(5));
+    let wrong = keyed_host(daemon.port, &keys.path("outsider.pub"), lzo);
+    let stderr = compile(&wrong, "client", true);
+    assert!(stderr.contains("failed to distribute"), "{stderr}");
+    daemon.wait_for_log("not for this daemon's key", Duration::from_secs(5));
+    assert_eq!(daemon.marks().len(), ran, "{:?}", daemon.marks());
+}
+
+/// A flipped byte either way, past the handshake (50 + 66 bytes up, 50
+/// down: in the first frames): that host fails, the job is retried on the
+/// next one, the object is right.
+fn flipped_bytes_fail_the_host(compile: Compile, daemon: &Daemon, keys: &Keys, lzo: bool) {
+    let server_pub = keys.path("server.pub");
+    let direct = keyed_host(daemon.port, &server_pub, lzo);
+    for (up, at, runs) in [(true, 140, 0), (false, 70, 1)] {
+        let before = daemon.marks().len();
+        let (port, capture) = relay(daemon.port, Some((up, at)));
+        let hosts = format!("{} {direct}", keyed_host(port, &server_pub, lzo));
+        let stderr = compile(&hosts, "client", false);
+        assert!(stderr.contains("failed to distribute"), "{stderr}");
+        let (to_server, _) = captured(&capture, at);
+        assert!(to_server.len() > at);
+        // The tampered job ran (down) or not (up); the retry ran once.
+        assert_eq!(daemon.marks().len(), before + runs + 1, "{}", daemon.log());
+    }
+}
+
+/// One job through a recording relay: neither direction shows the source
+/// or a distcc header. Returns what the client sent.
+fn a_recorded_session(compile: Compile, daemon: &Daemon, keys: &Keys, lzo: bool) -> Vec<u8> {
+    let (port, capture) = relay(daemon.port, None);
+    compile(
+        &keyed_host(port, &keys.path("server.pub"), lzo),
+        "client",
+        false,
+    );
+    let (to_server, to_client) = captured(&capture, 200);
+    for wire in [&to_server, &to_client] {
+        assert!(
+            !contains(wire, b"secret_marker_4711"),
+            "plaintext on the wire"
+        );
+        assert!(!contains(wire, b"DIST") && !contains(wire, b"DONE"));
+    }
+    to_server
+}
+
+/// Everything a client sent, played again: the daemon answers the first
+/// message with a fresh key, so the rest opens to nothing and nothing runs.
+fn a_replay_runs_nothing(daemon: &Daemon, to_server: &[u8]) {
+    let (ran, failed) = (
+        daemon.marks().len(),
+        daemon.log().matches(KEY_FAILED).count(),
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(to_server);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.len() <= 50, "the replay got {} bytes", reply.len());
+    wait_for_count(daemon, KEY_FAILED, failed + 1);
+    assert_eq!(daemon.marks().len(), ran, "{}", daemon.log());
+}
+
+/// What the daemon logs for a third message that fails.
+const KEY_FAILED: &str = "the client's key failed the handshake";
+
+/// 500 idle connections to the daemon, bounded in time; every other one
+/// sends `hello` (a client's first message) and never its third.
+fn idle_half_handshakes(daemon: &Daemon, hello: &[u8]) -> Vec<TcpStream> {
+    let mut idle = Vec::new();
+    let started = Instant::now();
+    for i in 0..500 {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", daemon.port)) else {
+            panic!("connection {i} failed");
+        };
+        if i % 2 == 0 {
+            s.write_all(hello).unwrap();
+        }
+        idle.push(s);
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    idle
 }
 
 #[test]
@@ -177,16 +284,7 @@ fn an_unknown_client_key_or_a_wrong_server_key_runs_nothing() {
     let keys = Keys::new("trust-refused-keys");
     let daemon = Daemon::start("trust-refused", keys.daemon());
     let work = work_dir("trust-refused-work");
-    let host = keyed_host(daemon.port, &keys.path("server.pub"), false);
-    let stderr = compile(&work, &host, &keys.path("outsider"), true);
-    assert!(stderr.contains("failed to distribute"), "{stderr}");
-    daemon.wait_for_log("is not in --auth-keys; nothing run", Duration::from_secs(5));
-    // A client of its own: the first one has backed the host off.
-    let work = work_dir("trust-refused-work2");
-    let wrong = keyed_host(daemon.port, &keys.path("outsider.pub"), false);
-    let stderr = compile(&work, &wrong, &keys.path("client"), true);
-    assert!(stderr.contains("failed to distribute"), "{stderr}");
-    daemon.wait_for_log("not for this daemon's key", Duration::from_secs(5));
+    refused_keys_run_nothing(&local_client(&work, &keys), &daemon, &keys, false);
     assert!(daemon.marks().is_empty(), "{:?}", daemon.marks());
 }
 
@@ -304,23 +402,7 @@ fn a_flipped_byte_either_way_fails_the_host_and_the_job_is_retried() {
     let keys = Keys::new("trust-flip-keys");
     let daemon = Daemon::start("trust-flip", keys.daemon());
     let work = work_dir("trust-flip-work");
-    let server_pub = keys.path("server.pub");
-    // Past the handshake (50 + 66 bytes up, 50 down): in the first frames.
-    for (up, at, runs) in [(true, 140, 0), (false, 70, 1)] {
-        let before = daemon.marks().len();
-        let (port, capture) = relay(daemon.port, Some((up, at)));
-        let hosts = format!(
-            "{} {}",
-            keyed_host(port, &server_pub, false),
-            keyed_host(daemon.port, &server_pub, false)
-        );
-        let stderr = compile(&work, &hosts, &keys.path("client"), false);
-        assert!(stderr.contains("failed to distribute"), "{stderr}");
-        let (to_server, _) = captured(&capture, at);
-        assert!(to_server.len() > at);
-        // The tampered job ran (down) or not (up); the retry ran once.
-        assert_eq!(daemon.marks().len(), before + runs + 1, "{}", daemon.log());
-    }
+    flipped_bytes_fail_the_host(&local_client(&work, &keys), &daemon, &keys, false);
     // The job whose reply was tampered with, and the two retries.
     assert_eq!(daemon.log().matches(" COMPILE_OK ").count(), 3);
 }
@@ -331,22 +413,8 @@ fn the_wire_shows_no_source_and_a_replayed_session_runs_nothing() {
     let keys = Keys::new("trust-replay-keys");
     let daemon = Daemon::start("trust-replay", keys.daemon());
     let work = work_dir("trust-replay-work");
-    let (port, capture) = relay(daemon.port, None);
-    compile(
-        &work,
-        &keyed_host(port, &keys.path("server.pub"), false),
-        &keys.path("client"),
-        false,
-    );
+    let to_server = a_recorded_session(&local_client(&work, &keys), &daemon, &keys, false);
     assert_eq!(daemon.marks().len(), 1);
-    let (to_server, to_client) = captured(&capture, 200);
-    for wire in [&to_server, &to_client] {
-        assert!(
-            !contains(wire, b"secret_marker_4711"),
-            "plaintext on the wire"
-        );
-        assert!(!contains(wire, b"DIST") && !contains(wire, b"DONE"));
-    }
     // The same capture through a relay to a plain daemon does show the
     // source: the check above could fail.
     let plain = Daemon::start("trust-replay-plain", DaemonOptions::default());
@@ -358,29 +426,8 @@ fn the_wire_shows_no_source_and_a_replayed_session_runs_nothing() {
         false,
     );
     assert!(contains(&captured(&capture, 200).0, b"secret_marker_4711"));
-    // Replay everything the client sent: the daemon answers the first
-    // message with a fresh key, so the rest opens to nothing.
-    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let _ = s.write_all(&to_server);
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    assert!(reply.len() <= 50, "the replay got {} bytes", reply.len());
-    daemon.wait_for_log(
-        "the client's key failed the handshake",
-        Duration::from_secs(10),
-    );
+    a_replay_runs_nothing(&daemon, &to_server);
     assert_eq!(daemon.marks().len(), 1, "{}", daemon.log());
-}
-
-/// The first handshake message a real client sends to `port`, recorded by a relay.
-fn first_message(keys: &Keys, port: u16) -> Vec<u8> {
-    let (relay_port, capture) = relay(port, None);
-    let work = work_dir("trust-first-message");
-    let host = keyed_host(relay_port, &keys.path("server.pub"), false);
-    compile(&work, &host, &keys.path("client"), false);
-    let (to_server, _) = captured(&capture, 50);
-    to_server[..50].to_vec()
 }
 
 #[test]
@@ -388,21 +435,10 @@ fn five_hundred_idle_half_handshakes_do_not_stop_a_real_job() {
     need("gcc", "gcc");
     let keys = Keys::new("trust-idle-keys");
     let daemon = Daemon::start("trust-idle", keys.daemon());
-    let hello = first_message(&keys, daemon.port);
-    let mut idle = Vec::new();
-    let started = Instant::now();
-    for i in 0..500 {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", daemon.port)) else {
-            panic!("connection {i} failed");
-        };
-        // Every other one sends its first message and never the third.
-        if i % 2 == 0 {
-            s.write_all(&hello).unwrap();
-        }
-        idle.push(s);
-        assert!(started.elapsed() < Duration::from_secs(30));
-    }
     let work = work_dir("trust-idle-work");
+    // A real client's first message, recorded by a relay.
+    let session = a_recorded_session(&local_client(&work, &keys), &daemon, &keys, false);
+    let idle = idle_half_handshakes(&daemon, &session[..50]);
     let t = Instant::now();
     let host = keyed_host(daemon.port, &keys.path("server.pub"), false);
     compile(&work, &host, &keys.path("client"), false);
@@ -539,64 +575,15 @@ fn the_powerpc_client_under_qemu_passes_every_key_case() {
     ppc.compile(&direct, "client", false);
     assert_eq!(daemon.marks().len(), 1, "{}", daemon.log());
     daemon.wait_for_log("ChaCha20-Poly1305", Duration::from_secs(5));
-    // An unknown client key, a wrong pinned server key: built locally, nothing run.
-    let stderr = ppc.compile(&direct, "outsider", true);
-    assert!(stderr.contains("failed to distribute"), "{stderr}");
-    daemon.wait_for_log("is not in --auth-keys; nothing run", Duration::from_secs(5));
-    let wrong = keyed_host(daemon.port, &ppc.keys.path("outsider.pub"), true);
-    let stderr = ppc.compile(&wrong, "client", true);
-    assert!(stderr.contains("failed to distribute"), "{stderr}");
-    daemon.wait_for_log("not for this daemon's key", Duration::from_secs(5));
-    assert_eq!(daemon.marks().len(), 1, "{}", daemon.log());
-    // A flipped byte either way, past the handshake: that host fails, the
-    // job is retried on the next one, the object is right.
-    for (up, at, runs) in [(true, 140, 0), (false, 70, 1)] {
-        let before = daemon.marks().len();
-        let (port, capture) = relay(daemon.port, Some((up, at)));
-        let hosts = format!("{} {direct}", keyed_host(port, &server_pub, true));
-        let stderr = ppc.compile(&hosts, "client", false);
-        assert!(stderr.contains("failed to distribute"), "{stderr}");
-        assert!(captured(&capture, at).0.len() > at);
-        assert_eq!(daemon.marks().len(), before + runs + 1, "{}", daemon.log());
-    }
-    // The wire shows no source; the session played again runs nothing.
-    let (port, capture) = relay(daemon.port, None);
-    ppc.compile(&keyed_host(port, &server_pub, false), "client", false);
+    let compile = |hosts: &str, key: &str, fallback: bool| ppc.compile(hosts, key, fallback);
+    refused_keys_run_nothing(&compile, &daemon, &ppc.keys, true);
+    flipped_bytes_fail_the_host(&compile, &daemon, &ppc.keys, true);
+    let to_server = a_recorded_session(&compile, &daemon, &ppc.keys, false);
     let ran = daemon.marks().len();
-    let (to_server, to_client) = captured(&capture, 200);
-    for wire in [&to_server, &to_client] {
-        assert!(
-            !contains(wire, b"secret_marker_4711"),
-            "plaintext on the wire"
-        );
-        assert!(!contains(wire, b"DIST") && !contains(wire, b"DONE"));
-    }
-    let failed_before = daemon
-        .log()
-        .matches("the client's key failed the handshake")
-        .count();
-    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let _ = s.write_all(&to_server);
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    assert!(reply.len() <= 50, "the replay got {} bytes", reply.len());
-    wait_for_count(
-        &daemon,
-        "the client's key failed the handshake",
-        failed_before + 1,
-    );
-    assert_eq!(daemon.marks().len(), ran, "{}", daemon.log());
-    // 500 idle half-handshakes, every other one with the client's first
-    // message, do not stop its next job.
-    let mut idle = Vec::new();
-    for i in 0..500 {
-        let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
-        if i % 2 == 0 {
-            s.write_all(&to_server[..50]).unwrap();
-        }
-        idle.push(s);
-    }
+    a_replay_runs_nothing(&daemon, &to_server);
+    // 500 idle half-handshakes with the client's first message do not stop
+    // its next job.
+    let idle = idle_half_handshakes(&daemon, &to_server[..50]);
     ppc.compile(&direct, "client", false);
     assert_eq!(daemon.marks().len(), ran + 1, "{}", daemon.log());
     drop(idle);
