@@ -5,13 +5,13 @@
 //! helper whose clang is another version is not.
 
 use crate::common;
-use crate::trust::{generate, keyed_host, Keys, PowerpcClient};
+use crate::trust::{compile_with, generate, keyed_host, Keys, PowerpcClient};
 
 use common::cross::{run_bounded, SlowMachine, POWERPC};
 use common::daemon::{bin, client, need, Daemon, DaemonOptions};
-use common::{local_object, text, TestDir};
+use common::{text, TestDir};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 const SOURCE: &str = "int twice(int x) { return 2 * x; }\n";
@@ -40,22 +40,6 @@ fn local_gcc_version() -> String {
     text(&out.stdout).trim().to_string()
 }
 
-/// Compiles x.c in `work` with `gcc` through our client, without a local
-/// fallback; checks the object is the local one and returns the output.
-fn compile(work: &TestDir, hosts: &str, env: &[(&str, &str)]) -> Output {
-    let want = local_object(&work.path, "x.c");
-    let _ = std::fs::remove_file(work.join("x.o"));
-    let mut env = env.to_vec();
-    env.push(("DISTCC_FALLBACK", "0"));
-    // The list's order decides, so that the first job meets the first host.
-    env.push(("DISTCC_PLACEMENT", "0"));
-    let out = client(&work.path, hosts, &["gcc", "-c", "x.c"], &env);
-    assert!(out.status.success(), "client: {}", text(&out.stderr));
-    let got = std::fs::read(work.join("x.o")).unwrap();
-    assert_eq!(got, want, "x.o differs");
-    out
-}
-
 fn work_dir(name: &str) -> TestDir {
     let work = TestDir::new(name);
     work.write("x.c", SOURCE);
@@ -82,7 +66,7 @@ fn a_helper_whose_gcc_is_another_version_is_not_used_for_gcc_jobs() {
     );
     let client_key = keys.path("client");
     let env = [("DISTCC_RS_KEY", client_key.as_str())];
-    let first = text(&compile(&work, &hosts, &env).stderr);
+    let first = text(&compile_with(&work, &hosts, &env, false).stderr);
     let here = format!("gcc version {}", local_gcc_version());
     assert!(
         first.contains("another compiler")
@@ -93,7 +77,7 @@ fn a_helper_whose_gcc_is_another_version_is_not_used_for_gcc_jobs() {
     // The first job ran there, its object thrown away; the good helper made it.
     assert_eq!(other.marks().len(), 1, "{}", other.log());
     assert_eq!(good.marks().len(), 1, "{}", good.log());
-    let second = text(&compile(&work, &hosts, &env).stderr);
+    let second = text(&compile_with(&work, &hosts, &env, false).stderr);
     assert!(
         !second.contains("another compiler"),
         "warned twice:\n{second}"
@@ -172,12 +156,12 @@ fn with_the_variable_a_helper_with_another_gcc_is_used() {
         ("DISTCC_RS_KEY", client_key.as_str()),
         ("DISTCC_RS_ACCEPT_COMPILER", "elsewhere,127.0.0.1"),
     ];
-    let first = text(&compile(&work, &hosts, &env).stderr);
+    let first = text(&compile_with(&work, &hosts, &env, false).stderr);
     assert!(
         first.contains("gcc version 99.1.0") && first.contains("anyway"),
         "{first}"
     );
-    let second = text(&compile(&work, &hosts, &env).stderr);
+    let second = text(&compile_with(&work, &hosts, &env, false).stderr);
     assert!(
         !second.contains("another compiler"),
         "warned twice:\n{second}"

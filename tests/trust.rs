@@ -12,7 +12,7 @@ use common::{local_object, text, wait_until, TestDir};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,19 +85,29 @@ pub(crate) fn keyed_host(port: u16, pubkey: &str, lzo: bool) -> String {
     )
 }
 
-/// Compiles `x.c` with our client as `client_key`, falling back to a local
-/// compile, no backoff between cases; returns the client's stderr after
-/// checking it succeeded and the object is the local one.
+/// Compiles `x.c` in `work` with `gcc` through our client as `client_key`,
+/// falling back to a local compile or not; returns the client's stderr
+/// (see [`compile_with`]).
 fn compile(work: &TestDir, hosts: &str, client_key: &str, fallback: bool) -> String {
+    let out = compile_with(work, hosts, &[("DISTCC_RS_KEY", client_key)], fallback);
+    text(&out.stderr)
+}
+
+/// Compiles `x.c` in `work` with `gcc` through our client with `env`,
+/// falling back to a local compile or not, with no backoff between cases;
+/// checks it succeeded and the object is the local one.
+pub(crate) fn compile_with(
+    work: &TestDir,
+    hosts: &str,
+    env: &[(&str, &str)],
+    fallback: bool,
+) -> Output {
     let want = local_object(&work.path, "x.c");
     let _ = std::fs::remove_file(work.join("x.o"));
     // The list's order decides, as in distcc 3.4: a relay listed first is
     // tried first, although the daemon behind it answers placement's query.
-    let mut env = vec![
-        ("DISTCC_RS_KEY", client_key),
-        ("DISTCC_PLACEMENT", "0"),
-        ("DISTCC_BACKOFF_PERIOD", "0"),
-    ];
+    let mut env = env.to_vec();
+    env.extend([("DISTCC_PLACEMENT", "0"), ("DISTCC_BACKOFF_PERIOD", "0")]);
     if !fallback {
         env.push(("DISTCC_FALLBACK", "0"));
     }
@@ -108,7 +118,7 @@ fn compile(work: &TestDir, hosts: &str, client_key: &str, fallback: bool) -> Str
         want,
         "x.o differs"
     );
-    text(&out.stderr)
+    out
 }
 
 fn work_dir(name: &str) -> TestDir {
