@@ -97,6 +97,25 @@ median_ms() {
     kl_median_ms "$h" "$kl_work/$out.ms" "$@"
 }
 
+# plain_and_keyed OUT RUNS UNIT RATE CLIENT SOURCE: `CLIENT gcc -c SOURCE.i`
+# on the plain and on the keyed host, RUNS each in turns; prints both
+# medians and RATE of each (a function of a median in ms, headed UNIT), and
+# sets $ratio to the channel's time over plain TCP's.
+plain_and_keyed() {
+    pk_out=$1 pk_runs=$2 pk_unit=$3 pk_rate=$4 pk_client=$5 pk_src=$6
+    median_ms "$pk_out" "$pk_runs" \
+        "env DISTCC_HOSTS=$plain_host $pk_client gcc -c $pk_src.i -o $pk_src.o" \
+        "env DISTCC_HOSTS=$keyed_host $pk_client gcc -c $pk_src.i -o $pk_src.o"
+    pk_plain=$(sed -n 1p "$kl_work/$pk_out.ms")
+    pk_keyed=$(sed -n 2p "$kl_work/$pk_out.ms")
+    printf '   %-30s %10s %10s\n' "" "median ms" "$pk_unit"
+    printf '   %-30s %10s %10s\n' "plain TCP" "$pk_plain" "$($pk_rate "$pk_plain")"
+    printf '   %-30s %10s %10s\n' "channel (,key=)" "$pk_keyed" "$($pk_rate "$pk_keyed")"
+    ratio=$(div "$pk_keyed" "$pk_plain")
+}
+jobs_per_s() { div 1000 "$1"; }
+mbs() { awk -v s="$size" -v ms="$1" 'BEGIN { printf "%.1f", s / 1048576 / (ms / 1000) }'; }
+
 # --- 1. Per-job overhead -----------------------------------------------------
 echo "1. hello.c, $RUNS runs each in turns, distcc-rs client and daemon on 127.0.0.1:"
 median_ms hello "$RUNS" \
@@ -132,39 +151,18 @@ echo
 
 # --- 2. 1 MB sources ---------------------------------------------------------
 echo "2. a $size-byte source, $BIG_RUNS runs each, distcc-rs client and daemon:"
-median_ms big "$BIG_RUNS" \
-    "env DISTCC_HOSTS=$plain_host $DISTCC_RS gcc -c big.i -o big.o" \
-    "env DISTCC_HOSTS=$keyed_host $DISTCC_RS gcc -c big.i -o big.o"
-b_plain=$(sed -n 1p "$kl_work/big.ms")
-b_keyed=$(sed -n 2p "$kl_work/big.ms")
-printf '   %-30s %10s %10s\n' "" "median ms" "jobs/s"
-printf '   %-30s %10s %10s\n' "plain TCP" "$b_plain" "$(div 1000 "$b_plain")"
-printf '   %-30s %10s %10s\n' "channel (,key=)" "$b_keyed" "$(div 1000 "$b_keyed")"
-echo "   channel / plain time: $(div "$b_keyed" "$b_plain") (goal <= 1.05)"
+plain_and_keyed big "$BIG_RUNS" jobs/s jobs_per_s "$DISTCC_RS" big
+echo "   channel / plain time: $ratio (goal <= 1.05)"
 echo
 
 # --- 3. The powerpc client under qemu ------------------------------------------
 echo "3. the static powerpc client under qemu-ppc-static, the same source, $PPC_RUNS runs each:"
-median_ms ppc "$PPC_RUNS" \
-    "env DISTCC_RS_OBJECT_CHECK=0 DISTCC_NO_REWRITE_CROSS=1 DISTCC_HOSTS=$plain_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o" \
-    "env DISTCC_RS_OBJECT_CHECK=0 DISTCC_NO_REWRITE_CROSS=1 DISTCC_HOSTS=$keyed_host qemu-ppc-static $BIN_PPC gcc -c big.i -o big.o"
-p_plain=$(sed -n 1p "$kl_work/ppc.ms")
-p_keyed=$(sed -n 2p "$kl_work/ppc.ms")
-mbs() { awk -v s="$size" -v ms="$1" 'BEGIN { printf "%.1f", s / 1048576 / (ms / 1000) }'; }
-printf '   %-30s %10s %10s\n' "" "median ms" "MB/s"
-printf '   %-30s %10s %10s\n' "plain TCP" "$p_plain" "$(mbs "$p_plain")"
-printf '   %-30s %10s %10s\n' "channel (,key=)" "$p_keyed" "$(mbs "$p_keyed")"
-echo "   channel / plain time: $(div "$p_keyed" "$p_plain")"
+plain_and_keyed ppc "$PPC_RUNS" MB/s mbs \
+    "env DISTCC_RS_OBJECT_CHECK=0 DISTCC_NO_REWRITE_CROSS=1 qemu-ppc-static $BIN_PPC" big
+echo "   channel / plain time: $ratio"
 echo
 
 # --- 4. A 4 MB object back -----------------------------------------------------
 echo "4. a job whose object is 4 MB, $BIG_RUNS runs each, distcc-rs client and daemon:"
-median_ms bigobj "$BIG_RUNS" \
-    "env DISTCC_HOSTS=$plain_host $DISTCC_RS gcc -c bigobj.i -o bigobj.o" \
-    "env DISTCC_HOSTS=$keyed_host $DISTCC_RS gcc -c bigobj.i -o bigobj.o"
-o_plain=$(sed -n 1p "$kl_work/bigobj.ms")
-o_keyed=$(sed -n 2p "$kl_work/bigobj.ms")
-printf '   %-30s %10s %10s\n' "" "median ms" "jobs/s"
-printf '   %-30s %10s %10s\n' "plain TCP" "$o_plain" "$(div 1000 "$o_plain")"
-printf '   %-30s %10s %10s\n' "channel (,key=)" "$o_keyed" "$(div 1000 "$o_keyed")"
-echo "   channel / plain time: $(div "$o_keyed" "$o_plain")"
+plain_and_keyed bigobj "$BIG_RUNS" jobs/s jobs_per_s "$DISTCC_RS" bigobj
+echo "   channel / plain time: $ratio"
