@@ -107,9 +107,7 @@ echo
 kl_start_rs "$DISTCC_RS" 2 rs
 kl_client_env "$kl_port" 2
 kl_try_client "$DISTCC_RS gcc" "$kl_work/rs/log" || kl_die "the distcc-rs client does not compile through the daemon"
-h=$kl_work/hello
-mkdir "$h"
-printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+kl_hello
 # Learn the format once, so the runs measure the cached check.
 (cd "$h" && "$DISTCC_RS" gcc -c hello.c -o hello.o) || kl_die "$DISTCC_RS gcc -c hello.c failed"
 echo "2. the object check per job, $RUNS runs each (hyperfine, through the distcc-rs daemon):"

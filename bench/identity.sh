@@ -21,17 +21,14 @@ kl_name=bench/identity.sh
 
 kl_distcc_rs bench-identity
 BEFORE=${BIN_BEFORE:-}
+[ -n "$BEFORE" ] && BEFORE=$(kl_absolute "$BEFORE")
 [ -n "$BEFORE" ] && [ -x "$BEFORE" ] || kl_die "set BIN_BEFORE to a distcc-rs without the identity check"
 RUNS=${BENCH_IDENTITY_RUNS:-200}
 kl_need gcc gcc
 kl_need python3 python3
 
 kl_init
-keys=$kl_work/keys
-mkdir "$keys"
-"$DISTCC_RS" key generate "$keys/server" >/dev/null
-"$DISTCC_RS" key generate "$keys/client" >"$keys/auth"
-chmod 644 "$keys/auth"
+kl_keys
 kl_rs_args="--key $keys/server --auth-keys $keys/auth"
 kl_start_rs "$DISTCC_RS" 4 with
 with_port=$kl_port
@@ -50,9 +47,7 @@ echo "with the check:    $DISTCC_RS"
 echo "without the check: $BEFORE"
 echo
 
-h=$kl_work/hello
-mkdir "$h"
-printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+kl_hello
 KL_QUIET=1 kl_median_ms "$h" "$kl_work/ms" "$RUNS" \
     "gcc -c hello.c -o hello.o" \
     "env DISTCC_HOSTS=$without_host $BEFORE gcc -c hello.c -o hello.o" \

@@ -59,9 +59,7 @@ echo "distcc:    $(distcc --version | head -n 1)"
 echo
 
 # --- 1. Per-job overhead -------------------------------------------------------
-h=$kl_work/hello
-mkdir "$h"
-printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+kl_hello
 set -- "gcc -c hello.c -o hello.o" "distcc gcc -c hello.c -o hello.o"
 [ $rs_client = no ] || set -- "$@" "$DISTCC_RS gcc -c hello.c -o hello.o"
 echo "1. $RUNS runs each of (hyperfine, against the distcc-rs daemon):"

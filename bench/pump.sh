@@ -74,9 +74,7 @@ pump_stop() {
 pump_jobs() { grep -c 'COMPILE_OK in pump mode (protocol 3):' "$1" || true; }
 
 # --- 1. Per-job overhead -----------------------------------------------------------
-h=$kl_work/hello
-mkdir "$h"
-printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+kl_hello
 # hyperfine_ms OUT CMD...: medians in ms, one line per command.
 hyperfine_ms() {
     out=$1

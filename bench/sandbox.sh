@@ -143,9 +143,8 @@ echo "   median of the rounds' paired figures: CPU ratio on/off $(paired '$a / $
 echo
 
 # --- 2. hello.c with gcc -----------------------------------------------------------
-h=$kl_work/hello
-mkdir "$h" "$h/state"
-printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+kl_hello
+mkdir "$h/state"
 cd "$h"
 for side in on off; do
     eval "port=\$${side}_port"

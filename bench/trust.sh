@@ -37,12 +37,7 @@ RUNS=${BENCH_TRUST_RUNS:-200}
 BIG_RUNS=${BENCH_TRUST_BIG_RUNS:-100}
 PPC_RUNS=${BENCH_TRUST_PPC_RUNS:-10}
 BIN_PPC=${BIN_PPC:-$root/target/cross/powerpc-unknown-linux-gnu/release/distcc-rs}
-# The commands run in the benchmark's own directory: a relative path
-# (make's, or one given by hand) is made absolute first.
-case $BIN_PPC in
-/*) ;;
-*) BIN_PPC=$PWD/$BIN_PPC ;;
-esac
+BIN_PPC=$(kl_absolute "$BIN_PPC")
 SLOTS=4
 kl_need distcc distcc
 kl_need gcc gcc
@@ -51,11 +46,7 @@ kl_need qemu-ppc-static qemu-user-static
 [ -x "$BIN_PPC" ] || kl_die "no powerpc binary at $BIN_PPC (make cross)"
 
 kl_init
-keys=$kl_work/keys
-mkdir "$keys"
-"$DISTCC_RS" key generate "$keys/server" >/dev/null
-"$DISTCC_RS" key generate "$keys/client" >"$keys/auth"
-chmod 644 "$keys/auth"
+kl_keys
 kl_start_rs "$DISTCC_RS" "$SLOTS" plain
 plain_port=$kl_port
 kl_rs_args="--key $keys/server --auth-keys $keys/auth"
@@ -77,9 +68,7 @@ echo
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-h=$kl_work/hello
-mkdir "$h"
-printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+kl_hello
 # 1 MB of comment and one definition: cheap to compile, 1 MB on the wire.
 python3 -c '
 import sys

@@ -44,16 +44,22 @@ kl_need() {
         kl_die "$1 is missing: apt-get install $2 (or sh contrib/deps.sh); this test fails rather than skip"
 }
 
+# kl_absolute PATH: PATH, made absolute against this directory: the
+# benchmarks' commands run in directories of their own.
+kl_absolute() {
+    case $1 in
+    /*) echo "$1" ;;
+    *) echo "$PWD/$1" ;;
+    esac
+}
+
 # kl_distcc_rs TARGET: sets DISTCC_RS to the distcc-rs binary a benchmark
 # runs, from $DISTCC_RS or $BIN, made absolute; fails, naming the make
 # TARGET that sets BIN, when there is none or it is not executable.
 kl_distcc_rs() {
     DISTCC_RS=${DISTCC_RS:-${BIN:-}}
     [ -n "$DISTCC_RS" ] || kl_die "set BIN to the distcc-rs binary (make $1 does)"
-    case $DISTCC_RS in
-    /*) ;;
-    *) DISTCC_RS=$PWD/$DISTCC_RS ;;
-    esac
+    DISTCC_RS=$(kl_absolute "$DISTCC_RS")
     [ -x "$DISTCC_RS" ] || kl_die "$DISTCC_RS is not an executable file (run make first)"
 }
 
@@ -254,6 +260,23 @@ kl_try_client() {
     # shellcheck disable=SC2086
     (cd "$kl_work/try" && timeout 60 $1 -c probe.c -o probe.o) >"$kl_work/try/out" 2>&1 &&
         grep -q 'COMPILE_OK.* probe\.c$' "$2"
+}
+
+# kl_hello: the benchmarks' hello.c, in $kl_work/hello (that directory in $h).
+kl_hello() {
+    h=$kl_work/hello
+    mkdir "$h"
+    printf '#include <stdio.h>\n\nint main(void)\n{\n    printf("hello, world\\n");\n    return 0;\n}\n' >"$h/hello.c"
+}
+
+# kl_keys: a server key, a client key and an auth-keys file that lists the
+# client's, in $kl_work/keys (that directory in $keys).
+kl_keys() {
+    keys=$kl_work/keys
+    mkdir "$keys"
+    "$DISTCC_RS" key generate "$keys/server" >/dev/null
+    "$DISTCC_RS" key generate "$keys/client" >"$keys/auth"
+    chmod 644 "$keys/auth"
 }
 
 # kl_median_ms DIR OUT RUNS CMD...: runs the commands in DIR in RUNS rounds,

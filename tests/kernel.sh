@@ -55,10 +55,7 @@ if [ -z "${DISTCC_RS:-}" ]; then
     (cd "$root" && cargo build --release --quiet) || kl_die "cargo build --release failed"
     DISTCC_RS=${CARGO_TARGET_DIR:-$root/target}/release/distcc-rs
 fi
-case $DISTCC_RS in
-/*) ;;
-*) DISTCC_RS=$PWD/$DISTCC_RS ;;
-esac
+DISTCC_RS=$(kl_absolute "$DISTCC_RS")
 [ -x "$DISTCC_RS" ] || kl_die "DISTCC_RS=$DISTCC_RS is not an executable file"
 CLIENT=${CLIENT:-"$DISTCC_RS gcc"}
 JOBS=${JOBS:-$(nproc)}
