@@ -130,6 +130,22 @@ pub fn public_of(key: &PrivateKey) -> Result<[u8; KEY_LEN], String> {
     run().map_err(|e| format!("cannot derive the public key: {e}"))
 }
 
+/// The body length a frame at the start of `bytes` announces, once its
+/// 2-byte length is in.
+fn frame_len(bytes: &[u8]) -> Option<usize> {
+    match bytes {
+        [a, b, ..] => Some(usize::from(u16::from_be_bytes([*a, *b]))),
+        _ => None,
+    }
+}
+
+/// The body of the frame at the start of `bytes` and the bytes it takes
+/// on the wire, if it is all in.
+fn whole_frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    let len = frame_len(bytes)?;
+    Some((bytes.get(2..2 + len)?, 2 + len))
+}
+
 /// Appends `message` to `out` as one frame.
 fn put_frame(out: &mut Vec<u8>, message: &[u8]) {
     out.extend_from_slice(&(message.len() as u16).to_be_bytes());
@@ -154,14 +170,9 @@ impl Frames {
 
     /// The next whole frame's body, if it is all in.
     pub fn next_frame(&mut self) -> Option<&[u8]> {
-        let pending = &self.buf[self.start..];
-        let len = usize::from(u16::from_be_bytes([*pending.first()?, *pending.get(1)?]));
-        if pending.len() < 2 + len {
-            return None;
-        }
-        let body = self.start + 2;
-        self.start = body + len;
-        Some(&self.buf[body..body + len])
+        let (body, taken) = whole_frame(&self.buf[self.start..])?;
+        self.start += taken;
+        Some(body)
     }
 
     /// The first bytes not yet taken as frames.
@@ -172,12 +183,11 @@ impl Frames {
     /// How many more bytes the frame begun in [`Frames::pending`] needs
     /// before its length, or its body, is all in.
     fn missing(&self) -> usize {
-        match self.pending() {
-            [] => 0,
-            [_] => 1,
-            [a, b, body @ ..] => {
-                usize::from(u16::from_be_bytes([*a, *b])).saturating_sub(body.len())
-            }
+        let pending = self.pending();
+        match frame_len(pending) {
+            Some(len) => (2 + len).saturating_sub(pending.len()),
+            // No frame begun, or only the first byte of its length.
+            None => pending.len(),
         }
     }
 }
@@ -220,10 +230,8 @@ impl FrameBuffer {
 
     /// The next whole frame's body, if it is all in.
     pub fn next_frame(&mut self) -> Option<&[u8]> {
-        let pending = &self.buf[self.start..self.end];
-        let len = usize::from(u16::from_be_bytes([*pending.first()?, *pending.get(1)?]));
-        let body = pending.get(2..2 + len)?;
-        self.start += 2 + len;
+        let (body, taken) = whole_frame(&self.buf[self.start..self.end])?;
+        self.start += taken;
         Some(body)
     }
 }
@@ -249,13 +257,9 @@ fn open_stream(
         frames.push(&raw[..take]);
         raw = &raw[take..];
     }
-    while let [a, b, rest @ ..] = raw {
-        let len = usize::from(u16::from_be_bytes([*a, *b]));
-        let Some((frame, after)) = rest.split_at_checked(len) else {
-            break;
-        };
+    while let Some((frame, taken)) = whole_frame(raw) {
         transport.open(frame, plain)?;
-        raw = after;
+        raw = &raw[taken..];
     }
     frames.push(raw);
     Ok(())
@@ -497,7 +501,7 @@ impl ServerChannel {
             Stage::Hello(_) => HELLO_LEN,
             _ => FINISH_LEN,
         };
-        if pending.len() >= 2 && usize::from(u16::from_be_bytes([pending[0], pending[1]])) != want {
+        if frame_len(pending).is_some_and(|len| len != want) {
             return Err(ChannelError("not a distcc-rs handshake".into()));
         }
         Ok(())
