@@ -792,20 +792,16 @@ impl<'a> Server<'a> {
     /// frames of its own; `first` is for a channel only (it is dropped
     /// without one).
     fn start_reply(&mut self, id: ConnId, first: &[u8], out: Vec<u8>, then: AfterWrite) {
+        let on_channel = self.conns.get(&id).is_some_and(|c| c.channel.is_some());
+        let sealed = match on_channel {
+            true => match self.seal(id, first.to_vec()) {
+                Some(bytes) => Some(SealedOut { bytes, pos: 0 }),
+                None => return,
+            },
+            false => None,
+        };
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
-        };
-        let sealed = match conn.channel.as_mut() {
-            None => None,
-            Some(channel) => {
-                let mut bytes = Vec::new();
-                if let Err(err) = channel.seal(first, &mut bytes) {
-                    log::warn!("cannot send to {}: {err}", conn.peer);
-                    self.close(id);
-                    return;
-                }
-                Some(SealedOut { bytes, pos: 0 })
-            }
         };
         conn.state = ConnState::Writing {
             out,
