@@ -244,11 +244,11 @@ fn open_stream(
     transport: &mut Transport,
     frames: &mut Frames,
     mut raw: &[u8],
-    plain: &mut Vec<u8>,
+    plain: &mut Opened,
 ) -> Result<(), ChannelError> {
     loop {
         while let Some(frame) = frames.next_frame() {
-            transport.open(frame, plain)?;
+            transport.open_onto(frame, plain)?;
         }
         let take = frames.missing().min(raw.len());
         if take == 0 {
@@ -258,11 +258,74 @@ fn open_stream(
         raw = &raw[take..];
     }
     while let Some((frame, taken)) = whole_frame(raw) {
-        transport.open(frame, plain)?;
+        transport.open_onto(frame, plain)?;
         raw = &raw[taken..];
     }
     frames.push(raw);
     Ok(())
+}
+
+/// Plaintext opened from transport frames, in a buffer that is zeroed once
+/// and then reused. snow opens a frame only into an initialised slice; a
+/// `Vec` cleared and grown again for each frame would be zeroed each time
+/// first (a memset of every byte received).
+#[derive(Default)]
+pub struct Opened {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Opened {
+    /// Plaintext kept in `buf`, whose whole length is room.
+    pub fn new(buf: Vec<u8>) -> Opened {
+        Opened {
+            buf,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Drops the first `n` bytes of the plaintext.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.clear();
+        }
+    }
+
+    /// Drops all of the plaintext; the room stays.
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// The buffer's size: it grows only for more than that at once.
+    pub fn room(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// `n` bytes of room after the plaintext; the buffer grows (and only
+    /// its new bytes are zeroed) when it has less.
+    fn space(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < n {
+            let want = (self.end + n).max(2 * self.buf.len());
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.end..self.end + n]
+    }
+}
+
+impl std::ops::Deref for Opened {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+/// The bytes `plain` bytes take sealed as transport frames.
+pub fn sealed_len(plain: usize) -> usize {
+    plain + plain.div_ceil(MAX_PLAIN) * (2 + TAG)
 }
 
 /// The channel after the handshake: seals and opens transport frames.
@@ -277,18 +340,30 @@ impl Transport {
 
     /// Appends `plain` to `out` as transport frames.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
-        out.reserve(plain.len() + plain.len().div_ceil(MAX_PLAIN) * (TAG + 2));
+        let head = out.len();
+        out.resize(head + sealed_len(plain.len()), 0);
+        let n = self.seal_into(plain, &mut out[head..])?;
+        out.truncate(head + n);
+        Ok(())
+    }
+
+    /// Seals `plain` as transport frames into the front of `out`, which
+    /// must hold [`sealed_len`] of it; returns the bytes written. A buffer
+    /// kept for a connection is not zeroed again for each frame.
+    pub fn seal_into(&mut self, plain: &[u8], out: &mut [u8]) -> Result<usize, ChannelError> {
+        let mut at = 0;
         for chunk in plain.chunks(MAX_PLAIN) {
-            let head = out.len();
-            out.resize(head + 2 + chunk.len() + TAG, 0);
+            let room = out
+                .get_mut(at + 2..at + 2 + chunk.len() + TAG)
+                .ok_or_else(|| ChannelError("no room to seal a frame".into()))?;
             let n = self
                 .state
-                .write_message(chunk, &mut out[head + 2..])
+                .write_message(chunk, room)
                 .map_err(|e| failed("cannot encrypt", e))?;
-            out[head..head + 2].copy_from_slice(&(n as u16).to_be_bytes());
-            out.truncate(head + 2 + n);
+            out[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
+            at += 2 + n;
         }
-        Ok(())
+        Ok(at)
     }
 
     /// Opens one transport frame into the front of `out`, which must be at
@@ -300,21 +375,12 @@ impl Transport {
             .map_err(|_| ChannelError("a frame failed its integrity check".into()))
     }
 
-    /// Opens one transport frame, appending its plaintext to `out`. Any
-    /// change to a frame, or a frame out of order, fails here.
-    pub fn open(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
-        let start = out.len();
-        out.resize(start + frame.len(), 0);
-        match self.state.read_message(frame, &mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                Ok(())
-            }
-            Err(_) => {
-                out.truncate(start);
-                Err(ChannelError("a frame failed its integrity check".into()))
-            }
-        }
+    /// Opens one transport frame onto the end of `plain`. Any change to a
+    /// frame, or a frame out of order, fails here.
+    pub fn open_onto(&mut self, frame: &[u8], plain: &mut Opened) -> Result<(), ChannelError> {
+        let n = self.open_into(frame, plain.space(frame.len()))?;
+        plain.end += n;
+        Ok(())
     }
 }
 
@@ -437,7 +503,7 @@ impl ServerChannel {
         &mut self,
         raw: &[u8],
         send: &mut Vec<u8>,
-        plain: &mut Vec<u8>,
+        plain: &mut Opened,
     ) -> Result<Option<[u8; KEY_LEN]>, ChannelError> {
         let result = if let Stage::Open(transport) = &mut self.stage {
             open_stream(transport, &mut self.frames, raw, plain).map(|()| None)
@@ -454,7 +520,7 @@ impl ServerChannel {
     fn step(
         &mut self,
         send: &mut Vec<u8>,
-        plain: &mut Vec<u8>,
+        plain: &mut Opened,
     ) -> Result<Option<[u8; KEY_LEN]>, ChannelError> {
         loop {
             if let Stage::Hello(_) | Stage::Finish(_) = self.stage {
@@ -478,7 +544,7 @@ impl ServerChannel {
                     return Ok(Some(client));
                 }
                 Stage::Open(mut transport) => {
-                    transport.open(frame, plain)?;
+                    transport.open_onto(frame, plain)?;
                     self.stage = Stage::Open(transport);
                 }
                 Stage::Proven(_) | Stage::Failed => {
@@ -508,7 +574,7 @@ impl ServerChannel {
     }
 
     /// Lets the proved client's frames be opened, and opens those already in.
-    pub fn admit(&mut self, plain: &mut Vec<u8>) -> Result<(), ChannelError> {
+    pub fn admit(&mut self, plain: &mut Opened) -> Result<(), ChannelError> {
         if let Stage::Proven(transport) = std::mem::replace(&mut self.stage, Stage::Failed) {
             self.stage = Stage::Open(transport);
         }
@@ -518,8 +584,17 @@ impl ServerChannel {
 
     /// Appends `plain` to `out` as transport frames.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
+        self.transport()?.seal(plain, out)
+    }
+
+    /// [`Transport::seal_into`] on this channel.
+    pub fn seal_into(&mut self, plain: &[u8], out: &mut [u8]) -> Result<usize, ChannelError> {
+        self.transport()?.seal_into(plain, out)
+    }
+
+    fn transport(&mut self) -> Result<&mut Transport, ChannelError> {
         match &mut self.stage {
-            Stage::Open(transport) => transport.seal(plain, out),
+            Stage::Open(transport) => Ok(transport),
             _ => Err(ChannelError("the channel is not open".into())),
         }
     }
@@ -595,7 +670,7 @@ mod tests {
         let ((server, server_pub), (client, client_pub)) = (pair(), pair());
         let (hs, hello) = ClientHandshake::start_with(&client, &server_pub, suite).unwrap();
         let mut channel = ServerChannel::new(&server).unwrap();
-        let (mut send, mut plain) = (Vec::new(), Vec::new());
+        let (mut send, mut plain) = (Vec::new(), Opened::default());
         // Byte by byte: frames may arrive in any pieces.
         for b in &hello {
             assert_eq!(channel.input(&[*b], &mut send, &mut plain), Ok(None));
@@ -607,18 +682,18 @@ mod tests {
         assert_eq!(proven, Some(client_pub.bytes));
         assert!(plain.is_empty(), "nothing opened before admission");
         channel.admit(&mut plain).unwrap();
-        assert_eq!(plain, big);
+        assert_eq!(&plain[..], &big[..]);
         let mut back = Vec::new();
         channel.seal(b"DONE", &mut back).unwrap();
-        let mut got = Vec::new();
-        transport.open(&bodies(&back)[0], &mut got).unwrap();
-        assert_eq!(got, b"DONE");
+        let mut got = Opened::default();
+        transport.open_onto(&bodies(&back)[0], &mut got).unwrap();
+        assert_eq!(&got[..], b"DONE");
     }
 
     #[test]
     fn an_open_channel_takes_frames_in_any_pieces() {
         let (mut channel, mut transport) = open_pair();
-        let (mut send, mut plain) = (Vec::new(), Vec::new());
+        let (mut send, mut plain) = (Vec::new(), Opened::default());
         let big: Vec<u8> = (0..400_000u32).map(|i| (i * 7) as u8).collect();
         let mut stream = Vec::new();
         transport.seal(&big, &mut stream).unwrap();
@@ -632,7 +707,7 @@ mod tests {
             channel.input(piece, &mut send, &mut plain).unwrap();
             rest = after;
         }
-        assert_eq!(plain, big);
+        assert_eq!(&plain[..], &big[..]);
     }
 
     /// An open server channel and the client's transport.
@@ -640,12 +715,47 @@ mod tests {
         let ((server, server_pub), (client, _)) = (pair(), pair());
         let (hs, hello) = ClientHandshake::start(&client, &server_pub).unwrap();
         let mut channel = ServerChannel::new(&server).unwrap();
-        let (mut send, mut plain) = (Vec::new(), Vec::new());
+        let (mut send, mut plain) = (Vec::new(), Opened::default());
         channel.input(&hello, &mut send, &mut plain).unwrap();
         let (finish_msg, transport) = hs.finish(&bodies(&send)[0]).unwrap();
         channel.input(&finish_msg, &mut send, &mut plain).unwrap();
         channel.admit(&mut plain).unwrap();
         (channel, transport)
+    }
+
+    #[test]
+    fn opened_plaintext_reuses_its_room_and_a_failed_frame_adds_nothing() {
+        let (mut channel, mut transport) = open_pair();
+        let mut plain = Opened::new(vec![0; 3 * MAX_FRAME]);
+        let mut send = Vec::new();
+        for round in 0..3u8 {
+            let body = vec![round; 2 * MAX_PLAIN + 10];
+            let mut stream = Vec::new();
+            transport.seal(&body, &mut stream).unwrap();
+            assert_eq!(stream.len(), sealed_len(body.len()));
+            channel.input(&stream, &mut send, &mut plain).unwrap();
+            assert_eq!(&plain[..], &body[..]);
+            plain.consume(10);
+            assert_eq!(&plain[..], &body[10..]);
+            plain.clear();
+            assert!(plain.is_empty());
+            assert_eq!(plain.room(), 3 * MAX_FRAME, "round {round}: the room grew");
+        }
+        // A frame that fails its check leaves the plaintext as it was.
+        let mut stream = Vec::new();
+        transport.seal(b"tampered", &mut stream).unwrap();
+        stream[4] ^= 1;
+        assert!(channel.input(&stream, &mut send, &mut plain).is_err());
+        assert!(plain.is_empty());
+    }
+
+    #[test]
+    fn sealing_into_too_small_a_buffer_fails_without_writing_past_it() {
+        let (_, mut transport) = open_pair();
+        let mut out = vec![0; sealed_len(100) - 1];
+        assert!(transport.seal_into(&[7; 100], &mut out).is_err());
+        let mut out = vec![0; sealed_len(100)];
+        assert_eq!(transport.seal_into(&[7; 100], &mut out), Ok(out.len()));
     }
 
     #[test]
@@ -668,7 +778,7 @@ mod tests {
             if let Some(at) = flipped {
                 stream[at] ^= 0x01;
             }
-            let (mut send, mut plain) = (Vec::new(), Vec::new());
+            let (mut send, mut plain) = (Vec::new(), Opened::default());
             let mut rest = stream.as_slice();
             let mut failed = false;
             while !rest.is_empty() && !failed {
@@ -677,7 +787,7 @@ mod tests {
                 rest = after;
             }
             match flipped {
-                None => assert_eq!(plain, big, "round {round}"),
+                None => assert_eq!(&plain[..], &big[..], "round {round}"),
                 // A changed length or body: an error, or (a length made
                 // longer) a frame still waiting; never the wrong bytes.
                 Some(_) => assert!(failed || plain.len() < big.len(), "round {round}"),
@@ -716,7 +826,7 @@ mod tests {
         let ((server, _), (client, _), (_, other_pub)) = (pair(), pair(), pair());
         let (_, hello) = ClientHandshake::start(&client, &other_pub).unwrap();
         let mut channel = ServerChannel::new(&server).unwrap();
-        let (mut send, mut plain) = (Vec::new(), Vec::new());
+        let (mut send, mut plain) = (Vec::new(), Opened::default());
         assert!(channel.input(&hello, &mut send, &mut plain).is_err());
         assert!(send.is_empty());
         let mut channel = ServerChannel::new(&server).unwrap();

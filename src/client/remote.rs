@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::channel::{ClientHandshake, FrameBuffer, Transport};
+use crate::channel::{ClientHandshake, FrameBuffer, Opened, Transport};
 use crate::exitcode::ExitCode;
 use crate::identity::{self, Identity};
 use crate::keys::{PrivateKey, PublicKey};
@@ -162,7 +162,10 @@ enum Handshake {
     /// The first message is sent; the server's answer is not yet read.
     Sent {
         started: Box<ClientHandshake>,
-        server: String,
+        /// The pinned key, for the log (its fingerprint is a SHA-256,
+        /// whose first use asks the CPU its features: worth a debug line
+        /// only).
+        server: [u8; crate::keys::KEY_LEN],
         /// The client's time in the handshake so far.
         spent: Duration,
     },
@@ -176,8 +179,7 @@ struct Sealed {
     transport: Transport,
     /// What each read from the socket goes into.
     inbox: FrameBuffer,
-    opened: Vec<u8>,
-    pos: usize,
+    opened: Opened,
     /// The identity ask (`CIDQ`), sealed in front of the first write.
     ask: Vec<u8>,
     /// Sealed frames on their way out, kept for the next write.
@@ -344,7 +346,7 @@ impl Connection {
         self.raw_write_all(&hello, Step::Doing("in the handshake"))?;
         self.handshake = Handshake::Sent {
             started: Box::new(started),
-            server: server.fingerprint(),
+            server: server.bytes,
             spent: began.elapsed(),
         };
         Ok(())
@@ -371,7 +373,8 @@ impl Connection {
                 self.read_answer(*started)?;
                 self.handshake = Handshake::Idle;
                 log::debug!(
-                    "channel open: server key {server} proved, handshake {} us",
+                    "channel open: server key {} proved, handshake {} us",
+                    crate::keys::fingerprint(&server),
                     (spent + began.elapsed()).as_micros()
                 );
                 Ok(())
@@ -401,8 +404,7 @@ impl Connection {
         self.sealed = Some(Sealed {
             transport,
             inbox: FrameBuffer::new(CHUNK),
-            opened: Vec::new(),
-            pos: 0,
+            opened: Opened::default(),
             ask: identity::ask(),
             out: Vec::new(),
         });
@@ -430,13 +432,14 @@ impl Connection {
         };
         let mut out = std::mem::take(&mut sealed.out);
         for chunk in plain.chunks(crate::channel::MAX_PLAIN) {
+            // One frame's room, zeroed once for the connection.
+            out.resize(out.len().max(crate::channel::sealed_len(chunk.len())), 0);
             let sealed = self.sealed.as_mut().expect("a channel");
-            sealed
+            let n = sealed
                 .transport
-                .seal(chunk, &mut out)
+                .seal_into(chunk, &mut out)
                 .map_err(|e| RemoteError::Io(step.says(e)))?;
-            self.raw_write_all(&out, step)?;
-            out.clear();
+            self.raw_write_all(&out[..n], step)?;
         }
         self.sealed.as_mut().expect("a channel").out = out;
         Ok(())
@@ -455,10 +458,10 @@ impl Connection {
         };
         loop {
             let sealed = self.sealed.as_mut().expect("a channel");
-            if sealed.pos < sealed.opened.len() {
-                let n = buf.len().min(sealed.opened.len() - sealed.pos);
-                buf[..n].copy_from_slice(&sealed.opened[sealed.pos..sealed.pos + n]);
-                sealed.pos += n;
+            if !sealed.opened.is_empty() {
+                let n = buf.len().min(sealed.opened.len());
+                buf[..n].copy_from_slice(&sealed.opened[..n]);
+                sealed.opened.consume(n);
                 return Ok(n);
             }
             if let Some(frame) = sealed.inbox.next_frame() {
@@ -471,10 +474,9 @@ impl Connection {
                     continue;
                 }
                 sealed.opened.clear();
-                sealed.pos = 0;
                 sealed
                     .transport
-                    .open(frame, &mut sealed.opened)
+                    .open_onto(frame, &mut sealed.opened)
                     .map_err(failed)?;
                 continue;
             }

@@ -151,8 +151,10 @@ pub struct Conn {
 /// never has a sealed copy of its own (and its page faults).
 #[derive(Default)]
 pub struct SealedOut {
+    /// Sealed bytes up to `end`; the buffer is kept for the next batch.
     pub bytes: Vec<u8>,
     pub pos: usize,
+    pub end: usize,
 }
 
 /// The poll tokens below connections: the signal pipe, the workers' waker,

@@ -82,7 +82,7 @@ pub struct Server<'a> {
     /// What each read from a connection goes into.
     scratch: Vec<u8>,
     /// What a channel opened from `scratch` (secure.rs).
-    opened: Vec<u8>,
+    opened: crate::channel::Opened,
     stopping: Option<Instant>,
     /// True in inetd mode: the loop ends when the one connection does.
     single: bool,
@@ -151,7 +151,7 @@ impl<'a> Server<'a> {
             load,
             stats: Stats::new(config.jobs),
             scratch: crate::sys::unforked_buffer(READ_SIZE, 0),
-            opened: crate::sys::unforked_buffer(0, OPENED_ROOM),
+            opened: crate::channel::Opened::new(crate::sys::unforked_buffer(OPENED_ROOM, 0)),
             stopping: None,
             single: false,
             workers,
@@ -795,7 +795,11 @@ impl<'a> Server<'a> {
         let on_channel = self.conns.get(&id).is_some_and(|c| c.channel.is_some());
         let sealed = match on_channel {
             true => match self.seal(id, first.to_vec()) {
-                Some(bytes) => Some(SealedOut { bytes, pos: 0 }),
+                Some(bytes) => Some(SealedOut {
+                    end: bytes.len(),
+                    bytes,
+                    pos: 0,
+                }),
                 None => return,
             },
             false => None,
@@ -848,18 +852,14 @@ impl<'a> Server<'a> {
         loop {
             let pending = match (sealed.as_mut(), channel.as_mut()) {
                 (Some(batch), Some(channel)) => {
-                    if batch.pos == batch.bytes.len() && *pos < out.len() {
-                        let end = (*pos + REPLY_BATCH).min(out.len());
-                        batch.bytes.clear();
-                        batch.pos = 0;
-                        if let Err(err) = channel.seal(&out[*pos..end], &mut batch.bytes) {
+                    if batch.pos == batch.end && *pos < out.len() {
+                        if let Err(err) = seal_batch(batch, channel, out, pos) {
                             log::warn!("cannot send to {peer}: {err}");
                             self.close(id);
                             return;
                         }
-                        *pos = end;
                     }
-                    &batch.bytes[batch.pos..]
+                    &batch.bytes[batch.pos..batch.end]
                 }
                 _ => &out[*pos..],
             };
@@ -1137,4 +1137,24 @@ pub fn listener_from_fd(fd: RawFd) -> io::Result<TcpListener> {
     crate::sys::set_cloexec(fd)?;
     // SAFETY: the caller passes a listening socket it owns (systemd's fd 3).
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
+
+/// Seals the next [`REPLY_BATCH`] of `out` from `pos` into `batch`, whose
+/// buffer is kept from batch to batch.
+fn seal_batch(
+    batch: &mut SealedOut,
+    channel: &mut crate::channel::ServerChannel,
+    out: &[u8],
+    pos: &mut usize,
+) -> Result<(), crate::channel::ChannelError> {
+    let end = (*pos + REPLY_BATCH).min(out.len());
+    let need = crate::channel::sealed_len(end - *pos);
+    if batch.bytes.len() < need {
+        // Fresh zeroed pages, not a memset of the old buffer.
+        batch.bytes = vec![0; need.max(crate::channel::sealed_len(REPLY_BATCH))];
+    }
+    batch.end = channel.seal_into(&out[*pos..end], &mut batch.bytes)?;
+    batch.pos = 0;
+    *pos = end;
+    Ok(())
 }

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Conn, ConnId, ConnState, Server};
-use crate::channel::ServerChannel;
+use crate::channel::{Opened, ServerChannel};
 
 /// How long a client has to finish the handshake.
 pub const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ impl Server<'_> {
         // not an allocation (and its page faults) per connection.
         let mut plain = std::mem::take(&mut self.opened);
         let keep_going = self.open_received(id, raw, &mut plain);
-        debug_assert!(plain.capacity() <= super::OPENED_ROOM + 64, "opened grew");
+        debug_assert_eq!(plain.room(), super::OPENED_ROOM, "opened grew");
         plain.clear();
         self.opened = plain;
         keep_going
@@ -66,7 +66,7 @@ impl Server<'_> {
 
     /// [`Server::on_received`] for a connection with a channel: `raw`
     /// through the handshake or opened into `plain`, then to the request.
-    fn open_received(&mut self, id: ConnId, raw: &[u8], plain: &mut Vec<u8>) -> bool {
+    fn open_received(&mut self, id: ConnId, raw: &[u8], plain: &mut Opened) -> bool {
         let Some(channel) = self.conns.get_mut(&id).and_then(|c| c.channel.as_mut()) else {
             return false;
         };
@@ -94,7 +94,7 @@ impl Server<'_> {
 
     /// At the client's first plaintext: takes the identity ask (`CIDQ`)
     /// off its front, and notes whether it was there.
-    fn take_ask(&mut self, id: ConnId, plain: &mut Vec<u8>) {
+    fn take_ask(&mut self, id: ConnId, plain: &mut Opened) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -104,14 +104,14 @@ impl Server<'_> {
         let ask = crate::identity::ask();
         let asked = plain.starts_with(&ask);
         if asked {
-            plain.drain(..ask.len());
+            plain.consume(ask.len());
         }
         conn.asked_identity = Some(asked);
     }
 
     /// Checks a proved client key against `--auth-keys`; an accepted one
     /// gets its frames opened and the request's own deadline.
-    fn admit(&mut self, id: ConnId, client: &[u8], plain: &mut Vec<u8>) -> Result<(), String> {
+    fn admit(&mut self, id: ConnId, client: &[u8], plain: &mut Opened) -> Result<(), String> {
         let io_timeout = self.config.io_timeout;
         let trust = self.config.trust.as_ref().ok_or("no --auth-keys")?;
         let fingerprint = crate::keys::fingerprint(client);
