@@ -23,6 +23,11 @@
 #   d-rs   Debian's distcc clients, distcc-rs daemons
 #   rs0    distcc-rs clients placing by 3.4's static rules (DISTCC_PLACEMENT=0)
 #   rs2    distcc-rs clients asking two random hosts (DISTCC_PLACEMENT=two)
+#   rsp    distcc-rs clients in pump mode (`distcc-rs pump make`, hosts
+#          listed ,cpp,lzo), distcc-rs daemons: the client machines
+#          preprocess nothing, as with a real farm in pump mode, whose hosts
+#          preprocess within their jobs' time (distcc 3.4's pump mode, whose
+#          include server is broken on bookworm, cannot take this side)
 #
 # Each of BENCH_FARM_RUNS rounds (default 2) runs every side once, the side
 # that goes first turning round by round; the ratios are of the same round.
@@ -69,7 +74,7 @@ for t in "$FAST" "$SLOW"; do
         kl_die "BENCH_FARM_FAST and _SLOW must be seconds above 0"
 done
 for side in $SIDES; do
-    case $side in d | rs | rs0 | rs2 | rs-d | d-rs) ;; *) kl_die "unknown side '$side' in BENCH_FARM_SIDES" ;; esac
+    case $side in d | rs | rs0 | rs2 | rsp | rs-d | d-rs) ;; *) kl_die "unknown side '$side' in BENCH_FARM_SIDES" ;; esac
 done
 kl_need distcc distcc
 kl_need distccd distcc
@@ -133,7 +138,11 @@ start_farm() {
             # Our daemon finds the whitelisted names on DISTCCD_PATH.
             DISTCCD_PATH=$kl_work/$name/cc:/usr/bin:/bin
             export DISTCCD_PATH
+            # The compiler reads the template object and appends to its job
+            # log, both outside its job directory.
+            kl_rs_args="--sandbox-allow $kl_work/template --sandbox-write $kl_work/$name/cc"
             kl_start_rs "$DISTCC_RS" "$SLOTS" "$name"
+            kl_rs_args=
             unset DISTCCD_PATH
         fi
         echo "$kl_log" >"$kl_work/$name/logname"
@@ -164,7 +173,7 @@ done
 kinds=""
 for side in $SIDES; do
     case $side in d | rs-d) kinds="$kinds d" ;; esac
-    case $side in rs | rs0 | rs2 | d-rs) kinds="$kinds rs" ;; esac
+    case $side in rs | rs0 | rs2 | rsp | d-rs) kinds="$kinds rs" ;; esac
 done
 case $kinds in *d*) start_farm d ;; esac
 case $kinds in *rs*) start_farm rs ;; esac
@@ -180,16 +189,21 @@ echo "farm: $HOSTS hosts x $SLOTS slots, listed as /$LIMIT ($fast_hosts at ${FAS
     "$CLIENTS client machines x $FILES files, make -j$JOBS; ideal makespan ${ideal} s"
 echo
 
-# count_jobs KIND I: the COMPILE_OK lines in daemon KIND-I's log so far.
-count_jobs() { grep -c 'COMPILE_OK' "$(cat "$kl_work/$1-$2/logname")" || true; }
+# count_jobs KIND I: the COMPILE_OK lines in daemon KIND-I's log so far (a
+# pump job has a second line, which says so).
+count_jobs() { grep 'COMPILE_OK' "$(cat "$kl_work/$1-$2/logname")" | grep -vc 'in pump mode' || true; }
+# count_pumped KIND: the jobs all of KIND's daemons have served in pump mode so far.
+count_pumped() { cat "$kl_work/$1"-*/logname | xargs cat | grep -c 'in pump mode (protocol 3)' || true; }
 
 # farm_build SIDE ROUND: all clients' makes at once against SIDE's farm;
 # sets r_makespan (seconds) and r_fast and r_slow (jobs per fast and per
 # slow host).
 farm_build() {
+    pump=
     case $1 in
     d) client=distcc kind=d placement= ;;
     rs) client=$DISTCC_RS kind=rs placement= ;;
+    rsp) client=$DISTCC_RS kind=rs placement= pump="$DISTCC_RS pump" ;;
     rs0) client=$DISTCC_RS kind=rs placement=0 ;;
     rs2) client=$DISTCC_RS kind=rs placement=two ;;
     rs-d) client=$DISTCC_RS kind=d placement= ;;
@@ -197,12 +211,14 @@ farm_build() {
     esac
     placement=${placement:-${BENCH_FARM_PLACEMENT:-}}
     eval "list=\$hosts_$kind"
+    [ -z "$pump" ] || list=$(echo "$list" | sed 's/\([^ ]*\)/\1,cpp,lzo/g')
     i=0
     while [ $i -lt "$HOSTS" ]; do
         eval "before_$i=$(count_jobs "$kind" $i)"
         eval "lines_$i=$(wc -l <"$kl_work/$kind-$i/cc/jobs")"
         i=$((i + 1))
     done
+    pumped_before=$(count_pumped "$kind")
     c=0
     while [ $c -lt "$CLIENTS" ]; do
         d=$kl_work/client-$c
@@ -228,7 +244,8 @@ farm_build() {
                 DISTCC_PAUSE_TIME_MSEC=$BENCH_FARM_PAUSE
                 export DISTCC_PAUSE_TIME_MSEC
             fi
-            if timeout "$TIMEOUT" make -C "$d/project" -j"$JOBS" CC="$client gcc" >"$d/make.log" 2>&1; then
+            # shellcheck disable=SC2086 # $pump is a command and its argument
+            if timeout "$TIMEOUT" $pump make -C "$d/project" -j"$JOBS" CC="$client gcc" >"$d/make.log" 2>&1; then
                 date +%s.%N >"$d/done"
             fi
         ) &
@@ -260,6 +277,8 @@ farm_build() {
     done
     [ "$all" -eq "$total" ] || kl_die "side $1: the daemons logged $all jobs, not $total"
     [ "$(wc -l <"$jobs")" -eq "$total" ] || kl_die "side $1: the compilers ran $(wc -l <"$jobs") jobs, not $total"
+    pumped=$(($(count_pumped "$kind") - pumped_before))
+    [ -z "$pump" ] || [ "$pumped" -eq "$total" ] || kl_die "side $1: $pumped of $total jobs went in pump mode"
     if [ -n "${BENCH_FARM_JOBLOG:-}" ]; then
         cp "$jobs" "$BENCH_FARM_JOBLOG/$1-$2.jobs"
         echo "$start" >"$BENCH_FARM_JOBLOG/$1-$2.start"
@@ -288,6 +307,7 @@ label() {
     rs) echo "distcc-rs + distcc-rs daemon" ;;
     rs0) echo "distcc-rs static + rs daemon" ;;
     rs2) echo "distcc-rs two choices + rs daemon" ;;
+    rsp) echo "distcc-rs pump + rs daemon" ;;
     rs-d) echo "distcc-rs + distccd 3.4" ;;
     d-rs) echo "distcc 3.4 + distcc-rs daemon" ;;
     esac
