@@ -310,17 +310,42 @@ fn locked_by_another(path: &Path) -> bool {
 }
 
 /// Takes a local slot, `cpu_localhost_N` with N below `limit` (at least 1),
-/// waiting as [`pick`] does. Local-only jobs pass `--localslots`,
-/// preprocessing passes `--localslots_cpp`; the `localhost` host shares the
-/// same files, so all local work counts against one pool.
+/// waiting as [`pick`] does. Local-only jobs pass `--localslots`; the
+/// `localhost` host and preprocessing ([`local_cpp_slot`]) share the same
+/// files, so all local work counts against one pool.
 pub fn local_slot(lock_dir: &Path, limit: u32, pause: Duration) -> io::Result<Lock> {
+    wait_for_local(lock_dir, limit, pause, pause)
+}
+
+/// How soon a preprocessor that found every local-cpp slot busy looks
+/// again, at first; the wait then doubles up to the pause. A preprocessor
+/// holds its slot for tens of milliseconds, so 3.4's whole pause (1 s)
+/// left the CPUs idle at the start of every build with more jobs than
+/// `--localslots_cpp`.
+pub const CPP_FIRST_WAIT: Duration = Duration::from_millis(5);
+
+/// [`local_slot`] for preprocessing or the include server's scan, below
+/// `--localslots_cpp`: looks again after [`CPP_FIRST_WAIT`], doubling up
+/// to `pause`.
+pub fn local_cpp_slot(lock_dir: &Path, limit: u32, pause: Duration) -> io::Result<Lock> {
+    wait_for_local(lock_dir, limit, CPP_FIRST_WAIT.min(pause), pause)
+}
+
+fn wait_for_local(
+    lock_dir: &Path,
+    limit: u32,
+    first: Duration,
+    pause: Duration,
+) -> io::Result<Lock> {
+    let mut wait = first;
     loop {
         for slot in 0..limit.clamp(1, MAX_SLOTS) {
             if let Some(lock) = try_lock(lock_dir, "localhost", slot)? {
                 return Ok(lock);
             }
         }
-        std::thread::sleep(pause.max(MIN_PAUSE));
+        std::thread::sleep(wait.max(MIN_PAUSE));
+        wait = (wait * 2).min(pause).max(wait);
     }
 }
 
@@ -329,6 +354,7 @@ mod tests {
     use super::*;
     use crate::client::hosts::parse;
     use crate::testing::TestDir;
+    use std::time::Instant;
 
     // The locks against another process's (python3's lockf) are tested in
     // tests/lock.rs.
@@ -433,6 +459,26 @@ mod tests {
             ),
             Err(PickError::NoHosts)
         ));
+    }
+
+    #[test]
+    fn a_preprocessor_takes_a_freed_slot_long_before_the_pause() {
+        let tmp = TestDir::new("lock");
+        let held = local_slot(tmp.path(), 1, Duration::ZERO).unwrap();
+        let pause = Duration::from_secs(30);
+        let dir = tmp.path().to_path_buf();
+        let began = Instant::now();
+        let waiter = std::thread::spawn(move || {
+            let lock = local_cpp_slot(&dir, 1, pause).unwrap();
+            (lock.slot(), began.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        let (slot, waited) = waiter.join().unwrap();
+        assert_eq!(slot, 0);
+        // 3.4 would look again only after the whole pause; a local compile
+        // (local_slot) still does.
+        assert!(waited < pause / 2, "waited {waited:?}");
     }
 
     #[test]

@@ -338,9 +338,14 @@ impl Client {
     ) -> i32 {
         let (slots, cpp_slots) = self.local_limits();
         let limit = if cpp_slot { cpp_slots } else { slots };
+        let take = if cpp_slot {
+            lock::local_cpp_slot
+        } else {
+            lock::local_slot
+        };
         let lock = match (held, &self.lock_dir) {
             (Some(lock), _) => Some(lock),
-            (None, Ok(dir)) => match lock::local_slot(dir, limit, env::pause_time()) {
+            (None, Ok(dir)) => match take(dir, limit, env::pause_time()) {
                 Ok(lock) => Some(lock),
                 Err(err) => {
                     log::warn!("failed to lock: {err}");
@@ -572,7 +577,7 @@ impl Client {
     fn cpp_slot(&mut self) -> Option<lock::Lock> {
         let (_, cpp_slots) = self.local_limits();
         let lock = match &self.lock_dir {
-            Ok(dir) => lock::local_slot(dir, cpp_slots, env::pause_time()).ok(),
+            Ok(dir) => lock::local_cpp_slot(dir, cpp_slots, env::pause_time()).ok(),
             Err(_) => None,
         };
         self.note_state(
