@@ -473,7 +473,7 @@ impl Connection {
                     }
                     continue;
                 }
-                sealed.opened.clear();
+                // Empty here: consuming its last byte cleared it.
                 sealed
                     .transport
                     .open_onto(frame, &mut sealed.opened)
