@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::common::cross::run_bounded;
@@ -20,6 +20,17 @@ use crate::common::{wait_until, TestDir};
 
 /// The bound on one client run.
 const JOB_LIMIT: Duration = Duration::from_secs(120);
+
+/// Each farm keeps both CPUs busy, and placement is what its tests
+/// measure: one farm at a time, so that one farm's load is not taken for
+/// a slow host of another.
+static ONE_FARM: Mutex<()> = Mutex::new(());
+
+fn one_farm() -> MutexGuard<'static, ()> {
+    ONE_FARM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Makes the object every sleeping compiler copies.
 fn template_object(dir: &TestDir) -> PathBuf {
@@ -166,6 +177,7 @@ fn marks(project: &TestDir, prefix: &str) -> Vec<String> {
 
 #[test]
 fn two_client_machines_spread_over_fast_and_slow_hosts() {
+    let _farm = one_farm();
     let tmp = TestDir::new("farm");
     let object = template_object(&tmp);
     // Slow hosts first in the list, so that list order does not favour the fast.
@@ -225,6 +237,7 @@ fn two_client_machines_spread_over_fast_and_slow_hosts() {
 
 #[test]
 fn distcc_3_4_clients_and_ours_share_the_farm() {
+    let _farm = one_farm();
     let distcc = need("distcc", "distcc");
     let tmp = TestDir::new("farm-mixed");
     let object = template_object(&tmp);
@@ -269,6 +282,7 @@ fn distcc_3_4_clients_and_ours_share_the_farm() {
 
 #[test]
 fn a_dead_host_and_a_distccd_3_4_host_degrade_to_the_static_rules() {
+    let _farm = one_farm();
     let tmp = TestDir::new("farm-degrade");
     let object = template_object(&tmp);
     let distccd = DebianDistccd::start("farm-degrade-34");

@@ -8,8 +8,9 @@
 //! `static_<lock name>` for [`STATIC_LIFETIME`] when its kernel says no
 //! one listens (3.4, or no daemon), `quiet_<lock name>` for
 //! [`QUIET_LIFETIME`] when it said nothing in time while another host
-//! answered (busy, far, or a firewall). When no host answers in time, this
-//! machine is too busy to tell, and no host is marked. `localhost`
+//! answered (busy, far, or a firewall). When no host answers in time, or
+//! the client woke from its wait late, this machine is too busy to tell,
+//! and no host is marked. `localhost`
 //! answers from its lock files: its slots and local preprocessing share
 //! the `cpu_localhost_N` files, so local work is in the same picture.
 //!
@@ -286,19 +287,21 @@ fn survey(lock_dir: &Path, hosts: &[(usize, &Host)]) -> (Vec<Option<Load>>, Vec<
     }
     let began = Instant::now();
     let sent = asking.len();
-    let (refused, silent) = collect_answers(asking, &mut loads);
+    let answers = collect_answers(asking, &mut loads);
     let answered = loads.iter().flatten().count();
     log::debug!(
         "load survey: {answered} of {sent} answered in {:?}",
         began.elapsed()
     );
-    for k in refused {
+    for k in answers.refused {
         mark_static(lock_dir, hosts[k].1, Silence::Refused);
     }
-    // All silent is this machine or the network being slow, not the hosts.
-    for k in silent {
+    // All silent is this machine or the network being slow, not the
+    // hosts; so is a silence this process overslept.
+    let blame = answered > 0 && !answers.overslept && began.elapsed() >= ANSWER_WAIT;
+    for k in answers.silent {
         quiet.push(hosts[k].0);
-        if answered > 0 && began.elapsed() >= ANSWER_WAIT {
+        if blame {
             mark_static(lock_dir, hosts[k].1, Silence::Quiet);
         }
     }
@@ -335,17 +338,27 @@ fn ask(hostname: &str, port: u16, what: Ask) -> Option<Query> {
     Some(Query { sock, nonce })
 }
 
+/// How the answers to one survey came: the hosts whose kernel said "port
+/// unreachable", the hosts that said nothing, and whether this process
+/// woke from a wait later than [`OVERSLEEP`] after its end (a loaded
+/// machine, whose silence says nothing of the hosts).
+struct Answers {
+    refused: Vec<usize>,
+    silent: Vec<usize>,
+    overslept: bool,
+}
+
+/// How late a wait may end before the client counts itself as overslept.
+const OVERSLEEP: Duration = Duration::from_millis(3);
+
 /// Reads the answers to `asking` into `loads` until every host has
 /// answered or refused, or [`ANSWER_WAIT`] is over, or [`ANSWER_GRACE`]
-/// after the first answer. Returns the hosts
-/// whose kernel said "port unreachable", and the hosts that said nothing.
-fn collect_answers(
-    mut asking: Vec<(usize, Query)>,
-    loads: &mut [Option<Load>],
-) -> (Vec<usize>, Vec<usize>) {
+/// after the first answer.
+fn collect_answers(mut asking: Vec<(usize, Query)>, loads: &mut [Option<Load>]) -> Answers {
     let mut deadline = Instant::now() + ANSWER_WAIT;
     let mut refused = Vec::new();
     let mut graced = false;
+    let mut overslept = false;
     loop {
         asking.retain(|(k, query)| {
             let mut buf = [0u8; load::SIZE + 1];
@@ -375,8 +388,13 @@ fn collect_answers(
             break;
         }
         wait_readable(&asking, left);
+        overslept |= Instant::now() > deadline + OVERSLEEP;
     }
-    (refused, asking.into_iter().map(|(k, _)| k).collect())
+    Answers {
+        refused,
+        silent: asking.into_iter().map(|(k, _)| k).collect(),
+        overslept,
+    }
 }
 
 /// Waits up to `left` for one of the sockets to be readable (or in error).
