@@ -48,6 +48,9 @@ use crate::load::{self, Ask, Load};
 pub const ANSWER_WAIT: Duration = Duration::from_millis(20);
 /// How much longer the client waits for the other answers after the first.
 pub const ANSWER_GRACE: Duration = Duration::from_millis(5);
+/// How late the client may wake from that wait before it counts itself
+/// as overslept, and blames no host for the silence.
+const OVERSLEEP: Duration = Duration::from_millis(3);
 /// How long a host without a load socket is placed by the static rules only.
 pub const STATIC_LIFETIME: Duration = Duration::from_secs(10);
 /// How many times a job goes on down the order after a claim found its host full.
@@ -347,9 +350,6 @@ struct Answers {
     silent: Vec<usize>,
     overslept: bool,
 }
-
-/// How late a wait may end before the client counts itself as overslept.
-const OVERSLEEP: Duration = Duration::from_millis(3);
 
 /// Reads the answers to `asking` into `loads` until every host has
 /// answered or refused, or [`ANSWER_WAIT`] is over, or [`ANSWER_GRACE`]
