@@ -758,7 +758,10 @@ fn a_remote_failure_that_compiles_here_is_a_discrepancy_and_enough_of_them_turn_
     // A failure the local compile repeats is no discrepancy.
     std::fs::write(dir.join("bad.c"), "int x = ;\n").unwrap();
     let _ = std::fs::remove_file(includes.counter());
-    let mut bad = MirrorTree::new(&TestDir::new("pump-discrepancy-bad").path);
+    // Bound for the test's length: a temporary would remove the directory
+    // before the tree is made in it, and the tree would be left behind.
+    let bad_root = TestDir::new("pump-discrepancy-bad");
+    let mut bad = MirrorTree::new(&bad_root.path);
     bad.file(&dir.join("bad.c"));
     let out = run(
         dir,

@@ -40,6 +40,9 @@ fn client(work: &TestDir, hosts: &str, src: &str) -> Child {
         .current_dir(&work.path)
         .env("DISTCC_HOSTS", hosts)
         .env("DISTCC_DIR", work.join("distcc-dir"))
+        // Killed at the end, a client leaves its preprocessed temporary
+        // behind: in the test's directory, not in /tmp.
+        .env("TMPDIR", &work.path)
         .env("DISTCC_NO_REWRITE_CROSS", "1")
         .env("DISTCC_FALLBACK", "0")
         .env_remove("DISTCC_VERBOSE")
