@@ -1150,8 +1150,10 @@ fn seal_batch(
     let end = (*pos + REPLY_BATCH).min(out.len());
     let need = crate::channel::sealed_len(end - *pos);
     if batch.bytes.len() < need {
-        // Fresh zeroed pages, not a memset of the old buffer.
-        batch.bytes = vec![0; need.max(crate::channel::sealed_len(REPLY_BATCH))];
+        // Fresh zeroed pages, not a memset of the old buffer; and only what
+        // this batch needs: a small object's reply maps no four frames (an
+        // mmap, page faults and an munmap per job).
+        batch.bytes = vec![0; need];
     }
     batch.end = channel.seal_into(&out[*pos..end], &mut batch.bytes)?;
     batch.pos = 0;
