@@ -17,6 +17,14 @@
 //! linking fails) under the store's lock, so eviction cannot take it away
 //! mid-link, and a job keeps its link after the store lets the file go.
 //! A file that has vanished from under the store counts as missing.
+//!
+//! The store also remembers, for each FILE body it decompressed, the hash
+//! of the compressed bytes as they came ([`packed_key`]) and the content
+//! they made. A later job that sends the same compressed bytes gets its
+//! file linked without decompressing or hashing the body again: on a Linux
+//! kernel source's 700 headers that was most of the daemon's own work. Only
+//! the daemon's own decompression fills this map, so a client cannot make
+//! one body stand for another; it is bounded like the store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CStr;
@@ -53,6 +61,10 @@ struct Inner {
     order: BTreeMap<u64, Hash>,
     bytes: u64,
     tick: u64,
+    /// FILE bodies decompressed before: [`packed_key`] to the content's
+    /// hash and decompressed size. Emptied when it reaches the store's
+    /// file bound.
+    packed: HashMap<Hash, (Hash, u64)>,
 }
 
 impl Inner {
@@ -139,6 +151,36 @@ impl HeaderStore {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// The content and decompressed size of the FILE body whose
+    /// [`packed_key`] is `key`, if this store made it before.
+    pub fn known(&self, key: &Hash) -> Option<(Hash, u64)> {
+        self.lock().packed.get(key).copied()
+    }
+
+    /// Keeps `body`, decompressed from a FILE body of [`packed_key`] `key`
+    /// that was `size` bytes decompressed, and makes `name` in `dir` that
+    /// file, as [`HeaderStore::keep_and_place`] does; the next FILE body
+    /// with that key is then [`HeaderStore::known`].
+    pub fn keep_known_and_place(
+        &self,
+        key: &Hash,
+        size: u64,
+        body: &[u8],
+        dir: RawFd,
+        name: &CStr,
+    ) -> Result<(), String> {
+        let hash = sysheaders::hash(body);
+        self.store_and_place(&hash, body, dir, name)?;
+        let mut inner = self.lock();
+        if inner.files.contains_key(&hash) {
+            if inner.packed.len() >= self.max_files {
+                inner.packed.clear();
+            }
+            inner.packed.insert(*key, (hash, size));
+        }
+        Ok(())
     }
 
     /// Stores `body`, which the client says has the hash `claimed`, and
@@ -243,6 +285,17 @@ impl HeaderStore {
         stored.read_to_end(&mut body)?;
         beneath::write_new(dir, name, &body, 0o444)
     }
+}
+
+/// The key the store knows a FILE body by before it is decompressed: the
+/// SHA-256 of its compressed bytes and of `stripped`, whether the daemon
+/// drops the body's `#line` prefix (the same bytes then make another file).
+pub fn packed_key(stripped: bool, lzo: &[u8]) -> Hash {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update([u8::from(stripped)]);
+    hasher.update(lzo);
+    hasher.finalize().into()
 }
 
 /// The name of `hash`'s file in the store: the hash in hex.

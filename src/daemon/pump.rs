@@ -32,7 +32,7 @@ use crate::options::{self, Compile, Output, Role, Token, Tokens, Value};
 use crate::proto::Limits;
 use crate::sysheaders::Hash;
 
-use super::header_store::HeaderStore;
+use super::header_store::{self, HeaderStore};
 
 /// A pump job's tree: the root, the client's working directory in it, and
 /// what the request has made so far.
@@ -65,6 +65,10 @@ pub struct Tree {
     needed: VecDeque<(Vec<u8>, Hash)>,
     /// The header body being received: its name, claimed hash and bytes.
     receiving: Option<(Vec<u8>, Hash, Vec<u8>)>,
+    /// FILEs made, and how many of them the store knew by their
+    /// compressed bytes.
+    files: usize,
+    files_known: usize,
 }
 
 /// How a job's headers sent by hash came: from the store, or as bodies.
@@ -107,6 +111,8 @@ impl Tree {
             headers: Vec::new(),
             needed: VecDeque::new(),
             receiving: None,
+            files: 0,
+            files_known: 0,
         };
         beneath::make_dirs(tree.root_fd.as_raw_fd(), components(cdir), 0o755)
             .map_err(|e| format!("cannot make CDIR '{}': {e}", shown(cdir)))?;
@@ -220,6 +226,18 @@ impl Tree {
         let Some((name, lzo)) = self.pending.take() else {
             return Ok(());
         };
+        let key = match (&self.store, lzo.is_empty()) {
+            (Some(_), false) => Some(header_store::packed_key(self.drop_lines, &lzo)),
+            _ => None,
+        };
+        self.files += 1;
+        if let Some(key) = &key {
+            if self.place_known(&name, key)? {
+                self.files_known += 1;
+                self.recycle_received(lzo);
+                return Ok(());
+            }
+        }
         let whole = self.decompress(&name, &lzo)?;
         self.recycle_received(lzo);
         let body = match self.drop_lines {
@@ -233,7 +251,12 @@ impl Tree {
             Some(store) => {
                 let mut kept = Ok(());
                 self.make(&name, |dir, last| {
-                    kept = store.keep_and_place(body, dir, last);
+                    kept = match &key {
+                        Some(key) => {
+                            store.keep_known_and_place(key, whole.len() as u64, body, dir, last)
+                        }
+                        None => store.keep_and_place(body, dir, last),
+                    };
                     Ok(())
                 })
                 .and_then(|()| {
@@ -243,6 +266,31 @@ impl Tree {
         };
         self.recycle(whole);
         made
+    }
+
+    /// Makes the FILE `name` from the store without decompressing it, if
+    /// the store made a file from the same compressed bytes (`key`) before
+    /// and still has it, and its size fits the caps, which it then takes
+    /// from. Returns whether it did; if not, nothing was made.
+    fn place_known(&mut self, name: &[u8], key: &Hash) -> Result<bool, String> {
+        let Some(store) = self.store.clone() else {
+            return Ok(false);
+        };
+        let Some((hash, size)) = store.known(key) else {
+            return Ok(false);
+        };
+        if size > self.budget || size > self.max_file as u64 {
+            return Ok(false);
+        }
+        let mut placed = false;
+        self.make(name, |dir, last| {
+            placed = store.place(&hash, dir, last)?;
+            Ok(())
+        })?;
+        if placed {
+            self.budget -= size;
+        }
+        Ok(placed)
     }
 
     /// Whether to drop the include server's `#line 1 "NAME"` first line
@@ -322,6 +370,12 @@ impl Tree {
         self.recycle(body);
         made?;
         stored.map_err(|why| format!("header '{}' refused: {why}", shown(&name)))
+    }
+
+    /// How many FILEs this job's tree has, and how many of them the store
+    /// made without decompressing them ([`Tree::end_file`]).
+    pub fn file_counts(&self) -> (usize, usize) {
+        (self.files, self.files_known)
     }
 
     /// How this job's headers sent by hash came.
@@ -743,6 +797,67 @@ mod tests {
         file(&mut t, b"/w/a", &[0; 1000]).unwrap();
         assert!(file(&mut t, b"/w/b", &[0; 501]).is_err());
         file(&mut t, b"/w/c", &[0; 500]).unwrap();
+    }
+
+    #[test]
+    fn a_file_sent_again_is_linked_from_the_store_within_the_caps() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TestDir::new("pump-known");
+        let store = Arc::new(HeaderStore::create(&dir.path, 1 << 20, 100).unwrap());
+        let body = b"#line 1 \"/w/h.h\"\n#define H 1\n".repeat(20);
+        let lzo = crate::lzo::compress(&body);
+        let make = |name: &str, limits: &Limits, stripped: bool| {
+            let job = dir.join(name);
+            std::fs::create_dir(&job).unwrap();
+            let mut t = Tree::create(&job, b"/w", limits).unwrap();
+            t.use_store(Some(store.clone()));
+            t.drop_line_prefixes(stripped);
+            let made = file(&mut t, b"/w/h.h", &body);
+            (t, made)
+        };
+        let (first, made) = make("first", &Limits::default(), false);
+        made.unwrap();
+        let key = header_store::packed_key(false, &lzo);
+        let (hash, size) = store.known(&key).expect("the store knows these bytes");
+        assert_eq!(
+            (hash, size),
+            (crate::sysheaders::hash(&body), body.len() as u64)
+        );
+        // The same bytes again: the store's file, linked.
+        let (again, made) = make("again", &Limits::default(), false);
+        made.unwrap();
+        let inode = |t: &Tree| std::fs::metadata(t.root().join("w/h.h")).unwrap().ino();
+        assert_eq!(inode(&again), inode(&first));
+        assert_eq!((first.file_counts(), again.file_counts()), ((1, 0), (1, 1)));
+        assert_eq!(std::fs::read(again.root().join("w/h.h")).unwrap(), body);
+        // Stripped of its #line prefix, the same bytes are another file.
+        let (stripped, made) = make("stripped", &Limits::default(), true);
+        made.unwrap();
+        assert_ne!(inode(&stripped), inode(&first));
+        assert_eq!(stripped.file_counts(), (1, 0));
+        let text = std::fs::read(stripped.root().join("w/h.h")).unwrap();
+        assert_eq!(
+            text,
+            &body[body.iter().position(|&b| b == b'\n').unwrap() + 1..]
+        );
+        // A known file still counts against the caps, per file and in total.
+        let small = Limits {
+            max_file: body.len() as u32 - 1,
+            ..Limits::default()
+        };
+        let (_, made) = make("capped", &small, false);
+        assert!(made.unwrap_err().contains("decompress"));
+        let total = Limits {
+            max_files_total: body.len() as u64 + 10,
+            ..Limits::default()
+        };
+        let job = dir.join("total");
+        std::fs::create_dir(&job).unwrap();
+        let mut t = Tree::create(&job, b"/w", &total).unwrap();
+        t.use_store(Some(store.clone()));
+        file(&mut t, b"/w/h.h", &body).unwrap();
+        assert_eq!(t.file_counts(), (1, 1));
+        assert!(file(&mut t, b"/w/h2.h", &body).is_err());
     }
 
     fn words(line: &str) -> Vec<Vec<u8>> {

@@ -217,6 +217,12 @@ impl Server<'_> {
             .tree_mut()
             .map(|t| t.header_counts())
             .unwrap_or_default();
+        if let Some((files, known)) = job.tree_mut().map(|t| t.file_counts()) {
+            log::debug!(
+                "job {}: {files} pump files, {known} of them linked from the store as sent",
+                String::from_utf8_lossy(job.input_name())
+            );
+        }
         let Some(conn) = self.conns.get_mut(&id) else {
             return false;
         };
