@@ -17,7 +17,7 @@
 //! directory is removed by `remove_dir_all`, which removes links and never
 //! follows them (`JobDir`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -33,6 +33,11 @@ use crate::proto::Limits;
 use crate::sysheaders::Hash;
 
 use super::header_store::{self, HeaderStore};
+
+/// The most directories a tree keeps open while its request comes in
+/// ([`Tree::dir`]): past it, it closes them all and opens again as it goes.
+/// Every request being received holds up to this many descriptors.
+const MAX_OPEN_DIRS: usize = 64;
 
 /// A pump job's tree: the root, the client's working directory in it, and
 /// what the request has made so far.
@@ -65,6 +70,10 @@ pub struct Tree {
     needed: VecDeque<(Vec<u8>, Hash)>,
     /// The header body being received: its name, claimed hash and bytes.
     receiving: Option<(Vec<u8>, Hash, Vec<u8>)>,
+    /// The directories made or opened so far, by their components joined
+    /// with `/` ([`Tree::dir`]); at most [`MAX_OPEN_DIRS`], and none after
+    /// [`Tree::finish`].
+    dirs: HashMap<Vec<u8>, OwnedFd>,
     /// FILEs made, and how many of them the store knew by their
     /// compressed bytes.
     files: usize,
@@ -111,6 +120,7 @@ impl Tree {
             headers: Vec::new(),
             needed: VecDeque::new(),
             receiving: None,
+            dirs: HashMap::new(),
             files: 0,
             files_known: 0,
         };
@@ -433,25 +443,50 @@ impl Tree {
             self.make(&name, |dir, last| symlink_new(&target, dir, last))?;
             self.links.insert(name);
         }
+        self.dirs.clear();
         Ok(())
     }
 
     /// Opens (making them) the directories of `name` beneath the root,
     /// never following a link, then makes its last component with `make`.
     fn make(
-        &self,
+        &mut self,
         name: &[u8],
         make: impl FnOnce(RawFd, &CStr) -> io::Result<()>,
     ) -> Result<(), String> {
         let mut parts: Vec<&[u8]> = components(name).collect();
         let made = match parts.pop() {
             Some(last) => beneath::cstring(last).and_then(|last| {
-                let dir = beneath::make_dirs(self.root_fd.as_raw_fd(), parts, 0o755)?;
-                make(dir.as_raw_fd(), &last)
+                let dir = self.dir(&parts)?;
+                make(dir, &last)
             }),
             None => Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
         made.map_err(|e| format!("cannot make '{}' in the job's tree: {e}", shown(name)))
+    }
+
+    /// The directory `parts` beneath the root: made if missing and opened
+    /// from its parent without following a link, then kept open for the
+    /// request's later entries. A kernel source's 700 headers sit in a few
+    /// dozen directories; opening every directory on the way for each file
+    /// cost 20 system calls a file.
+    fn dir(&mut self, parts: &[&[u8]]) -> io::Result<RawFd> {
+        let Some((last, up)) = parts.split_last() else {
+            return Ok(self.root_fd.as_raw_fd());
+        };
+        let key = parts.join(&b'/');
+        if let Some(fd) = self.dirs.get(&key) {
+            return Ok(fd.as_raw_fd());
+        }
+        let parent = self.dir(up)?;
+        let opened = beneath::make_dirs(parent, [*last], 0o755)?;
+        if self.dirs.len() >= MAX_OPEN_DIRS {
+            // `parent` may close here: it is not used again.
+            self.dirs.clear();
+        }
+        let fd = opened.as_raw_fd();
+        self.dirs.insert(key, opened);
+        Ok(fd)
     }
 }
 
@@ -797,6 +832,26 @@ mod tests {
         file(&mut t, b"/w/a", &[0; 1000]).unwrap();
         assert!(file(&mut t, b"/w/b", &[0; 501]).is_err());
         file(&mut t, b"/w/c", &[0; 500]).unwrap();
+    }
+
+    #[test]
+    fn files_in_more_directories_than_stay_open_land_where_named() {
+        let dir = TestDir::new("pump-dirs");
+        let mut t = tree(&dir);
+        let name = |i: usize| format!("/w/d{}/e{}/f{i}.h", i % 37, i % (MAX_OPEN_DIRS + 5));
+        for i in 0..3 * MAX_OPEN_DIRS {
+            file(&mut t, name(i).as_bytes(), name(i).as_bytes()).unwrap();
+            assert!(t.dirs.len() <= MAX_OPEN_DIRS);
+        }
+        t.finish().unwrap();
+        assert!(
+            t.dirs.is_empty(),
+            "no directory stays open after the request"
+        );
+        for i in 0..3 * MAX_OPEN_DIRS {
+            let path = t.root().join(&name(i)[1..]);
+            assert_eq!(std::fs::read(path).unwrap(), name(i).as_bytes());
+        }
     }
 
     #[test]
