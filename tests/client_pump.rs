@@ -869,7 +869,10 @@ fn an_answer_that_cannot_be_used_or_an_unreadable_directory_sends_the_job_plain(
             format!("{root}{}/p.c.lzo {}", dir.display(), other_tree.stub()),
             "is not in the include server's mirror tree",
         ),
-        (format!("{root}/tmp/missing.c.lzo"), "stat failed"),
+        (
+            format!("{root}/tmp/missing.c.lzo"),
+            "open failed: No such file",
+        ),
         (
             format!("{root}/tmp/../etc/x.lzo"),
             "/tmp/../etc/x: has an empty, '.' or '..' component",
