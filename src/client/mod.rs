@@ -171,6 +171,7 @@ pub fn compile(invocation: Invocation) -> i32 {
         lock_dir: env::distcc_subdir("lock").map_err(|err| err.to_string()),
         state_file: state::State::new(),
         expected_format: None,
+        local_identity: None,
         scan_includes: invocation.scan_includes,
     };
     let mut argv = argv;
@@ -272,6 +273,9 @@ struct Client {
     /// The object format the local compiler makes, once learned for this
     /// job (None inside: it could not be learned).
     expected_format: Option<Option<objformat::Format>>,
+    /// The local compiler's identity, once learned for this job (None
+    /// inside: it could not be learned).
+    local_identity: Option<Option<crate::identity::Identity>>,
     /// `--scan-includes` (see [`Invocation::scan_includes`]).
     scan_includes: bool,
 }
@@ -804,6 +808,14 @@ impl Client {
         }
     }
 
+    /// The local compiler's identity (`client/identity.rs`), learned once
+    /// for this job.
+    fn local_identity(&mut self, job: &scan::Job) -> Option<&crate::identity::Identity> {
+        self.local_identity
+            .get_or_insert_with(|| identity::local(&job.argv[0]))
+            .as_ref()
+    }
+
     /// Sends the job over `connection` and reads the reply and the object.
     fn exchange(
         &mut self,
@@ -821,8 +833,11 @@ impl Client {
             Ok(outcome) => outcome,
             Err(attempt) => return attempt,
         };
-        if let Some(attempt) = other_compiler(job, host, &outcome) {
-            return attempt;
+        if let Some(remote) = &outcome.identity {
+            let local = self.local_identity(job).cloned();
+            if let Some(attempt) = other_compiler(host, local, remote) {
+                return attempt;
+            }
         }
         let file = local::display_name(job.input.as_os_str());
         self.note_state(
@@ -901,6 +916,11 @@ impl Client {
             Some(&host.hostname),
             Some(slot),
         );
+        if connection.is_sealed() {
+            // The host will say which compiler it ran: learn the local one
+            // while it compiles, not after.
+            self.local_identity(job);
+        }
         match (connection.read_reply(version), sent) {
             (Ok(Reply::Refused(reason)), _) => Err(Attempt::Refused(reason)),
             (Ok(Reply::Done(outcome)), Ok(())) => Ok(outcome),
@@ -1041,9 +1061,12 @@ impl Client {
 /// Compares the identity the host sent (inside the channel) with the
 /// local compiler's: another compiler makes the attempt fail, unless
 /// `DISTCC_RS_ACCEPT_COMPILER` accepts it (warned once).
-fn other_compiler(job: &scan::Job, host: &Host, outcome: &remote::Outcome) -> Option<Attempt> {
-    let remote = outcome.identity.as_ref()?;
-    let local = identity::local(&job.argv[0])?;
+fn other_compiler(
+    host: &Host,
+    local: Option<crate::identity::Identity>,
+    remote: &crate::identity::Identity,
+) -> Option<Attempt> {
+    let local = local?;
     if local.matches(remote) {
         return None;
     }

@@ -639,6 +639,12 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether this is an encrypted channel (a `,key=` host whose
+    /// handshake is done), which tells the daemon's compiler (`CIDR`).
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.is_some()
+    }
+
     /// Sends a protocol 3 request, already encoded: `DIST 3 CDIR ARGC
     /// ARGV… NFIL` and the files (see [`super::pump::Request`]).
     pub fn send_pump_request(&mut self, request: &[u8]) -> Result<(), RemoteError> {
