@@ -36,7 +36,13 @@ pub fn hash(body: &[u8]) -> Hash {
 
 /// `hash` in lower-case hex, the name of its file in a store.
 pub fn hex(hash: &Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(hash.len() * 2);
+    for &b in hash {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// The part of the include server's answer that only a `SYSH` query gets.
