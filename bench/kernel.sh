@@ -26,7 +26,11 @@
 #
 # Environment: BENCH_HELLO_RUNS (hyperfine runs per command, default 200),
 # BENCH_KERNEL_JOBS (make -j and each daemon's slots, default 4),
-# BENCH_KERNEL=0 to skip part 2 (it takes about 12 min on 2 CPUs).
+# BENCH_KERNEL=0 to skip part 2 (it takes about 12 min on 2 CPUs),
+# BENCH_KERNEL_ORDER (the builds of part 2 and their order, default
+# "local dd rsrs rsd pump"; a build named twice runs twice and its mean is
+# used, so "local pump dd pump local" meets a machine whose speed drifts
+# alike on both sides).
 
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -111,42 +115,64 @@ echo
 # --- 2. Kernel builds -------------------------------------------------------------
 echo "2. Linux 6.1 tinyconfig vmlinux, make -j$KJOBS, daemons with $KJOBS slots on 127.0.0.1"
 kl_prepare
-# kl_bench LABEL CLIENT PORT: one build; its seconds go to t_LABEL.
+# kl_bench LABEL: one build of that kind; its seconds are added to
+# t_LABEL (a list: BENCH_KERNEL_ORDER may name a kind more than once).
+t_rsrs="" t_rsd="" t_dd="" t_local="" t_pump="" pumped=""
 kl_bench() {
     kl_note "load average before '$1': $(cut -d' ' -f1-3 /proc/loadavg)"
-    kl_client_env "$3" "$KJOBS"
-    kl_build "$1" "$2" "$KJOBS"
-    eval "t_$1=\$kl_seconds"
+    case $1 in
+    local) kl_client_env "$rs_port" "$KJOBS" && kl_build local gcc "$KJOBS" ;;
+    dd) kl_client_env "$d_port" "$KJOBS" && kl_build dd "distcc gcc" "$KJOBS" ;;
+    rsrs) kl_client_env "$rs_port" "$KJOBS" && kl_build rsrs "$DISTCC_RS gcc" "$KJOBS" ;;
+    rsd) kl_client_env "$d_port" "$KJOBS" && kl_build rsd "$DISTCC_RS gcc" "$KJOBS" ;;
+    pump)
+        kl_client_env "$rs_port" "$KJOBS"
+        DISTCC_HOSTS="$DISTCC_HOSTS,cpp,lzo"
+        kl_wrap="$DISTCC_RS pump"
+        : >"$kl_work/rs/log"
+        kl_build pump "$DISTCC_RS gcc" "$KJOBS"
+        kl_wrap=""
+        pumped="$pumped $(grep -c 'COMPILE_OK in pump mode (protocol 3):' "$kl_work/rs/log" || true)"
+        ;;
+    *) kl_die "BENCH_KERNEL_ORDER: unknown build '$1' (local dd rsrs rsd pump)" ;;
+    esac
+    eval "t_$1=\"\$t_$1 \$kl_seconds\""
 }
-t_rsrs="n/a" t_rsd="n/a" t_dd="n/a" t_local="n/a" t_pump="n/a"
-kl_bench local gcc "$rs_port"
-kl_bench dd "distcc gcc" "$d_port"
-if [ $rs_client = yes ]; then
-    kl_bench rsrs "$DISTCC_RS gcc" "$rs_port"
-    kl_bench rsd "$DISTCC_RS gcc" "$d_port"
-    kl_note "load average before 'pump': $(cut -d' ' -f1-3 /proc/loadavg)"
-    kl_client_env "$rs_port" "$KJOBS"
-    DISTCC_HOSTS="$DISTCC_HOSTS,cpp,lzo"
-    kl_wrap="$DISTCC_RS pump"
-    : >"$kl_work/rs/log"
-    kl_build pump "$DISTCC_RS gcc" "$KJOBS"
-    kl_wrap=""
-    t_pump=$kl_seconds
-    pumped=$(grep -c 'COMPILE_OK in pump mode (protocol 3):' "$kl_work/rs/log" || true)
-fi
+ORDER=${BENCH_KERNEL_ORDER:-local dd rsrs rsd pump}
+for build in $ORDER; do
+    case $build in rsrs | rsd | pump) [ $rs_client = yes ] || continue ;; esac
+    kl_bench "$build"
+done
+# mean LIST: the mean of a build's seconds, or n/a if it did not run.
+mean() {
+    [ -n "$1" ] || { echo n/a; return; }
+    echo "$1" | awk '{ for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s / NF }'
+}
+# shown LIST: the mean, with each build's seconds when there are several.
+shown() {
+    case $(echo "$1" | wc -w) in
+    0 | 1) mean "$1" ;;
+    *) echo "$(mean "$1") ($(echo $1 | sed 's/ /, /g'))" ;;
+    esac
+}
+m_rsrs=$(mean "$t_rsrs") m_rsd=$(mean "$t_rsd") m_dd=$(mean "$t_dd")
+m_local=$(mean "$t_local") m_pump=$(mean "$t_pump")
+# ratio A B: A/B, or n/a when either did not run.
+ratio() { if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else div "$1" "$2"; fi; }
 echo
-printf '   %-40s %8s\n' "build" "seconds"
-printf '   %-40s %8s\n' "(1) distcc-rs client + distcc-rs daemon" "$t_rsrs"
-printf '   %-40s %8s\n' "(2) distcc client + distccd" "$t_dd"
-printf '   %-40s %8s\n' "(3) distcc-rs client + distccd" "$t_rsd"
-printf '   %-40s %8s\n' "(4) local gcc" "$t_local"
-printf '   %-40s %8s\n' "(5) distcc-rs pump + distcc-rs daemon" "$t_pump"
-echo "   (2)/(4) distcc/local: $(div "$t_dd" "$t_local")"
+echo "   builds, in this order: $ORDER"
+printf '   %-40s %s\n' "build" "seconds (mean of its builds)"
+printf '   %-40s %s\n' "(1) distcc-rs client + distcc-rs daemon" "$(shown "$t_rsrs")"
+printf '   %-40s %s\n' "(2) distcc client + distccd" "$(shown "$t_dd")"
+printf '   %-40s %s\n' "(3) distcc-rs client + distccd" "$(shown "$t_rsd")"
+printf '   %-40s %s\n' "(4) local gcc" "$(shown "$t_local")"
+printf '   %-40s %s\n' "(5) distcc-rs pump + distcc-rs daemon" "$(shown "$t_pump")"
+echo "   (2)/(4) distcc/local: $(ratio "$m_dd" "$m_local")"
 if [ $rs_client = yes ]; then
-    echo "   (1)/(4) distcc-rs/local: $(div "$t_rsrs" "$t_local")"
-    echo "   (1)/(2) distcc-rs/distcc: $(div "$t_rsrs" "$t_dd")"
-    echo "   (5)/(2) distcc-rs pump/distcc: $(div "$t_pump" "$t_dd") (goal <= 0.85)"
-    echo "   (5)/(4) distcc-rs pump/local: $(div "$t_pump" "$t_local") (goal <= 1.02)"
-    echo "   (5) sent $pumped jobs in pump mode"
+    echo "   (1)/(4) distcc-rs/local: $(ratio "$m_rsrs" "$m_local")"
+    echo "   (1)/(2) distcc-rs/distcc: $(ratio "$m_rsrs" "$m_dd")"
+    echo "   (5)/(2) distcc-rs pump/distcc: $(ratio "$m_pump" "$m_dd") (goal <= 0.85)"
+    echo "   (5)/(4) distcc-rs pump/local: $(ratio "$m_pump" "$m_local") (goal <= 1.02)"
+    [ -z "$pumped" ] || echo "   (5) jobs sent in pump mode, each build:$pumped"
 fi
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
