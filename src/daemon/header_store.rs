@@ -159,30 +159,6 @@ impl HeaderStore {
         self.lock().packed.get(key).copied()
     }
 
-    /// Keeps `body`, decompressed from a FILE body of [`packed_key`] `key`
-    /// that was `size` bytes decompressed, and makes `name` in `dir` that
-    /// file, as [`HeaderStore::keep_and_place`] does; the next FILE body
-    /// with that key is then [`HeaderStore::known`].
-    pub fn keep_known_and_place(
-        &self,
-        key: &Hash,
-        size: u64,
-        body: &[u8],
-        dir: RawFd,
-        name: &CStr,
-    ) -> Result<(), String> {
-        let hash = sysheaders::hash(body);
-        self.store_and_place(&hash, body, dir, name)?;
-        let mut inner = self.lock();
-        if inner.files.contains_key(&hash) {
-            if inner.packed.len() >= self.max_files {
-                inner.packed.clear();
-            }
-            inner.packed.insert(*key, (hash, size));
-        }
-        Ok(())
-    }
-
     /// Stores `body`, which the client says has the hash `claimed`, and
     /// makes `name` in `dir` that header. A body whose hash is not
     /// `claimed` is refused. A body larger than the whole store is written
@@ -211,8 +187,30 @@ impl HeaderStore {
     /// per daemon, and each later job only a link (on ext4, creating and
     /// removing a kernel source's 700 headers per job cost more CPU than
     /// the rest of the daemon's work for it).
-    pub fn keep_and_place(&self, body: &[u8], dir: RawFd, name: &CStr) -> Result<(), String> {
-        self.store_and_place(&sysheaders::hash(body), body, dir, name)
+    ///
+    /// `packed`, for a body decompressed from a FILE, is that FILE's
+    /// [`packed_key`] and decompressed size: the next FILE body with that
+    /// key is then [`HeaderStore::known`].
+    pub fn keep_and_place(
+        &self,
+        body: &[u8],
+        packed: Option<(&Hash, u64)>,
+        dir: RawFd,
+        name: &CStr,
+    ) -> Result<(), String> {
+        let hash = sysheaders::hash(body);
+        self.store_and_place(&hash, body, dir, name)?;
+        let Some((key, size)) = packed else {
+            return Ok(());
+        };
+        let mut inner = self.lock();
+        if inner.files.contains_key(&hash) {
+            if inner.packed.len() >= self.max_files {
+                inner.packed.clear();
+            }
+            inner.packed.insert(*key, (hash, size));
+        }
+        Ok(())
     }
 
     /// `body`, whose hash is `hash`, stored and made at `name` in `dir`.

@@ -206,9 +206,7 @@ impl Tree {
     /// own, reused from file to file (a kernel source brings 700): with a
     /// fresh one per file, the daemon faulted its pages in again each time.
     fn decompress(&mut self, name: &[u8], lzo: &[u8]) -> Result<Vec<u8>, String> {
-        let limit = self
-            .max_file
-            .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
+        let limit = self.file_limit();
         let mut body = std::mem::take(&mut self.scratch);
         body.clear();
         if !lzo.is_empty() {
@@ -217,6 +215,13 @@ impl Tree {
         }
         self.budget -= body.len() as u64;
         Ok(body)
+    }
+
+    /// The most bytes the next FILE may make: the per-file cap, or what is
+    /// left of the job's total if that is less.
+    fn file_limit(&self) -> usize {
+        self.max_file
+            .min(usize::try_from(self.budget).unwrap_or(usize::MAX))
     }
 
     /// Gives the buffer [`Tree::decompress`] lent back, unless it is large
@@ -236,10 +241,8 @@ impl Tree {
         let Some((name, lzo)) = self.pending.take() else {
             return Ok(());
         };
-        let key = match (&self.store, lzo.is_empty()) {
-            (Some(_), false) => Some(header_store::packed_key(self.drop_lines, &lzo)),
-            _ => None,
-        };
+        let key = (self.store.is_some() && !lzo.is_empty())
+            .then(|| header_store::packed_key(self.drop_lines, &lzo));
         self.files += 1;
         if let Some(key) = &key {
             if self.place_known(&name, key)? {
@@ -261,12 +264,8 @@ impl Tree {
             Some(store) => {
                 let mut kept = Ok(());
                 self.make(&name, |dir, last| {
-                    kept = match &key {
-                        Some(key) => {
-                            store.keep_known_and_place(key, whole.len() as u64, body, dir, last)
-                        }
-                        None => store.keep_and_place(body, dir, last),
-                    };
+                    let packed = key.as_ref().map(|key| (key, whole.len() as u64));
+                    kept = store.keep_and_place(body, packed, dir, last);
                     Ok(())
                 })
                 .and_then(|()| {
@@ -289,7 +288,7 @@ impl Tree {
         let Some((hash, size)) = store.known(key) else {
             return Ok(false);
         };
-        if size > self.budget || size > self.max_file as u64 {
+        if size > self.file_limit() as u64 {
             return Ok(false);
         }
         let mut placed = false;
