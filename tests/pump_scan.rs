@@ -884,3 +884,140 @@ fn has_values_of_a_cold_build_cost_one_compiler_run() {
     let has_runs = runs.lines().filter(|l| l.contains("-E -P")).count();
     assert_eq!(has_runs, 1, "the compiler runs:\n{runs}");
 }
+
+/// Scans with the shared scanner and checks the closure against `cc -M`
+/// and against a scanner of its own (no checkpoint of other sources).
+fn same_as_alone(scanner: &Scanner, dir: &TestDir, line: &str) -> Closure {
+    let shared = same_as_compiler(scanner, dir, line);
+    let alone = Scanner::new()
+        .closure(&request(dir.path(), line))
+        .unwrap_or_else(|e| panic!("{line}: not covered alone: {e}"));
+    assert_eq!(shared, alone, "{line}: with checkpoints and alone");
+    shared
+}
+
+/// Writes the files and makes them old enough for the caches.
+fn old_files(dir: &TestDir, list: &[(&str, &str)]) {
+    files(dir, list);
+    for (name, _) in list {
+        age(&dir.join(name), 3600);
+    }
+}
+
+/// Sources that start with the same includes go on from a checkpoint of
+/// the first ones, and find what a scan of their own finds: with a `-D`
+/// a header asks about before the checkpoint (its value is checked) and
+/// one each file has its own (as the kernel's KBUILD_MODNAME), asked only
+/// after it.
+#[test]
+fn sources_sharing_their_first_includes_go_on_from_a_checkpoint() {
+    let dir = TestDir::new("scan-checkpoint");
+    let mode_h = "#if MODE == 1\n#include \"one.h\"\n#else\n#include \"two.h\"\n#endif\n";
+    let mut list = vec![
+        (
+            "include/common.h",
+            "#include <stdlib.h>\n#include \"mode.h\"\n",
+        ),
+        ("include/mode.h", mode_h),
+        ("include/one.h", "#define ONE 1\n"),
+        ("include/two.h", "#define TWO 2\n"),
+        ("include/tail1.h", ""),
+        ("include/tail2.h", ""),
+    ];
+    // IDX is asked after the checkpoints: each source's own value counts.
+    let text = "#include <stdio.h>\n#include <string.h>\n#include \"common.h\"\n\
+                #ifdef ONE\n#include \"tail1.h\"\n#endif\n\
+                #if IDX % 3 == 0\n#include \"tail2.h\"\n#endif\nint f;\n";
+    let sources: Vec<(String, String)> = (0..8).map(|k| (format!("s{k}.c"), text.into())).collect();
+    list.extend(sources.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+    old_files(&dir, &list);
+    let scanner = Scanner::new();
+    for (k, (name, _)) in sources.iter().enumerate() {
+        let mode = 1 + k % 2;
+        let line = format!("gcc -O2 -Iinclude -DMODE={mode} -DIDX={k} -c {name}");
+        let c = same_as_alone(&scanner, &dir, &line);
+        let has = |h: &str| scanned(&c).contains(&std::fs::canonicalize(dir.join(h)).unwrap());
+        assert_eq!(has("include/one.h"), mode == 1, "{line}");
+        assert_eq!(has("include/tail2.h"), k % 3 == 0, "{line}");
+    }
+    // Sources 0 and 1 walk everything; 2 and 3 keep the checkpoints (on
+    // their second sight); each later one goes on from one.
+    assert!(
+        scanner.resumed() >= 4,
+        "{} scans resumed",
+        scanner.resumed()
+    );
+}
+
+/// A checkpoint holds only while what it looked up stats the same: a
+/// header edited, or one made where a search found nothing, after the
+/// checkpoint was kept is seen by the next source that shares it.
+#[test]
+fn a_checkpoint_sees_headers_changed_and_made_since() {
+    let dir = TestDir::new("scan-checkpoint-change");
+    let head = "#include <stdio.h>\n#include \"a.h\"\n#include <b.h>\n";
+    let list: Vec<(String, String)> = (0..6)
+        .map(|k| (format!("s{k}.c"), format!("{head}int f{k};\n")))
+        .collect();
+    let mut all: Vec<(&str, &str)> = list.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+    all.extend([
+        ("a.h", "#include \"x.h\"\n"),
+        ("x.h", ""),
+        ("y.h", ""),
+        ("late/b.h", ""),
+    ]);
+    old_files(&dir, &all);
+    std::fs::create_dir(dir.join("early")).unwrap();
+    let scanner = Scanner::new();
+    let line = |k: usize| format!("gcc -Iearly -Ilate -c s{k}.c");
+    for k in 0..3 {
+        same_as_alone(&scanner, &dir, &line(k));
+    }
+    let resumed = scanner.resumed();
+    assert!(resumed >= 1, "no scan resumed");
+    old_files(&dir, &[("a.h", "#include \"y.h\"\n\n")]);
+    let c = same_as_alone(&scanner, &dir, &line(3));
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(scanned(&c).contains(&real.join("y.h")));
+    old_files(&dir, &[("early/b.h", "")]);
+    let c = same_as_alone(&scanner, &dir, &line(4));
+    assert!(scanned(&c).contains(&real.join("early/b.h")));
+    same_as_alone(&scanner, &dir, &line(5));
+}
+
+/// What depends on the main file itself is never taken from another's
+/// checkpoint: its own directory's headers for `"..."`, and `__LINE__`,
+/// `__FILE__` and `__BASE_FILE__` in it.
+#[test]
+fn a_checkpoint_never_carries_what_depends_on_the_main_file() {
+    let dir = TestDir::new("scan-checkpoint-main");
+    let head = "#include <stdio.h>\n#include \"local.h\"\n#include \"next.h\"\n";
+    let line_test =
+        "#include <stdio.h>\n#if __LINE__ > 3\n#include \"late.h\"\n#endif\n#include \"next.h\"\n";
+    let file_test = "#include <stdio.h>\n#ifndef AGAIN\n#define AGAIN\n#include __FILE__\n#endif\n#include \"next.h\"\n";
+    let mut list: Vec<(String, String)> = Vec::new();
+    for sub in ["one", "two", "three"] {
+        list.push((format!("{sub}/local.h"), format!("#include \"{sub}.h\"\n")));
+        list.push((format!("{sub}/{sub}.h"), String::new()));
+        list.push((format!("{sub}/x.c"), head.to_string()));
+        list.push((format!("{sub}/y.c"), head.to_string()));
+    }
+    for k in 0..4 {
+        let pad = "\n".repeat(k);
+        list.push((format!("l{k}.c"), format!("{pad}{line_test}")));
+        list.push((format!("f{k}.c"), file_test.to_string()));
+    }
+    let mut all: Vec<(&str, &str)> = list.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+    all.extend([("inc/next.h", ""), ("late.h", "")]);
+    old_files(&dir, &all);
+    let scanner = Scanner::new();
+    for sub in ["one", "two", "three", "one", "two", "three"] {
+        for f in ["x.c", "y.c"] {
+            same_as_alone(&scanner, &dir, &format!("gcc -Iinc -c {sub}/{f}"));
+        }
+    }
+    for k in [0, 3, 1, 2, 0, 3] {
+        same_as_alone(&scanner, &dir, &format!("gcc -Iinc -c l{k}.c"));
+        same_as_alone(&scanner, &dir, &format!("gcc -Iinc -c f{k}.c"));
+    }
+}

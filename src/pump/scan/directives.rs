@@ -53,6 +53,9 @@ pub struct Entry {
     /// For a conditional directive: the index of the next `#elif`, `#else`
     /// or `#endif` of its group.
     pub next: u32,
+    /// A hash of the directive's tokens (not its line), for the keys of
+    /// checkpoints in a main file.
+    pub hash: u64,
 }
 
 /// A file as the scanner follows it.
@@ -94,6 +97,7 @@ pub fn parse(raw: &[u8], mode: Mode) -> Parsed {
             line: l.line,
             dir: directive(&l.toks),
             next: 0,
+            hash: tokens_hash(&l.toks),
         })
         .collect();
     let error = link_groups(&mut entries).err();
@@ -109,6 +113,15 @@ pub fn parse(raw: &[u8], mode: Mode) -> Parsed {
         size: raw.len(),
         hash,
     }
+}
+
+/// A hash of a directive's tokens: SipHash, so that two different lines
+/// of honest sources do not meet.
+fn tokens_hash(toks: &[Tok]) -> u64 {
+    use std::hash::Hash;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    toks.hash(&mut h);
+    h.finish()
 }
 
 /// Sets each conditional's `next`; an error for unbalanced groups.

@@ -1,15 +1,16 @@
 //! The file system as one scan sees it: every path resolved component by component (so the symlinks crossed and the directories a `..` needs are known), each lookup memoized for the scan and recorded as a probe the closure cache re-checks.
 //!
-//! Nothing here outlives a scan: a negative lookup is remembered only until
-//! the scan ends, so a header a build generates later is seen by the next
-//! scan. Across scans, the closure cache re-stats every probe instead.
+//! Nothing here outlives a scan unchecked: a negative lookup is remembered
+//! only until the scan ends, so a header a build generates later is seen by
+//! the next scan. Across scans, the closure cache and the checkpoints
+//! re-stat every probe they keep before they are used.
 
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::hash::{FastMap, FastSet};
 use crate::pump::closure::Link;
@@ -66,18 +67,61 @@ pub struct Resolved {
 
 const MAX_LINKS: usize = 40;
 
+/// What a lookup found: `None` if nothing.
+type Lookup = Option<Arc<Resolved>>;
+
 #[derive(Default)]
 pub struct Fs {
     /// By the path's bytes (hashing a `Path` walks its components).
-    resolved: FastMap<Vec<u8>, Option<Rc<Resolved>>>,
+    resolved: FastMap<Arc<[u8]>, Lookup>,
     /// Every path looked up, with what was found, for the closure cache.
     pub probes: Vec<(PathBuf, Option<Sig>)>,
     probed: FastSet<Vec<u8>>,
 }
 
+/// What a checkpoint keeps of a scan's file system: its lookups and probes.
+#[derive(Default)]
+pub struct Part {
+    memo: Vec<(Arc<[u8]>, Lookup)>,
+    pub probes: Vec<(PathBuf, Option<Sig>)>,
+}
+
+impl Part {
+    pub fn weight(&self) -> usize {
+        self.memo.len() + self.probes.len()
+    }
+}
+
 impl Fs {
+    /// Its lookups and probes so far, but for the path `skip`.
+    pub fn part(&self, skip: &Path) -> Part {
+        let skip = skip.as_os_str().as_bytes();
+        Part {
+            memo: (self.resolved.iter())
+                .filter(|(k, _)| &***k != skip)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            probes: (self.probes.iter())
+                .filter(|(p, _)| p.as_os_str().as_bytes() != skip)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Takes up a checkpoint's lookups and probes (checked by the caller).
+    pub fn take_up(&mut self, part: &Part) {
+        for (k, v) in &part.memo {
+            self.resolved.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (p, sig) in &part.probes {
+            if self.probed.insert(p.as_os_str().as_bytes().to_vec()) {
+                self.probes.push((p.clone(), *sig));
+            }
+        }
+    }
+
     /// Looks up an absolute path: `None` if it does not exist.
-    pub fn lookup(&mut self, path: &Path) -> io::Result<Option<Rc<Resolved>>> {
+    pub fn lookup(&mut self, path: &Path) -> io::Result<Option<Arc<Resolved>>> {
         let r = self.resolve(path, 0)?;
         if self.probed.insert(path.as_os_str().as_bytes().to_vec()) {
             self.probes
@@ -86,13 +130,13 @@ impl Fs {
         Ok(r)
     }
 
-    fn resolve(&mut self, path: &Path, hops: usize) -> io::Result<Option<Rc<Resolved>>> {
+    fn resolve(&mut self, path: &Path, hops: usize) -> io::Result<Option<Arc<Resolved>>> {
         if let Some(r) = self.resolved.get(path.as_os_str().as_bytes()) {
             return Ok(r.clone());
         }
-        let r = self.resolve_uncached(path, hops)?.map(Rc::new);
+        let r = self.resolve_uncached(path, hops)?.map(Arc::new);
         self.resolved
-            .insert(path.as_os_str().as_bytes().to_vec(), r.clone());
+            .insert(path.as_os_str().as_bytes().into(), r.clone());
         Ok(r)
     }
 

@@ -24,7 +24,7 @@ pub struct Mode {
     pub c: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Ident,
     Number,
@@ -37,7 +37,7 @@ pub enum Kind {
     Other,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tok {
     pub kind: Kind,
     pub text: Text,

@@ -1,65 +1,132 @@
 //! The macro table of one scan and macro expansion: object- and function-like macros, rescanning with hide sets, `#`, `##`, `__VA_ARGS__`, `__VA_OPT__`, and the operators `#if` adds (`defined`, `__has_include`, the compiler's `__has_*`).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use super::directives::Macro;
-use super::hash::FastMap;
+use super::hash::{FastMap, FastSet};
 use super::lex::{self, Kind, Text, Tok};
 
 /// The macros of a scan: the compiler's, shared, under the scan's own changes.
 pub struct Table {
     base: Arc<FastMap<Text, Arc<Macro>>>,
+    changes: Changes,
+    /// The command line's names asked while still watched (see [`Changes`]).
+    consulted: RefCell<Vec<(Text, Option<Arc<Macro>>)>>,
+}
+
+/// A scan's changes to the compiler's macros, as a checkpoint keeps them.
+#[derive(Clone, Default)]
+pub struct Changes {
     over: FastMap<Text, Option<Arc<Macro>>>,
     pushed: FastMap<Text, Vec<Option<Arc<Macro>>>>,
+    /// The names of the command line's `-D` and `-U` that the walk has not
+    /// defined or undefined since: what the walk learns from one of them
+    /// depends on the command's value, so each lookup is recorded.
+    watched: FastSet<Text>,
+    pub consulted: Vec<(Text, Option<Arc<Macro>>)>,
+}
+
+impl Changes {
+    /// The entries it holds, for the bound on checkpoints.
+    pub fn weight(&self) -> usize {
+        self.over.len() + self.pushed.len()
+    }
 }
 
 impl Table {
     pub fn new(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {
         Table {
             base,
-            over: FastMap::with_capacity_and_hasher(4096, Default::default()),
-            pushed: FastMap::default(),
+            changes: Changes::default(),
+            consulted: RefCell::default(),
         }
     }
 
     /// A table that allocates nothing: the stand-in while the walk lends
     /// its own table to an expansion.
     pub fn placeholder(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {
+        Table::new(base)
+    }
+
+    /// The table a checkpoint kept, with the command's own values for the
+    /// names still watched (`now` holds the command's macros, nothing else).
+    pub fn resumed(now: &Table, mut changes: Changes) -> Table {
+        for name in &changes.watched {
+            if let Some(v) = now.changes.over.get(name) {
+                changes.over.insert(name.clone(), v.clone());
+            }
+        }
+        let consulted = RefCell::new(std::mem::take(&mut changes.consulted));
         Table {
-            base,
-            over: FastMap::default(),
-            pushed: FastMap::default(),
+            base: now.base.clone(),
+            changes,
+            consulted,
         }
     }
 
+    /// Its changes, for a checkpoint.
+    pub fn changes(&self) -> Changes {
+        Changes {
+            consulted: self.consulted.borrow().clone(),
+            ..self.changes.clone()
+        }
+    }
+
+    /// Starts recording the lookups of these names (the command line's).
+    pub fn watch(&mut self, names: impl IntoIterator<Item = Text>) {
+        self.changes.watched.extend(names);
+    }
+
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Macro>> {
-        match self.over.get(name) {
+        let m = match self.changes.over.get(name) {
+            Some(m) => m.as_ref(),
+            None => self.base.get(name),
+        };
+        if !self.changes.watched.is_empty() && self.changes.watched.contains(name) {
+            let mut consulted = self.consulted.borrow_mut();
+            if !consulted.iter().any(|(n, _)| &**n == name) {
+                consulted.push((name.into(), m.cloned()));
+            }
+        }
+        m
+    }
+
+    /// The value of a name, without recording the lookup.
+    pub fn value(&self, name: &[u8]) -> Option<&Arc<Macro>> {
+        match self.changes.over.get(name) {
             Some(m) => m.as_ref(),
             None => self.base.get(name),
         }
     }
 
     pub fn define(&mut self, m: Arc<Macro>) {
-        self.over.insert(m.name.clone(), Some(m));
+        self.changes.watched.remove(&m.name);
+        self.changes.over.insert(m.name.clone(), Some(m));
     }
 
     pub fn undef(&mut self, name: &Text) {
-        self.over.insert(name.clone(), None);
+        self.changes.watched.remove(name);
+        self.changes.over.insert(name.clone(), None);
     }
 
     /// True if the macro is not the compiler's own definition.
     pub fn is_changed(&self, name: &[u8]) -> bool {
-        self.over.contains_key(name)
+        self.changes.over.contains_key(name)
     }
 
     pub fn push(&mut self, name: &Text) {
         let now = self.get(name).cloned();
-        self.pushed.entry(name.clone()).or_default().push(now);
+        self.changes
+            .pushed
+            .entry(name.clone())
+            .or_default()
+            .push(now);
     }
 
     pub fn pop(&mut self, name: &Text) {
-        if let Some(Some(m)) = self.pushed.get_mut(name).map(|v| v.pop()) {
+        if let Some(Some(m)) = self.changes.pushed.get_mut(name).map(|v| v.pop()) {
             match m {
                 Some(m) => self.define(m),
                 None => self.undef(name),

@@ -18,7 +18,10 @@
 //!   size, inode, device) are unchanged, and never for a file modified in
 //!   the last two seconds (it may still be being written);
 //! * closures per (cwd, command), reused only while every path the scan
-//!   looked up, found or not, stats the same.
+//!   looked up, found or not, stats the same;
+//! * checkpoints of main files (`walk/checkpoint.rs`): the walk's state
+//!   after a main file's top-level `#include`s, from which another source
+//!   with the same first directives and command goes on.
 //!
 //! Negative lookups are never cached across scans: within one scan a
 //! lookup is memoized (`fs.rs`); the next scan stats again, so a header a
@@ -43,6 +46,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -66,6 +70,8 @@ pub struct Limits {
     pub parsed_bytes: usize,
     /// Cached closures: the paths (files, links, dirs, probes) they hold, over all.
     pub closure_paths: usize,
+    /// Checkpoints of main files: the paths and macros they hold, over all.
+    pub checkpoint_paths: usize,
 }
 
 impl Default for Limits {
@@ -77,6 +83,7 @@ impl Default for Limits {
             parsed_files: 200_000,
             parsed_bytes: 1 << 30,
             closure_paths: 1_000_000,
+            checkpoint_paths: 1_000_000,
         }
     }
 }
@@ -178,6 +185,9 @@ pub struct Scanner {
     asking: Mutex<()>,
     parsed: Vec<Mutex<ParseShard>>,
     closures: Mutex<ClosureCache>,
+    checkpoints: walk::Checkpoints,
+    /// Scans that went on from a checkpoint.
+    resumed: AtomicU64,
 }
 
 impl Default for Scanner {
@@ -200,6 +210,8 @@ impl Scanner {
             asking: Mutex::default(),
             parsed: (0..SHARDS).map(|_| Mutex::default()).collect(),
             closures: Mutex::default(),
+            checkpoints: walk::Checkpoints::new(limits.checkpoint_paths),
+            resumed: AtomicU64::new(0),
         }
     }
 
@@ -213,6 +225,12 @@ impl Scanner {
         let scan = self.scan(req, &cmd)?;
         self.store_closure(key, &scan.closure, scan.probes);
         Ok(scan.closure)
+    }
+
+    /// How many scans so far went on from a checkpoint of another source
+    /// instead of walking its headers again.
+    pub fn resumed(&self) -> u64 {
+        self.resumed.load(Ordering::Relaxed)
     }
 
     /// Every file the compile reads, the compiler's own headers too, in the
@@ -452,7 +470,7 @@ fn hash<T: Hash + ?Sized>(t: &T) -> u64 {
     h.finish()
 }
 
-fn evict_half<K: Clone + Eq + Hash, V>(map: &mut HashMap<K, V>) {
+fn evict_half<K: Clone + Eq + Hash, V, S: std::hash::BuildHasher>(map: &mut HashMap<K, V, S>) {
     let keys: Vec<K> = map.keys().step_by(2).cloned().collect();
     for k in keys {
         map.remove(&k);

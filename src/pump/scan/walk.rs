@@ -1,9 +1,10 @@
 //! One scan: the translation unit preprocessed at the level of directives, exactly as the compiler would, collecting every file it reads.
 
+mod checkpoint;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use super::lex::{self, Kind, Text, Tok};
 use super::macros::{header_name, Env, Expander, PTok, Table};
 use super::{Limits, NotCovered, Scanner};
 use crate::pump::closure::{Closure, Input, Link};
+pub use checkpoint::Checkpoints;
 
 fn nc<T>(why: impl Into<String>) -> Result<T, NotCovered> {
     Err(NotCovered(why.into()))
@@ -45,6 +47,8 @@ struct Frame {
     relative: bool,
     line: u32,
     parsed: Arc<Parsed>,
+    /// The main file (not a `-include` or header).
+    main: bool,
 }
 
 /// What `#pragma once` remembers of a file.
@@ -56,12 +60,40 @@ struct OnceKey {
     hash: u64,
 }
 
+impl OnceKey {
+    fn of(sig: super::fs::Sig, parsed: &Parsed) -> OnceKey {
+        OnceKey {
+            id: (sig.dev, sig.ino),
+            mtime: sig.mtime,
+            size: sig.size,
+            hash: parsed.hash,
+        }
+    }
+
+    /// True if a list of files marked once holds this one: the same file,
+    /// or for gcc one of the same contents, size and mtime.
+    fn in_list(&self, once: &[OnceKey], gcc: bool) -> bool {
+        let same = |k: &OnceKey| (k.mtime, k.size, k.hash) == (self.mtime, self.size, self.hash);
+        once.iter().any(|k| k.id == self.id || (gcc && same(k)))
+    }
+}
+
+/// How a file is entered.
+#[derive(Clone, Copy)]
+enum Entering {
+    /// A header (or a `-include`), `#import`ed or not.
+    Header { import: bool },
+    /// The main file, from this directive on.
+    Main { start: usize },
+}
+
 /// A file found by a search.
+#[derive(Clone)]
 struct Found {
     name: Vec<u8>,
     at: Option<usize>,
     relative: bool,
-    resolved: Rc<Resolved>,
+    resolved: Arc<Resolved>,
 }
 
 pub struct Walk<'a> {
@@ -82,7 +114,7 @@ pub struct Walk<'a> {
     /// Every file entered, system headers too, in order.
     pub read: Vec<PathBuf>,
     seen_read: FastSet<PathBuf>,
-    seen_files: FastMap<PathBuf, usize>,
+    seen_files: FastSet<PathBuf>,
     seen_system: FastSet<PathBuf>,
     seen_links: FastSet<PathBuf>,
     seen_dirs: FastSet<PathBuf>,
@@ -95,6 +127,8 @@ pub struct Walk<'a> {
     deadline: Instant,
     bytes: usize,
     limits: Limits,
+    /// The main file's checkpoints.
+    main: checkpoint::Main,
 }
 
 impl<'a> Walk<'a> {
@@ -128,7 +162,7 @@ impl<'a> Walk<'a> {
             closure: Closure::default(),
             read: Vec::new(),
             seen_read: FastSet::default(),
-            seen_files: FastMap::default(),
+            seen_files: FastSet::default(),
             seen_system: FastSet::default(),
             seen_links: FastSet::default(),
             seen_dirs: FastSet::default(),
@@ -136,6 +170,7 @@ impl<'a> Walk<'a> {
             deadline: Instant::now() + limits.time,
             bytes: 0,
             limits,
+            main: checkpoint::Main::default(),
         }
     }
 
@@ -145,20 +180,25 @@ impl<'a> Walk<'a> {
         let Some(main) = self.lookup(&source, None)? else {
             return nc(format!("cannot read the source {}", self.cmd.source));
         };
-        self.record(&main, true);
+        let mut names = Vec::with_capacity(self.cmd.macros.len());
         for op in &self.cmd.macros {
-            self.command_macro(op)?;
+            names.push(self.command_macro(op)?);
         }
-        for name in &self.cmd.imacros {
-            self.command_include(name.as_bytes(), "-imacros")?;
-        }
-        for name in &self.info.preincludes.clone() {
-            self.preinclude(name)?;
-        }
-        for name in &self.cmd.includes {
-            self.command_include(name.as_bytes(), "-include")?;
-        }
-        self.enter(main, false)?;
+        self.table.watch(names.iter().cloned());
+        let sig = main.resolved.sig.expect("a found file has a stat");
+        let parsed = self
+            .scanner
+            .parsed(&main.resolved.real, sig, self.info.mode)?;
+        self.plan_checkpoints(&main, &parsed, &names);
+        let start = match self.resume(&main, &parsed) {
+            Some(at) => at,
+            None => {
+                self.before_main()?;
+                0
+            }
+        };
+        self.enter_main(main.clone(), parsed, start)?;
+        self.put_main_first(&main);
         self.search_dirs()?;
         self.closure.system_dirs = self
             .system_real
@@ -178,7 +218,22 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    fn command_macro(&mut self, op: &MacroOp) -> Result<(), NotCovered> {
+    /// The command's `-imacros`, the compiler's preincludes and the command's `-include`s.
+    fn before_main(&mut self) -> Result<(), NotCovered> {
+        for name in &self.cmd.imacros {
+            self.command_include(name.as_bytes(), "-imacros")?;
+        }
+        for name in &self.info.preincludes.clone() {
+            self.preinclude(name)?;
+        }
+        for name in &self.cmd.includes {
+            self.command_include(name.as_bytes(), "-include")?;
+        }
+        Ok(())
+    }
+
+    /// A `-D` or `-U`, applied to the table; its macro's name.
+    fn command_macro(&mut self, op: &MacroOp) -> Result<Text, NotCovered> {
         match op {
             MacroOp::Define(def) => {
                 if def.contains('\n') {
@@ -197,11 +252,16 @@ impl<'a> Walk<'a> {
                     .unwrap_or_default();
                 let m =
                     directives::macro_of(&toks).map_err(|e| NotCovered(format!("-D{def}: {e}")))?;
+                let name = m.name.clone();
                 self.table.define(Arc::new(m));
+                Ok(name)
             }
-            MacroOp::Undef(name) => self.table.undef(&Text::from(name.as_bytes())),
+            MacroOp::Undef(name) => {
+                let name = Text::from(name.as_bytes());
+                self.table.undef(&name);
+                Ok(name)
+            }
         }
-        Ok(())
     }
 
     /// `-include` and `-imacros`: searched from the cwd, then the quote chain.
@@ -299,11 +359,9 @@ impl<'a> Walk<'a> {
             }
             return;
         }
-        if !self.seen_files.contains_key(real) {
+        if self.seen_files.insert(real.clone()) {
             let line_name =
                 (!source && f.name.starts_with(b"/")).then(|| PathBuf::from(shown(&f.name)));
-            self.seen_files
-                .insert(real.clone(), self.closure.files.len());
             self.closure.files.push(Input {
                 path: real.clone(),
                 line_name,
@@ -370,26 +428,61 @@ impl<'a> Walk<'a> {
         self.check_budget()?;
         let sig = f.resolved.sig.expect("a found file has a stat");
         let parsed = self.scanner.parsed(&f.resolved.real, sig, self.info.mode)?;
-        let id = OnceKey {
-            id: (sig.dev, sig.ino),
-            mtime: sig.mtime,
-            size: sig.size,
-            hash: parsed.hash,
-        };
+        let id = OnceKey::of(sig, &parsed);
         if self.is_once(&id) {
             return Ok(());
         }
+        self.main.entered_as_header(&f.resolved.real);
         self.record(&f, false);
-        if self.seen_read.insert(f.resolved.real.clone()) {
-            self.read.push(f.resolved.real.clone());
+        self.note_read(&f.resolved.real);
+        self.follow(f, parsed, id, Entering::Header { import })
+    }
+
+    /// Reads the main file from directive `start` on (0, or a checkpoint's
+    /// place); the closure gets it at the end ([`Walk::put_main_first`]).
+    fn enter_main(
+        &mut self,
+        f: Found,
+        parsed: Arc<Parsed>,
+        start: usize,
+    ) -> Result<(), NotCovered> {
+        self.check_budget()?;
+        let id = OnceKey::of(f.resolved.sig.expect("a found file has a stat"), &parsed);
+        if self.is_once(&id) {
+            return Ok(());
         }
+        self.note_read(&f.resolved.real);
+        self.follow(f, parsed, id, Entering::Main { start })
+    }
+
+    fn note_read(&mut self, real: &Path) {
+        if self.seen_read.insert(real.to_path_buf()) {
+            self.read.push(real.to_path_buf());
+        }
+    }
+
+    /// Runs a file entered, unless its guard is defined (a checkpoint
+    /// resumes past the main file's guard, so it is checked at 0 only).
+    fn follow(
+        &mut self,
+        f: Found,
+        parsed: Arc<Parsed>,
+        id: OnceKey,
+        how: Entering,
+    ) -> Result<(), NotCovered> {
         if let Some(e) = &parsed.error {
             return nc(format!("{}: {e}", f.resolved.real.display()));
         }
-        if import {
-            self.once.push(id);
-        }
-        if parsed.guard.as_ref().is_some_and(|g| self.is_defined(g)) {
+        let (start, main) = match how {
+            Entering::Header { import } => {
+                if import {
+                    self.once.push(id);
+                }
+                (0, false)
+            }
+            Entering::Main { start } => (start, true),
+        };
+        if start == 0 && parsed.guard.as_ref().is_some_and(|g| self.is_defined(g)) {
             return Ok(());
         }
         self.bytes += parsed.size;
@@ -399,18 +492,30 @@ impl<'a> Walk<'a> {
             relative: f.relative,
             line: 0,
             parsed: parsed.clone(),
+            main,
         });
-        let r = self.directives(&parsed, id);
+        let r = self.directives(&parsed, id, start);
         self.stack.pop();
         r
     }
 
+    /// The main file goes first in the closure, as the source.
+    fn put_main_first(&mut self, main: &Found) {
+        let real = &main.resolved.real;
+        if self.seen_files.remove(real) {
+            self.closure.files.retain(|f| f.path != *real);
+        }
+        let before = self.closure.files.len();
+        self.record(main, true);
+        if self.closure.files.len() > before {
+            let source = self.closure.files.pop().expect("just recorded");
+            self.closure.files.insert(0, source);
+        }
+    }
+
     /// True for a file marked `#pragma once` (or `#import`ed) already.
     fn is_once(&self, key: &OnceKey) -> bool {
-        let same = |k: &OnceKey| (k.mtime, k.size, k.hash) == (key.mtime, key.size, key.hash);
-        self.once
-            .iter()
-            .any(|k| k.id == key.id || (self.info.gcc && same(k)))
+        key.in_list(&self.once, self.info.gcc)
     }
 
     fn is_defined(&self, name: &[u8]) -> bool {
@@ -418,9 +523,13 @@ impl<'a> Walk<'a> {
     }
 
     /// Runs a file's directives, taking the branches the compiler takes.
-    fn directives(&mut self, parsed: &Parsed, id: OnceKey) -> Result<(), NotCovered> {
+    fn directives(&mut self, parsed: &Parsed, id: OnceKey, start: usize) -> Result<(), NotCovered> {
         let entries = &parsed.entries;
-        let mut i = 0;
+        let in_main = self.stack.last().is_some_and(|f| f.main);
+        if in_main && start == 0 {
+            self.checkpoint(0);
+        }
+        let mut i = start;
         while i < entries.len() {
             let e = &entries[i];
             let line = e.line;
@@ -432,11 +541,17 @@ impl<'a> Walk<'a> {
                 Dir::Elif(_) | Dir::Elifdef(..) | Dir::Else => end_of_group(entries, i) + 1,
                 Dir::Endif => i + 1,
                 Dir::PragmaOnce => {
+                    if in_main {
+                        self.main.taint();
+                    }
                     self.once.push(id);
                     i + 1
                 }
                 d => {
                     self.directive(d).map_err(|w| self.locate(w, line))?;
+                    if in_main && matches!(d, Dir::Include(..)) {
+                        self.checkpoint(i + 1);
+                    }
                     i + 1
                 }
             };
@@ -558,6 +673,9 @@ impl<'a> Walk<'a> {
             return self.find(name, None, self.quote_len);
         }
         let dir = dir_of(&frame.name).to_vec();
+        if frame.main {
+            self.main.searched_its_dir();
+        }
         self.find(name, Some(&dir), 0)
     }
 }
@@ -594,7 +712,14 @@ impl Env for Walk<'_> {
     }
 
     fn line(&self) -> u32 {
-        self.stack.last().map_or(0, |f| f.line)
+        match self.stack.last() {
+            Some(f) if f.main => {
+                self.main.taint();
+                f.line
+            }
+            Some(f) => f.line,
+            None => 0,
+        }
     }
 
     fn include_level(&self) -> u32 {
@@ -604,6 +729,9 @@ impl Env for Walk<'_> {
     fn file_name(&self, base: bool) -> Result<Vec<u8>, String> {
         if self.cmd.prefix_maps {
             return Err("__FILE__ under a prefix map".into());
+        }
+        if base || self.stack.last().is_none_or(|f| f.main) {
+            self.main.taint();
         }
         Ok(match (base, self.stack.last()) {
             (false, Some(f)) => f.name.clone(),
