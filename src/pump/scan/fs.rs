@@ -114,7 +114,9 @@ impl Fs {
             self.resolved.entry(k.clone()).or_insert_with(|| v.clone());
         }
         for (p, sig) in &part.probes {
-            if self.probed.insert(p.as_os_str().as_bytes().to_vec()) {
+            let bytes = p.as_os_str().as_bytes();
+            if !self.probed.contains(bytes) {
+                self.probed.insert(bytes.to_vec());
                 self.probes.push((p.clone(), *sig));
             }
         }
@@ -123,7 +125,9 @@ impl Fs {
     /// Looks up an absolute path: `None` if it does not exist.
     pub fn lookup(&mut self, path: &Path) -> io::Result<Option<Arc<Resolved>>> {
         let r = self.resolve(path, 0)?;
-        if self.probed.insert(path.as_os_str().as_bytes().to_vec()) {
+        let bytes = path.as_os_str().as_bytes();
+        if !self.probed.contains(bytes) {
+            self.probed.insert(bytes.to_vec());
             self.probes
                 .push((path.to_path_buf(), r.as_ref().and_then(|r| r.sig)));
         }

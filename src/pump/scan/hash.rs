@@ -21,11 +21,15 @@ impl Hasher for Fx {
         for c in &mut chunks {
             self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
         }
+        // The last bytes as one word, built without a call to memcpy (a
+        // path's or a name's tail is hashed on every lookup).
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
+            let word = rest
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+            self.add(word);
         }
     }
 
@@ -52,3 +56,37 @@ impl Hasher for Fx {
 
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 pub type FastSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
+
+/// A set of paths hashed by their bytes (a `Path`'s own hash walks its
+/// components); adding allocates only for a new path.
+#[derive(Clone, Default)]
+pub struct PathSet(FastSet<std::ffi::OsString>);
+
+impl PathSet {
+    pub fn contains(&self, p: &std::path::Path) -> bool {
+        self.0.contains(p.as_os_str())
+    }
+
+    /// Adds a path: true if it was not there.
+    pub fn add(&mut self, p: &std::path::Path) -> bool {
+        if self.contains(p) {
+            return false;
+        }
+        self.0.insert(p.as_os_str().to_owned())
+    }
+
+    pub fn remove(&mut self, p: &std::path::Path) -> bool {
+        self.0.remove(p.as_os_str())
+    }
+}
+
+impl<'a> FromIterator<&'a std::path::PathBuf> for PathSet {
+    fn from_iter<I: IntoIterator<Item = &'a std::path::PathBuf>>(paths: I) -> PathSet {
+        PathSet(
+            paths
+                .into_iter()
+                .map(|p| p.as_os_str().to_owned())
+                .collect(),
+        )
+    }
+}

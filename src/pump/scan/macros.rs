@@ -44,6 +44,18 @@ impl Table {
         }
     }
 
+    /// A table with room for `n` changes (a scan's size, known from earlier ones).
+    pub fn with_capacity(base: Arc<FastMap<Text, Arc<Macro>>>, n: usize) -> Table {
+        let mut t = Table::new(base);
+        t.changes.over.reserve(n);
+        t
+    }
+
+    /// How many macros the scan changed.
+    pub fn changed(&self) -> usize {
+        self.changes.over.len()
+    }
+
     /// A table that allocates nothing: the stand-in while the walk lends
     /// its own table to an expansion.
     pub fn placeholder(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {

@@ -44,9 +44,11 @@ mod walk;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -56,6 +58,7 @@ use command::Command;
 use compiler::{Info, Search};
 use directives::Parsed;
 use fs::Sig;
+use hash::FastMap;
 use lex::{Mode, Tok};
 
 /// The scanner's bounds.
@@ -90,6 +93,9 @@ impl Default for Limits {
 
 const SHARDS: usize = 16;
 
+/// The most macros a scan's table makes room for at its start.
+const MAX_TABLE_HINT: usize = 1 << 16;
+
 /// A bound on each cache of compiler answers (one entry per distinct flag
 /// set, search-option set or `__has_*` operand).
 const MAX_QUERIES: usize = 4096;
@@ -113,8 +119,39 @@ type FeatureKey = (u64, Vec<u8>, Vec<u8>);
 
 #[derive(Default)]
 struct ParseShard {
-    files: HashMap<(PathBuf, Mode), (Sig, Arc<Parsed>)>,
+    /// By the path's bytes, then by lexing mode.
+    files: FastMap<OsString, Vec<(Mode, Sig, Arc<Parsed>)>>,
+    count: usize,
     bytes: usize,
+}
+
+impl ParseShard {
+    fn get(&self, real: &Path, mode: Mode) -> Option<&(Mode, Sig, Arc<Parsed>)> {
+        let modes = self.files.get(real.as_os_str())?;
+        modes.iter().find(|(m, _, _)| *m == mode)
+    }
+
+    fn put(&mut self, real: &Path, mode: Mode, sig: Sig, parsed: Arc<Parsed>) {
+        let modes = self.files.entry(real.as_os_str().to_owned()).or_default();
+        match modes.iter_mut().find(|(m, _, _)| *m == mode) {
+            Some(old) => {
+                self.bytes -= old.2.size;
+                *old = (mode, sig, parsed.clone());
+            }
+            None => {
+                self.count += 1;
+                modes.push((mode, sig, parsed.clone()));
+            }
+        }
+        self.bytes += parsed.size;
+    }
+
+    fn evict_half(&mut self) {
+        evict_half(&mut self.files);
+        let all = || self.files.values().flatten();
+        self.count = all().count();
+        self.bytes = all().map(|(_, _, p)| p.size).sum();
+    }
 }
 
 /// What one scan found.
@@ -188,6 +225,8 @@ pub struct Scanner {
     checkpoints: walk::Checkpoints,
     /// Scans that went on from a checkpoint.
     resumed: AtomicU64,
+    /// How many macros the last scan changed: the next one's table starts that big.
+    table_hint: AtomicUsize,
 }
 
 impl Default for Scanner {
@@ -212,6 +251,7 @@ impl Scanner {
             closures: Mutex::default(),
             checkpoints: walk::Checkpoints::new(limits.checkpoint_paths),
             resumed: AtomicU64::new(0),
+            table_hint: AtomicUsize::new(0),
         }
     }
 
@@ -225,6 +265,10 @@ impl Scanner {
         let scan = self.scan(req, &cmd)?;
         self.store_closure(key, &scan.closure, scan.probes);
         Ok(scan.closure)
+    }
+
+    fn table_hint(&self) -> usize {
+        self.table_hint.load(Ordering::Relaxed)
     }
 
     /// How many scans so far went on from a checkpoint of another source
@@ -265,6 +309,8 @@ impl Scanner {
         w.system_headers = req.system_headers;
         w.run()
             .map_err(|NotCovered(why)| NotCovered(why.trim_start_matches('@').to_string()))?;
+        let changed = w.changed_macros().min(MAX_TABLE_HINT);
+        self.table_hint.store(changed, Ordering::Relaxed);
         let mut probes = std::mem::take(&mut w.fs.probes);
         probes.extend(chain.search.absent.iter().map(|d| (req.cwd.join(d), None)));
         Ok(Scan {
@@ -376,9 +422,12 @@ impl Scanner {
 
     /// A file's directives, from the cache while its stat is unchanged.
     fn parsed(&self, real: &Path, sig: Sig, mode: Mode) -> Result<Arc<Parsed>, NotCovered> {
-        let key = (real.to_path_buf(), mode);
-        let shard = &self.parsed[hash(real) as usize % SHARDS];
-        if let Some((s, p)) = shard.lock().expect("parse cache").files.get(&key) {
+        let shard = {
+            let mut h = hash::Fx::default();
+            h.write(real.as_os_str().as_bytes());
+            &self.parsed[h.finish() as usize % SHARDS]
+        };
+        if let Some((_, s, p)) = shard.lock().expect("parse cache").get(real, mode) {
             if *s == sig {
                 return Ok(p.clone());
             }
@@ -394,16 +443,12 @@ impl Scanner {
         let parsed = Arc::new(directives::parse(&raw, mode));
         if settled(sig) {
             let mut s = shard.lock().expect("parse cache");
-            if s.files.len() >= self.limits.parsed_files / SHARDS
+            if s.count >= self.limits.parsed_files / SHARDS
                 || s.bytes >= self.limits.parsed_bytes / SHARDS
             {
-                evict_half(&mut s.files);
-                s.bytes = s.files.values().map(|(_, p)| p.size).sum();
+                s.evict_half();
             }
-            s.bytes += parsed.size;
-            if let Some((_, old)) = s.files.insert(key, (sig, parsed.clone())) {
-                s.bytes -= old.size;
-            }
+            s.put(real, mode, sig, parsed.clone());
         }
         Ok(parsed)
     }

@@ -13,7 +13,7 @@ use super::compiler::Info;
 use super::directives::{self, Dir, IncludeKind, Macro, Parsed};
 use super::expr;
 use super::fs::{Fs, Resolved};
-use super::hash::{FastMap, FastSet};
+use super::hash::{FastMap, PathSet};
 use super::lex::{self, Kind, Text, Tok};
 use super::macros::{header_name, Env, Expander, PTok, Table};
 use super::{Limits, NotCovered, Scanner};
@@ -113,11 +113,11 @@ pub struct Walk<'a> {
     pub closure: Closure,
     /// Every file entered, system headers too, in order.
     pub read: Vec<PathBuf>,
-    seen_read: FastSet<PathBuf>,
-    seen_files: FastSet<PathBuf>,
-    seen_system: FastSet<PathBuf>,
-    seen_links: FastSet<PathBuf>,
-    seen_dirs: FastSet<PathBuf>,
+    seen_read: PathSet,
+    seen_files: PathSet,
+    seen_system: PathSet,
+    seen_links: PathSet,
+    seen_dirs: PathSet,
     /// Function-like macros that pass a parameter to a `__has_*` name, as
     /// glibc's `__glibc_has_attribute (attr)`: the name and the index.
     feature_wrappers: FastMap<Text, (Text, usize)>,
@@ -129,6 +129,8 @@ pub struct Walk<'a> {
     limits: Limits,
     /// The main file's checkpoints.
     main: checkpoint::Main,
+    /// A buffer for the paths a search tries.
+    scratch: Vec<u8>,
 }
 
 impl<'a> Walk<'a> {
@@ -155,22 +157,23 @@ impl<'a> Walk<'a> {
             chain,
             quote_len,
             system_real,
-            table: Table::new(info.macros.clone()),
+            table: Table::with_capacity(info.macros.clone(), scanner.table_hint()),
             fs: Fs::default(),
             stack: Vec::new(),
             once: Vec::new(),
             closure: Closure::default(),
             read: Vec::new(),
-            seen_read: FastSet::default(),
-            seen_files: FastSet::default(),
-            seen_system: FastSet::default(),
-            seen_links: FastSet::default(),
-            seen_dirs: FastSet::default(),
+            seen_read: PathSet::default(),
+            seen_files: PathSet::default(),
+            seen_system: PathSet::default(),
+            seen_links: PathSet::default(),
+            seen_dirs: PathSet::default(),
             feature_wrappers: FastMap::default(),
             deadline: Instant::now() + limits.time,
             bytes: 0,
             limits,
             main: checkpoint::Main::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -216,6 +219,11 @@ impl<'a> Walk<'a> {
                 .collect();
         }
         Ok(())
+    }
+
+    /// How many macros the walk defined or undefined.
+    pub fn changed_macros(&self) -> usize {
+        self.table.changed()
     }
 
     /// The command's `-imacros`, the compiler's preincludes and the command's `-include`s.
@@ -300,17 +308,21 @@ impl<'a> Walk<'a> {
     /// An absolute path or one relative to the cwd.
     fn lookup(&mut self, name: &[u8], at: Option<usize>) -> Result<Option<Found>, NotCovered> {
         let path = self.cwd.join(Path::new(OsStr::from_bytes(name)));
+        Ok(self.file_at(&path)?.map(|resolved| Found {
+            name: name.to_vec(),
+            at,
+            relative: false,
+            resolved,
+        }))
+    }
+
+    /// The file (not a directory) at an absolute path, if there is one.
+    fn file_at(&mut self, path: &Path) -> Result<Option<Arc<Resolved>>, NotCovered> {
         let r = self
             .fs
-            .lookup(&path)
+            .lookup(path)
             .map_err(|e| NotCovered(format!("{}: {e}", path.display())))?;
-        Ok(r.filter(|r| r.sig.is_some_and(|s| !s.dir))
-            .map(|resolved| Found {
-                name: name.to_vec(),
-                at,
-                relative: false,
-                resolved,
-            }))
+        Ok(r.filter(|r| r.sig.is_some_and(|s| !s.dir)))
     }
 
     /// Searches for `name`: first in `includer` (the spelled directory of
@@ -328,12 +340,27 @@ impl<'a> Walk<'a> {
             }
         }
         for k in from..self.chain.len() {
-            let spelled = join(&self.chain[k].name, name);
             if let Some(i) = self.chain[k].system {
                 self.used_system[i] = true;
             }
-            if let Some(f) = self.lookup(&spelled, Some(k))? {
-                return Ok(Some(f));
+            // The dir's absolute path and the name: the bytes of the cwd
+            // joined to the spelled name, made without allocating.
+            let mut path = std::mem::take(&mut self.scratch);
+            path.clear();
+            path.extend_from_slice(self.chain[k].path.as_os_str().as_bytes());
+            if !path.ends_with(b"/") {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name);
+            let found = self.file_at(Path::new(OsStr::from_bytes(&path)));
+            self.scratch = path;
+            if let Some(resolved) = found? {
+                return Ok(Some(Found {
+                    name: join(&self.chain[k].name, name),
+                    at: Some(k),
+                    relative: false,
+                    resolved,
+                }));
             }
         }
         Ok(None)
@@ -353,13 +380,13 @@ impl<'a> Walk<'a> {
     fn record(&mut self, f: &Found, source: bool) {
         let real = &f.resolved.real;
         if self.is_system(real) {
-            if self.system_headers && self.seen_system.insert(real.clone()) {
+            if self.system_headers && self.seen_system.add(real) {
                 self.closure.system_files.push(real.clone());
                 self.record_way(&f.resolved);
             }
             return;
         }
-        if self.seen_files.insert(real.clone()) {
+        if self.seen_files.add(real) {
             let line_name =
                 (!source && f.name.starts_with(b"/")).then(|| PathBuf::from(shown(&f.name)));
             self.closure.files.push(Input {
@@ -372,7 +399,7 @@ impl<'a> Walk<'a> {
 
     fn record_way(&mut self, r: &Resolved) {
         for l in &r.links {
-            if self.keeps(&l.path) && self.seen_links.insert(l.path.clone()) {
+            if self.keeps(&l.path) && self.seen_links.add(&l.path) {
                 self.closure.links.push(Link {
                     path: l.path.clone(),
                     target: l.target.clone(),
@@ -380,13 +407,13 @@ impl<'a> Walk<'a> {
             }
         }
         for d in &r.before_dotdot {
-            self.record_dir(d.clone());
+            self.record_dir(d);
         }
     }
 
-    fn record_dir(&mut self, d: PathBuf) {
-        if self.keeps(&d) && d != Path::new("/") && self.seen_dirs.insert(d.clone()) {
-            self.closure.dirs.push(d);
+    fn record_dir(&mut self, d: &Path) {
+        if self.keeps(d) && d != Path::new("/") && self.seen_dirs.add(d) {
+            self.closure.dirs.push(d.to_path_buf());
         }
     }
 
@@ -403,7 +430,7 @@ impl<'a> Walk<'a> {
                 .map_err(|e| NotCovered(format!("{}: {e}", path.display())))?;
             if let Some(r) = r.filter(|r| r.sig.is_some_and(|s| s.dir)) {
                 self.record_way(&r);
-                self.record_dir(r.real.clone());
+                self.record_dir(&r.real);
             }
         }
         Ok(())
@@ -456,7 +483,7 @@ impl<'a> Walk<'a> {
     }
 
     fn note_read(&mut self, real: &Path) {
-        if self.seen_read.insert(real.to_path_buf()) {
+        if self.seen_read.add(real) {
             self.read.push(real.to_path_buf());
         }
     }
@@ -628,6 +655,13 @@ impl<'a> Walk<'a> {
     }
 
     fn include(&mut self, kind: IncludeKind, toks: &[Tok]) -> Result<(), NotCovered> {
+        if let Some((text, angle)) = spelled_header(toks) {
+            let name = &text[1..text.len() - 1];
+            let Some(found) = self.search(name, angle, kind == IncludeKind::Next)? else {
+                return nc(format!("no {} in the search path", shown(name)));
+            };
+            return self.enter(found, kind == IncludeKind::Import);
+        }
         let toks: Vec<PTok> = toks.iter().map(PTok::of).collect();
         let direct = matches!(
             toks.first().map(|t| t.tok.kind),
@@ -780,6 +814,18 @@ impl Walk<'_> {
             let call = self.info.features.contains(&w[0].text) && w[1].is(b"(") && w[3].is(b")");
             call.then(|| (w[0].text.clone(), at))
         })
+    }
+}
+
+/// An `#include`'s `<name>` or `"name"` as written (not a macro): the
+/// token's text and whether it is `<...>`. As for the compiler, tokens after
+/// it do not count.
+fn spelled_header(toks: &[Tok]) -> Option<(Text, bool)> {
+    let t = toks.first()?;
+    match t.kind {
+        Kind::Header => Some((t.text.clone(), true)),
+        Kind::Str if t.text.len() >= 2 && t.text[0] == b'"' => Some((t.text.clone(), false)),
+        _ => None,
     }
 }
 

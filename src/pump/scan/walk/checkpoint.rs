@@ -280,15 +280,15 @@ impl Walk<'_> {
         self.once = s.once.clone();
         self.closure = s.closure.clone();
         let c = &self.closure;
-        self.seen_files = c.files.iter().map(|f| f.path.clone()).collect();
-        self.seen_links = c.links.iter().map(|l| l.path.clone()).collect();
-        self.seen_dirs = c.dirs.iter().cloned().collect();
-        self.seen_system = c.system_files.iter().cloned().collect();
+        self.seen_files = c.files.iter().map(|f| &f.path).collect();
+        self.seen_links = c.links.iter().map(|l| &l.path).collect();
+        self.seen_dirs = c.dirs.iter().collect();
+        self.seen_system = c.system_files.iter().collect();
         let mut read = s.read.clone();
         if !read.contains(&self.main.real) {
             read.insert(s.main_read_at, self.main.real.clone());
         }
-        self.seen_read = read.iter().cloned().collect();
+        self.seen_read = read.iter().collect();
         self.read = read;
         self.fs.take_up(&s.fs);
         self.feature_wrappers = s.feature_wrappers.clone();
