@@ -78,11 +78,15 @@ impl Table {
         }
     }
 
-    /// Its changes, for a checkpoint.
+    /// Its changes, for a checkpoint: in maps no bigger than they hold
+    /// (the table itself may have room for a whole scan's).
     pub fn changes(&self) -> Changes {
+        let c = &self.changes;
         Changes {
+            over: c.over.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            pushed: c.pushed.clone(),
+            watched: c.watched.clone(),
             consulted: self.consulted.borrow().clone(),
-            ..self.changes.clone()
         }
     }
 
