@@ -48,7 +48,7 @@ use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -224,7 +224,7 @@ pub struct Scanner {
     closures: Mutex<ClosureCache>,
     checkpoints: walk::Checkpoints,
     /// Scans that went on from a checkpoint.
-    resumed: AtomicU64,
+    resumed: AtomicUsize,
     /// How many macros the last scan changed: the next one's table starts that big.
     table_hint: AtomicUsize,
 }
@@ -250,7 +250,7 @@ impl Scanner {
             parsed: (0..SHARDS).map(|_| Mutex::default()).collect(),
             closures: Mutex::default(),
             checkpoints: walk::Checkpoints::new(limits.checkpoint_paths),
-            resumed: AtomicU64::new(0),
+            resumed: AtomicUsize::new(0),
             table_hint: AtomicUsize::new(0),
         }
     }
@@ -274,7 +274,7 @@ impl Scanner {
     /// How many scans so far went on from a checkpoint of another source
     /// instead of walking its headers again.
     pub fn resumed(&self) -> u64 {
-        self.resumed.load(Ordering::Relaxed)
+        self.resumed.load(Ordering::Relaxed) as u64
     }
 
     /// Every file the compile reads, the compiler's own headers too, in the
