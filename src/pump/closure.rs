@@ -47,6 +47,17 @@ pub struct Closure {
     pub cplusplus: bool,
 }
 
+impl Closure {
+    /// How many paths it holds, for the bounds of the caches that keep closures.
+    pub fn paths(&self) -> usize {
+        self.files.len()
+            + self.links.len()
+            + self.dirs.len()
+            + self.system_dirs.len()
+            + self.system_files.len()
+    }
+}
+
 /// A file the compile reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {

@@ -36,6 +36,8 @@ impl Changes {
 }
 
 impl Table {
+    /// A table of no changes; it allocates nothing (so it is also the
+    /// stand-in while the walk lends its own table to an expansion).
     pub fn new(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {
         Table {
             base,
@@ -54,12 +56,6 @@ impl Table {
     /// How many macros the scan changed.
     pub fn changed(&self) -> usize {
         self.changes.over.len()
-    }
-
-    /// A table that allocates nothing: the stand-in while the walk lends
-    /// its own table to an expansion.
-    pub fn placeholder(base: Arc<FastMap<Text, Arc<Macro>>>) -> Table {
-        Table::new(base)
     }
 
     /// The table a checkpoint kept, with the command's own values for the
@@ -96,10 +92,7 @@ impl Table {
     }
 
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Macro>> {
-        let m = match self.changes.over.get(name) {
-            Some(m) => m.as_ref(),
-            None => self.base.get(name),
-        };
+        let m = self.value(name);
         if !self.changes.watched.is_empty() && self.changes.watched.contains(name) {
             let mut consulted = self.consulted.borrow_mut();
             if !consulted.iter().any(|(n, _)| &**n == name) {

@@ -187,13 +187,7 @@ struct CachedClosure {
 impl CachedClosure {
     /// The paths it holds, for the cache's bound.
     fn weight(&self) -> usize {
-        let c = &self.closure;
-        1 + c.files.len()
-            + c.links.len()
-            + c.dirs.len()
-            + c.system_dirs.len()
-            + c.system_files.len()
-            + self.probes.len()
+        1 + self.closure.paths() + self.probes.len()
     }
 }
 
@@ -328,11 +322,7 @@ impl Scanner {
             .map
             .get(key)
             .cloned()?;
-        let same = hit
-            .probes
-            .iter()
-            .all(|(p, sig)| fs::stat(p).is_ok_and(|now| now == *sig));
-        same.then(|| hit.closure.clone())
+        probes_hold(&hit.probes).then(|| hit.closure.clone())
     }
 
     fn store_closure(
@@ -341,12 +331,7 @@ impl Scanner {
         closure: &Closure,
         probes: Vec<(PathBuf, Option<Sig>)>,
     ) {
-        // A file changed in the last seconds may still be being written, and
-        // on a file system with coarse timestamps its stat may not show it.
-        if probes
-            .iter()
-            .any(|(_, sig)| sig.is_some_and(|s| !s.dir && !settled(s)))
-        {
+        if !probes_settled(&probes) {
             return;
         }
         let entry = Arc::new(CachedClosure {
@@ -520,6 +505,22 @@ fn evict_half<K: Clone + Eq + Hash, V, S: std::hash::BuildHasher>(map: &mut Hash
     for k in keys {
         map.remove(&k);
     }
+}
+
+/// True if every probe stats now as it did.
+fn probes_hold(probes: &[(PathBuf, Option<Sig>)]) -> bool {
+    probes
+        .iter()
+        .all(|(p, sig)| fs::stat(p).is_ok_and(|now| now == *sig))
+}
+
+/// True unless a file probed changed in the last seconds: it may still be
+/// being written, and on a file system with coarse timestamps its stat may
+/// not show the rest.
+fn probes_settled(probes: &[(PathBuf, Option<Sig>)]) -> bool {
+    !probes
+        .iter()
+        .any(|(_, sig)| sig.is_some_and(|s| !s.dir && !settled(s)))
 }
 
 /// True if the file was last changed long enough ago that a write still

@@ -621,7 +621,7 @@ impl<'a> Walk<'a> {
     }
 
     fn expand(&mut self, toks: Vec<PTok>, in_if: bool) -> Result<Vec<PTok>, NotCovered> {
-        let stand_in = Table::placeholder(self.info.macros.clone());
+        let stand_in = Table::new(self.info.macros.clone());
         let table = std::mem::replace(&mut self.table, stand_in);
         let name_space = !self.info.gcc;
         let r = Expander {

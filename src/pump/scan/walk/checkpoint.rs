@@ -28,11 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::super::directives::Parsed;
-use super::super::fs::{self, Part};
+use super::super::fs::Part;
 use super::super::hash::{FastMap, FastSet};
 use super::super::lex::Text;
 use super::super::macros::{Changes, Table};
-use super::super::{evict_half, settled};
+use super::super::{evict_half, probes_hold, probes_settled};
 use super::{dir_of, Found, OnceKey, Walk};
 use crate::pump::closure::Closure;
 
@@ -70,13 +70,9 @@ struct Snapshot {
 
 impl Snapshot {
     fn weight(&self) -> usize {
-        let c = &self.closure;
         1 + self.changes.weight()
             + self.once.len()
-            + c.files.len()
-            + c.links.len()
-            + c.dirs.len()
-            + c.system_files.len()
+            + self.closure.paths()
             + self.read.len()
             + self.fs.weight()
     }
@@ -247,12 +243,7 @@ impl Walk<'_> {
         let mut below = self.main.keys.len();
         while let Some((at, key, snapshot)) = checkpoints.latest(&self.main.keys, below) {
             below = at;
-            if !snapshot
-                .fs
-                .probes
-                .iter()
-                .all(|(p, sig)| fs::stat(p).is_ok_and(|now| now == *sig))
-            {
+            if !probes_hold(&snapshot.fs.probes) {
                 checkpoints.forget(key);
                 continue;
             }
@@ -314,12 +305,7 @@ impl Walk<'_> {
             return;
         }
         let fs = self.fs.part(&self.main.looked_up);
-        // A file changed in the last seconds may still be being written.
-        if fs
-            .probes
-            .iter()
-            .any(|(_, sig)| sig.is_some_and(|s| !s.dir && !settled(s)))
-        {
+        if !probes_settled(&fs.probes) {
             return;
         }
         let Some(main_read_at) = self.read.iter().position(|r| *r == self.main.real) else {
